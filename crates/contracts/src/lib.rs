@@ -1,0 +1,328 @@
+//! Wire contracts shared by the services: the JSON bodies of SPEC §8 and the internal calls between
+//! services, and the `tax.withholding.v1` Kafka event of SPEC §7. Field names are snake_case;
+//! amounts are whole won; dates are `YYYY-MM-DD`.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use domain::{AccountStatus, Amount, CustomerStatus, TaxCategory};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+// ---- customer ----
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateCustomer {
+    pub name: String,
+    pub tax_category: TaxCategory,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChangeCustomerStatus {
+    pub status: CustomerStatus,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Customer {
+    pub customer_id: Uuid,
+    pub name: String,
+    pub status: CustomerStatus,
+    pub status_reason: Option<String>,
+    pub tax_category: TaxCategory,
+    pub created_at: DateTime<Utc>,
+}
+
+// ---- account-info ----
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OpenAccount {
+    pub customer_id: Uuid,
+    pub product_code: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChangeAccountStatus {
+    pub status: AccountStatus,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChangeHolds {
+    pub deposit_suspended: bool,
+    pub withdrawal_suspended: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Account {
+    pub account_id: Uuid,
+    pub customer_id: Uuid,
+    pub product_code: String,
+    pub opened_on: NaiveDate,
+    pub status: AccountStatus,
+    pub deposit_suspended: bool,
+    pub withdrawal_suspended: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+// ---- accounting ----
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MoneyMovement {
+    pub amount: Amount,
+    #[serde(default)]
+    pub value_date: Option<NaiveDate>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Transfer {
+    pub from_account_id: Uuid,
+    pub to_account_id: Uuid,
+    pub amount: Amount,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Posting {
+    pub entry_id: Uuid,
+    pub account_id: Uuid,
+    pub kind: String,
+    pub amount: i64,
+    pub value_date: NaiveDate,
+    pub balance_after: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TransferPosting {
+    pub entry_id: Uuid,
+    pub from_account_id: Uuid,
+    pub to_account_id: Uuid,
+    pub amount: i64,
+    pub value_date: NaiveDate,
+    pub from_balance_after: i64,
+    pub to_balance_after: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Balance {
+    pub account_id: Uuid,
+    pub balance: i64,
+    pub as_of: NaiveDate,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EntryLine {
+    pub ledger_account: String,
+    pub account_id: Option<Uuid>,
+    pub debit: i64,
+    pub credit: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub entry_id: Uuid,
+    pub kind: String,
+    pub business_date: NaiveDate,
+    pub value_date: NaiveDate,
+    pub created_at: DateTime<Utc>,
+    pub lines: Vec<EntryLine>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entries {
+    pub account_id: Uuid,
+    pub entries: Vec<Entry>,
+}
+
+/// End-of-day balances for `[from, to]` as change points (the first point is the balance on
+/// `from`), plus what the ledger knows of the account's interest payouts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DailyBalances {
+    pub account_id: Uuid,
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub points: Vec<BalancePoint>,
+    pub last_interest_posting: Option<InterestPosting>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BalancePoint {
+    pub date: NaiveDate,
+    pub balance: i64,
+}
+
+/// The interest service asks the ledger to book a payout. The ledger is the payout's commit point:
+/// it books at most one payout per account per business date, only for the period right after the
+/// last one, and a repeat of the same `payout_id` returns the booked posting.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InterestPostingRequest {
+    pub payout_id: Uuid,
+    pub account_id: Uuid,
+    pub customer_id: Uuid,
+    pub business_date: NaiveDate,
+    pub period_from: NaiveDate,
+    pub period_to: NaiveDate,
+    pub gross: i64,
+    pub income_tax: i64,
+    pub local_tax: i64,
+    pub rural_special_tax: i64,
+    pub net: i64,
+    pub carry_in_units: i64,
+    pub carry_out_units: i64,
+    pub tax_category: TaxCategory,
+    pub idempotency_key: String,
+    pub request_hash: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InterestPosting {
+    #[serde(flatten)]
+    pub request: InterestPostingRequest,
+    pub entry_id: Uuid,
+    pub balance_after: i64,
+    pub posted_at: DateTime<Utc>,
+    /// Position in the ledger's interest-posting feed, for recovery.
+    pub seq: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InterestPostingFeed {
+    pub postings: Vec<InterestPosting>,
+}
+
+// ---- interest ----
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateProduct {
+    pub code: String,
+    pub name: String,
+}
+
+/// Rates travel as percentage strings ("2.3") so no float ever touches them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BandBody {
+    pub from: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<i64>,
+    pub rate: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RateScheduleBody {
+    pub effective_from: NaiveDate,
+    pub bands: Vec<BandBody>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Product {
+    pub code: String,
+    pub name: String,
+    pub rate_schedules: Vec<RateScheduleBody>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Estimate {
+    pub account_id: Uuid,
+    pub business_date: NaiveDate,
+    pub period_from: NaiveDate,
+    pub period_to: NaiveDate,
+    pub gross: i64,
+    pub income_tax: i64,
+    pub local_tax: i64,
+    pub rural_special_tax: i64,
+    pub net: i64,
+    pub carry_in_units: i64,
+    pub payable: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Payout {
+    pub payout_id: Uuid,
+    pub account_id: Uuid,
+    pub customer_id: Uuid,
+    pub business_date: NaiveDate,
+    pub period_from: NaiveDate,
+    pub period_to: NaiveDate,
+    pub gross: i64,
+    pub income_tax: i64,
+    pub local_tax: i64,
+    pub rural_special_tax: i64,
+    pub net: i64,
+    pub tax_category: TaxCategory,
+    pub carry_units: i64,
+    pub balance_after: i64,
+    pub entry_id: Uuid,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Payouts {
+    pub account_id: Uuid,
+    pub payouts: Vec<Payout>,
+}
+
+// ---- tax ----
+
+pub const TAX_EVENT_SCHEMA_VERSION: u32 = 1;
+
+/// The value of a `tax.withholding.v1` message; key = account id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaxWithholdingEvent {
+    pub event_id: Uuid,
+    pub schema_version: u32,
+    pub payout_id: Uuid,
+    pub account_id: Uuid,
+    pub customer_id: Uuid,
+    pub business_date: NaiveDate,
+    pub gross: i64,
+    pub income_tax: i64,
+    pub local_tax: i64,
+    pub rural_special_tax: i64,
+    pub tax_category: TaxCategory,
+    pub occurred_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Withholding {
+    pub payout_id: Uuid,
+    pub event_id: Uuid,
+    pub account_id: Uuid,
+    pub customer_id: Uuid,
+    pub business_date: NaiveDate,
+    pub gross: i64,
+    pub income_tax: i64,
+    pub local_tax: i64,
+    pub rural_special_tax: i64,
+    pub tax_category: TaxCategory,
+    pub occurred_at: DateTime<Utc>,
+    pub recorded_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Withholdings {
+    pub withholdings: Vec<Withholding>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MonthlyReport {
+    pub month: String,
+    pub payouts: i64,
+    pub gross: i64,
+    pub income_tax: i64,
+    pub local_tax: i64,
+    pub rural_special_tax: i64,
+    pub total_tax: i64,
+    pub due_date: NaiveDate,
+}
+
+// ---- every service ----
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SetClock {
+    pub today: NaiveDate,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Clock {
+    pub today: NaiveDate,
+    pub mode: String,
+}

@@ -1,0 +1,108 @@
+//! Extractors that turn malformed input into problem responses instead of axum's plain-text ones.
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+
+use crate::problem::ApiError;
+
+/// A JSON body; also keeps the SHA-256 of the raw bytes for idempotency checks.
+pub struct Json<T> {
+    pub value: T,
+    pub body_hash: String,
+}
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = match axum::body::Bytes::from_request(req, state).await {
+            Ok(b) => b,
+            Err(e) => {
+                return Err(if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "BODY_TOO_LARGE", "request body is too large")
+                } else {
+                    ApiError::bad_request("MALFORMED_BODY", e.body_text())
+                })
+            }
+        };
+        let body_hash = hash(&bytes);
+        match axum::Json::<T>::from_bytes(&bytes) {
+            Ok(axum::Json(value)) => Ok(Self { value, body_hash }),
+            Err(e) => Err(json_problem(e)),
+        }
+    }
+}
+
+pub fn hash(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn json_problem(e: JsonRejection) -> ApiError {
+    match e {
+        JsonRejection::JsonDataError(e) => ApiError::unprocessable("VALIDATION_FAILED", e.body_text()),
+        JsonRejection::JsonSyntaxError(e) => ApiError::bad_request("MALFORMED_JSON", e.body_text()),
+        JsonRejection::MissingJsonContentType(e) => {
+            ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE", e.body_text())
+        }
+        other => ApiError::bad_request("MALFORMED_BODY", other.body_text()),
+    }
+}
+
+/// A path parameter; a malformed one (say, an id that is not a UUID) is a 404 for that resource.
+pub struct Path<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(Self(v)),
+            Err(PathRejection::FailedToDeserializePathParams(e)) => {
+                Err(ApiError::not_found("NOT_FOUND", format!("no such resource: {}", e.body_text())))
+            }
+            Err(e) => Err(ApiError::bad_request("MALFORMED_PATH", e.body_text())),
+        }
+    }
+}
+
+pub struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(Self(v)),
+            Err(QueryRejection::FailedToDeserializeQueryString(e)) => {
+                Err(ApiError::bad_request("MALFORMED_QUERY", e.body_text()))
+            }
+            Err(e) => Err(ApiError::bad_request("MALFORMED_QUERY", e.body_text())),
+        }
+    }
+}
+
+/// The `Idempotency-Key` header: required on money-moving POSTs, 1–200 visible ASCII characters.
+pub struct IdempotencyKey(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let Some(v) = parts.headers.get("idempotency-key") else {
+            return Err(ApiError::bad_request("IDEMPOTENCY_KEY_REQUIRED", "the Idempotency-Key header is required"));
+        };
+        let key = v
+            .to_str()
+            .ok()
+            .filter(|k| !k.is_empty() && k.len() <= 200 && k.bytes().all(|b| b.is_ascii_graphic()))
+            .ok_or_else(|| {
+                ApiError::bad_request("IDEMPOTENCY_KEY_INVALID", "Idempotency-Key must be 1-200 visible ASCII characters")
+            })?;
+        Ok(Self(key.to_string()))
+    }
+}

@@ -1,0 +1,18 @@
+//! Platform pieces shared by the five services: env-based configuration, telemetry (JSON logs and
+//! OpenTelemetry), the HTTP server bootstrap (health, metrics, OpenAPI, problems, graceful shutdown),
+//! an HTTP client with timeouts and trace propagation, the business-date clock, and thin wrappers
+//! over PostgreSQL, Redis and Kafka.
+
+pub mod client;
+pub mod clock;
+pub mod config;
+pub mod db;
+pub mod extract;
+pub mod kafka;
+pub mod problem;
+pub mod redis;
+pub mod runtime;
+pub mod server;
+pub mod telemetry;
+
+pub use problem::{ApiError, ApiResult};

@@ -1,0 +1,201 @@
+//! HTTP server bootstrap shared by every service: `/health/live`, `/health/ready`, `/metrics`,
+//! `/openapi.json`, the manual clock's `/v1/admin/clock`, request ids, tracing spans joined to the
+//! caller's W3C context, problem responses for unknown routes and panics, and graceful shutdown.
+
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use futures::future::BoxFuture;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::clock::Clock;
+use crate::problem::ApiError;
+
+/// Largest request body accepted; larger ones get a 413 problem.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+pub type ReadinessCheck = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
+
+/// Wraps an async check for readiness.
+pub fn check<F, Fut>(f: F) -> ReadinessCheck
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), String>> + Send + 'static,
+{
+    Arc::new(move || Box::pin(f()))
+}
+
+pub struct Platform {
+    pub service: &'static str,
+    pub openapi: &'static str,
+    pub clock: Clock,
+    pub checks: Vec<(&'static str, ReadinessCheck)>,
+}
+
+#[derive(Clone)]
+struct PlatformState {
+    service: &'static str,
+    openapi: &'static str,
+    clock: Clock,
+    checks: Arc<Vec<(&'static str, ReadinessCheck)>>,
+}
+
+/// One Prometheus recorder per process (tests run several services in one process).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .install_recorder()
+                .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder().handle())
+        })
+        .clone()
+}
+
+/// Adds the platform routes and layers around a service's own routes.
+pub fn app(service_routes: Router, platform: Platform) -> Router {
+    let _ = metrics_handle();
+    let state = PlatformState {
+        service: platform.service,
+        openapi: platform.openapi,
+        clock: platform.clock.clone(),
+        checks: Arc::new(platform.checks),
+    };
+    let mut own = Router::new()
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
+        .route("/metrics", get(metrics_text))
+        .route("/openapi.json", get(openapi));
+    if platform.clock.is_manual() {
+        own = own.route("/v1/admin/clock", get(get_clock).put(set_clock));
+    }
+    let own = own.with_state(state);
+    let service = platform.service;
+    service_routes
+        .merge(own)
+        .fallback(|| async { ApiError::not_found("ROUTE_NOT_FOUND", "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "method not allowed on this route")
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(record_metrics))
+        .layer(CatchPanicLayer::custom(|_| ApiError::internal("unexpected failure").into_response()))
+        .layer(TraceLayer::new_for_http().make_span_with(move |req: &Request| {
+            let request_id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+            let span = tracing::info_span!(
+                "http.request",
+                service,
+                method = %req.method(),
+                path = %req.uri().path(),
+                request_id,
+            );
+            crate::telemetry::set_parent_from(
+                &span,
+                req.headers().iter().filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str(), v))),
+            );
+            span
+        }))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+async fn record_metrics(req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
+    let method = req.method().to_string();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    metrics::counter!("http_server_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("http_server_request_duration_seconds", "method" => method, "route" => route)
+        .record(start.elapsed().as_secs_f64());
+    resp
+}
+
+async fn live(State(s): State<PlatformState>) -> impl IntoResponse {
+    Json(serde_json::json!({"status": "ok", "service": s.service}))
+}
+
+async fn ready(State(s): State<PlatformState>) -> Response {
+    let mut failures = serde_json::Map::new();
+    for (name, check) in s.checks.iter() {
+        let outcome = tokio::time::timeout(Duration::from_secs(2), check()).await;
+        match outcome {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                failures.insert((*name).into(), e.into());
+            }
+            Err(_) => {
+                failures.insert((*name).into(), "timed out".into());
+            }
+        }
+    }
+    if failures.is_empty() {
+        Json(serde_json::json!({"status": "ready", "service": s.service})).into_response()
+    } else {
+        let mut e = ApiError::unavailable(serde_json::Value::Object(failures).to_string());
+        e.code = "NOT_READY".into();
+        e.into_response()
+    }
+}
+
+async fn metrics_text() -> Response {
+    let mut resp = metrics_handle().render().into_response();
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+    resp
+}
+
+async fn openapi(State(s): State<PlatformState>) -> Response {
+    let mut resp = s.openapi.into_response();
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+async fn get_clock(State(s): State<PlatformState>) -> Result<Json<contracts::Clock>, ApiError> {
+    Ok(Json(contracts::Clock { today: s.clock.today().await?, mode: "manual".into() }))
+}
+
+async fn set_clock(
+    State(s): State<PlatformState>,
+    body: crate::extract::Json<contracts::SetClock>,
+) -> Result<Json<contracts::Clock>, ApiError> {
+    s.clock.set(body.value.today).await?;
+    Ok(Json(contracts::Clock { today: body.value.today, mode: "manual".into() }))
+}
+
+/// Serves until SIGTERM or Ctrl-C; in-flight requests finish before this returns.
+pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> std::io::Result<()> {
+    axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await
+}
+
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => futures::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = futures::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}
