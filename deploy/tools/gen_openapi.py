@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""Writes services/<name>/openapi.json from the route tables below (run after changing routes)."""
+import json, pathlib
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+PROBLEM = {"description": "problem", "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+COMMON = {
+    "/health/live": [("get", "Liveness", None, "Health")],
+    "/health/ready": [("get", "Readiness of the database and, where used, Redis and Kafka", None, "Health")],
+    "/metrics": [("get", "Prometheus metrics", None, None)],
+    "/v1/admin/clock": [("put", "Set the shared business date (only with CLOCK_MODE=manual)", "SetClock", "Clock")],
+}
+S = {"type": "string"}; U = {"type": "string", "format": "uuid"}; D = {"type": "string", "format": "date"}
+I = {"type": "integer", "format": "int64"}; B = {"type": "boolean"}; T = {"type": "string", "format": "date-time"}
+def obj(req, **props):
+    return {"type": "object", "required": req, "properties": props}
+SCHEMAS = {
+    "Problem": obj(["type", "title", "status_code", "code", "detail"], type=S, title=S, status_code={"type": "integer"}, code=S, detail=S, field=S, retry_after={"type": "integer"}),
+    "Health": obj(["status"], status=S, service=S),
+    "SetClock": obj(["today"], today=D), "Clock": obj(["today", "mode"], today=D, mode=S),
+    "CreateCustomer": obj(["name", "tax_category"], name=S, tax_category={"enum": ["GENERAL", "TAX_FREE", "PREFERENTIAL"]}),
+    "ChangeCustomerStatus": obj(["status"], status={"enum": ["ACTIVE", "IDENTITY_THEFT", "HACKING_VICTIM", "DECEASED"]}, reason=S),
+    "Customer": obj(["customer_id", "name", "status", "tax_category", "created_at"], customer_id=U, name=S, status=S, status_reason=S, tax_category=S, created_at=T),
+    "OpenAccount": obj(["customer_id", "product_code"], customer_id=U, product_code=S),
+    "ChangeAccountStatus": obj(["status"], status={"enum": ["ACTIVE", "DORMANT", "CLOSED"]}),
+    "ChangeHolds": obj(["deposit_suspended", "withdrawal_suspended"], deposit_suspended=B, withdrawal_suspended=B),
+    "Account": obj(["account_id", "customer_id", "product_code", "opened_on", "status", "deposit_suspended", "withdrawal_suspended"], account_id=U, customer_id=U, product_code=S, opened_on=D, status=S, deposit_suspended=B, withdrawal_suspended=B, created_at=T),
+    "AccountPage": obj(["accounts"], accounts={"type": "array", "items": {"$ref": "#/components/schemas/Account"}}, next_after=U),
+    "MoneyMovement": obj(["amount"], amount=I, value_date=D),
+    "Transfer": obj(["from_account_id", "to_account_id", "amount"], from_account_id=U, to_account_id=U, amount=I),
+    "Posting": obj(["entry_id", "account_id", "kind", "amount", "value_date", "balance_after"], entry_id=U, account_id=U, kind=S, amount=I, value_date=D, balance_after=I),
+    "TransferPosting": obj(["entry_id", "from_account_id", "to_account_id", "amount"], entry_id=U, from_account_id=U, to_account_id=U, amount=I, value_date=D, from_balance_after=I, to_balance_after=I),
+    "Balance": obj(["account_id", "balance", "as_of"], account_id=U, balance=I, as_of=D),
+    "Entries": obj(["account_id", "entries"], account_id=U, entries={"type": "array", "items": {"type": "object"}}),
+    "DailyBalances": obj(["account_id", "from", "to", "points"], account_id=U, points={"type": "array", "items": obj(["date", "balance"], date=D, balance=I)}),
+    "InterestPostingRequest": {"type": "object"}, "InterestPosting": {"type": "object"}, "InterestPostingFeed": obj(["postings"], postings={"type": "array", "items": {"type": "object"}}),
+    "CreateProduct": obj(["code", "name"], code=S, name=S),
+    "RateSchedule": obj(["effective_from", "bands"], effective_from=D, bands={"type": "array", "items": obj(["from", "rate"], **{"from": I, "to": I, "rate": {"type": "string", "pattern": "^[0-9]+(\\.[0-9]{1,4})?$"}})}),
+    "Product": obj(["code", "name", "rate_schedules"], code=S, name=S, rate_schedules={"type": "array", "items": {"$ref": "#/components/schemas/RateSchedule"}}),
+    "Products": {"type": "array", "items": {"$ref": "#/components/schemas/Product"}},
+    "Estimate": obj(["account_id", "period_from", "period_to", "gross", "income_tax", "local_tax", "rural_special_tax", "net", "payable"], account_id=U, business_date=D, period_from=D, period_to=D, gross=I, income_tax=I, local_tax=I, rural_special_tax=I, net=I, carry_in_units=I, payable=B, code=S),
+    "Payout": obj(["payout_id", "account_id", "business_date", "period_from", "period_to", "gross", "net", "carry_units", "balance_after"], payout_id=U, account_id=U, customer_id=U, business_date=D, period_from=D, period_to=D, gross=I, income_tax=I, local_tax=I, rural_special_tax=I, net=I, tax_category=S, carry_units=I, balance_after=I, entry_id=U, created_at=T),
+    "Payouts": obj(["account_id", "payouts"], account_id=U, payouts={"type": "array", "items": {"$ref": "#/components/schemas/Payout"}}),
+    "Withholdings": obj(["withholdings"], withholdings={"type": "array", "items": {"type": "object"}}),
+    "MonthlyReport": obj(["month", "payouts", "gross", "income_tax", "local_tax", "rural_special_tax", "total_tax", "due_date"], month=S, payouts=I, gross=I, income_tax=I, local_tax=I, rural_special_tax=I, total_tax=I, due_date=D),
+    "DeadLetters": obj(["dead_letters"], dead_letters={"type": "array", "items": {"type": "object"}}),
+    "Replay": obj([], ids={"type": "array", "items": I}, all=B, replayed_by=S),
+    "ReplayResult": {"type": "object"},
+}
+SERVICES = {
+    "customer": ("Customer service", {
+        "/v1/customers": [("post", "Register a customer", "CreateCustomer", "Customer")],
+        "/v1/customers/{id}": [("get", "Read a customer", None, "Customer")],
+        "/v1/customers/{id}/status": [("put", "Change a customer's status", "ChangeCustomerStatus", "Customer")],
+    }),
+    "account-info": ("Account-info service", {
+        "/v1/accounts": [("post", "Open an account (opening date = business date)", "OpenAccount", "Account"), ("get", "List accounts by product and status, keyset-paged (?product_code=&status=&after=&limit=)", None, "AccountPage")],
+        "/v1/accounts/{id}": [("get", "Read an account", None, "Account")],
+        "/v1/accounts/{id}/status": [("put", "Change an account's status", "ChangeAccountStatus", "Account")],
+        "/v1/accounts/{id}/holds": [("put", "Set deposit/withdrawal holds", "ChangeHolds", "Account")],
+    }),
+    "accounting": ("Accounting service (the ledger)", {
+        "/v1/ledger/accounts/{id}/deposits": [("post", "Deposit (Idempotency-Key header)", "MoneyMovement", "Posting")],
+        "/v1/ledger/accounts/{id}/withdrawals": [("post", "Withdraw (Idempotency-Key header)", "MoneyMovement", "Posting")],
+        "/v1/ledger/transfers": [("post", "Transfer between accounts (Idempotency-Key header)", "Transfer", "TransferPosting")],
+        "/v1/ledger/accounts/{id}/balance": [("get", "Balance of record", None, "Balance")],
+        "/v1/ledger/accounts/{id}/entries": [("get", "Journal entries touching the account", None, "Entries")],
+        "/v1/ledger/accounts/{id}/daily-balances": [("get", "End-of-day balances for ?from=&to= (for the interest service)", None, "DailyBalances")],
+        "/v1/ledger/interest-postings": [("post", "Book an interest payout (interest service only)", "InterestPostingRequest", "InterestPosting"), ("get", "Feed of booked payouts after ?after_seq= (recovery)", None, "InterestPostingFeed")],
+    }),
+    "interest": ("Interest service", {
+        "/v1/interest/products": [("get", "List products", None, "Products"), ("post", "Create a product", "CreateProduct", "Product")],
+        "/v1/interest/products/{code}": [("get", "Read a product and its rate schedules", None, "Product")],
+        "/v1/interest/products/{code}/rate-schedules": [("get", "List rate schedules", None, "Product"), ("post", "Add an effective-dated rate schedule", "RateSchedule", "Product")],
+        "/v1/interest/accounts/{id}": [("get", "Estimate interest payable now", None, "Estimate")],
+        "/v1/interest/accounts/{id}/payouts": [("post", "Pay accrued interest now (Idempotency-Key header)", None, "Payout"), ("get", "Payout history", None, "Payouts")],
+    }),
+    "tax-consumer": ("Tax-consumer service", {
+        "/v1/tax/withholdings": [("get", "Withholding records (?account_id=&from=&to=)", None, "Withholdings")],
+        "/v1/tax/reports/monthly": [("get", "Monthly remittance report (?month=YYYY-MM)", None, "MonthlyReport")],
+        "/v1/tax/dead-letters": [("get", "Dead-lettered messages", None, "DeadLetters")],
+        "/v1/tax/dead-letters/replay": [("post", "Replay dead letters", "Replay", "ReplayResult")],
+    }),
+}
+for name, (title, paths) in SERVICES.items():
+    doc = {"openapi": "3.1.0", "info": {"title": title, "version": "1.0.0"}, "paths": {}, "components": {"schemas": {}}}
+    used = {"Problem"}
+    for path, ops in {**paths, **COMMON}.items():
+        item = {}
+        for method, summary, req, resp in ops:
+            op = {"summary": summary, "responses": {"200": {"description": "ok"}, "4XX": PROBLEM, "503": PROBLEM}}
+            if resp:
+                op["responses"]["200"]["content"] = {"application/json": {"schema": {"$ref": f"#/components/schemas/{resp}"}}}
+                used.add(resp)
+            if req:
+                op["requestBody"] = {"required": True, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{req}"}}}}
+                used.add(req)
+            params = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in ("id", "code") if "{%s}" % p in path]
+            if params:
+                op["parameters"] = params
+            item[method] = op
+        doc["paths"][path] = item
+    doc["components"]["schemas"] = {k: SCHEMAS[k] for k in sorted(used)}
+    (ROOT / "services" / name / "openapi.json").write_text(json.dumps(doc, indent=1) + "\n")

@@ -1,0 +1,102 @@
+//! Account endpoints (SPEC §8).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use contracts::{Account, ChangeAccountStatus, ChangeHolds, Customer, OpenAccount, Product};
+use domain::AccountStatus;
+use platform::extract::{Json as Body, Path, Query};
+use platform::{ApiError, ApiResult};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::{store, AppState};
+
+pub fn routes(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/accounts", post(open).get(list))
+        .route("/v1/accounts/{id}", get(read))
+        .route("/v1/accounts/{id}/status", put(change_status))
+        .route("/v1/accounts/{id}/holds", put(change_holds))
+        .with_state(state)
+}
+
+fn not_found(id: Uuid) -> ApiError {
+    ApiError::not_found("ACCOUNT_NOT_FOUND", format!("no account {id}"))
+}
+
+async fn open(State(s): State<AppState>, body: Body<OpenAccount>) -> ApiResult<(StatusCode, Json<Account>)> {
+    let req = body.value;
+    // The owner and the product must exist; their services are the source of truth.
+    let customer: Result<Customer, _> = s.customers.get(&format!("/v1/customers/{}", req.customer_id)).await;
+    match customer {
+        Err(e) if e.is_not_found() => {
+            return Err(ApiError::unprocessable("CUSTOMER_NOT_FOUND", format!("no customer {}", req.customer_id))
+                .with_field("customer_id"))
+        }
+        Err(e) => return Err(e.into()),
+        Ok(_) => {}
+    }
+    if req.product_code.is_empty() || req.product_code.len() > 64 {
+        return Err(ApiError::validation("product_code", "product_code must be 1 to 64 characters"));
+    }
+    let product: Result<Product, _> = s.interest.get(&format!("/v1/interest/products/{}", req.product_code)).await;
+    match product {
+        Err(e) if e.is_not_found() => {
+            return Err(ApiError::unprocessable("PRODUCT_NOT_FOUND", format!("no product {}", req.product_code))
+                .with_field("product_code"))
+        }
+        Err(e) => return Err(e.into()),
+        Ok(_) => {}
+    }
+    let today = s.clock.today().await?;
+    let account = store::insert(&s.pool, req.customer_id, &req.product_code, today).await?;
+    tracing::info!(account_id = %account.account_id, "account opened");
+    Ok((StatusCode::CREATED, Json(account)))
+}
+
+async fn read(State(s): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<Json<Account>> {
+    store::find(&s.pool, id).await?.map(Json).ok_or_else(|| not_found(id))
+}
+
+async fn change_status(State(s): State<AppState>, Path(id): Path<Uuid>, body: Body<ChangeAccountStatus>) -> ApiResult<Json<Account>> {
+    let account = store::set_status(&s.pool, id, body.value.status).await?.ok_or_else(|| not_found(id))?;
+    tracing::info!(account_id = %id, status = body.value.status.as_str(), "account status changed");
+    Ok(Json(account))
+}
+
+async fn change_holds(State(s): State<AppState>, Path(id): Path<Uuid>, body: Body<ChangeHolds>) -> ApiResult<Json<Account>> {
+    let h = body.value;
+    let account =
+        store::set_holds(&s.pool, id, h.deposit_suspended, h.withdrawal_suspended).await?.ok_or_else(|| not_found(id))?;
+    Ok(Json(account))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    product_code: Option<String>,
+    status: Option<String>,
+    after: Option<Uuid>,
+    limit: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct AccountPage {
+    accounts: Vec<Account>,
+    next_after: Option<Uuid>,
+}
+
+async fn list(State(s): State<AppState>, Query(q): Query<ListQuery>) -> ApiResult<Json<AccountPage>> {
+    let status = match q.status.as_deref() {
+        None => None,
+        Some(v) => Some(AccountStatus::parse(v).ok_or_else(|| ApiError::validation("status", "unknown status"))?),
+    };
+    let limit = q.limit.unwrap_or(500);
+    if !(1..=5000).contains(&limit) {
+        return Err(ApiError::validation("limit", "limit must be 1 to 5000"));
+    }
+    let accounts = store::list(&s.pool, q.product_code.as_deref(), status, q.after, limit).await?;
+    let next_after = if accounts.len() as i64 == limit { accounts.last().map(|a| a.account_id) } else { None };
+    Ok(Json(AccountPage { accounts, next_after }))
+}

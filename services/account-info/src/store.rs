@@ -1,0 +1,91 @@
+//! SQL for accounts.
+
+use chrono::NaiveDate;
+use contracts::Account;
+use domain::AccountStatus;
+use sqlx::{PgPool, Row};
+use uuid::Uuid;
+
+const COLUMNS: &str =
+    "account_id, customer_id, product_code, opened_on, status, deposit_suspended, withdrawal_suspended, created_at";
+
+fn to_account(r: &sqlx::postgres::PgRow) -> Result<Account, sqlx::Error> {
+    let status: String = r.try_get("status")?;
+    Ok(Account {
+        account_id: r.try_get("account_id")?,
+        customer_id: r.try_get("customer_id")?,
+        product_code: r.try_get("product_code")?,
+        opened_on: r.try_get("opened_on")?,
+        status: AccountStatus::parse(&status).ok_or_else(|| sqlx::Error::Decode(format!("status {status}").into()))?,
+        deposit_suspended: r.try_get("deposit_suspended")?,
+        withdrawal_suspended: r.try_get("withdrawal_suspended")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+pub async fn insert(pool: &PgPool, customer_id: Uuid, product_code: &str, opened_on: NaiveDate) -> Result<Account, sqlx::Error> {
+    let row = sqlx::query(&format!(
+        "INSERT INTO accounts (account_id, customer_id, product_code, opened_on, status)
+         VALUES ($1, $2, $3, $4, 'ACTIVE') RETURNING {COLUMNS}"
+    ))
+    .bind(Uuid::new_v4())
+    .bind(customer_id)
+    .bind(product_code)
+    .bind(opened_on)
+    .fetch_one(pool)
+    .await?;
+    to_account(&row)
+}
+
+pub async fn find(pool: &PgPool, id: Uuid) -> Result<Option<Account>, sqlx::Error> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM accounts WHERE account_id = $1")).bind(id).fetch_optional(pool).await?;
+    row.as_ref().map(to_account).transpose()
+}
+
+pub async fn set_status(pool: &PgPool, id: Uuid, status: AccountStatus) -> Result<Option<Account>, sqlx::Error> {
+    let row = sqlx::query(&format!(
+        "UPDATE accounts SET status = $2, updated_at = now() WHERE account_id = $1 RETURNING {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(status.as_str())
+    .fetch_optional(pool)
+    .await?;
+    row.as_ref().map(to_account).transpose()
+}
+
+pub async fn set_holds(pool: &PgPool, id: Uuid, deposit: bool, withdrawal: bool) -> Result<Option<Account>, sqlx::Error> {
+    let row = sqlx::query(&format!(
+        "UPDATE accounts SET deposit_suspended = $2, withdrawal_suspended = $3, updated_at = now()
+         WHERE account_id = $1 RETURNING {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(deposit)
+    .bind(withdrawal)
+    .fetch_optional(pool)
+    .await?;
+    row.as_ref().map(to_account).transpose()
+}
+
+/// Keyset page ordered by account id: streams any number of accounts without OFFSET.
+pub async fn list(
+    pool: &PgPool,
+    product_code: Option<&str>,
+    status: Option<AccountStatus>,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Account>, sqlx::Error> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM accounts
+         WHERE ($1::text IS NULL OR product_code = $1)
+           AND ($2::text IS NULL OR status = $2)
+           AND ($3::uuid IS NULL OR account_id > $3)
+         ORDER BY account_id LIMIT $4"
+    ))
+    .bind(product_code)
+    .bind(status.map(AccountStatus::as_str))
+    .bind(after)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(to_account).collect()
+}

@@ -1,0 +1,117 @@
+//! Ledger endpoints (SPEC §8) and the internal ones the interest service uses.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::NaiveDate;
+use contracts::{Account, Balance, DailyBalances, Entries, InterestPosting, InterestPostingFeed, InterestPostingRequest, MoneyMovement, Transfer};
+use platform::extract::{IdempotencyKey, Json as Body, Path, Query};
+use platform::{ApiError, ApiResult};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::ledger::{self, Direction, Idempotency};
+use crate::{store, AppState};
+
+pub fn routes(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/ledger/accounts/{id}/deposits", post(deposit))
+        .route("/v1/ledger/accounts/{id}/withdrawals", post(withdraw))
+        .route("/v1/ledger/transfers", post(transfer))
+        .route("/v1/ledger/accounts/{id}/balance", get(balance))
+        .route("/v1/ledger/accounts/{id}/entries", get(entries))
+        .route("/v1/ledger/accounts/{id}/daily-balances", get(daily_balances))
+        .route("/v1/ledger/interest-postings", post(book_interest).get(interest_feed))
+        .with_state(state)
+}
+
+fn respond(r: ledger::Response) -> Response {
+    (StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK), Json(r.body)).into_response()
+}
+
+async fn deposit(
+    State(s): State<AppState>,
+    Path(id): Path<Uuid>,
+    IdempotencyKey(key): IdempotencyKey,
+    body: Body<MoneyMovement>,
+) -> ApiResult<Response> {
+    let idem = Idempotency { key: &key, request_hash: &body.body_hash };
+    Ok(respond(ledger::move_money(&s, id, Direction::Deposit, body.value.amount, body.value.value_date, idem).await?))
+}
+
+async fn withdraw(
+    State(s): State<AppState>,
+    Path(id): Path<Uuid>,
+    IdempotencyKey(key): IdempotencyKey,
+    body: Body<MoneyMovement>,
+) -> ApiResult<Response> {
+    let idem = Idempotency { key: &key, request_hash: &body.body_hash };
+    Ok(respond(ledger::move_money(&s, id, Direction::Withdrawal, body.value.amount, body.value.value_date, idem).await?))
+}
+
+async fn transfer(State(s): State<AppState>, IdempotencyKey(key): IdempotencyKey, body: Body<Transfer>) -> ApiResult<Response> {
+    let idem = Idempotency { key: &key, request_hash: &body.body_hash };
+    let t = &body.value;
+    Ok(respond(ledger::transfer(&s, t.from_account_id, t.to_account_id, t.amount, idem).await?))
+}
+
+async fn balance(State(s): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<Json<Balance>> {
+    let today = s.clock.today().await?;
+    let balance = match store::find_account(&s.pool, id).await? {
+        Some(a) => a.balance,
+        None => {
+            // Never posted to: the balance is 0 if the account exists at all.
+            let account: Result<Account, _> = s.accounts.get(&format!("/v1/accounts/{id}")).await;
+            match account {
+                Ok(_) => 0,
+                Err(e) if e.is_not_found() => return Err(ApiError::not_found("ACCOUNT_NOT_FOUND", format!("no account {id}"))),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
+    Ok(Json(Balance { account_id: id, balance, as_of: today }))
+}
+
+#[derive(Deserialize)]
+struct EntriesQuery {
+    limit: Option<i64>,
+}
+
+async fn entries(State(s): State<AppState>, Path(id): Path<Uuid>, Query(q): Query<EntriesQuery>) -> ApiResult<Json<Entries>> {
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::validation("limit", "limit must be 1 to 1000"));
+    }
+    Ok(Json(Entries { account_id: id, entries: store::entries(&s.pool, id, limit).await? }))
+}
+
+#[derive(Deserialize)]
+struct RangeQuery {
+    from: NaiveDate,
+    to: NaiveDate,
+}
+
+async fn daily_balances(State(s): State<AppState>, Path(id): Path<Uuid>, Query(q): Query<RangeQuery>) -> ApiResult<Json<DailyBalances>> {
+    if q.to < q.from {
+        return Err(ApiError::validation("to", "to must not be before from"));
+    }
+    Ok(Json(ledger::daily_balances(&s, id, q.from, q.to).await?))
+}
+
+async fn book_interest(State(s): State<AppState>, body: Body<InterestPostingRequest>) -> ApiResult<(StatusCode, Json<InterestPosting>)> {
+    let posting = ledger::book_interest(&s, &body.value).await?;
+    Ok((StatusCode::CREATED, Json(posting)))
+}
+
+#[derive(Deserialize)]
+struct FeedQuery {
+    after_seq: Option<i64>,
+    limit: Option<i64>,
+}
+
+async fn interest_feed(State(s): State<AppState>, Query(q): Query<FeedQuery>) -> ApiResult<Json<InterestPostingFeed>> {
+    let limit = q.limit.unwrap_or(500).clamp(1, 5000);
+    Ok(Json(InterestPostingFeed { postings: store::interest_feed(&s.pool, q.after_seq.unwrap_or(0), limit).await? }))
+}

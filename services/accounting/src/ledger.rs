@@ -1,0 +1,311 @@
+//! Ledger use cases. Each owns its transaction: lock only the balance row(s) it changes (with a
+//! short lock timeout), write one balanced entry, and retry a busy row with backoff and jitter
+//! inside a bounded budget.
+
+use std::future::Future;
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use contracts::{Account, DailyBalances, InterestPosting, InterestPostingRequest, Posting, TransferPosting};
+use domain::{AccountStatus, Amount};
+use rand::Rng;
+use sqlx::Acquire;
+use uuid::Uuid;
+
+use crate::error::LedgerError;
+use crate::store::{self, Line};
+use crate::AppState;
+
+const DEPOSITS: &str = "CUSTOMER_DEPOSITS";
+const CASH: &str = "CASH";
+
+/// A money-moving response, fresh or replayed for a repeated Idempotency-Key.
+pub struct Response {
+    pub status: u16,
+    pub body: serde_json::Value,
+}
+
+pub struct Idempotency<'a> {
+    pub key: &'a str,
+    pub request_hash: &'a str,
+}
+
+/// Runs `attempt` until it succeeds, fails for a non-retryable reason, or the budget runs out.
+async fn retrying<T, F, Fut>(state: &AppState, mut attempt: F) -> Result<T, LedgerError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, LedgerError>>,
+{
+    let deadline = tokio::time::Instant::now() + state.lock_budget;
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        match attempt().await {
+            Err(e) if e.is_retryable() => {
+                let now = tokio::time::Instant::now();
+                if now >= deadline {
+                    return Err(LedgerError::Busy);
+                }
+                let jitter = rand::thread_rng().gen_range(0..=backoff.as_millis() as u64);
+                tokio::time::sleep((backoff + Duration::from_millis(jitter)).min(deadline - now)).await;
+                backoff = (backoff * 2).min(Duration::from_millis(200));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Reads the account's current state from account-info and makes sure the ledger knows it.
+async fn account_for_posting(state: &AppState, id: Uuid) -> Result<Account, LedgerError> {
+    let account: Account = match state.accounts.get(&format!("/v1/accounts/{id}")).await {
+        Ok(a) => a,
+        Err(e) if e.is_not_found() => return Err(LedgerError::AccountNotFound(id)),
+        Err(e) => return Err(e.into()),
+    };
+    if store::find_account(&state.pool, id).await?.is_none() {
+        store::create_account(&state.pool, id, account.opened_on).await?;
+    }
+    Ok(account)
+}
+
+fn require_active(a: &Account) -> Result<(), LedgerError> {
+    if a.status != AccountStatus::Active {
+        return Err(LedgerError::Refused("ACCOUNT_NOT_ACTIVE", format!("account {} is {}", a.account_id, a.status.as_str())));
+    }
+    Ok(())
+}
+
+fn check_value_date(acct: &store::LedgerAccount, value_date: NaiveDate, today: NaiveDate) -> Result<(), LedgerError> {
+    if value_date > today {
+        return Err(LedgerError::Refused("VALUE_DATE_IN_FUTURE", format!("value_date {value_date} is after today {today}")));
+    }
+    if value_date < acct.opened_on {
+        return Err(LedgerError::Refused(
+            "VALUE_DATE_BEFORE_OPENING",
+            format!("value_date {value_date} is before the account opened on {}", acct.opened_on),
+        ));
+    }
+    if let Some(paid) = acct.paid_through {
+        if value_date <= paid {
+            return Err(LedgerError::Refused(
+                "VALUE_DATE_IN_PAID_PERIOD",
+                format!("interest is already paid through {paid}; value_date must be later"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Deposit,
+    Withdrawal,
+}
+
+/// A deposit or withdrawal on one account.
+pub async fn move_money(
+    state: &AppState,
+    account_id: Uuid,
+    direction: Direction,
+    amount: Amount,
+    value_date: Option<NaiveDate>,
+    idem: Idempotency<'_>,
+) -> Result<Response, LedgerError> {
+    let account = account_for_posting(state, account_id).await?;
+    require_active(&account)?;
+    match direction {
+        Direction::Deposit if account.deposit_suspended => {
+            return Err(LedgerError::Refused("DEPOSIT_SUSPENDED", "deposits to this account are suspended".into()))
+        }
+        Direction::Withdrawal if account.withdrawal_suspended => {
+            return Err(LedgerError::Refused("WITHDRAWAL_SUSPENDED", "withdrawals from this account are suspended".into()))
+        }
+        _ => {}
+    }
+    let today = state.clock.today().await.map_err(|e| LedgerError::Conflict("CLOCK_UNAVAILABLE", e.to_string()))?;
+    let value_date = value_date.unwrap_or(today);
+    let (operation, kind) = match direction {
+        Direction::Deposit => ("deposit", "DEPOSIT"),
+        Direction::Withdrawal => ("withdrawal", "WITHDRAWAL"),
+    };
+    retrying(state, || async {
+        let mut tx = state.pool.begin().await?;
+        store::set_lock_timeout(&mut tx, state.lock_timeout.as_millis()).await?;
+        let acct = store::lock_account(&mut tx, account_id).await?.ok_or(LedgerError::AccountNotFound(account_id))?;
+        if let Some(stored) = store::find_idempotent(&mut tx, account_id, idem.key).await? {
+            return replay(stored, idem.request_hash);
+        }
+        check_value_date(&acct, value_date, today)?;
+        let delta = match direction {
+            Direction::Deposit => amount.won(),
+            Direction::Withdrawal => -amount.won(),
+        };
+        let balance_after = acct
+            .balance
+            .checked_add(delta)
+            .filter(|b| *b <= domain::MAX_AMOUNT * 1000)
+            .ok_or_else(|| LedgerError::Refused("AMOUNT_TOO_LARGE", "the balance would overflow".into()))?;
+        if balance_after < 0 {
+            return Err(LedgerError::Refused("INSUFFICIENT_FUNDS", format!("balance {} is less than {}", acct.balance, amount.won())));
+        }
+        let entry_id = Uuid::new_v4();
+        let (customer_line, cash_line) = match direction {
+            Direction::Deposit => (
+                Line { ledger_account: DEPOSITS, account_id: Some(account_id), debit: 0, credit: amount.won() },
+                Line { ledger_account: CASH, account_id: None, debit: amount.won(), credit: 0 },
+            ),
+            Direction::Withdrawal => (
+                Line { ledger_account: DEPOSITS, account_id: Some(account_id), debit: amount.won(), credit: 0 },
+                Line { ledger_account: CASH, account_id: None, debit: 0, credit: amount.won() },
+            ),
+        };
+        store::set_balance(&mut tx, account_id, balance_after, None).await?;
+        store::insert_entry(&mut tx, entry_id, kind, account_id, today, value_date, balance_after, None, &[cash_line, customer_line])
+            .await?;
+        store::apply_to_daily_balances(&mut tx, account_id, value_date, today, delta, balance_after).await?;
+        let posting =
+            Posting { entry_id, account_id, kind: kind.into(), amount: amount.won(), value_date, balance_after };
+        let body = serde_json::to_value(&posting).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+        store::save_idempotent(&mut tx, account_id, idem.key, operation, idem.request_hash, 201, &body).await?;
+        tx.commit().await?;
+        Ok(Response { status: 201, body })
+    })
+    .await
+}
+
+fn replay(stored: store::StoredResponse, request_hash: &str) -> Result<Response, LedgerError> {
+    if stored.request_hash != request_hash {
+        return Err(LedgerError::KeyReused);
+    }
+    Ok(Response { status: stored.status as u16, body: stored.response })
+}
+
+/// A transfer between two customer accounts, dated today. Both balance rows are locked in account
+/// id order, so two opposite transfers cannot deadlock.
+pub async fn transfer(
+    state: &AppState,
+    from: Uuid,
+    to: Uuid,
+    amount: Amount,
+    idem: Idempotency<'_>,
+) -> Result<Response, LedgerError> {
+    if from == to {
+        return Err(LedgerError::Refused("SAME_ACCOUNT", "from_account_id and to_account_id must differ".into()));
+    }
+    let (source, target) = tokio::try_join!(account_for_posting(state, from), account_for_posting(state, to))?;
+    require_active(&source)?;
+    require_active(&target)?;
+    if source.withdrawal_suspended {
+        return Err(LedgerError::Refused("WITHDRAWAL_SUSPENDED", "withdrawals from the source account are suspended".into()));
+    }
+    if target.deposit_suspended {
+        return Err(LedgerError::Refused("DEPOSIT_SUSPENDED", "deposits to the target account are suspended".into()));
+    }
+    let today = state.clock.today().await.map_err(|e| LedgerError::Conflict("CLOCK_UNAVAILABLE", e.to_string()))?;
+    retrying(state, || async {
+        let mut tx = state.pool.begin().await?;
+        store::set_lock_timeout(&mut tx, state.lock_timeout.as_millis()).await?;
+        let (first, second) = if from < to { (from, to) } else { (to, from) };
+        let a = store::lock_account(&mut tx, first).await?.ok_or(LedgerError::AccountNotFound(first))?;
+        let b = store::lock_account(&mut tx, second).await?.ok_or(LedgerError::AccountNotFound(second))?;
+        let (src, dst) = if from < to { (a, b) } else { (b, a) };
+        if let Some(stored) = store::find_idempotent(&mut tx, from, idem.key).await? {
+            return replay(stored, idem.request_hash);
+        }
+        if src.balance < amount.won() {
+            return Err(LedgerError::Refused("INSUFFICIENT_FUNDS", format!("balance {} is less than {}", src.balance, amount.won())));
+        }
+        let from_after = src.balance - amount.won();
+        let to_after = dst
+            .balance
+            .checked_add(amount.won())
+            .ok_or_else(|| LedgerError::Refused("AMOUNT_TOO_LARGE", "the balance would overflow".into()))?;
+        let entry_id = Uuid::new_v4();
+        store::set_balance(&mut tx, from, from_after, None).await?;
+        store::set_balance(&mut tx, to, to_after, None).await?;
+        let lines = [
+            Line { ledger_account: DEPOSITS, account_id: Some(from), debit: amount.won(), credit: 0 },
+            Line { ledger_account: DEPOSITS, account_id: Some(to), debit: 0, credit: amount.won() },
+        ];
+        store::insert_entry(&mut tx, entry_id, "TRANSFER", from, today, today, from_after, None, &lines).await?;
+        store::apply_to_daily_balances(&mut tx, from, today, today, -amount.won(), from_after).await?;
+        store::apply_to_daily_balances(&mut tx, to, today, today, amount.won(), to_after).await?;
+        let posting = TransferPosting {
+            entry_id,
+            from_account_id: from,
+            to_account_id: to,
+            amount: amount.won(),
+            value_date: today,
+            from_balance_after: from_after,
+            to_balance_after: to_after,
+        };
+        let body = serde_json::to_value(&posting).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+        store::save_idempotent(&mut tx, from, idem.key, "transfer", idem.request_hash, 201, &body).await?;
+        tx.commit().await?;
+        Ok(Response { status: 201, body })
+    })
+    .await
+}
+
+/// Books an interest payout: the payout's one durable commit. At most one per account per business
+/// date, only for the period right after the last one; the same `payout_id` again returns the
+/// booked posting.
+pub async fn book_interest(state: &AppState, req: &InterestPostingRequest) -> Result<InterestPosting, LedgerError> {
+    let taxes = req.income_tax + req.local_tax + req.rural_special_tax;
+    if req.gross < 1 || req.net < 0 || taxes < 0 || req.net + taxes != req.gross || req.period_to < req.period_from {
+        return Err(LedgerError::Refused("UNBALANCED_PAYOUT", "gross must equal net plus taxes, and be at least 1".into()));
+    }
+    let today = state.clock.today().await.map_err(|e| LedgerError::Conflict("CLOCK_UNAVAILABLE", e.to_string()))?;
+    if req.business_date > today || req.period_to >= req.business_date {
+        return Err(LedgerError::Refused("BAD_PAYOUT_DATES", "the period must end before the business date, which is not after today".into()));
+    }
+    let id = req.account_id;
+    retrying(state, || async {
+        let mut tx = state.pool.begin().await?;
+        store::set_lock_timeout(&mut tx, state.lock_timeout.as_millis()).await?;
+        let acct = store::lock_account(&mut tx, id).await?.ok_or(LedgerError::AccountNotFound(id))?;
+        if let Some(existing) = store::interest_posting_on(&mut tx, id, req.business_date).await? {
+            // A retry of the same request (after a timeout or crash) gets the booked posting, whose
+            // amounts the caller adopts; any other payout that day is refused.
+            if existing.request.idempotency_key == req.idempotency_key {
+                return Ok(existing);
+            }
+            return Err(LedgerError::Conflict("ALREADY_PAID_TODAY", format!("payout {} was booked on {}", existing.request.payout_id, req.business_date)));
+        }
+        let expected_from = acct.paid_through.map_or(acct.opened_on, domain::next_day);
+        if req.period_from != expected_from {
+            return Err(LedgerError::Conflict(
+                "PAYOUT_PERIOD_MISMATCH",
+                format!("the next payout must start on {expected_from}, not {}", req.period_from),
+            ));
+        }
+        let balance_after = acct.balance + req.net;
+        let entry_id = Uuid::new_v4();
+        let lines = [
+            Line { ledger_account: "INTEREST_EXPENSE", account_id: None, debit: req.gross, credit: 0 },
+            Line { ledger_account: DEPOSITS, account_id: Some(id), debit: 0, credit: req.net },
+            Line { ledger_account: "INCOME_TAX_PAYABLE", account_id: None, debit: 0, credit: req.income_tax },
+            Line { ledger_account: "LOCAL_TAX_PAYABLE", account_id: None, debit: 0, credit: req.local_tax },
+            Line { ledger_account: "RURAL_SPECIAL_TAX_PAYABLE", account_id: None, debit: 0, credit: req.rural_special_tax },
+        ];
+        store::set_balance(&mut tx, id, balance_after, Some(req.period_to)).await?;
+        let (seq, posted_at) = store::insert_entry(
+            &mut tx, entry_id, "INTEREST_PAYOUT", id, req.business_date, req.business_date, balance_after, Some(req), &lines,
+        )
+        .await?;
+        store::apply_to_daily_balances(&mut tx, id, req.business_date, today, req.net, balance_after).await?;
+        tx.commit().await?;
+        Ok(InterestPosting { request: req.clone(), entry_id, balance_after, posted_at, seq })
+    })
+    .await
+}
+
+/// End-of-day balances for `[from, to]` and the last booked payout, read in one snapshot.
+pub async fn daily_balances(state: &AppState, id: Uuid, from: NaiveDate, to: NaiveDate) -> Result<DailyBalances, LedgerError> {
+    let mut conn = state.pool.acquire().await?;
+    let mut tx = conn.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *tx).await?;
+    let points = store::balance_points(&mut tx, id, from, to).await?;
+    let last = store::last_interest_posting(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(DailyBalances { account_id: id, from, to, points, last_interest_posting: last })
+}

@@ -1,0 +1,312 @@
+//! SQL for the ledger. Functions take a connection inside the caller's transaction.
+
+use chrono::NaiveDate;
+use contracts::{BalancePoint, Entry, EntryLine, InterestPosting, InterestPostingRequest};
+use sqlx::{PgConnection, PgPool, Row};
+use uuid::Uuid;
+
+pub struct LedgerAccount {
+    pub balance: i64,
+    pub opened_on: NaiveDate,
+    pub paid_through: Option<NaiveDate>,
+}
+
+pub struct Line {
+    pub ledger_account: &'static str,
+    pub account_id: Option<Uuid>,
+    pub debit: i64,
+    pub credit: i64,
+}
+
+pub async fn set_lock_timeout(conn: &mut PgConnection, ms: u128) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!("SET LOCAL lock_timeout = '{ms}ms'")).execute(conn).await.map(|_| ())
+}
+
+/// Locks the balance row; `None` if the ledger has never seen the account.
+pub async fn lock_account(conn: &mut PgConnection, id: Uuid) -> Result<Option<LedgerAccount>, sqlx::Error> {
+    let row = sqlx::query("SELECT balance, opened_on, paid_through FROM ledger_accounts WHERE account_id = $1 FOR UPDATE")
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    row.map(|r| {
+        Ok(LedgerAccount { balance: r.try_get("balance")?, opened_on: r.try_get("opened_on")?, paid_through: r.try_get("paid_through")? })
+    })
+    .transpose()
+}
+
+pub async fn find_account(pool: &PgPool, id: Uuid) -> Result<Option<LedgerAccount>, sqlx::Error> {
+    let row = sqlx::query("SELECT balance, opened_on, paid_through FROM ledger_accounts WHERE account_id = $1")
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
+    row.map(|r| {
+        Ok(LedgerAccount { balance: r.try_get("balance")?, opened_on: r.try_get("opened_on")?, paid_through: r.try_get("paid_through")? })
+    })
+    .transpose()
+}
+
+pub async fn create_account(pool: &PgPool, id: Uuid, opened_on: NaiveDate) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO ledger_accounts (account_id, opened_on) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+        .bind(id)
+        .bind(opened_on)
+        .execute(pool)
+        .await
+        .map(|_| ())
+}
+
+pub async fn set_balance(
+    conn: &mut PgConnection,
+    id: Uuid,
+    balance: i64,
+    paid_through: Option<NaiveDate>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE ledger_accounts SET balance = $2, paid_through = COALESCE($3, paid_through), updated_at = now()
+         WHERE account_id = $1",
+    )
+    .bind(id)
+    .bind(balance)
+    .bind(paid_through)
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn insert_entry(
+    conn: &mut PgConnection,
+    entry_id: Uuid,
+    kind: &str,
+    account_id: Uuid,
+    business_date: NaiveDate,
+    value_date: NaiveDate,
+    balance_after: i64,
+    payout: Option<&InterestPostingRequest>,
+    lines: &[Line],
+) -> Result<(i64, chrono::DateTime<chrono::Utc>), sqlx::Error> {
+    let payout_json = payout.map(serde_json::to_value).transpose().map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    let row = sqlx::query(
+        "INSERT INTO journal_entries (entry_id, kind, account_id, business_date, value_date, balance_after, payout_id, payout)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING seq, created_at",
+    )
+    .bind(entry_id)
+    .bind(kind)
+    .bind(account_id)
+    .bind(business_date)
+    .bind(value_date)
+    .bind(balance_after)
+    .bind(payout.map(|p| p.payout_id))
+    .bind(payout_json)
+    .fetch_one(&mut *conn)
+    .await?;
+    // All lines in one statement.
+    let mut ledger_accounts = Vec::new();
+    let mut account_ids = Vec::new();
+    let mut debits = Vec::new();
+    let mut credits = Vec::new();
+    let mut line_nos = Vec::new();
+    for (i, l) in lines.iter().filter(|l| l.debit != 0 || l.credit != 0).enumerate() {
+        line_nos.push(i as i16 + 1);
+        ledger_accounts.push(l.ledger_account.to_string());
+        account_ids.push(l.account_id);
+        debits.push(l.debit);
+        credits.push(l.credit);
+    }
+    sqlx::query(
+        "INSERT INTO journal_lines (entry_id, line_no, ledger_account, account_id, debit, credit)
+         SELECT $1, * FROM UNNEST($2::int2[], $3::text[], $4::uuid[], $5::int8[], $6::int8[])",
+    )
+    .bind(entry_id)
+    .bind(&line_nos)
+    .bind(&ledger_accounts)
+    .bind(&account_ids)
+    .bind(&debits)
+    .bind(&credits)
+    .execute(&mut *conn)
+    .await?;
+    Ok((row.try_get("seq")?, row.try_get("created_at")?))
+}
+
+/// Applies `delta` to the end-of-day balances from `value_date` on. The common case, a posting
+/// dated today with no later points, is one upsert of the new balance.
+pub async fn apply_to_daily_balances(
+    conn: &mut PgConnection,
+    id: Uuid,
+    value_date: NaiveDate,
+    today: NaiveDate,
+    delta: i64,
+    balance_after: i64,
+) -> Result<(), sqlx::Error> {
+    if value_date >= today {
+        sqlx::query(
+            "INSERT INTO daily_balances (account_id, day, balance) VALUES ($1, $2, $3)
+             ON CONFLICT (account_id, day) DO UPDATE SET balance = EXCLUDED.balance",
+        )
+        .bind(id)
+        .bind(value_date)
+        .bind(balance_after)
+        .execute(conn)
+        .await?;
+        return Ok(());
+    }
+    // Back-dated: make sure a point exists at the value date, then shift it and every later point.
+    sqlx::query(
+        "INSERT INTO daily_balances (account_id, day, balance)
+         SELECT $1, $2, COALESCE((SELECT balance FROM daily_balances WHERE account_id = $1 AND day < $2
+                                  ORDER BY day DESC LIMIT 1), 0)
+         ON CONFLICT (account_id, day) DO NOTHING",
+    )
+    .bind(id)
+    .bind(value_date)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("UPDATE daily_balances SET balance = balance + $3 WHERE account_id = $1 AND day >= $2")
+        .bind(id)
+        .bind(value_date)
+        .bind(delta)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub struct StoredResponse {
+    pub request_hash: String,
+    pub status: i16,
+    pub response: serde_json::Value,
+}
+
+pub async fn find_idempotent(conn: &mut PgConnection, account_id: Uuid, key: &str) -> Result<Option<StoredResponse>, sqlx::Error> {
+    let row = sqlx::query("SELECT request_hash, status, response FROM idempotency_keys WHERE account_id = $1 AND key = $2")
+        .bind(account_id)
+        .bind(key)
+        .fetch_optional(conn)
+        .await?;
+    row.map(|r| Ok(StoredResponse { request_hash: r.try_get("request_hash")?, status: r.try_get("status")?, response: r.try_get("response")? }))
+        .transpose()
+}
+
+pub async fn save_idempotent(
+    conn: &mut PgConnection,
+    account_id: Uuid,
+    key: &str,
+    operation: &str,
+    request_hash: &str,
+    status: i16,
+    response: &serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO idempotency_keys (account_id, key, operation, request_hash, status, response) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(account_id)
+    .bind(key)
+    .bind(operation)
+    .bind(request_hash)
+    .bind(status)
+    .bind(response)
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+fn to_posting(r: &sqlx::postgres::PgRow) -> Result<InterestPosting, sqlx::Error> {
+    let body: serde_json::Value = r.try_get("payout")?;
+    let request: InterestPostingRequest = serde_json::from_value(body).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+    Ok(InterestPosting {
+        request,
+        entry_id: r.try_get("entry_id")?,
+        balance_after: r.try_get("balance_after")?,
+        posted_at: r.try_get("created_at")?,
+        seq: r.try_get("seq")?,
+    })
+}
+
+const POSTING_COLUMNS: &str = "entry_id, payout, balance_after, created_at, seq";
+
+pub async fn interest_posting_on(conn: &mut PgConnection, account_id: Uuid, day: NaiveDate) -> Result<Option<InterestPosting>, sqlx::Error> {
+    let row = sqlx::query(&format!(
+        "SELECT {POSTING_COLUMNS} FROM journal_entries
+         WHERE kind = 'INTEREST_PAYOUT' AND account_id = $1 AND business_date = $2"
+    ))
+    .bind(account_id)
+    .bind(day)
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(to_posting).transpose()
+}
+
+pub async fn last_interest_posting(conn: &mut PgConnection, account_id: Uuid) -> Result<Option<InterestPosting>, sqlx::Error> {
+    let row = sqlx::query(&format!(
+        "SELECT {POSTING_COLUMNS} FROM journal_entries
+         WHERE kind = 'INTEREST_PAYOUT' AND account_id = $1 ORDER BY business_date DESC LIMIT 1"
+    ))
+    .bind(account_id)
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(to_posting).transpose()
+}
+
+pub async fn interest_feed(pool: &PgPool, after_seq: i64, limit: i64) -> Result<Vec<InterestPosting>, sqlx::Error> {
+    let rows = sqlx::query(&format!(
+        "SELECT {POSTING_COLUMNS} FROM journal_entries WHERE payout_id IS NOT NULL AND seq > $1 ORDER BY seq LIMIT $2"
+    ))
+    .bind(after_seq)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(to_posting).collect()
+}
+
+/// Change points for `[from, to]`: the balance in force on `from`, then every change after it.
+pub async fn balance_points(conn: &mut PgConnection, id: Uuid, from: NaiveDate, to: NaiveDate) -> Result<Vec<BalancePoint>, sqlx::Error> {
+    let rows = sqlx::query(
+        "(SELECT $2::date AS day, balance FROM daily_balances WHERE account_id = $1 AND day <= $2 ORDER BY day DESC LIMIT 1)
+         UNION ALL
+         (SELECT day, balance FROM daily_balances WHERE account_id = $1 AND day > $2 AND day <= $3 ORDER BY day)",
+    )
+    .bind(id)
+    .bind(from)
+    .bind(to)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(|r| Ok(BalancePoint { date: r.try_get("day")?, balance: r.try_get("balance")? })).collect()
+}
+
+pub async fn entries(pool: &PgPool, account_id: Uuid, limit: i64) -> Result<Vec<Entry>, sqlx::Error> {
+    let rows = sqlx::query(
+        "WITH e AS (
+            SELECT DISTINCT je.seq, je.entry_id, je.kind, je.business_date, je.value_date, je.created_at
+            FROM journal_lines jl JOIN journal_entries je ON je.entry_id = jl.entry_id
+            WHERE jl.account_id = $1 ORDER BY je.seq DESC LIMIT $2)
+         SELECT e.seq, e.entry_id, e.kind, e.business_date, e.value_date, e.created_at,
+                l.ledger_account, l.account_id, l.debit, l.credit
+         FROM e JOIN journal_lines l ON l.entry_id = e.entry_id
+         ORDER BY e.seq DESC, l.line_no",
+    )
+    .bind(account_id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    let mut out: Vec<Entry> = Vec::new();
+    for r in rows {
+        let entry_id: Uuid = r.try_get("entry_id")?;
+        if out.last().map(|e| e.entry_id) != Some(entry_id) {
+            out.push(Entry {
+                entry_id,
+                kind: r.try_get("kind")?,
+                business_date: r.try_get("business_date")?,
+                value_date: r.try_get("value_date")?,
+                created_at: r.try_get("created_at")?,
+                lines: Vec::new(),
+            });
+        }
+        if let Some(e) = out.last_mut() {
+            e.lines.push(EntryLine {
+                ledger_account: r.try_get("ledger_account")?,
+                account_id: r.try_get("account_id")?,
+                debit: r.try_get("debit")?,
+                credit: r.try_get("credit")?,
+            });
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,58 @@
+//! Customer endpoints (SPEC §8).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use contracts::{ChangeCustomerStatus, CreateCustomer, Customer};
+use domain::CustomerStatus;
+use platform::extract::{Json as Body, Path};
+use platform::{ApiError, ApiResult};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::store;
+
+pub fn routes(pool: PgPool) -> Router {
+    Router::new()
+        .route("/v1/customers", post(create))
+        .route("/v1/customers/{id}", get(read))
+        .route("/v1/customers/{id}/status", put(change_status))
+        .with_state(pool)
+}
+
+fn not_found(id: Uuid) -> ApiError {
+    ApiError::not_found("CUSTOMER_NOT_FOUND", format!("no customer {id}"))
+}
+
+async fn create(State(pool): State<PgPool>, body: Body<CreateCustomer>) -> ApiResult<(StatusCode, Json<Customer>)> {
+    let name = body.value.name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(ApiError::validation("name", "name must be 1 to 200 characters"));
+    }
+    let customer = store::insert(&pool, name, body.value.tax_category).await?;
+    tracing::info!(customer_id = %customer.customer_id, "customer registered");
+    Ok((StatusCode::CREATED, Json(customer)))
+}
+
+async fn read(State(pool): State<PgPool>, Path(id): Path<Uuid>) -> ApiResult<Json<Customer>> {
+    store::find(&pool, id).await?.map(Json).ok_or_else(|| not_found(id))
+}
+
+async fn change_status(
+    State(pool): State<PgPool>,
+    Path(id): Path<Uuid>,
+    body: Body<ChangeCustomerStatus>,
+) -> ApiResult<Json<Customer>> {
+    let req = body.value;
+    let reason = req.reason.as_deref().map(str::trim).filter(|r| !r.is_empty());
+    if req.status != CustomerStatus::Active && reason.is_none() {
+        return Err(ApiError::validation("reason", "a reason is required when restricting a customer"));
+    }
+    if reason.is_some_and(|r| r.chars().count() > 500) {
+        return Err(ApiError::validation("reason", "reason must be at most 500 characters"));
+    }
+    let customer = store::set_status(&pool, id, req.status, reason).await?.ok_or_else(|| not_found(id))?;
+    tracing::info!(customer_id = %id, status = req.status.as_str(), "customer status changed");
+    Ok(Json(customer))
+}
