@@ -156,6 +156,7 @@ pub struct InterestPostingRequest {
     pub payout_id: Uuid,
     pub account_id: Uuid,
     pub customer_id: Uuid,
+    pub product_code: String,
     pub business_date: NaiveDate,
     pub period_from: NaiveDate,
     pub period_to: NaiveDate,

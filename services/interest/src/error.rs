@@ -1,0 +1,57 @@
+//! Interest errors and their stable API codes.
+
+use axum::http::StatusCode;
+use domain::Refusal;
+use platform::client::ClientError;
+use platform::ApiError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum InterestError {
+    /// SPEC §5: the payout is refused; nothing was written.
+    #[error("{}", .0.detail())]
+    Refused(Refusal),
+    #[error("no account {0}")]
+    AccountNotFound(uuid::Uuid),
+    #[error("no product {0}")]
+    ProductNotFound(String),
+    #[error("{1}")]
+    Conflict(&'static str, String),
+    #[error("{field}: {detail}")]
+    Invalid { field: String, detail: String },
+    #[error("the same Idempotency-Key was used with a different request")]
+    KeyReused,
+    #[error("{0}")]
+    Inconsistent(String),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+    #[error(transparent)]
+    Dependency(#[from] ClientError),
+    #[error(transparent)]
+    Clock(#[from] platform::clock::ClockError),
+}
+
+impl From<InterestError> for ApiError {
+    fn from(e: InterestError) -> Self {
+        match e {
+            InterestError::Refused(r) => {
+                let status = match r {
+                    Refusal::AlreadyPaidToday => StatusCode::CONFLICT,
+                    Refusal::CustomerRestricted(_) | Refusal::AccountNotActive(_) | Refusal::DepositSuspended => {
+                        StatusCode::FORBIDDEN
+                    }
+                    Refusal::NothingToPay => StatusCode::UNPROCESSABLE_ENTITY,
+                };
+                ApiError::new(status, r.code(), r.detail())
+            }
+            InterestError::AccountNotFound(id) => ApiError::not_found("ACCOUNT_NOT_FOUND", format!("no account {id}")),
+            InterestError::ProductNotFound(c) => ApiError::not_found("PRODUCT_NOT_FOUND", format!("no product {c}")),
+            InterestError::Conflict(code, detail) => ApiError::conflict(code, detail),
+            InterestError::Invalid { field, detail } => ApiError::validation(&field, detail),
+            InterestError::KeyReused => ApiError::unprocessable("IDEMPOTENCY_KEY_REUSED", e.to_string()),
+            InterestError::Inconsistent(d) => ApiError::internal(d),
+            InterestError::Db(db) => db.into(),
+            InterestError::Dependency(c) => c.into(),
+            InterestError::Clock(c) => c.into(),
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! The tax-event outbox relay and the ledger-feed recovery worker.
+//!
+//! Relay: payouts with no `tax_event_published_at` are claimed with `FOR UPDATE SKIP LOCKED` (so
+//! replicas never publish the same batch at once), produced to `tax.withholding.v1` by an
+//! idempotent `acks=all` producer with the payout's `traceparent`, then marked published. A crash
+//! between produce and mark republishes; the consumer dedupes on `payout_id`.
+//!
+//! Recovery: reads the ledger's payout feed and records any booked payout missing here.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use contracts::{InterestPostingFeed, TaxWithholdingEvent, TAX_EVENT_SCHEMA_VERSION};
+use domain::TaxCategory;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use sqlx::Row;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::{store, AppState};
+
+const BATCH: i64 = 500;
+
+pub async fn relay(state: AppState, producer: FutureProducer, topic: String, shutdown: Arc<Notify>) {
+    let mut stopping = false;
+    loop {
+        match publish_batch(&state, &producer, &topic).await {
+            Ok(n) if n as i64 == BATCH => continue,
+            Ok(_) if stopping => break,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "outbox relay failed; will retry");
+                if stopping {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+        tokio::select! {
+            _ = state.outbox_wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = shutdown.notified() => { stopping = true; }
+        }
+    }
+    let _ = rdkafka::producer::Producer::flush(&producer, Duration::from_secs(5));
+}
+
+async fn publish_batch(state: &AppState, producer: &FutureProducer, topic: &str) -> anyhow::Result<usize> {
+    let mut tx = state.pool.begin().await?;
+    let rows = sqlx::query(
+        "SELECT payout_id, tax_event_id, account_id, customer_id, business_date, gross, income_tax, local_tax,
+                rural_special_tax, tax_category, created_at, trace_headers
+         FROM payouts WHERE tax_event_published_at IS NULL
+         ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(BATCH)
+    .fetch_all(&mut *tx)
+    .await?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let mut sends = Vec::with_capacity(rows.len());
+    let mut ids = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let category: String = r.try_get("tax_category")?;
+        let event = TaxWithholdingEvent {
+            event_id: r.try_get("tax_event_id")?,
+            schema_version: TAX_EVENT_SCHEMA_VERSION,
+            payout_id: r.try_get("payout_id")?,
+            account_id: r.try_get("account_id")?,
+            customer_id: r.try_get("customer_id")?,
+            business_date: r.try_get::<NaiveDate, _>("business_date")?,
+            gross: r.try_get("gross")?,
+            income_tax: r.try_get("income_tax")?,
+            local_tax: r.try_get("local_tax")?,
+            rural_special_tax: r.try_get("rural_special_tax")?,
+            tax_category: TaxCategory::parse(&category).ok_or_else(|| anyhow::anyhow!("bad category {category}"))?,
+            occurred_at: r.try_get::<DateTime<Utc>, _>("created_at")?,
+        };
+        let headers: HashMap<String, String> =
+            serde_json::from_value(r.try_get::<serde_json::Value, _>("trace_headers")?).unwrap_or_default();
+        let payload = serde_json::to_string(&event)?;
+        let key = event.account_id.to_string();
+        ids.push(event.payout_id);
+        sends.push(async move {
+            let record = FutureRecord::to(topic)
+                .key(&key)
+                .payload(&payload)
+                .headers(platform::kafka::headers_from(&headers));
+            producer.send(record, Duration::from_secs(10)).await.map_err(|(e, _)| e)
+        });
+    }
+    for result in futures::future::join_all(sends).await {
+        result?;
+    }
+    sqlx::query("UPDATE payouts SET tax_event_published_at = now() WHERE payout_id = ANY($1)")
+        .bind(&ids as &[Uuid])
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    metrics::counter!("tax_events_published_total").increment(ids.len() as u64);
+    Ok(ids.len())
+}
+
+/// Postings younger than this may still have concurrent neighbours with smaller sequence
+/// numbers uncommitted, so the cursor does not move past them yet.
+const SETTLE: chrono::Duration = chrono::Duration::seconds(30);
+
+pub async fn recover_from_ledger(state: AppState, shutdown: Arc<Notify>) {
+    loop {
+        if let Err(e) = recover_once(&state).await {
+            tracing::warn!(error = %e, "ledger feed recovery failed; will retry");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = shutdown.notified() => return,
+        }
+    }
+}
+
+pub async fn recover_once(state: &AppState) -> anyhow::Result<u64> {
+    let mut cursor = store::feed_cursor(&state.pool).await?;
+    let mut recovered = 0;
+    loop {
+        let feed: InterestPostingFeed =
+            state.ledger.get(&format!("/v1/ledger/interest-postings?after_seq={cursor}&limit={BATCH}")).await?;
+        if feed.postings.is_empty() {
+            return Ok(recovered);
+        }
+        let settled = Utc::now() - SETTLE;
+        let new_cursor = feed.postings.iter().take_while(|p| p.posted_at < settled).map(|p| p.seq).max().unwrap_or(cursor);
+        let n = store::record_recovered(&state.pool, &feed.postings, new_cursor).await?;
+        if n > 0 {
+            tracing::warn!(recovered = n, "recorded payouts booked by the ledger but missing here");
+            state.outbox_wake.notify_one();
+        }
+        recovered += n;
+        if new_cursor == cursor || (feed.postings.len() as i64) < BATCH {
+            return Ok(recovered);
+        }
+        cursor = new_cursor;
+    }
+}

@@ -1,0 +1,188 @@
+//! Estimates and payouts (SPEC §3–§7). See docs/payout-design.md for the crash-safety argument.
+//!
+//! Payout steps: replay by Idempotency-Key → Redis lock (optimisation) → evaluate (account,
+//! customer, ledger balances, rates, tax) → the ledger books it (the one durable commit; it
+//! refuses a second payout that day and replays the same key) → record it here with its tax event
+//! (non-durable commit, recoverable from the ledger) → wake the outbox relay.
+
+use chrono::NaiveDate;
+use contracts::{Account, Customer, DailyBalances, Estimate, InterestPosting, InterestPostingRequest, Payout};
+use domain::{check_eligibility, payout_period, quote, BalanceHistory, Quote, Refusal};
+use uuid::Uuid;
+
+use crate::error::InterestError;
+use crate::{rates, store, AppState};
+
+/// Everything a payout decision needs, gathered for one account on one business date.
+pub struct Evaluation {
+    pub account: Account,
+    pub customer: Customer,
+    pub today: NaiveDate,
+    pub quote: Quote,
+    pub refusal: Option<Refusal>,
+}
+
+async fn fetch_account(state: &AppState, id: Uuid) -> Result<Account, InterestError> {
+    match state.accounts.get(&format!("/v1/accounts/{id}")).await {
+        Ok(a) => Ok(a),
+        Err(e) if e.is_not_found() => Err(InterestError::AccountNotFound(id)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn fetch_balances(state: &AppState, id: Uuid, from: NaiveDate, to: NaiveDate) -> Result<DailyBalances, InterestError> {
+    Ok(state.ledger.get(&format!("/v1/ledger/accounts/{id}/daily-balances?from={from}&to={to}")).await?)
+}
+
+pub async fn evaluate(state: &AppState, id: Uuid) -> Result<Evaluation, InterestError> {
+    let today = state.clock.today().await?;
+    let account = fetch_account(state, id).await?;
+    let customer_path = format!("/v1/customers/{}", account.customer_id);
+    let customer_fut = state.customers.get::<Customer>(&customer_path);
+    let (customer, last, table, tax_rules) = tokio::try_join!(
+        async { customer_fut.await.map_err(InterestError::from) },
+        async { store::last_payout(&state.pool, id).await.map_err(InterestError::from) },
+        rates::rate_table(&state.pool, &account.product_code),
+        async { store::tax_rules(&state.pool).await.map_err(InterestError::from) },
+    )?;
+    let mut last = last;
+    // At most one repair round: if the ledger booked a payout we have not recorded (a crash
+    // between its commit and ours), record it and start again from it.
+    for _ in 0..2 {
+        let paid_through = last.as_ref().map(|p| p.period_to);
+        let period = payout_period(account.opened_on, paid_through, today);
+        let balances = if period.1 >= period.0 {
+            Some(fetch_balances(state, id, period.0, period.1).await?)
+        } else {
+            None
+        };
+        let ledger_last = match &balances {
+            Some(b) => b.last_interest_posting.clone(),
+            None => fetch_balances(state, id, today, today).await?.last_interest_posting,
+        };
+        if let Some(posting) = ledger_last.filter(|p| last.as_ref().is_none_or(|l| p.request.business_date > l.business_date)) {
+            tracing::warn!(account_id = %id, payout_id = %posting.request.payout_id, "recording a payout the ledger booked but we had not");
+            store::record_payout(&state.pool, &posting, &serde_json::json!({})).await?;
+            last = Some(store::payout_from_posting(&posting));
+            continue;
+        }
+        let history = BalanceHistory::new(
+            balances.map(|b| b.points.into_iter().map(|p| (p.date, p.balance)).collect()).unwrap_or_default(),
+        );
+        let rule = tax_rules.rule_for(customer.tax_category, today).map_err(|e| InterestError::Inconsistent(e.to_string()))?;
+        let carry = last.as_ref().map_or(0, |p| p.carry_units);
+        let quote = quote(&table, &history, period, carry, rule);
+        let refusal = check_eligibility(customer.status, account.status, account.deposit_suspended)
+            .err()
+            .or_else(|| last.as_ref().filter(|p| p.business_date == today).map(|_| Refusal::AlreadyPaidToday))
+            .or_else(|| (!quote.payable).then_some(Refusal::NothingToPay));
+        return Ok(Evaluation { account, customer, today, quote, refusal });
+    }
+    Err(InterestError::Inconsistent(format!("payout records of {id} did not converge with the ledger")))
+}
+
+pub async fn estimate(state: &AppState, id: Uuid) -> Result<Estimate, InterestError> {
+    let e = evaluate(state, id).await?;
+    let q = e.quote;
+    Ok(Estimate {
+        account_id: id,
+        business_date: e.today,
+        period_from: q.period_from,
+        period_to: q.period_to,
+        gross: q.gross,
+        income_tax: q.tax.income_tax,
+        local_tax: q.tax.local_tax,
+        rural_special_tax: q.tax.rural_special_tax,
+        net: q.net,
+        carry_in_units: q.carry_in_units,
+        payable: e.refusal.is_none(),
+        code: e.refusal.map(|r| r.code().to_string()),
+    })
+}
+
+fn replay(stored: store::StoredPayout, request_hash: &str) -> Result<Payout, InterestError> {
+    if stored.request_hash != request_hash {
+        return Err(InterestError::KeyReused);
+    }
+    Ok(stored.payout)
+}
+
+/// "Get interest now".
+pub async fn pay(state: &AppState, id: Uuid, key: &str, request_hash: &str) -> Result<Payout, InterestError> {
+    if let Some(stored) = store::payout_by_key(&state.pool, id, key).await? {
+        return replay(stored, request_hash);
+    }
+    // The Redis lock keeps replicas from doing the same work twice; the ledger is the real guard,
+    // so a Redis outage degrades to that guard instead of refusing payouts (README).
+    let guard = match &state.redis {
+        Some(redis) => match redis.lock(&format!("payout:{id}"), state.lock_lease, state.lock_wait).await {
+            Ok(Some(g)) => Some(g),
+            Ok(None) => {
+                return Err(InterestError::Conflict("PAYOUT_IN_PROGRESS", "another payout of this account is in progress; retry".into()))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "redis lock unavailable; relying on the ledger's guard");
+                None
+            }
+        },
+        None => None,
+    };
+    let result = pay_locked(state, id, key, request_hash).await;
+    if let Some(g) = guard {
+        if let Err(e) = g.release().await {
+            tracing::warn!(error = %e, "redis lock release failed; the lease will expire");
+        }
+    }
+    result
+}
+
+async fn pay_locked(state: &AppState, id: Uuid, key: &str, request_hash: &str) -> Result<Payout, InterestError> {
+    // A concurrent request with the same key may have finished while we waited for the lock.
+    if let Some(stored) = store::payout_by_key(&state.pool, id, key).await? {
+        return replay(stored, request_hash);
+    }
+    let e = evaluate(state, id).await?;
+    if let Some(r) = e.refusal {
+        // Evaluation may just have recorded this very key's payout from the ledger (a retry after
+        // a crash between the two commits): that is a replay, not a second payout.
+        if r == Refusal::AlreadyPaidToday {
+            if let Some(stored) = store::payout_by_key(&state.pool, id, key).await? {
+                return replay(stored, request_hash);
+            }
+        }
+        return Err(InterestError::Refused(r));
+    }
+    let q = e.quote;
+    let request = InterestPostingRequest {
+        payout_id: Uuid::new_v4(),
+        account_id: id,
+        customer_id: e.customer.customer_id,
+        product_code: e.account.product_code.clone(),
+        business_date: e.today,
+        period_from: q.period_from,
+        period_to: q.period_to,
+        gross: q.gross,
+        income_tax: q.tax.income_tax,
+        local_tax: q.tax.local_tax,
+        rural_special_tax: q.tax.rural_special_tax,
+        net: q.net,
+        carry_in_units: q.carry_in_units,
+        carry_out_units: q.carry_out_units,
+        tax_category: e.customer.tax_category,
+        idempotency_key: key.to_string(),
+        request_hash: request_hash.to_string(),
+    };
+    let posting: InterestPosting = match state.ledger.post("/v1/ledger/interest-postings", &request, &[]).await {
+        Ok(p) => p,
+        Err(err) if err.code() == Some("ALREADY_PAID_TODAY") => return Err(InterestError::Refused(Refusal::AlreadyPaidToday)),
+        Err(err) => return Err(err.into()),
+    };
+    if posting.request.request_hash != request_hash {
+        return Err(InterestError::KeyReused);
+    }
+    let trace = serde_json::to_value(platform::telemetry::current_trace_headers()).unwrap_or_default();
+    store::record_payout(&state.pool, &posting, &trace).await?;
+    state.outbox_wake.notify_one();
+    tracing::info!(account_id = %id, payout_id = %posting.request.payout_id, gross = posting.request.gross, net = posting.request.net, "interest paid");
+    Ok(store::payout_from_posting(&posting))
+}

@@ -1,0 +1,243 @@
+//! SQL for payouts (which double as the tax-event outbox), products, schedules and tax rules.
+
+use chrono::NaiveDate;
+use contracts::{InterestPosting, Payout, RateScheduleBody};
+use domain::{TaxCategory, TaxComponentRule, TaxRule, TaxRules};
+use sqlx::{PgConnection, PgPool, Row};
+use uuid::Uuid;
+
+/// Tax event ids derive from the payout id so a payout recorded twice (fast path and recovery)
+/// carries one event id.
+pub fn tax_event_id(payout_id: Uuid) -> Uuid {
+    Uuid::new_v5(&Uuid::NAMESPACE_OID, format!("tax.withholding.v1/{payout_id}").as_bytes())
+}
+
+pub struct StoredPayout {
+    pub payout: Payout,
+    pub request_hash: String,
+}
+
+const PAYOUT_COLUMNS: &str = "payout_id, account_id, customer_id, business_date, period_from, period_to, gross, income_tax,
+    local_tax, rural_special_tax, net, tax_category, carry_units, balance_after, entry_id, created_at, idempotency_key, request_hash";
+
+fn to_payout(r: &sqlx::postgres::PgRow) -> Result<StoredPayout, sqlx::Error> {
+    let category: String = r.try_get("tax_category")?;
+    Ok(StoredPayout {
+        payout: Payout {
+            payout_id: r.try_get("payout_id")?,
+            account_id: r.try_get("account_id")?,
+            customer_id: r.try_get("customer_id")?,
+            business_date: r.try_get("business_date")?,
+            period_from: r.try_get("period_from")?,
+            period_to: r.try_get("period_to")?,
+            gross: r.try_get("gross")?,
+            income_tax: r.try_get("income_tax")?,
+            local_tax: r.try_get("local_tax")?,
+            rural_special_tax: r.try_get("rural_special_tax")?,
+            net: r.try_get("net")?,
+            tax_category: TaxCategory::parse(&category).ok_or_else(|| sqlx::Error::Decode(category.into()))?,
+            carry_units: r.try_get("carry_units")?,
+            balance_after: r.try_get("balance_after")?,
+            entry_id: r.try_get("entry_id")?,
+            created_at: r.try_get("created_at")?,
+        },
+        request_hash: r.try_get("request_hash")?,
+    })
+}
+
+pub async fn payout_by_key(pool: &PgPool, account_id: Uuid, key: &str) -> Result<Option<StoredPayout>, sqlx::Error> {
+    let row = sqlx::query(&format!("SELECT {PAYOUT_COLUMNS} FROM payouts WHERE account_id = $1 AND idempotency_key = $2"))
+        .bind(account_id)
+        .bind(key)
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref().map(to_payout).transpose()
+}
+
+pub async fn last_payout(pool: &PgPool, account_id: Uuid) -> Result<Option<Payout>, sqlx::Error> {
+    let row = sqlx::query(&format!(
+        "SELECT {PAYOUT_COLUMNS} FROM payouts WHERE account_id = $1 ORDER BY business_date DESC LIMIT 1"
+    ))
+    .bind(account_id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.as_ref().map(to_payout).transpose()?.map(|p| p.payout))
+}
+
+pub async fn payouts(pool: &PgPool, account_id: Uuid) -> Result<Vec<Payout>, sqlx::Error> {
+    let rows = sqlx::query(&format!(
+        "SELECT {PAYOUT_COLUMNS} FROM payouts WHERE account_id = $1 ORDER BY business_date DESC LIMIT 1000"
+    ))
+    .bind(account_id)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(|r| to_payout(r).map(|p| p.payout)).collect()
+}
+
+pub fn payout_from_posting(p: &InterestPosting) -> Payout {
+    let r = &p.request;
+    Payout {
+        payout_id: r.payout_id,
+        account_id: r.account_id,
+        customer_id: r.customer_id,
+        business_date: r.business_date,
+        period_from: r.period_from,
+        period_to: r.period_to,
+        gross: r.gross,
+        income_tax: r.income_tax,
+        local_tax: r.local_tax,
+        rural_special_tax: r.rural_special_tax,
+        net: r.net,
+        tax_category: r.tax_category,
+        carry_units: r.carry_out_units,
+        balance_after: p.balance_after,
+        entry_id: p.entry_id,
+        created_at: p.posted_at,
+    }
+}
+
+/// Records a payout the ledger booked (and so its tax event). Idempotent. The commit need not be
+/// durable: if the database loses it, the recovery worker re-reads it from the ledger's feed.
+pub async fn record_payout(
+    pool: &PgPool,
+    p: &InterestPosting,
+    trace_headers: &serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
+    insert_payout(&mut tx, p, trace_headers).await?;
+    tx.commit().await
+}
+
+async fn insert_payout(conn: &mut PgConnection, p: &InterestPosting, trace_headers: &serde_json::Value) -> Result<u64, sqlx::Error> {
+    let r = &p.request;
+    sqlx::query(
+        "INSERT INTO payouts (payout_id, account_id, customer_id, product_code, business_date, period_from, period_to,
+            gross, income_tax, local_tax, rural_special_tax, net, tax_category, carry_in_units, carry_units,
+            balance_after, entry_id, idempotency_key, request_hash, created_at, tax_event_id, trace_headers)
+         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(r.payout_id)
+    .bind(r.account_id)
+    .bind(r.customer_id)
+    .bind(&r.product_code)
+    .bind(r.business_date)
+    .bind(r.period_from)
+    .bind(r.period_to)
+    .bind(r.gross)
+    .bind(r.income_tax)
+    .bind(r.local_tax)
+    .bind(r.rural_special_tax)
+    .bind(r.net)
+    .bind(r.tax_category.as_str())
+    .bind(r.carry_in_units)
+    .bind(r.carry_out_units)
+    .bind(p.balance_after)
+    .bind(p.entry_id)
+    .bind(&r.idempotency_key)
+    .bind(&r.request_hash)
+    .bind(p.posted_at)
+    .bind(tax_event_id(r.payout_id))
+    .bind(trace_headers)
+    .execute(conn)
+    .await
+    .map(|r| r.rows_affected())
+}
+
+pub async fn feed_cursor(pool: &PgPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT last_seq FROM ledger_feed_cursor WHERE id = 1").fetch_one(pool).await
+}
+
+pub async fn record_recovered(pool: &PgPool, postings: &[InterestPosting], new_cursor: i64) -> Result<u64, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let mut recorded = 0;
+    for p in postings {
+        recorded += insert_payout(&mut tx, p, &serde_json::json!({})).await?;
+    }
+    sqlx::query("UPDATE ledger_feed_cursor SET last_seq = GREATEST(last_seq, $1) WHERE id = 1")
+        .bind(new_cursor)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(recorded)
+}
+
+// ---- products and schedules ----
+
+pub async fn insert_product(pool: &PgPool, code: &str, name: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO products (code, name) VALUES ($1, $2)").bind(code).bind(name).execute(pool).await.map(|_| ())
+}
+
+pub async fn product_name(pool: &PgPool, code: &str) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT name FROM products WHERE code = $1").bind(code).fetch_optional(pool).await
+}
+
+pub async fn product_codes(pool: &PgPool) -> Result<Vec<(String, String)>, sqlx::Error> {
+    let rows = sqlx::query("SELECT code, name FROM products ORDER BY code").fetch_all(pool).await?;
+    rows.iter().map(|r| Ok((r.try_get("code")?, r.try_get("name")?))).collect()
+}
+
+pub async fn schedules(pool: &PgPool, code: &str) -> Result<Vec<RateScheduleBody>, sqlx::Error> {
+    let rows = sqlx::query("SELECT effective_from, bands FROM rate_schedules WHERE product_code = $1 ORDER BY effective_from")
+        .bind(code)
+        .fetch_all(pool)
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let bands: serde_json::Value = r.try_get("bands")?;
+            Ok(RateScheduleBody {
+                effective_from: r.try_get("effective_from")?,
+                bands: serde_json::from_value(bands).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+            })
+        })
+        .collect()
+}
+
+/// Adds a schedule unless one exists for that date or it reaches back into a paid period. The
+/// product row is locked so two schedule changes for one product are serialised.
+pub async fn insert_schedule(pool: &PgPool, code: &str, s: &RateScheduleBody) -> Result<Result<(), ScheduleConflict>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT code FROM products WHERE code = $1 FOR UPDATE").bind(code).fetch_optional(&mut *tx).await?;
+    let paid_through: Option<NaiveDate> =
+        sqlx::query_scalar("SELECT max(period_to) FROM payouts WHERE product_code = $1").bind(code).fetch_one(&mut *tx).await?;
+    if let Some(p) = paid_through.filter(|p| s.effective_from <= *p) {
+        return Ok(Err(ScheduleConflict::AffectsPaidPeriod(p)));
+    }
+    let bands = serde_json::to_value(&s.bands).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    let inserted = sqlx::query(
+        "INSERT INTO rate_schedules (product_code, effective_from, bands) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+    )
+    .bind(code)
+    .bind(s.effective_from)
+    .bind(bands)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if inserted == 0 {
+        return Ok(Err(ScheduleConflict::Exists));
+    }
+    tx.commit().await?;
+    Ok(Ok(()))
+}
+
+pub enum ScheduleConflict {
+    Exists,
+    AffectsPaidPeriod(NaiveDate),
+}
+
+pub async fn tax_rules(pool: &PgPool) -> Result<TaxRules, sqlx::Error> {
+    let rows = sqlx::query("SELECT category, effective_from, components FROM tax_rules").fetch_all(pool).await?;
+    let mut rules = Vec::new();
+    for r in rows {
+        let category: String = r.try_get("category")?;
+        let components: serde_json::Value = r.try_get("components")?;
+        rules.push(TaxRule {
+            category: TaxCategory::parse(&category).ok_or_else(|| sqlx::Error::Decode(category.into()))?,
+            effective_from: r.try_get("effective_from")?,
+            components: serde_json::from_value::<Vec<TaxComponentRule>>(components)
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+        });
+    }
+    TaxRules::new(rules).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}

@@ -1,0 +1,128 @@
+//! Tax endpoints (SPEC §8).
+
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{Datelike, NaiveDate};
+use contracts::{MonthlyReport, Withholdings};
+use platform::extract::{Json as Body, Query};
+use platform::{ApiError, ApiResult};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::store::{self, Source};
+use crate::AppState;
+
+pub fn routes(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/tax/withholdings", get(withholdings))
+        .route("/v1/tax/reports/monthly", get(monthly))
+        .route("/v1/tax/dead-letters", get(dead_letters))
+        .route("/v1/tax/dead-letters/replay", post(replay))
+        .with_state(state)
+}
+
+#[derive(Deserialize)]
+struct WithholdingQuery {
+    account_id: Option<Uuid>,
+    from: Option<NaiveDate>,
+    to: Option<NaiveDate>,
+}
+
+async fn withholdings(State(s): State<AppState>, Query(q): Query<WithholdingQuery>) -> ApiResult<Json<Withholdings>> {
+    Ok(Json(Withholdings { withholdings: store::withholdings(&s.pool, q.account_id, q.from, q.to).await? }))
+}
+
+#[derive(Deserialize)]
+struct MonthQuery {
+    month: String,
+}
+
+/// Parses `YYYY-MM` into the month's first day, the next month's first day, and the remittance
+/// due date (the 10th of the following month).
+pub fn month_bounds(month: &str) -> Option<(NaiveDate, NaiveDate, NaiveDate)> {
+    let (y, m) = month.split_once('-')?;
+    if y.len() != 4 || m.len() != 2 {
+        return None;
+    }
+    let first = NaiveDate::from_ymd_opt(y.parse().ok()?, m.parse().ok()?, 1)?;
+    let next = if first.month() == 12 {
+        NaiveDate::from_ymd_opt(first.year() + 1, 1, 1)?
+    } else {
+        NaiveDate::from_ymd_opt(first.year(), first.month() + 1, 1)?
+    };
+    Some((first, next, next.with_day(10)?))
+}
+
+async fn monthly(State(s): State<AppState>, Query(q): Query<MonthQuery>) -> ApiResult<Json<MonthlyReport>> {
+    let (first, next, due) = month_bounds(&q.month).ok_or_else(|| ApiError::validation("month", "month must be YYYY-MM"))?;
+    Ok(Json(store::monthly(&s.pool, &q.month, first, next, due).await?))
+}
+
+#[derive(Deserialize)]
+struct DeadLetterQuery {
+    after_id: Option<i64>,
+    limit: Option<i64>,
+}
+
+async fn dead_letters(State(s): State<AppState>, Query(q): Query<DeadLetterQuery>) -> ApiResult<Json<serde_json::Value>> {
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let items = store::dead_letters(&s.pool, q.after_id.unwrap_or(0), limit).await?;
+    let next = items.last().and_then(|i| i.get("id")).cloned();
+    Ok(Json(serde_json::json!({ "dead_letters": items, "next_after_id": next })))
+}
+
+#[derive(Deserialize)]
+struct ReplayRequest {
+    #[serde(default)]
+    ids: Option<Vec<i64>>,
+    #[serde(default)]
+    all: bool,
+    replayed_by: String,
+}
+
+/// Re-processes dead letters. Idempotent: a payout already recorded stays recorded once.
+async fn replay(State(s): State<AppState>, body: Body<ReplayRequest>) -> ApiResult<Json<serde_json::Value>> {
+    let r = body.value;
+    if r.replayed_by.trim().is_empty() {
+        return Err(ApiError::validation("replayed_by", "say who is replaying"));
+    }
+    if r.ids.is_none() && !r.all {
+        return Err(ApiError::validation("ids", "give ids or all: true"));
+    }
+    let letters = store::dead_letters_for_replay(&s.pool, if r.all { None } else { r.ids.as_deref() }).await?;
+    let (mut recorded, mut duplicate, mut failed) = (0, 0, 0);
+    for d in letters {
+        let result = match crate::consumer::parse(d.payload.as_bytes()) {
+            Ok(event) => {
+                let src = Source { topic: &d.topic, partition: d.partition, offset: d.offset };
+                if store::insert_withholding(&s.pool, &event, &src).await? {
+                    recorded += 1;
+                    "recorded".to_string()
+                } else {
+                    duplicate += 1;
+                    "duplicate".to_string()
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                format!("failed: {e}")
+            }
+        };
+        store::mark_replayed(&s.pool, d.id, r.replayed_by.trim(), &result).await?;
+    }
+    Ok(Json(serde_json::json!({ "recorded": recorded, "duplicate": duplicate, "failed": failed })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn due_date_is_tenth_of_next_month() {
+        let (f, n, d) = month_bounds("2024-12").unwrap();
+        assert_eq!((f.to_string(), n.to_string(), d.to_string()), ("2024-12-01".into(), "2025-01-01".into(), "2025-01-10".into()));
+        assert!(month_bounds("2024-13").is_none());
+        assert!(month_bounds("24-1").is_none());
+    }
+}

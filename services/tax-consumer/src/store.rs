@@ -1,0 +1,179 @@
+//! SQL for withholding records and dead letters.
+
+use chrono::NaiveDate;
+use contracts::{MonthlyReport, TaxWithholdingEvent, Withholding};
+use domain::TaxCategory;
+use sqlx::{PgPool, Row};
+use uuid::Uuid;
+
+pub struct Source<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// Returns false when the payout already had its record (a redelivery).
+pub async fn insert_withholding(pool: &PgPool, e: &TaxWithholdingEvent, src: &Source<'_>) -> Result<bool, sqlx::Error> {
+    let n = sqlx::query(
+        "INSERT INTO withholdings (payout_id, event_id, account_id, customer_id, business_date, gross, income_tax,
+            local_tax, rural_special_tax, tax_category, occurred_at, source_topic, source_partition, source_offset)
+         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14) ON CONFLICT (payout_id) DO NOTHING",
+    )
+    .bind(e.payout_id)
+    .bind(e.event_id)
+    .bind(e.account_id)
+    .bind(e.customer_id)
+    .bind(e.business_date)
+    .bind(e.gross)
+    .bind(e.income_tax)
+    .bind(e.local_tax)
+    .bind(e.rural_special_tax)
+    .bind(e.tax_category.as_str())
+    .bind(e.occurred_at)
+    .bind(src.topic)
+    .bind(src.partition)
+    .bind(src.offset)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
+
+pub async fn withholdings(pool: &PgPool, account: Option<Uuid>, from: Option<NaiveDate>, to: Option<NaiveDate>) -> Result<Vec<Withholding>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT payout_id, event_id, account_id, customer_id, business_date, gross, income_tax, local_tax,
+                rural_special_tax, tax_category, occurred_at, recorded_at
+         FROM withholdings
+         WHERE ($1::uuid IS NULL OR account_id = $1) AND ($2::date IS NULL OR business_date >= $2)
+           AND ($3::date IS NULL OR business_date <= $3)
+         ORDER BY business_date, payout_id LIMIT 10000",
+    )
+    .bind(account)
+    .bind(from)
+    .bind(to)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let category: String = r.try_get("tax_category")?;
+            Ok(Withholding {
+                payout_id: r.try_get("payout_id")?,
+                event_id: r.try_get("event_id")?,
+                account_id: r.try_get("account_id")?,
+                customer_id: r.try_get("customer_id")?,
+                business_date: r.try_get("business_date")?,
+                gross: r.try_get("gross")?,
+                income_tax: r.try_get("income_tax")?,
+                local_tax: r.try_get("local_tax")?,
+                rural_special_tax: r.try_get("rural_special_tax")?,
+                tax_category: TaxCategory::parse(&category).ok_or_else(|| sqlx::Error::Decode(category.into()))?,
+                occurred_at: r.try_get("occurred_at")?,
+                recorded_at: r.try_get("recorded_at")?,
+            })
+        })
+        .collect()
+}
+
+pub async fn monthly(pool: &PgPool, month: &str, first: NaiveDate, next: NaiveDate, due: NaiveDate) -> Result<MonthlyReport, sqlx::Error> {
+    let r = sqlx::query(
+        "SELECT count(*) AS n, COALESCE(sum(gross),0)::int8 AS gross, COALESCE(sum(income_tax),0)::int8 AS it,
+                COALESCE(sum(local_tax),0)::int8 AS lt, COALESCE(sum(rural_special_tax),0)::int8 AS rt
+         FROM withholdings WHERE business_date >= $1 AND business_date < $2",
+    )
+    .bind(first)
+    .bind(next)
+    .fetch_one(pool)
+    .await?;
+    let (it, lt, rt): (i64, i64, i64) = (r.try_get("it")?, r.try_get("lt")?, r.try_get("rt")?);
+    Ok(MonthlyReport {
+        month: month.to_string(),
+        payouts: r.try_get("n")?,
+        gross: r.try_get("gross")?,
+        income_tax: it,
+        local_tax: lt,
+        rural_special_tax: rt,
+        total_tax: it + lt + rt,
+        due_date: due,
+    })
+}
+
+pub struct DeadLetter<'a> {
+    pub source: Source<'a>,
+    pub key: Option<&'a str>,
+    pub payload: &'a str,
+    pub headers: serde_json::Value,
+    pub error: &'a str,
+    pub attempts: i32,
+}
+
+pub async fn insert_dead_letter(pool: &PgPool, d: &DeadLetter<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO dead_letters (source_topic, source_partition, source_offset, message_key, payload, headers, error, attempts)
+         VALUES ($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT (source_topic, source_partition, source_offset) DO NOTHING",
+    )
+    .bind(d.source.topic)
+    .bind(d.source.partition)
+    .bind(d.source.offset)
+    .bind(d.key)
+    .bind(d.payload)
+    .bind(&d.headers)
+    .bind(d.error)
+    .bind(d.attempts)
+    .execute(pool)
+    .await
+    .map(|_| ())
+}
+
+pub async fn dead_letters(pool: &PgPool, after_id: i64, limit: i64) -> Result<Vec<serde_json::Value>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT json_build_object('id', id, 'source_topic', source_topic, 'source_partition', source_partition,
+            'source_offset', source_offset, 'key', message_key, 'payload', payload, 'headers', headers, 'error', error,
+            'attempts', attempts, 'created_at', created_at, 'replayed_at', replayed_at, 'replayed_by', replayed_by,
+            'replay_result', replay_result) AS j
+         FROM dead_letters WHERE id > $1 ORDER BY id LIMIT $2",
+    )
+    .bind(after_id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(|r| r.try_get::<serde_json::Value, _>("j")).collect()
+}
+
+pub struct StoredDeadLetter {
+    pub id: i64,
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub payload: String,
+}
+
+pub async fn dead_letters_for_replay(pool: &PgPool, ids: Option<&[i64]>) -> Result<Vec<StoredDeadLetter>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT id, source_topic, source_partition, source_offset, payload FROM dead_letters
+         WHERE ($1::int8[] IS NULL OR id = ANY($1)) ORDER BY id LIMIT 10000",
+    )
+    .bind(ids)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(StoredDeadLetter {
+                id: r.try_get("id")?,
+                topic: r.try_get("source_topic")?,
+                partition: r.try_get("source_partition")?,
+                offset: r.try_get("source_offset")?,
+                payload: r.try_get("payload")?,
+            })
+        })
+        .collect()
+}
+
+pub async fn mark_replayed(pool: &PgPool, id: i64, by: &str, result: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE dead_letters SET replayed_at = now(), replayed_by = $2, replay_result = $3 WHERE id = $1")
+        .bind(id)
+        .bind(by)
+        .bind(result)
+        .execute(pool)
+        .await
+        .map(|_| ())
+}
