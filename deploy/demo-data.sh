@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Loads demo data through the public APIs: a product with a tiered (marginal) rate, customers in
+# every status and tax category, accounts with four weeks of back-dated balance history, then
+# prints a curl walk-through. With the manual clock the accounts open four weeks ago; with the
+# system clock they open today (so the history starts today).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+STATE="${BANK_STATE_DIR:-$ROOT/.local}"
+C="${CUSTOMER_URL:-http://127.0.0.1:8081}"; A="${ACCOUNT_INFO_URL:-http://127.0.0.1:8082}"
+L="${ACCOUNTING_URL:-http://127.0.0.1:8083}"; I="${INTEREST_URL:-http://127.0.0.1:8084}"
+T="${TAX_URL:-http://127.0.0.1:8085}"
+json() { curl -sS -f -H 'content-type: application/json' "$@"; }
+field() { sed -n "s/.*\"$1\":\"\\([^\"]*\\)\".*/\\1/p"; }
+
+today="$(TZ=Asia/Seoul date +%F)"
+start="$(TZ=Asia/Seoul date -d "$today -28 days" +%F)"
+manual=0
+curl -s -o /dev/null -w '%{http_code}' "$I/v1/admin/clock" | grep -q 200 && manual=1
+
+if curl -sf "$I/v1/interest/products/DEMO-SAVINGS" >/dev/null; then
+  echo "[demo] demo data already loaded"
+else
+  json -X POST "$I/v1/interest/products" -d '{"code":"DEMO-SAVINGS","name":"Demo savings (tiered)"}' >/dev/null
+  json -X POST "$I/v1/interest/products/DEMO-SAVINGS/rate-schedules" -d '{"effective_from":"2020-01-01",
+    "bands":[{"from":0,"to":50000000,"rate":"2.0"},{"from":50000000,"to":100000000,"rate":"2.3"},{"from":100000000,"rate":"0.1"}]}' >/dev/null
+  [ "$manual" = 1 ] && json -X PUT "$I/v1/admin/clock" -d "{\"today\":\"$start\"}" >/dev/null
+  : >"$STATE/demo.env"
+  n=0
+  for spec in "Kim Minji:GENERAL:ACTIVE" "Lee Seojun:TAX_FREE:ACTIVE" "Park Jiwoo:PREFERENTIAL:ACTIVE" \
+              "Choi Yuna:GENERAL:IDENTITY_THEFT" "Jung Hoon:GENERAL:HACKING_VICTIM" "Kang Dohyun:GENERAL:DECEASED"; do
+    IFS=: read -r name cat status <<<"$spec"
+    n=$((n + 1))
+    cid="$(json -X POST "$C/v1/customers" -d "{\"name\":\"$name\",\"tax_category\":\"$cat\"}" | field customer_id)"
+    aid="$(json -X POST "$A/v1/accounts" -d "{\"customer_id\":\"$cid\",\"product_code\":\"DEMO-SAVINGS\"}" | field account_id)"
+    echo "CUSTOMER_$n=$cid" >>"$STATE/demo.env"; echo "ACCOUNT_$n=$aid" >>"$STATE/demo.env"
+    opened="$(curl -sf "$A/v1/accounts/$aid" | field opened_on)"
+    [ "$manual" = 1 ] && json -X PUT "$I/v1/admin/clock" -d "{\"today\":\"$today\"}" >/dev/null
+    for week in 0 1 2 3; do
+      vd="$(date -d "$opened +$((week * 7)) days" +%F)"
+      [[ "$vd" > "$today" ]] && break
+      amount=$(( (n * 7 + week * 3) * 1000000 ))
+      json -X POST "$L/v1/ledger/accounts/$aid/deposits" -H "Idempotency-Key: demo-$aid-$week" \
+        -d "{\"amount\":$amount,\"value_date\":\"$vd\"}" >/dev/null
+    done
+    [ "$manual" = 1 ] && json -X PUT "$I/v1/admin/clock" -d "{\"today\":\"$start\"}" >/dev/null
+    [ "$status" != ACTIVE ] && json -X PUT "$C/v1/customers/$cid/status" -d "{\"status\":\"$status\",\"reason\":\"demo\"}" >/dev/null
+    echo "[demo] $name ($cat, $status): account $aid"
+  done
+  # One dormant and one deposit-suspended account for Kim.
+  cid="$(grep CUSTOMER_1= "$STATE/demo.env" | cut -d= -f2)"
+  dormant="$(json -X POST "$A/v1/accounts" -d "{\"customer_id\":\"$cid\",\"product_code\":\"DEMO-SAVINGS\"}" | field account_id)"
+  json -X PUT "$A/v1/accounts/$dormant/status" -d '{"status":"DORMANT"}' >/dev/null
+  held="$(json -X POST "$A/v1/accounts" -d "{\"customer_id\":\"$cid\",\"product_code\":\"DEMO-SAVINGS\"}" | field account_id)"
+  json -X PUT "$A/v1/accounts/$held/holds" -d '{"deposit_suspended":true,"withdrawal_suspended":false}' >/dev/null
+  echo "ACCOUNT_DORMANT=$dormant" >>"$STATE/demo.env"; echo "ACCOUNT_HELD=$held" >>"$STATE/demo.env"
+  [ "$manual" = 1 ] && json -X PUT "$I/v1/admin/clock" -d "{\"today\":\"$today\"}" >/dev/null
+  echo "[demo] dormant account $dormant, deposit-suspended account $held"
+fi
+
+# shellcheck disable=SC1091
+. "$STATE/demo.env"
+cat <<MSG
+
+Services:
+  customer      $C      (OpenAPI: $C/openapi.json)
+  account-info  $A
+  accounting    $L
+  interest      $I
+  tax-consumer  $T
+  metrics at /metrics, health at /health/live and /health/ready on each.
+
+Walk-through (Kim's account $ACCOUNT_1):
+  curl -s $L/v1/ledger/accounts/$ACCOUNT_1/balance
+  curl -s $I/v1/interest/accounts/$ACCOUNT_1                       # estimate
+  curl -s -X POST -H 'Idempotency-Key: demo-1' $I/v1/interest/accounts/$ACCOUNT_1/payouts
+  curl -s -X POST -H 'Idempotency-Key: demo-1' $I/v1/interest/accounts/$ACCOUNT_1/payouts   # same answer
+  curl -s -X POST -H 'Idempotency-Key: demo-2' $I/v1/interest/accounts/$ACCOUNT_1/payouts   # ALREADY_PAID_TODAY
+  curl -s $L/v1/ledger/accounts/$ACCOUNT_1/entries
+  curl -s "$T/v1/tax/withholdings?account_id=$ACCOUNT_1"
+  curl -s "$T/v1/tax/reports/monthly?month=$(date +%Y-%m)"
+  curl -s $I/v1/interest/accounts/$ACCOUNT_4                       # restricted customer: payable false
+MSG
+if [ "$manual" = 1 ]; then
+  echo "  curl -s -X PUT -H 'content-type: application/json' $I/v1/admin/clock -d '{\"today\":\"$(date -d "$today +1 day" +%F)\"}'   # live through a day"
+fi
+echo
+echo "Stop everything with: bash deploy/down.sh"

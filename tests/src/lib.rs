@@ -1,0 +1,295 @@
+//! Test harness: starts the five service binaries as real processes, each with a fresh database,
+//! on free loopback ports, sharing the machine's PostgreSQL, Redis and Kafka-protocol broker
+//! (started by deploy/infra.sh) but isolated by database names, Redis key prefix, topic prefix and
+//! consumer group. Addresses come from TEST_DATABASE_URL, REDIS_URL and KAFKA_BROKERS.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use reqwest::{Client, Method, StatusCode};
+use serde_json::Value;
+use sqlx::{Connection, PgConnection, PgPool};
+use uuid::Uuid;
+
+pub const SERVICES: [(&str, &str); 5] = [
+    ("customer", "customer"),
+    ("account-info", "account_info"),
+    ("accounting", "accounting"),
+    ("interest", "interest"),
+    ("tax-consumer", "tax"),
+];
+
+pub fn database_base() -> String {
+    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432".into())
+}
+
+pub fn kafka_brokers() -> String {
+    std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+fn bin_dir() -> PathBuf {
+    // target/<profile>/deps/<test-binary> → target/<profile>
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub struct Stack {
+    pub run: String,
+    pub urls: HashMap<&'static str, String>,
+    pub ports: HashMap<&'static str, u16>,
+    pub dbs: HashMap<&'static str, PgPool>,
+    pub topic_prefix: String,
+    pub http: Client,
+    children: HashMap<&'static str, Child>,
+    env: Vec<(String, String)>,
+    log_dir: PathBuf,
+}
+
+pub struct Response {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl Stack {
+    pub async fn start() -> Stack {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts all five services with extra env vars for every one of them.
+    pub async fn start_with(extra_env: &[(&str, &str)]) -> Stack {
+        let run = format!("e2e{}", &Uuid::new_v4().simple().to_string()[..10]);
+        let base = database_base();
+        let mut admin = PgConnection::connect(&format!("{base}/postgres")).await.expect("postgres reachable (run deploy/infra.sh)");
+        let mut dbs = HashMap::new();
+        for (svc, db) in SERVICES {
+            let name = format!("{run}_{db}");
+            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
+            dbs.insert(svc, name);
+        }
+        let ports: HashMap<&'static str, u16> = SERVICES.iter().map(|(s, _)| (*s, free_port())).collect();
+        let urls: HashMap<&'static str, String> = ports.iter().map(|(s, p)| (*s, format!("http://127.0.0.1:{p}"))).collect();
+        let topic_prefix = format!("{run}-");
+        let mut env: Vec<(String, String)> = vec![
+            ("CLOCK_MODE".into(), "manual".into()),
+            ("REDIS_URL".into(), std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())),
+            ("REDIS_PREFIX".into(), run.clone()),
+            ("KAFKA_BROKERS".into(), kafka_brokers()),
+            ("KAFKA_TOPIC_PREFIX".into(), topic_prefix.clone()),
+            ("TAX_CONSUMER_GROUP".into(), format!("{run}-tax")),
+            ("CUSTOMER_URL".into(), urls["customer"].clone()),
+            ("ACCOUNT_INFO_URL".into(), urls["account-info"].clone()),
+            ("ACCOUNTING_URL".into(), urls["accounting"].clone()),
+            ("INTEREST_URL".into(), urls["interest"].clone()),
+            ("DATABASE_MAX_CONNECTIONS".into(), "10".into()),
+            ("RUST_LOG".into(), "info,sqlx=warn,rdkafka=warn".into()),
+        ];
+        env.extend(extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let log_dir = bin_dir().join("e2e-logs").join(&run);
+        std::fs::create_dir_all(&log_dir).unwrap();
+        let mut stack = Stack {
+            run,
+            urls,
+            ports,
+            dbs: HashMap::new(),
+            topic_prefix,
+            http: Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+            children: HashMap::new(),
+            env,
+            log_dir,
+        };
+        for (svc, _) in SERVICES {
+            stack.spawn(svc, &dbs[svc]);
+        }
+        for (svc, _) in SERVICES {
+            stack.wait_ready(svc).await;
+        }
+        for (svc, name) in dbs {
+            stack.dbs.insert(svc, PgPool::connect(&format!("{base}/{name}")).await.unwrap());
+        }
+        stack
+    }
+
+    fn spawn(&mut self, svc: &'static str, db: &str) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_dir.join(format!("{svc}.log"))).unwrap();
+        let child = Command::new(bin_dir().join(svc))
+            .envs(self.env.iter().cloned())
+            .env("PORT", self.ports[svc].to_string())
+            .env("DATABASE_URL", format!("{}/{db}", database_base()))
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {svc} (build the binaries first: cargo build --bins): {e}"));
+        self.children.insert(svc, child);
+    }
+
+    pub async fn wait_ready(&self, svc: &str) {
+        for _ in 0..240 {
+            if let Ok(r) = self.http.get(format!("{}/health/ready", self.urls[svc])).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        panic!("{svc} did not become ready; logs in {}", self.log_dir.display());
+    }
+
+    /// kill -9, as a crash would.
+    pub fn kill(&mut self, svc: &'static str) {
+        if let Some(mut c) = self.children.remove(svc) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub async fn restart(&mut self, svc: &'static str) {
+        self.kill(svc);
+        let db = format!("{}_{}", self.run, SERVICES.iter().find(|(s, _)| *s == svc).unwrap().1);
+        self.spawn(svc, &db);
+        self.wait_ready(svc).await;
+    }
+
+    pub async fn call(&self, svc: &str, method: Method, path: &str, body: Option<Value>, headers: &[(&str, &str)]) -> Response {
+        let mut req = self.http.request(method, format!("{}{}", self.urls[svc], path));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let bytes = resp.bytes().await.unwrap();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
+        Response { status, body }
+    }
+
+    pub async fn get(&self, svc: &str, path: &str) -> Response {
+        self.call(svc, Method::GET, path, None, &[]).await
+    }
+
+    pub async fn post(&self, svc: &str, path: &str, body: Value) -> Response {
+        self.call(svc, Method::POST, path, Some(body), &[]).await
+    }
+
+    pub async fn set_today(&self, day: &str) {
+        let r = self.call("interest", Method::PUT, "/v1/admin/clock", Some(serde_json::json!({ "today": day })), &[]).await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    }
+
+    pub async fn product(&self, code: &str, bands: Value, effective_from: &str) {
+        let r = self.post("interest", "/v1/interest/products", serde_json::json!({"code": code, "name": code})).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        let r = self
+            .post("interest", &format!("/v1/interest/products/{code}/rate-schedules"), serde_json::json!({"effective_from": effective_from, "bands": bands}))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    }
+
+    pub async fn customer(&self, category: &str) -> Uuid {
+        let r = self.post("customer", "/v1/customers", serde_json::json!({"name": "Test Customer", "tax_category": category})).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        r.body["customer_id"].as_str().unwrap().parse().unwrap()
+    }
+
+    pub async fn account(&self, customer: Uuid, product: &str) -> Uuid {
+        let r = self.post("account-info", "/v1/accounts", serde_json::json!({"customer_id": customer, "product_code": product})).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        r.body["account_id"].as_str().unwrap().parse().unwrap()
+    }
+
+    pub async fn deposit(&self, account: Uuid, amount: i64, value_date: Option<&str>) -> Response {
+        let mut body = serde_json::json!({"amount": amount});
+        if let Some(v) = value_date {
+            body["value_date"] = v.into();
+        }
+        let key = Uuid::new_v4().to_string();
+        self.call("accounting", Method::POST, &format!("/v1/ledger/accounts/{account}/deposits"), Some(body), &[("Idempotency-Key", &key)])
+            .await
+    }
+
+    pub async fn pay(&self, account: Uuid, key: &str) -> Response {
+        self.call("interest", Method::POST, &format!("/v1/interest/accounts/{account}/payouts"), None, &[("Idempotency-Key", key)]).await
+    }
+
+    pub async fn balance(&self, account: Uuid) -> i64 {
+        let r = self.get("accounting", &format!("/v1/ledger/accounts/{account}/balance")).await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        r.body["balance"].as_i64().unwrap()
+    }
+
+    /// Polls the tax service until the payout's withholding record exists.
+    pub async fn wait_withholding(&self, account: Uuid, payout_id: &str) -> Value {
+        for _ in 0..240 {
+            let r = self.get("tax-consumer", &format!("/v1/tax/withholdings?account_id={account}")).await;
+            if let Some(w) = r.body["withholdings"].as_array().and_then(|a| a.iter().find(|w| w["payout_id"] == payout_id)) {
+                return w.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        panic!("no withholding record for payout {payout_id}");
+    }
+
+    /// The ledger's own invariants, read straight from its database: every entry balances, and
+    /// every account's balance (and latest end-of-day balance) equals the sum of its postings.
+    pub async fn assert_ledger_consistent(&self) {
+        let db = &self.dbs["accounting"];
+        let unbalanced: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM (SELECT entry_id FROM journal_lines GROUP BY entry_id HAVING sum(debit) <> sum(credit)) x",
+        )
+        .fetch_one(db)
+        .await
+        .unwrap();
+        assert_eq!(unbalanced, 0, "unbalanced journal entries");
+        let (debits, credits): (i64, i64) =
+            sqlx::query_as("SELECT COALESCE(sum(debit),0)::int8, COALESCE(sum(credit),0)::int8 FROM journal_lines").fetch_one(db).await.unwrap();
+        assert_eq!(debits, credits, "ledger debits != credits");
+        let mismatched: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM ledger_accounts a
+             LEFT JOIN (SELECT account_id, sum(credit - debit) AS s FROM journal_lines WHERE account_id IS NOT NULL GROUP BY account_id) p
+               ON p.account_id = a.account_id
+             LEFT JOIN LATERAL (SELECT balance FROM daily_balances d WHERE d.account_id = a.account_id ORDER BY day DESC LIMIT 1) d ON true
+             WHERE a.balance <> COALESCE(p.s, 0) OR a.balance <> COALESCE(d.balance, 0)",
+        )
+        .fetch_one(db)
+        .await
+        .unwrap();
+        assert_eq!(mismatched, 0, "balances differ from the sum of postings");
+    }
+
+    pub async fn shutdown(mut self) {
+        for (_, mut c) in self.children.drain() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for (_, pool) in self.dbs.drain() {
+            pool.close().await;
+        }
+        if let Ok(mut admin) = PgConnection::connect(&format!("{}/postgres", database_base())).await {
+            for (_, db) in SERVICES {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {}_{db} WITH (FORCE)", self.run)).execute(&mut admin).await;
+            }
+        }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        for (_, c) in self.children.iter_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub fn date(s: &str) -> NaiveDate {
+    s.parse().unwrap()
+}
