@@ -19,6 +19,19 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let json_type = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|m| m.trim() == "application/json" || m.trim().ends_with("+json"));
+        if !json_type {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UNSUPPORTED_MEDIA_TYPE",
+                "send the body as application/json",
+            ));
+        }
         let bytes = match axum::body::Bytes::from_request(req, state).await {
             Ok(b) => b,
             Err(e) => {
@@ -46,9 +59,6 @@ fn json_problem(e: JsonRejection) -> ApiError {
     match e {
         JsonRejection::JsonDataError(e) => ApiError::unprocessable("VALIDATION_FAILED", e.body_text()),
         JsonRejection::JsonSyntaxError(e) => ApiError::bad_request("MALFORMED_JSON", e.body_text()),
-        JsonRejection::MissingJsonContentType(e) => {
-            ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE", e.body_text())
-        }
         other => ApiError::bad_request("MALFORMED_BODY", other.body_text()),
     }
 }

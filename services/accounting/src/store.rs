@@ -259,16 +259,17 @@ pub async fn interest_feed(pool: &PgPool, after_seq: i64, limit: i64) -> Result<
 /// Change points for `[from, to]`: the balance in force on `from`, then every change after it.
 pub async fn balance_points(conn: &mut PgConnection, id: Uuid, from: NaiveDate, to: NaiveDate) -> Result<Vec<BalancePoint>, sqlx::Error> {
     let rows = sqlx::query(
-        "(SELECT $2::date AS day, balance FROM daily_balances WHERE account_id = $1 AND day <= $2 ORDER BY day DESC LIMIT 1)
+        "(SELECT $2::date AS point_day, balance FROM daily_balances WHERE account_id = $1 AND day <= $2
+          ORDER BY daily_balances.day DESC LIMIT 1)
          UNION ALL
-         (SELECT day, balance FROM daily_balances WHERE account_id = $1 AND day > $2 AND day <= $3 ORDER BY day)",
+         (SELECT day AS point_day, balance FROM daily_balances WHERE account_id = $1 AND day > $2 AND day <= $3 ORDER BY day)",
     )
     .bind(id)
     .bind(from)
     .bind(to)
     .fetch_all(conn)
     .await?;
-    rows.iter().map(|r| Ok(BalancePoint { date: r.try_get("day")?, balance: r.try_get("balance")? })).collect()
+    rows.iter().map(|r| Ok(BalancePoint { date: r.try_get("point_day")?, balance: r.try_get("balance")? })).collect()
 }
 
 pub async fn entries(pool: &PgPool, account_id: Uuid, limit: i64) -> Result<Vec<Entry>, sqlx::Error> {
