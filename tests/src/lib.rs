@@ -67,7 +67,8 @@ impl Stack {
     pub async fn start_with(extra_env: &[(&str, &str)]) -> Stack {
         let run = format!("e2e{}", &Uuid::new_v4().simple().to_string()[..10]);
         let base = database_base();
-        let mut admin = PgConnection::connect(&format!("{base}/postgres")).await.expect("postgres reachable (run deploy/infra.sh)");
+        let mut admin =
+            PgConnection::connect(&format!("{base}/postgres")).await.expect("postgres reachable (run deploy/infra.sh)");
         let mut dbs = HashMap::new();
         for (svc, db) in SERVICES {
             let name = format!("{run}_{db}");
@@ -75,7 +76,8 @@ impl Stack {
             dbs.insert(svc, name);
         }
         let ports: HashMap<&'static str, u16> = SERVICES.iter().map(|(s, _)| (*s, free_port())).collect();
-        let urls: HashMap<&'static str, String> = ports.iter().map(|(s, p)| (*s, format!("http://127.0.0.1:{p}"))).collect();
+        let urls: HashMap<&'static str, String> =
+            ports.iter().map(|(s, p)| (*s, format!("http://127.0.0.1:{p}"))).collect();
         let topic_prefix = format!("{run}-");
         let mut env: Vec<(String, String)> = vec![
             ("CLOCK_MODE".into(), "manual".into()),
@@ -118,7 +120,11 @@ impl Stack {
     }
 
     fn spawn(&mut self, svc: &'static str, db: &str) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_dir.join(format!("{svc}.log"))).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_dir.join(format!("{svc}.log")))
+            .unwrap();
         let child = Command::new(bin_dir().join(svc))
             .envs(self.env.iter().cloned())
             .env("PORT", self.ports[svc].to_string())
@@ -157,7 +163,14 @@ impl Stack {
         self.wait_ready(svc).await;
     }
 
-    pub async fn call(&self, svc: &str, method: Method, path: &str, body: Option<Value>, headers: &[(&str, &str)]) -> Response {
+    pub async fn call(
+        &self,
+        svc: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Response {
         let mut req = self.http.request(method, format!("{}{}", self.urls[svc], path));
         for (k, v) in headers {
             req = req.header(*k, *v);
@@ -181,7 +194,8 @@ impl Stack {
     }
 
     pub async fn set_today(&self, day: &str) {
-        let r = self.call("interest", Method::PUT, "/v1/admin/clock", Some(serde_json::json!({ "today": day })), &[]).await;
+        let r =
+            self.call("interest", Method::PUT, "/v1/admin/clock", Some(serde_json::json!({ "today": day })), &[]).await;
         assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     }
 
@@ -189,19 +203,27 @@ impl Stack {
         let r = self.post("interest", "/v1/interest/products", serde_json::json!({"code": code, "name": code})).await;
         assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
         let r = self
-            .post("interest", &format!("/v1/interest/products/{code}/rate-schedules"), serde_json::json!({"effective_from": effective_from, "bands": bands}))
+            .post(
+                "interest",
+                &format!("/v1/interest/products/{code}/rate-schedules"),
+                serde_json::json!({"effective_from": effective_from, "bands": bands}),
+            )
             .await;
         assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     }
 
     pub async fn customer(&self, category: &str) -> Uuid {
-        let r = self.post("customer", "/v1/customers", serde_json::json!({"name": "Test Customer", "tax_category": category})).await;
+        let r = self
+            .post("customer", "/v1/customers", serde_json::json!({"name": "Test Customer", "tax_category": category}))
+            .await;
         assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
         r.body["customer_id"].as_str().unwrap().parse().unwrap()
     }
 
     pub async fn account(&self, customer: Uuid, product: &str) -> Uuid {
-        let r = self.post("account-info", "/v1/accounts", serde_json::json!({"customer_id": customer, "product_code": product})).await;
+        let r = self
+            .post("account-info", "/v1/accounts", serde_json::json!({"customer_id": customer, "product_code": product}))
+            .await;
         assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
         r.body["account_id"].as_str().unwrap().parse().unwrap()
     }
@@ -212,12 +234,25 @@ impl Stack {
             body["value_date"] = v.into();
         }
         let key = Uuid::new_v4().to_string();
-        self.call("accounting", Method::POST, &format!("/v1/ledger/accounts/{account}/deposits"), Some(body), &[("Idempotency-Key", &key)])
-            .await
+        self.call(
+            "accounting",
+            Method::POST,
+            &format!("/v1/ledger/accounts/{account}/deposits"),
+            Some(body),
+            &[("Idempotency-Key", &key)],
+        )
+        .await
     }
 
     pub async fn pay(&self, account: Uuid, key: &str) -> Response {
-        self.call("interest", Method::POST, &format!("/v1/interest/accounts/{account}/payouts"), None, &[("Idempotency-Key", key)]).await
+        self.call(
+            "interest",
+            Method::POST,
+            &format!("/v1/interest/accounts/{account}/payouts"),
+            None,
+            &[("Idempotency-Key", key)],
+        )
+        .await
     }
 
     pub async fn balance(&self, account: Uuid) -> i64 {
@@ -230,7 +265,9 @@ impl Stack {
     pub async fn wait_withholding(&self, account: Uuid, payout_id: &str) -> Value {
         for _ in 0..240 {
             let r = self.get("tax-consumer", &format!("/v1/tax/withholdings?account_id={account}")).await;
-            if let Some(w) = r.body["withholdings"].as_array().and_then(|a| a.iter().find(|w| w["payout_id"] == payout_id)) {
+            if let Some(w) =
+                r.body["withholdings"].as_array().and_then(|a| a.iter().find(|w| w["payout_id"] == payout_id))
+            {
                 return w.clone();
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
@@ -250,7 +287,10 @@ impl Stack {
         .unwrap();
         assert_eq!(unbalanced, 0, "unbalanced journal entries");
         let (debits, credits): (i64, i64) =
-            sqlx::query_as("SELECT COALESCE(sum(debit),0)::int8, COALESCE(sum(credit),0)::int8 FROM journal_lines").fetch_one(db).await.unwrap();
+            sqlx::query_as("SELECT COALESCE(sum(debit),0)::int8, COALESCE(sum(credit),0)::int8 FROM journal_lines")
+                .fetch_one(db)
+                .await
+                .unwrap();
         assert_eq!(debits, credits, "ledger debits != credits");
         let mismatched: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM ledger_accounts a
@@ -275,7 +315,9 @@ impl Stack {
         }
         if let Ok(mut admin) = PgConnection::connect(&format!("{}/postgres", database_base())).await {
             for (_, db) in SERVICES {
-                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {}_{db} WITH (FORCE)", self.run)).execute(&mut admin).await;
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {}_{db} WITH (FORCE)", self.run))
+                    .execute(&mut admin)
+                    .await;
             }
         }
     }

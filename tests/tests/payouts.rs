@@ -31,7 +31,11 @@ async fn tax_message(stack: &Stack, payout_id: &str) -> (serde_json::Value, Vec<
             let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
             if v["payout_id"] == payout_id {
                 let headers = platform_headers(&m);
-                assert_eq!(std::str::from_utf8(m.key().unwrap()).unwrap(), v["account_id"].as_str().unwrap(), "key = account id");
+                assert_eq!(
+                    std::str::from_utf8(m.key().unwrap()).unwrap(),
+                    v["account_id"].as_str().unwrap(),
+                    "key = account id"
+                );
                 return (v, headers);
             }
         }
@@ -64,7 +68,10 @@ async fn payout_reproduces_published_figures_end_to_end() {
     for ((account, amount), (gross, it, lt, net)) in accounts.iter().zip(expected) {
         let e = stack.get("interest", &format!("/v1/interest/accounts/{account}")).await;
         assert_eq!(e.status, StatusCode::OK, "{:?}", e.body);
-        assert_eq!((e.body["gross"].as_i64(), e.body["net"].as_i64(), e.body["payable"].as_bool()), (Some(gross), Some(net), Some(true)));
+        assert_eq!(
+            (e.body["gross"].as_i64(), e.body["net"].as_i64(), e.body["payable"].as_bool()),
+            (Some(gross), Some(net), Some(true))
+        );
         assert_eq!(e.body["period_from"], "2023-08-13");
         assert_eq!(e.body["period_to"], "2023-08-13");
 
@@ -81,12 +88,16 @@ async fn payout_reproduces_published_figures_end_to_end() {
 
         // The journal entry is balanced and credits the customer the net.
         let entries = stack.get("accounting", &format!("/v1/ledger/accounts/{account}/entries")).await;
-        let payout_entry = entries.body["entries"].as_array().unwrap().iter().find(|e| e["kind"] == "INTEREST_PAYOUT").unwrap();
+        let payout_entry =
+            entries.body["entries"].as_array().unwrap().iter().find(|e| e["kind"] == "INTEREST_PAYOUT").unwrap();
         let lines = payout_entry["lines"].as_array().unwrap();
         let debit: i64 = lines.iter().map(|l| l["debit"].as_i64().unwrap()).sum();
         let credit: i64 = lines.iter().map(|l| l["credit"].as_i64().unwrap()).sum();
         assert_eq!((debit, credit), (gross, gross));
-        assert!(lines.iter().all(|l| l["debit"].as_i64().unwrap() + l["credit"].as_i64().unwrap() > 0), "zero lines omitted");
+        assert!(
+            lines.iter().all(|l| l["debit"].as_i64().unwrap() + l["credit"].as_i64().unwrap() > 0),
+            "zero lines omitted"
+        );
 
         // A second payout the same day is refused.
         let again = stack.pay(*account, "another-key").await;
@@ -100,7 +111,10 @@ async fn payout_reproduces_published_figures_end_to_end() {
         assert_eq!(event["income_tax"], it);
         assert!(headers.iter().any(|h| h == "traceparent"), "traceparent header travels with the event: {headers:?}");
         let w = stack.wait_withholding(*account, payout_id).await;
-        assert_eq!((w["gross"].as_i64(), w["income_tax"].as_i64(), w["local_tax"].as_i64()), (Some(gross), Some(it), Some(lt)));
+        assert_eq!(
+            (w["gross"].as_i64(), w["income_tax"].as_i64(), w["local_tax"].as_i64()),
+            (Some(gross), Some(it), Some(lt))
+        );
     }
     let report = stack.get("tax-consumer", "/v1/tax/reports/monthly?month=2023-08").await;
     assert_eq!(report.body["payouts"], 3);
@@ -125,7 +139,13 @@ async fn back_dated_history_tiers_and_carry_match_the_engine() {
         assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     }
     let w = stack
-        .call("accounting", Method::POST, &format!("/v1/ledger/accounts/{a}/withdrawals"), Some(json!({"amount": 5_000_000, "value_date": "2024-03-02"})), &[("Idempotency-Key", "w1")])
+        .call(
+            "accounting",
+            Method::POST,
+            &format!("/v1/ledger/accounts/{a}/withdrawals"),
+            Some(json!({"amount": 5_000_000, "value_date": "2024-03-02"})),
+            &[("Idempotency-Key", "w1")],
+        )
         .await;
     assert_eq!(w.status, StatusCode::CREATED, "{:?}", w.body);
 
@@ -133,7 +153,10 @@ async fn back_dated_history_tiers_and_carry_match_the_engine() {
     let rate = |s: &str| AnnualRate::parse_percent(s).unwrap();
     let table = RateTable::new(vec![RateSchedule::new(
         date("2024-01-01"),
-        vec![Band { from: 0, to: Some(50_000_000), rate: rate("2.3") }, Band { from: 50_000_000, to: None, rate: rate("4.0") }],
+        vec![
+            Band { from: 0, to: Some(50_000_000), rate: rate("2.3") },
+            Band { from: 50_000_000, to: None, rate: rate("4.0") },
+        ],
     )
     .unwrap()]);
     let history = BalanceHistory::new(vec![
@@ -159,10 +182,22 @@ async fn back_dated_history_tiers_and_carry_match_the_engine() {
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(r.body["code"], "VALUE_DATE_IN_PAID_PERIOD");
     // A schedule reaching back into paid days is refused; one after them is accepted.
-    let s = stack.post("interest", "/v1/interest/products/TIERED/rate-schedules", json!({"effective_from": "2024-03-01", "bands": [{"from": 0, "rate": "9"}]})).await;
+    let s = stack
+        .post(
+            "interest",
+            "/v1/interest/products/TIERED/rate-schedules",
+            json!({"effective_from": "2024-03-01", "bands": [{"from": 0, "rate": "9"}]}),
+        )
+        .await;
     assert_eq!(s.status, StatusCode::CONFLICT);
     assert_eq!(s.body["code"], "RATE_SCHEDULE_AFFECTS_PAID_PERIOD");
-    let s = stack.post("interest", "/v1/interest/products/TIERED/rate-schedules", json!({"effective_from": "2024-03-06", "bands": [{"from": 0, "rate": "3"}]})).await;
+    let s = stack
+        .post(
+            "interest",
+            "/v1/interest/products/TIERED/rate-schedules",
+            json!({"effective_from": "2024-03-06", "bands": [{"from": 0, "rate": "3"}]}),
+        )
+        .await;
     assert_eq!(s.status, StatusCode::CREATED, "{:?}", s.body);
 
     // Next day: one more day of accrual plus the carry, at the old schedule (the new starts on the 6th).
@@ -189,7 +224,15 @@ async fn eligibility_table_of_spec_section_5() {
         let c = stack.customer("GENERAL").await;
         let a = stack.account(c, "P").await;
         stack.deposit(a, 10_000_000, None).await;
-        let r = stack.call("customer", Method::PUT, &format!("/v1/customers/{c}/status"), Some(json!({"status": status, "reason": "reported"})), &[]).await;
+        let r = stack
+            .call(
+                "customer",
+                Method::PUT,
+                &format!("/v1/customers/{c}/status"),
+                Some(json!({"status": status, "reason": "reported"})),
+                &[],
+            )
+            .await;
         assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
         cases.push((a, "CUSTOMER_RESTRICTED"));
     }
@@ -197,20 +240,44 @@ async fn eligibility_table_of_spec_section_5() {
         let c = stack.customer("GENERAL").await;
         let a = stack.account(c, "P").await;
         stack.deposit(a, 10_000_000, None).await;
-        stack.call("account-info", Method::PUT, &format!("/v1/accounts/{a}/status"), Some(json!({"status": status})), &[]).await;
+        stack
+            .call(
+                "account-info",
+                Method::PUT,
+                &format!("/v1/accounts/{a}/status"),
+                Some(json!({"status": status})),
+                &[],
+            )
+            .await;
         cases.push((a, "ACCOUNT_NOT_ACTIVE"));
     }
     let c = stack.customer("GENERAL").await;
     let held = stack.account(c, "P").await;
     stack.deposit(held, 10_000_000, None).await;
-    stack.call("account-info", Method::PUT, &format!("/v1/accounts/{held}/holds"), Some(json!({"deposit_suspended": true, "withdrawal_suspended": false})), &[]).await;
+    stack
+        .call(
+            "account-info",
+            Method::PUT,
+            &format!("/v1/accounts/{held}/holds"),
+            Some(json!({"deposit_suspended": true, "withdrawal_suspended": false})),
+            &[],
+        )
+        .await;
     cases.push((held, "DEPOSIT_SUSPENDED"));
     let small = stack.account(c, "P").await;
     stack.deposit(small, 10_000, None).await;
     cases.push((small, "NOTHING_TO_PAY"));
     let wsusp = stack.account(c, "P").await;
     stack.deposit(wsusp, 10_000_000, None).await;
-    stack.call("account-info", Method::PUT, &format!("/v1/accounts/{wsusp}/holds"), Some(json!({"deposit_suspended": false, "withdrawal_suspended": true})), &[]).await;
+    stack
+        .call(
+            "account-info",
+            Method::PUT,
+            &format!("/v1/accounts/{wsusp}/holds"),
+            Some(json!({"deposit_suspended": false, "withdrawal_suspended": true})),
+            &[],
+        )
+        .await;
 
     stack.set_today("2024-05-02").await;
     for (a, code) in cases {
@@ -228,7 +295,8 @@ async fn eligibility_table_of_spec_section_5() {
     assert_eq!(p.status, StatusCode::CREATED, "{:?}", p.body);
     // NOTHING_TO_PAY does not consume the period: the small account accrues on.
     stack.assert_ledger_consistent().await;
-    let payouts: i64 = sqlx::query_scalar("SELECT count(*) FROM payouts").fetch_one(&stack.dbs["interest"]).await.unwrap();
+    let payouts: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM payouts").fetch_one(&stack.dbs["interest"]).await.unwrap();
     assert_eq!(payouts, 1);
     stack.shutdown().await;
 }
@@ -247,29 +315,49 @@ async fn concurrent_payouts_pay_once() {
 
     let n = 30;
     let same: Vec<_> = futures::future::join_all((0..n).map(|_| stack.pay(same_key, "one-key"))).await;
-    assert!(same.iter().all(|r| r.status == StatusCode::CREATED), "{:?}", same.iter().map(|r| (r.status, r.body["code"].clone())).collect::<Vec<_>>());
+    assert!(
+        same.iter().all(|r| r.status == StatusCode::CREATED),
+        "{:?}",
+        same.iter().map(|r| (r.status, r.body["code"].clone())).collect::<Vec<_>>()
+    );
     assert!(same.iter().all(|r| r.body == same[0].body), "identical responses");
 
     let keys: Vec<String> = (0..n).map(|i| format!("key-{i}")).collect();
     let many: Vec<_> = futures::future::join_all(keys.iter().map(|k| stack.pay(distinct, k))).await;
     let ok = many.iter().filter(|r| r.status == StatusCode::CREATED).count();
     let refused = many.iter().filter(|r| r.body["code"] == "ALREADY_PAID_TODAY").count();
-    assert_eq!((ok, refused), (1, n - 1), "{:?}", many.iter().map(|r| (r.status, r.body["code"].clone())).collect::<Vec<_>>());
+    assert_eq!(
+        (ok, refused),
+        (1, n - 1),
+        "{:?}",
+        many.iter().map(|r| (r.status, r.body["code"].clone())).collect::<Vec<_>>()
+    );
 
     // Same key, different body: refused, nothing written.
-    let reuse = stack.call("interest", Method::POST, &format!("/v1/interest/accounts/{same_key}/payouts"), Some(json!({"x": 1})), &[("Idempotency-Key", "one-key")]).await;
+    let reuse = stack
+        .call(
+            "interest",
+            Method::POST,
+            &format!("/v1/interest/accounts/{same_key}/payouts"),
+            Some(json!({"x": 1})),
+            &[("Idempotency-Key", "one-key")],
+        )
+        .await;
     assert_eq!(reuse.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(reuse.body["code"], "IDEMPOTENCY_KEY_REUSED");
 
     let postings: i64 = sqlx::query_scalar("SELECT count(*) FROM journal_entries WHERE kind = 'INTEREST_PAYOUT'")
-        .fetch_one(&stack.dbs["accounting"]).await.unwrap();
+        .fetch_one(&stack.dbs["accounting"])
+        .await
+        .unwrap();
     assert_eq!(postings, 2);
     for a in [same_key, distinct] {
         let p = &stack.get("interest", &format!("/v1/interest/accounts/{a}/payouts")).await.body["payouts"];
         assert_eq!(p.as_array().unwrap().len(), 1);
         stack.wait_withholding(a, p[0]["payout_id"].as_str().unwrap()).await;
     }
-    let withholdings: i64 = sqlx::query_scalar("SELECT count(*) FROM withholdings").fetch_one(&stack.dbs["tax-consumer"]).await.unwrap();
+    let withholdings: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM withholdings").fetch_one(&stack.dbs["tax-consumer"]).await.unwrap();
     assert_eq!(withholdings, 2);
     stack.assert_ledger_consistent().await;
     stack.shutdown().await;
@@ -337,41 +425,205 @@ async fn bad_input_gets_problems_and_changes_nothing() {
     let a = stack.account(c, "P").await;
     let key = [("Idempotency-Key", "k1")];
     let dep = format!("/v1/ledger/accounts/{a}/deposits");
-    let cases: Vec<(&str, Method, String, Option<serde_json::Value>, Vec<(&str, &str)>, u16, &str)> = vec![
-        ("customer", Method::POST, "/v1/customers".into(), Some(json!({"name": "x", "tax_category": "NOPE"})), vec![], 422, "VALIDATION_FAILED"),
-        ("customer", Method::POST, "/v1/customers".into(), Some(json!({"name": "", "tax_category": "GENERAL"})), vec![], 422, "VALIDATION_FAILED"),
+    type Case<'a> = (&'a str, Method, String, Option<serde_json::Value>, Vec<(&'a str, &'a str)>, u16, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "customer",
+            Method::POST,
+            "/v1/customers".into(),
+            Some(json!({"name": "x", "tax_category": "NOPE"})),
+            vec![],
+            422,
+            "VALIDATION_FAILED",
+        ),
+        (
+            "customer",
+            Method::POST,
+            "/v1/customers".into(),
+            Some(json!({"name": "", "tax_category": "GENERAL"})),
+            vec![],
+            422,
+            "VALIDATION_FAILED",
+        ),
         ("customer", Method::GET, format!("/v1/customers/{}", Uuid::new_v4()), None, vec![], 404, "CUSTOMER_NOT_FOUND"),
         ("customer", Method::GET, "/v1/customers/not-a-uuid".into(), None, vec![], 404, "NOT_FOUND"),
-        ("account-info", Method::POST, "/v1/accounts".into(), Some(json!({"customer_id": Uuid::new_v4(), "product_code": "P"})), vec![], 422, "CUSTOMER_NOT_FOUND"),
-        ("account-info", Method::POST, "/v1/accounts".into(), Some(json!({"customer_id": c, "product_code": "NOPE"})), vec![], 422, "PRODUCT_NOT_FOUND"),
+        (
+            "account-info",
+            Method::POST,
+            "/v1/accounts".into(),
+            Some(json!({"customer_id": Uuid::new_v4(), "product_code": "P"})),
+            vec![],
+            422,
+            "CUSTOMER_NOT_FOUND",
+        ),
+        (
+            "account-info",
+            Method::POST,
+            "/v1/accounts".into(),
+            Some(json!({"customer_id": c, "product_code": "NOPE"})),
+            vec![],
+            422,
+            "PRODUCT_NOT_FOUND",
+        ),
         ("accounting", Method::POST, dep.clone(), Some(json!({"amount": -5})), key.to_vec(), 422, "VALIDATION_FAILED"),
         ("accounting", Method::POST, dep.clone(), Some(json!({"amount": 0})), key.to_vec(), 422, "VALIDATION_FAILED"),
-        ("accounting", Method::POST, dep.clone(), Some(json!({"amount": 1_000_000_000_000_001i64})), key.to_vec(), 422, "VALIDATION_FAILED"),
+        (
+            "accounting",
+            Method::POST,
+            dep.clone(),
+            Some(json!({"amount": 1_000_000_000_000_001i64})),
+            key.to_vec(),
+            422,
+            "VALIDATION_FAILED",
+        ),
         ("accounting", Method::POST, dep.clone(), Some(json!({"amount": 1.5})), key.to_vec(), 422, "VALIDATION_FAILED"),
-        ("accounting", Method::POST, dep.clone(), Some(json!({"amount": 100})), vec![], 400, "IDEMPOTENCY_KEY_REQUIRED"),
-        ("accounting", Method::POST, dep.clone(), Some(json!({"amount": 100, "value_date": "2024-08-02"})), key.to_vec(), 422, "VALUE_DATE_IN_FUTURE"),
-        ("accounting", Method::POST, dep.clone(), Some(json!({"amount": 100, "value_date": "2024-07-01"})), key.to_vec(), 422, "VALUE_DATE_BEFORE_OPENING"),
-        ("accounting", Method::POST, format!("/v1/ledger/accounts/{a}/withdrawals"), Some(json!({"amount": 100})), key.to_vec(), 422, "INSUFFICIENT_FUNDS"),
-        ("accounting", Method::POST, format!("/v1/ledger/accounts/{}/deposits", Uuid::new_v4()), Some(json!({"amount": 100})), key.to_vec(), 404, "ACCOUNT_NOT_FOUND"),
-        ("accounting", Method::POST, "/v1/ledger/transfers".into(), Some(json!({"from_account_id": a, "to_account_id": a, "amount": 1})), key.to_vec(), 422, "SAME_ACCOUNT"),
-        ("interest", Method::POST, "/v1/interest/products/P/rate-schedules".into(), Some(json!({"effective_from": "2025-01-01", "bands": [{"from": 0, "rate": "2.12345"}]})), vec![], 422, "VALIDATION_FAILED"),
-        ("interest", Method::POST, "/v1/interest/products/P/rate-schedules".into(), Some(json!({"effective_from": "2025-01-01", "bands": [{"from": 0, "to": 10, "rate": "2"}, {"from": 11, "rate": "1"}]})), vec![], 422, "VALIDATION_FAILED"),
-        ("interest", Method::POST, "/v1/interest/products/P/rate-schedules".into(), Some(json!({"effective_from": "2024-01-01", "bands": [{"from": 0, "rate": "2"}]})), vec![], 409, "RATE_SCHEDULE_EXISTS"),
-        ("interest", Method::POST, "/v1/interest/products".into(), Some(json!({"code": "P", "name": "dup"})), vec![], 409, "PRODUCT_EXISTS"),
-        ("interest", Method::GET, format!("/v1/interest/accounts/{}", Uuid::new_v4()), None, vec![], 404, "ACCOUNT_NOT_FOUND"),
-        ("interest", Method::POST, format!("/v1/interest/accounts/{a}/payouts"), None, vec![], 400, "IDEMPOTENCY_KEY_REQUIRED"),
-        ("tax-consumer", Method::GET, "/v1/tax/reports/monthly?month=2024-13".into(), None, vec![], 422, "VALIDATION_FAILED"),
+        (
+            "accounting",
+            Method::POST,
+            dep.clone(),
+            Some(json!({"amount": 100})),
+            vec![],
+            400,
+            "IDEMPOTENCY_KEY_REQUIRED",
+        ),
+        (
+            "accounting",
+            Method::POST,
+            dep.clone(),
+            Some(json!({"amount": 100, "value_date": "2024-08-02"})),
+            key.to_vec(),
+            422,
+            "VALUE_DATE_IN_FUTURE",
+        ),
+        (
+            "accounting",
+            Method::POST,
+            dep.clone(),
+            Some(json!({"amount": 100, "value_date": "2024-07-01"})),
+            key.to_vec(),
+            422,
+            "VALUE_DATE_BEFORE_OPENING",
+        ),
+        (
+            "accounting",
+            Method::POST,
+            format!("/v1/ledger/accounts/{a}/withdrawals"),
+            Some(json!({"amount": 100})),
+            key.to_vec(),
+            422,
+            "INSUFFICIENT_FUNDS",
+        ),
+        (
+            "accounting",
+            Method::POST,
+            format!("/v1/ledger/accounts/{}/deposits", Uuid::new_v4()),
+            Some(json!({"amount": 100})),
+            key.to_vec(),
+            404,
+            "ACCOUNT_NOT_FOUND",
+        ),
+        (
+            "accounting",
+            Method::POST,
+            "/v1/ledger/transfers".into(),
+            Some(json!({"from_account_id": a, "to_account_id": a, "amount": 1})),
+            key.to_vec(),
+            422,
+            "SAME_ACCOUNT",
+        ),
+        (
+            "interest",
+            Method::POST,
+            "/v1/interest/products/P/rate-schedules".into(),
+            Some(json!({"effective_from": "2025-01-01", "bands": [{"from": 0, "rate": "2.12345"}]})),
+            vec![],
+            422,
+            "VALIDATION_FAILED",
+        ),
+        (
+            "interest",
+            Method::POST,
+            "/v1/interest/products/P/rate-schedules".into(),
+            Some(
+                json!({"effective_from": "2025-01-01", "bands": [{"from": 0, "to": 10, "rate": "2"}, {"from": 11, "rate": "1"}]}),
+            ),
+            vec![],
+            422,
+            "VALIDATION_FAILED",
+        ),
+        (
+            "interest",
+            Method::POST,
+            "/v1/interest/products/P/rate-schedules".into(),
+            Some(json!({"effective_from": "2024-01-01", "bands": [{"from": 0, "rate": "2"}]})),
+            vec![],
+            409,
+            "RATE_SCHEDULE_EXISTS",
+        ),
+        (
+            "interest",
+            Method::POST,
+            "/v1/interest/products".into(),
+            Some(json!({"code": "P", "name": "dup"})),
+            vec![],
+            409,
+            "PRODUCT_EXISTS",
+        ),
+        (
+            "interest",
+            Method::GET,
+            format!("/v1/interest/accounts/{}", Uuid::new_v4()),
+            None,
+            vec![],
+            404,
+            "ACCOUNT_NOT_FOUND",
+        ),
+        (
+            "interest",
+            Method::POST,
+            format!("/v1/interest/accounts/{a}/payouts"),
+            None,
+            vec![],
+            400,
+            "IDEMPOTENCY_KEY_REQUIRED",
+        ),
+        (
+            "tax-consumer",
+            Method::GET,
+            "/v1/tax/reports/monthly?month=2024-13".into(),
+            None,
+            vec![],
+            422,
+            "VALIDATION_FAILED",
+        ),
     ];
     for (svc, method, path, body, headers, status, code) in cases {
         let r = stack.call(svc, method.clone(), &path, body.clone(), &headers).await;
-        assert_eq!((r.status.as_u16(), r.body["code"].as_str()), (status, Some(code)), "{svc} {method} {path} {body:?}: {:?}", r.body);
+        assert_eq!(
+            (r.status.as_u16(), r.body["code"].as_str()),
+            (status, Some(code)),
+            "{svc} {method} {path} {body:?}: {:?}",
+            r.body
+        );
     }
     // An amount beyond i64, malformed JSON, a wrong content type, and an oversized body.
-    let r = stack.http.post(format!("{}{dep}", stack.urls["accounting"])).header("content-type", "application/json")
-        .header("Idempotency-Key", "k2").body("{\"amount\": 99999999999999999999}").send().await.unwrap();
+    let r = stack
+        .http
+        .post(format!("{}{dep}", stack.urls["accounting"]))
+        .header("content-type", "application/json")
+        .header("Idempotency-Key", "k2")
+        .body("{\"amount\": 99999999999999999999}")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 422);
     let raw = |body: &'static str, ctype: &'static str| {
-        stack.http.post(format!("{}/v1/customers", stack.urls["customer"])).header("content-type", ctype).body(body).send()
+        stack
+            .http
+            .post(format!("{}/v1/customers", stack.urls["customer"]))
+            .header("content-type", ctype)
+            .body(body)
+            .send()
     };
     let r = raw("{\"name\": ", "application/json").await.unwrap();
     assert_eq!(r.status(), 400);
@@ -379,13 +631,22 @@ async fn bad_input_gets_problems_and_changes_nothing() {
     let r = raw("{}", "text/plain").await.unwrap();
     assert_eq!(r.status(), 415);
     let big = format!("{{\"name\": \"{}\", \"tax_category\": \"GENERAL\"}}", "x".repeat(100_000));
-    let r = stack.http.post(format!("{}/v1/customers", stack.urls["customer"])).header("content-type", "application/json").body(big).send().await.unwrap();
+    let r = stack
+        .http
+        .post(format!("{}/v1/customers", stack.urls["customer"]))
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 413);
     // Nothing was written by any of it.
     assert_eq!(stack.balance(a).await, 0);
-    let customers: i64 = sqlx::query_scalar("SELECT count(*) FROM customers").fetch_one(&stack.dbs["customer"]).await.unwrap();
+    let customers: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM customers").fetch_one(&stack.dbs["customer"]).await.unwrap();
     assert_eq!(customers, 1);
-    let entries: i64 = sqlx::query_scalar("SELECT count(*) FROM journal_entries").fetch_one(&stack.dbs["accounting"]).await.unwrap();
+    let entries: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM journal_entries").fetch_one(&stack.dbs["accounting"]).await.unwrap();
     assert_eq!(entries, 0);
     // Every service serves its OpenAPI document, health and metrics.
     for (svc, _) in e2e::SERVICES {

@@ -128,8 +128,16 @@ mod tests {
     #[test]
     fn runs_match_day_by_day() {
         let rates = RateTable::new(vec![
-            RateSchedule::new(d("2024-01-01"), vec![Band { from: 0, to: None, rate: AnnualRate::parse_percent("2").unwrap() }]).unwrap(),
-            RateSchedule::new(d("2024-01-10"), vec![Band { from: 0, to: None, rate: AnnualRate::parse_percent("3").unwrap() }]).unwrap(),
+            RateSchedule::new(
+                d("2024-01-01"),
+                vec![Band { from: 0, to: None, rate: AnnualRate::parse_percent("2").unwrap() }],
+            )
+            .unwrap(),
+            RateSchedule::new(
+                d("2024-01-10"),
+                vec![Band { from: 0, to: None, rate: AnnualRate::parse_percent("3").unwrap() }],
+            )
+            .unwrap(),
         ]);
         let bal = BalanceHistory::new(vec![(d("2023-12-30"), 100), (d("2024-01-05"), 200), (d("2024-01-12"), -3)]);
         let mut expected = 0i128;
@@ -154,6 +162,9 @@ mod tests {
     fn settle_floors_and_carries() {
         assert_eq!(settle(0, 40_000_000_000), Settlement { gross: 109, carry_out_units: 215_000_000, payable: true });
         assert_eq!(settle(0, 200_000_000), Settlement { gross: 0, carry_out_units: 200_000_000, payable: false });
-        assert_eq!(settle(200_000_000, 200_000_000), Settlement { gross: 1, carry_out_units: 35_000_000, payable: true });
+        assert_eq!(
+            settle(200_000_000, 200_000_000),
+            Settlement { gross: 1, carry_out_units: 35_000_000, payable: true }
+        );
     }
 }

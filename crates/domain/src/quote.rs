@@ -10,7 +10,11 @@ use crate::tax::{TaxBreakdown, TaxRule};
 
 /// The period a payout on `today` covers: the day after the last paid period (or the opening date)
 /// through yesterday. Today earns nothing until it ends.
-pub fn payout_period(opening_date: NaiveDate, paid_through: Option<NaiveDate>, today: NaiveDate) -> (NaiveDate, NaiveDate) {
+pub fn payout_period(
+    opening_date: NaiveDate,
+    paid_through: Option<NaiveDate>,
+    today: NaiveDate,
+) -> (NaiveDate, NaiveDate) {
     let from = paid_through.map_or(opening_date, next_day).max(opening_date);
     (from, previous_day(today))
 }

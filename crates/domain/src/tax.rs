@@ -205,10 +205,7 @@ impl TaxRules {
                 rule(TaxCategory::TaxFree, vec![]),
                 rule(
                     TaxCategory::Preferential,
-                    vec![
-                        c(TaxComponent::IncomeTax, gross, 90_000),
-                        c(TaxComponent::RuralSpecialTax, gross, 5_000),
-                    ],
+                    vec![c(TaxComponent::IncomeTax, gross, 90_000), c(TaxComponent::RuralSpecialTax, gross, 5_000)],
                 ),
             ],
         }

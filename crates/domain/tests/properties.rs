@@ -1,4 +1,5 @@
 //! Property tests for the accrual and tax arithmetic (issue 3).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use chrono::{Duration, NaiveDate};
 use domain::{

@@ -1,9 +1,10 @@
 //! Every worked case of `interest.json` (copied from the shared spec) through the engine.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
-use domain::{quote, AnnualRate, Band, BalanceHistory, RateSchedule, RateTable, TaxCategory, TaxRules, UNITS_PER_WON};
+use domain::{quote, AnnualRate, BalanceHistory, Band, RateSchedule, RateTable, TaxCategory, TaxRules, UNITS_PER_WON};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -58,7 +59,8 @@ fn every_vector_case_passes() {
         let rule = tax_rules.rule_for(case.tax_category, case.period_to).expect("rule");
         let q = quote(&rates, &balances, (case.period_from, case.period_to), case.carry_in_units, rule);
         let e = &case.expected;
-        let got = (q.gross, q.tax.income_tax, q.tax.local_tax, q.tax.rural_special_tax, q.net, q.carry_out_units, q.payable);
+        let got =
+            (q.gross, q.tax.income_tax, q.tax.local_tax, q.tax.rural_special_tax, q.net, q.carry_out_units, q.payable);
         let want = (e.gross, e.income_tax, e.local_tax, e.rural_special_tax, e.net, e.carry_out_units, e.payable);
         assert_eq!(got, want, "case {}", case.name);
     }

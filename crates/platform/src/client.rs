@@ -130,7 +130,8 @@ impl ServiceClient {
         if status.is_server_error() {
             return Err(ClientError::Unavailable { target, detail: format!("HTTP {status}") });
         }
-        let p: ProblemBody = serde_json::from_slice(&bytes).unwrap_or(ProblemBody { code: String::new(), detail: String::new() });
+        let p: ProblemBody =
+            serde_json::from_slice(&bytes).unwrap_or(ProblemBody { code: String::new(), detail: String::new() });
         Err(ClientError::Problem { target, status: status.as_u16(), code: p.code, detail: p.detail })
     }
 }

@@ -57,23 +57,37 @@ impl Common {
     pub fn from_env(service: &'static str, default_port: u16, default_db: &str) -> Result<Self, ConfigError> {
         let host = var("HOST", "127.0.0.1");
         let port: u16 = parse("PORT", &default_port.to_string())?;
-        let bind = format!("{host}:{port}")
-            .parse()
-            .map_err(|e: std::net::AddrParseError| ConfigError { name: "HOST".into(), value: host, reason: e.to_string() })?;
+        let bind = format!("{host}:{port}").parse().map_err(|e: std::net::AddrParseError| ConfigError {
+            name: "HOST".into(),
+            value: host,
+            reason: e.to_string(),
+        })?;
         let database_url = var("DATABASE_URL", &format!("postgres://postgres:postgres@127.0.0.1:5432/{default_db}"));
         if !database_url.starts_with("postgres://") && !database_url.starts_with("postgresql://") {
-            return Err(ConfigError { name: "DATABASE_URL".into(), value: database_url, reason: "must be a postgres:// URL".into() });
+            return Err(ConfigError {
+                name: "DATABASE_URL".into(),
+                value: database_url,
+                reason: "must be a postgres:// URL".into(),
+            });
         }
         let redis_url = var("REDIS_URL", "redis://127.0.0.1:6379");
         if !redis_url.starts_with("redis://") {
-            return Err(ConfigError { name: "REDIS_URL".into(), value: redis_url, reason: "must be a redis:// URL".into() });
+            return Err(ConfigError {
+                name: "REDIS_URL".into(),
+                value: redis_url,
+                reason: "must be a redis:// URL".into(),
+            });
         }
         let clock_mode = var("CLOCK_MODE", "system");
         let clock_manual = match clock_mode.as_str() {
             "system" => false,
             "manual" => true,
             _ => {
-                return Err(ConfigError { name: "CLOCK_MODE".into(), value: clock_mode, reason: "must be system or manual".into() })
+                return Err(ConfigError {
+                    name: "CLOCK_MODE".into(),
+                    value: clock_mode,
+                    reason: "must be system or manual".into(),
+                })
             }
         };
         Ok(Self {

@@ -111,7 +111,10 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
             .ok()
             .filter(|k| !k.is_empty() && k.len() <= 200 && k.bytes().all(|b| b.is_ascii_graphic()))
             .ok_or_else(|| {
-                ApiError::bad_request("IDEMPOTENCY_KEY_INVALID", "Idempotency-Key must be 1-200 visible ASCII characters")
+                ApiError::bad_request(
+                    "IDEMPOTENCY_KEY_INVALID",
+                    "Idempotency-Key must be 1-200 visible ASCII characters",
+                )
             })?;
         Ok(Self(key.to_string()))
     }

@@ -110,12 +110,16 @@ impl From<sqlx::Error> for ApiError {
             sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
                 ApiError::unavailable(format!("database unavailable: {e}"))
             }
-            sqlx::Error::Database(db) if db.code().as_deref() == Some("55P03") || db.code().as_deref() == Some("57014") => {
+            sqlx::Error::Database(db)
+                if db.code().as_deref() == Some("55P03") || db.code().as_deref() == Some("57014") =>
+            {
                 // lock_not_available / statement timeout: the row stayed busy for too long.
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ACCOUNT_BUSY", "the account is busy; retry shortly")
                     .with_retry_after(1)
             }
-            sqlx::Error::Database(db) if db.code().as_deref().is_some_and(|c| c.starts_with("08") || c.starts_with("57P")) => {
+            sqlx::Error::Database(db)
+                if db.code().as_deref().is_some_and(|c| c.starts_with("08") || c.starts_with("57P")) =>
+            {
                 ApiError::unavailable(format!("database unavailable: {e}"))
             }
             _ => ApiError::internal(format!("database error: {e}")),

@@ -17,7 +17,12 @@ pub struct Infra {
     pub clock: Clock,
 }
 
-pub async fn start(common: &Common, migrator: &Migrator, needs_redis: bool, max_db_connections: u32) -> anyhow::Result<Infra> {
+pub async fn start(
+    common: &Common,
+    migrator: &Migrator,
+    needs_redis: bool,
+    max_db_connections: u32,
+) -> anyhow::Result<Infra> {
     let pool = crate::db::connect(&common.database_url, max_db_connections, Duration::from_secs(30)).await?;
     crate::db::migrate(&pool, migrator).await?;
     let redis = if needs_redis || common.clock_manual {

@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use opentelemetry::propagation::{Extractor, Injector};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::{global, Context};
+use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::layer::SubscriberExt;
@@ -64,7 +64,7 @@ pub fn current_trace_headers() -> HashMap<String, String> {
 pub fn set_parent_from<'a>(span: &tracing::Span, headers: impl Iterator<Item = (&'a str, &'a str)>) {
     let map: HashMap<String, String> = headers.map(|(k, v)| (k.to_ascii_lowercase(), v.to_string())).collect();
     let parent: Context = global::get_text_map_propagator(|p| p.extract(&ReadCarrier(&map)));
-    let _ = span.set_parent(parent);
+    span.set_parent(parent);
 }
 
 struct MapCarrier<'a>(&'a mut HashMap<String, String>);

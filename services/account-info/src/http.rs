@@ -60,16 +60,25 @@ async fn read(State(s): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<Json
     store::find(&s.pool, id).await?.map(Json).ok_or_else(|| not_found(id))
 }
 
-async fn change_status(State(s): State<AppState>, Path(id): Path<Uuid>, body: Body<ChangeAccountStatus>) -> ApiResult<Json<Account>> {
+async fn change_status(
+    State(s): State<AppState>,
+    Path(id): Path<Uuid>,
+    body: Body<ChangeAccountStatus>,
+) -> ApiResult<Json<Account>> {
     let account = store::set_status(&s.pool, id, body.value.status).await?.ok_or_else(|| not_found(id))?;
     tracing::info!(account_id = %id, status = body.value.status.as_str(), "account status changed");
     Ok(Json(account))
 }
 
-async fn change_holds(State(s): State<AppState>, Path(id): Path<Uuid>, body: Body<ChangeHolds>) -> ApiResult<Json<Account>> {
+async fn change_holds(
+    State(s): State<AppState>,
+    Path(id): Path<Uuid>,
+    body: Body<ChangeHolds>,
+) -> ApiResult<Json<Account>> {
     let h = body.value;
-    let account =
-        store::set_holds(&s.pool, id, h.deposit_suspended, h.withdrawal_suspended).await?.ok_or_else(|| not_found(id))?;
+    let account = store::set_holds(&s.pool, id, h.deposit_suspended, h.withdrawal_suspended)
+        .await?
+        .ok_or_else(|| not_found(id))?;
     Ok(Json(account))
 }
 

@@ -23,7 +23,12 @@ fn to_account(r: &sqlx::postgres::PgRow) -> Result<Account, sqlx::Error> {
     })
 }
 
-pub async fn insert(pool: &PgPool, customer_id: Uuid, product_code: &str, opened_on: NaiveDate) -> Result<Account, sqlx::Error> {
+pub async fn insert(
+    pool: &PgPool,
+    customer_id: Uuid,
+    product_code: &str,
+    opened_on: NaiveDate,
+) -> Result<Account, sqlx::Error> {
     let row = sqlx::query(&format!(
         "INSERT INTO accounts (account_id, customer_id, product_code, opened_on, status)
          VALUES ($1, $2, $3, $4, 'ACTIVE') RETURNING {COLUMNS}"
@@ -38,7 +43,10 @@ pub async fn insert(pool: &PgPool, customer_id: Uuid, product_code: &str, opened
 }
 
 pub async fn find(pool: &PgPool, id: Uuid) -> Result<Option<Account>, sqlx::Error> {
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM accounts WHERE account_id = $1")).bind(id).fetch_optional(pool).await?;
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM accounts WHERE account_id = $1"))
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
     row.as_ref().map(to_account).transpose()
 }
 
@@ -53,7 +61,12 @@ pub async fn set_status(pool: &PgPool, id: Uuid, status: AccountStatus) -> Resul
     row.as_ref().map(to_account).transpose()
 }
 
-pub async fn set_holds(pool: &PgPool, id: Uuid, deposit: bool, withdrawal: bool) -> Result<Option<Account>, sqlx::Error> {
+pub async fn set_holds(
+    pool: &PgPool,
+    id: Uuid,
+    deposit: bool,
+    withdrawal: bool,
+) -> Result<Option<Account>, sqlx::Error> {
     let row = sqlx::query(&format!(
         "UPDATE accounts SET deposit_suspended = $2, withdrawal_suspended = $3, updated_at = now()
          WHERE account_id = $1 RETURNING {COLUMNS}"

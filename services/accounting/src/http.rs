@@ -6,7 +6,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::NaiveDate;
-use contracts::{Account, Balance, DailyBalances, Entries, InterestPosting, InterestPostingFeed, InterestPostingRequest, MoneyMovement, Transfer};
+use contracts::{
+    Account, Balance, DailyBalances, Entries, InterestPosting, InterestPostingFeed, InterestPostingRequest,
+    MoneyMovement, Transfer,
+};
 use platform::extract::{IdempotencyKey, Json as Body, Path, Query};
 use platform::{ApiError, ApiResult};
 use serde::Deserialize;
@@ -48,10 +51,16 @@ async fn withdraw(
     body: Body<MoneyMovement>,
 ) -> ApiResult<Response> {
     let idem = Idempotency { key: &key, request_hash: &body.body_hash };
-    Ok(respond(ledger::move_money(&s, id, Direction::Withdrawal, body.value.amount, body.value.value_date, idem).await?))
+    Ok(respond(
+        ledger::move_money(&s, id, Direction::Withdrawal, body.value.amount, body.value.value_date, idem).await?,
+    ))
 }
 
-async fn transfer(State(s): State<AppState>, IdempotencyKey(key): IdempotencyKey, body: Body<Transfer>) -> ApiResult<Response> {
+async fn transfer(
+    State(s): State<AppState>,
+    IdempotencyKey(key): IdempotencyKey,
+    body: Body<Transfer>,
+) -> ApiResult<Response> {
     let idem = Idempotency { key: &key, request_hash: &body.body_hash };
     let t = &body.value;
     Ok(respond(ledger::transfer(&s, t.from_account_id, t.to_account_id, t.amount, idem).await?))
@@ -66,7 +75,9 @@ async fn balance(State(s): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<J
             let account: Result<Account, _> = s.accounts.get(&format!("/v1/accounts/{id}")).await;
             match account {
                 Ok(_) => 0,
-                Err(e) if e.is_not_found() => return Err(ApiError::not_found("ACCOUNT_NOT_FOUND", format!("no account {id}"))),
+                Err(e) if e.is_not_found() => {
+                    return Err(ApiError::not_found("ACCOUNT_NOT_FOUND", format!("no account {id}")))
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -79,7 +90,11 @@ struct EntriesQuery {
     limit: Option<i64>,
 }
 
-async fn entries(State(s): State<AppState>, Path(id): Path<Uuid>, Query(q): Query<EntriesQuery>) -> ApiResult<Json<Entries>> {
+async fn entries(
+    State(s): State<AppState>,
+    Path(id): Path<Uuid>,
+    Query(q): Query<EntriesQuery>,
+) -> ApiResult<Json<Entries>> {
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::validation("limit", "limit must be 1 to 1000"));
@@ -93,14 +108,21 @@ struct RangeQuery {
     to: NaiveDate,
 }
 
-async fn daily_balances(State(s): State<AppState>, Path(id): Path<Uuid>, Query(q): Query<RangeQuery>) -> ApiResult<Json<DailyBalances>> {
+async fn daily_balances(
+    State(s): State<AppState>,
+    Path(id): Path<Uuid>,
+    Query(q): Query<RangeQuery>,
+) -> ApiResult<Json<DailyBalances>> {
     if q.to < q.from {
         return Err(ApiError::validation("to", "to must not be before from"));
     }
     Ok(Json(ledger::daily_balances(&s, id, q.from, q.to).await?))
 }
 
-async fn book_interest(State(s): State<AppState>, body: Body<InterestPostingRequest>) -> ApiResult<(StatusCode, Json<InterestPosting>)> {
+async fn book_interest(
+    State(s): State<AppState>,
+    body: Body<InterestPostingRequest>,
+) -> ApiResult<(StatusCode, Json<InterestPosting>)> {
     let posting = ledger::book_interest(&s, &body.value).await?;
     Ok((StatusCode::CREATED, Json(posting)))
 }

@@ -69,14 +69,20 @@ async fn account_for_posting(state: &AppState, id: Uuid) -> Result<Account, Ledg
 
 fn require_active(a: &Account) -> Result<(), LedgerError> {
     if a.status != AccountStatus::Active {
-        return Err(LedgerError::Refused("ACCOUNT_NOT_ACTIVE", format!("account {} is {}", a.account_id, a.status.as_str())));
+        return Err(LedgerError::Refused(
+            "ACCOUNT_NOT_ACTIVE",
+            format!("account {} is {}", a.account_id, a.status.as_str()),
+        ));
     }
     Ok(())
 }
 
 fn check_value_date(acct: &store::LedgerAccount, value_date: NaiveDate, today: NaiveDate) -> Result<(), LedgerError> {
     if value_date > today {
-        return Err(LedgerError::Refused("VALUE_DATE_IN_FUTURE", format!("value_date {value_date} is after today {today}")));
+        return Err(LedgerError::Refused(
+            "VALUE_DATE_IN_FUTURE",
+            format!("value_date {value_date} is after today {today}"),
+        ));
     }
     if value_date < acct.opened_on {
         return Err(LedgerError::Refused(
@@ -117,7 +123,10 @@ pub async fn move_money(
             return Err(LedgerError::Refused("DEPOSIT_SUSPENDED", "deposits to this account are suspended".into()))
         }
         Direction::Withdrawal if account.withdrawal_suspended => {
-            return Err(LedgerError::Refused("WITHDRAWAL_SUSPENDED", "withdrawals from this account are suspended".into()))
+            return Err(LedgerError::Refused(
+                "WITHDRAWAL_SUSPENDED",
+                "withdrawals from this account are suspended".into(),
+            ))
         }
         _ => {}
     }
@@ -145,7 +154,10 @@ pub async fn move_money(
             .filter(|b| *b <= domain::MAX_AMOUNT * 1000)
             .ok_or_else(|| LedgerError::Refused("AMOUNT_TOO_LARGE", "the balance would overflow".into()))?;
         if balance_after < 0 {
-            return Err(LedgerError::Refused("INSUFFICIENT_FUNDS", format!("balance {} is less than {}", acct.balance, amount.won())));
+            return Err(LedgerError::Refused(
+                "INSUFFICIENT_FUNDS",
+                format!("balance {} is less than {}", acct.balance, amount.won()),
+            ));
         }
         let entry_id = Uuid::new_v4();
         let (customer_line, cash_line) = match direction {
@@ -159,8 +171,18 @@ pub async fn move_money(
             ),
         };
         store::set_balance(&mut tx, account_id, balance_after, None).await?;
-        store::insert_entry(&mut tx, entry_id, kind, account_id, today, value_date, balance_after, None, &[cash_line, customer_line])
-            .await?;
+        store::insert_entry(
+            &mut tx,
+            entry_id,
+            kind,
+            account_id,
+            today,
+            value_date,
+            balance_after,
+            None,
+            &[cash_line, customer_line],
+        )
+        .await?;
         store::apply_to_daily_balances(&mut tx, account_id, value_date, today, delta, balance_after).await?;
         let posting =
             Posting { entry_id, account_id, kind: kind.into(), amount: amount.won(), value_date, balance_after };
@@ -195,7 +217,10 @@ pub async fn transfer(
     require_active(&source)?;
     require_active(&target)?;
     if source.withdrawal_suspended {
-        return Err(LedgerError::Refused("WITHDRAWAL_SUSPENDED", "withdrawals from the source account are suspended".into()));
+        return Err(LedgerError::Refused(
+            "WITHDRAWAL_SUSPENDED",
+            "withdrawals from the source account are suspended".into(),
+        ));
     }
     if target.deposit_suspended {
         return Err(LedgerError::Refused("DEPOSIT_SUSPENDED", "deposits to the target account are suspended".into()));
@@ -212,7 +237,10 @@ pub async fn transfer(
             return replay(stored, idem.request_hash);
         }
         if src.balance < amount.won() {
-            return Err(LedgerError::Refused("INSUFFICIENT_FUNDS", format!("balance {} is less than {}", src.balance, amount.won())));
+            return Err(LedgerError::Refused(
+                "INSUFFICIENT_FUNDS",
+                format!("balance {} is less than {}", src.balance, amount.won()),
+            ));
         }
         let from_after = src.balance - amount.won();
         let to_after = dst
@@ -252,11 +280,17 @@ pub async fn transfer(
 pub async fn book_interest(state: &AppState, req: &InterestPostingRequest) -> Result<InterestPosting, LedgerError> {
     let taxes = req.income_tax + req.local_tax + req.rural_special_tax;
     if req.gross < 1 || req.net < 0 || taxes < 0 || req.net + taxes != req.gross || req.period_to < req.period_from {
-        return Err(LedgerError::Refused("UNBALANCED_PAYOUT", "gross must equal net plus taxes, and be at least 1".into()));
+        return Err(LedgerError::Refused(
+            "UNBALANCED_PAYOUT",
+            "gross must equal net plus taxes, and be at least 1".into(),
+        ));
     }
     let today = state.clock.today().await.map_err(|e| LedgerError::Conflict("CLOCK_UNAVAILABLE", e.to_string()))?;
     if req.business_date > today || req.period_to >= req.business_date {
-        return Err(LedgerError::Refused("BAD_PAYOUT_DATES", "the period must end before the business date, which is not after today".into()));
+        return Err(LedgerError::Refused(
+            "BAD_PAYOUT_DATES",
+            "the period must end before the business date, which is not after today".into(),
+        ));
     }
     let id = req.account_id;
     retrying(state, || async {
@@ -269,7 +303,10 @@ pub async fn book_interest(state: &AppState, req: &InterestPostingRequest) -> Re
             if existing.request.idempotency_key == req.idempotency_key {
                 return Ok(existing);
             }
-            return Err(LedgerError::Conflict("ALREADY_PAID_TODAY", format!("payout {} was booked on {}", existing.request.payout_id, req.business_date)));
+            return Err(LedgerError::Conflict(
+                "ALREADY_PAID_TODAY",
+                format!("payout {} was booked on {}", existing.request.payout_id, req.business_date),
+            ));
         }
         let expected_from = acct.paid_through.map_or(acct.opened_on, domain::next_day);
         if req.period_from != expected_from {
@@ -285,11 +322,24 @@ pub async fn book_interest(state: &AppState, req: &InterestPostingRequest) -> Re
             Line { ledger_account: DEPOSITS, account_id: Some(id), debit: 0, credit: req.net },
             Line { ledger_account: "INCOME_TAX_PAYABLE", account_id: None, debit: 0, credit: req.income_tax },
             Line { ledger_account: "LOCAL_TAX_PAYABLE", account_id: None, debit: 0, credit: req.local_tax },
-            Line { ledger_account: "RURAL_SPECIAL_TAX_PAYABLE", account_id: None, debit: 0, credit: req.rural_special_tax },
+            Line {
+                ledger_account: "RURAL_SPECIAL_TAX_PAYABLE",
+                account_id: None,
+                debit: 0,
+                credit: req.rural_special_tax,
+            },
         ];
         store::set_balance(&mut tx, id, balance_after, Some(req.period_to)).await?;
         let (seq, posted_at) = store::insert_entry(
-            &mut tx, entry_id, "INTEREST_PAYOUT", id, req.business_date, req.business_date, balance_after, Some(req), &lines,
+            &mut tx,
+            entry_id,
+            "INTEREST_PAYOUT",
+            id,
+            req.business_date,
+            req.business_date,
+            balance_after,
+            Some(req),
+            &lines,
         )
         .await?;
         store::apply_to_daily_balances(&mut tx, id, req.business_date, today, req.net, balance_after).await?;
@@ -300,7 +350,12 @@ pub async fn book_interest(state: &AppState, req: &InterestPostingRequest) -> Re
 }
 
 /// End-of-day balances for `[from, to]` and the last booked payout, read in one snapshot.
-pub async fn daily_balances(state: &AppState, id: Uuid, from: NaiveDate, to: NaiveDate) -> Result<DailyBalances, LedgerError> {
+pub async fn daily_balances(
+    state: &AppState,
+    id: Uuid,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<DailyBalances, LedgerError> {
     let mut conn = state.pool.acquire().await?;
     let mut tx = conn.begin().await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *tx).await?;

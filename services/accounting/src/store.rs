@@ -24,12 +24,17 @@ pub async fn set_lock_timeout(conn: &mut PgConnection, ms: u128) -> Result<(), s
 
 /// Locks the balance row; `None` if the ledger has never seen the account.
 pub async fn lock_account(conn: &mut PgConnection, id: Uuid) -> Result<Option<LedgerAccount>, sqlx::Error> {
-    let row = sqlx::query("SELECT balance, opened_on, paid_through FROM ledger_accounts WHERE account_id = $1 FOR UPDATE")
-        .bind(id)
-        .fetch_optional(conn)
-        .await?;
+    let row =
+        sqlx::query("SELECT balance, opened_on, paid_through FROM ledger_accounts WHERE account_id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_optional(conn)
+            .await?;
     row.map(|r| {
-        Ok(LedgerAccount { balance: r.try_get("balance")?, opened_on: r.try_get("opened_on")?, paid_through: r.try_get("paid_through")? })
+        Ok(LedgerAccount {
+            balance: r.try_get("balance")?,
+            opened_on: r.try_get("opened_on")?,
+            paid_through: r.try_get("paid_through")?,
+        })
     })
     .transpose()
 }
@@ -40,7 +45,11 @@ pub async fn find_account(pool: &PgPool, id: Uuid) -> Result<Option<LedgerAccoun
         .fetch_optional(pool)
         .await?;
     row.map(|r| {
-        Ok(LedgerAccount { balance: r.try_get("balance")?, opened_on: r.try_get("opened_on")?, paid_through: r.try_get("paid_through")? })
+        Ok(LedgerAccount {
+            balance: r.try_get("balance")?,
+            opened_on: r.try_get("opened_on")?,
+            paid_through: r.try_get("paid_through")?,
+        })
     })
     .transpose()
 }
@@ -175,14 +184,25 @@ pub struct StoredResponse {
     pub response: serde_json::Value,
 }
 
-pub async fn find_idempotent(conn: &mut PgConnection, account_id: Uuid, key: &str) -> Result<Option<StoredResponse>, sqlx::Error> {
-    let row = sqlx::query("SELECT request_hash, status, response FROM idempotency_keys WHERE account_id = $1 AND key = $2")
-        .bind(account_id)
-        .bind(key)
-        .fetch_optional(conn)
-        .await?;
-    row.map(|r| Ok(StoredResponse { request_hash: r.try_get("request_hash")?, status: r.try_get("status")?, response: r.try_get("response")? }))
-        .transpose()
+pub async fn find_idempotent(
+    conn: &mut PgConnection,
+    account_id: Uuid,
+    key: &str,
+) -> Result<Option<StoredResponse>, sqlx::Error> {
+    let row =
+        sqlx::query("SELECT request_hash, status, response FROM idempotency_keys WHERE account_id = $1 AND key = $2")
+            .bind(account_id)
+            .bind(key)
+            .fetch_optional(conn)
+            .await?;
+    row.map(|r| {
+        Ok(StoredResponse {
+            request_hash: r.try_get("request_hash")?,
+            status: r.try_get("status")?,
+            response: r.try_get("response")?,
+        })
+    })
+    .transpose()
 }
 
 pub async fn save_idempotent(
@@ -222,7 +242,11 @@ fn to_posting(r: &sqlx::postgres::PgRow) -> Result<InterestPosting, sqlx::Error>
 
 const POSTING_COLUMNS: &str = "entry_id, payout, balance_after, created_at, seq";
 
-pub async fn interest_posting_on(conn: &mut PgConnection, account_id: Uuid, day: NaiveDate) -> Result<Option<InterestPosting>, sqlx::Error> {
+pub async fn interest_posting_on(
+    conn: &mut PgConnection,
+    account_id: Uuid,
+    day: NaiveDate,
+) -> Result<Option<InterestPosting>, sqlx::Error> {
     let row = sqlx::query(&format!(
         "SELECT {POSTING_COLUMNS} FROM journal_entries
          WHERE kind = 'INTEREST_PAYOUT' AND account_id = $1 AND business_date = $2"
@@ -234,7 +258,10 @@ pub async fn interest_posting_on(conn: &mut PgConnection, account_id: Uuid, day:
     row.as_ref().map(to_posting).transpose()
 }
 
-pub async fn last_interest_posting(conn: &mut PgConnection, account_id: Uuid) -> Result<Option<InterestPosting>, sqlx::Error> {
+pub async fn last_interest_posting(
+    conn: &mut PgConnection,
+    account_id: Uuid,
+) -> Result<Option<InterestPosting>, sqlx::Error> {
     let row = sqlx::query(&format!(
         "SELECT {POSTING_COLUMNS} FROM journal_entries
          WHERE kind = 'INTEREST_PAYOUT' AND account_id = $1 ORDER BY business_date DESC LIMIT 1"
@@ -257,7 +284,12 @@ pub async fn interest_feed(pool: &PgPool, after_seq: i64, limit: i64) -> Result<
 }
 
 /// Change points for `[from, to]`: the balance in force on `from`, then every change after it.
-pub async fn balance_points(conn: &mut PgConnection, id: Uuid, from: NaiveDate, to: NaiveDate) -> Result<Vec<BalancePoint>, sqlx::Error> {
+pub async fn balance_points(
+    conn: &mut PgConnection,
+    id: Uuid,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<Vec<BalancePoint>, sqlx::Error> {
     let rows = sqlx::query(
         "(SELECT $2::date AS point_day, balance FROM daily_balances WHERE account_id = $1 AND day <= $2
           ORDER BY daily_balances.day DESC LIMIT 1)

@@ -34,7 +34,10 @@ pub async fn insert(pool: &PgPool, name: &str, category: TaxCategory) -> Result<
 }
 
 pub async fn find(pool: &PgPool, id: Uuid) -> Result<Option<Customer>, sqlx::Error> {
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM customers WHERE customer_id = $1")).bind(id).fetch_optional(pool).await?;
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM customers WHERE customer_id = $1"))
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
     row.as_ref().map(to_customer).transpose()
 }
 

@@ -26,7 +26,10 @@ async fn list_products(State(s): State<AppState>) -> ApiResult<Json<Vec<Product>
     Ok(Json(rates::products(&s.pool).await?))
 }
 
-async fn create_product(State(s): State<AppState>, body: Body<CreateProduct>) -> ApiResult<(StatusCode, Json<Product>)> {
+async fn create_product(
+    State(s): State<AppState>,
+    body: Body<CreateProduct>,
+) -> ApiResult<(StatusCode, Json<Product>)> {
     Ok((StatusCode::CREATED, Json(rates::create_product(&s.pool, &body.value.code, &body.value.name).await?)))
 }
 

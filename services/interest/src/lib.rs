@@ -42,7 +42,8 @@ pub async fn run() -> anyhow::Result<()> {
     let common = Common::from_env("interest", 8084, "interest")?;
     let timeout = config::millis("HTTP_CLIENT_TIMEOUT_MS", 3000)?;
     let customers = ServiceClient::new("customer", &config::url("CUSTOMER_URL", "http://127.0.0.1:8081")?, timeout)?;
-    let accounts = ServiceClient::new("account-info", &config::url("ACCOUNT_INFO_URL", "http://127.0.0.1:8082")?, timeout)?;
+    let accounts =
+        ServiceClient::new("account-info", &config::url("ACCOUNT_INFO_URL", "http://127.0.0.1:8082")?, timeout)?;
     let ledger = ServiceClient::new("accounting", &config::url("ACCOUNTING_URL", "http://127.0.0.1:8083")?, timeout)?;
     let kafka = KafkaConfig::from_env()?;
     let use_redis_lock = config::parse::<bool>("PAYOUT_REDIS_LOCK", "true")?;
@@ -81,10 +82,16 @@ pub async fn run() -> anyhow::Result<()> {
         }),
     ));
     let shutdown = tokio_util_shutdown();
-    let relay = tokio::spawn(outbox::relay(state.clone(), producer, kafka.topic(platform::kafka::TAX_TOPIC), shutdown.clone()));
+    let relay =
+        tokio::spawn(outbox::relay(state.clone(), producer, kafka.topic(platform::kafka::TAX_TOPIC), shutdown.clone()));
     let recovery = tokio::spawn(outbox::recover_from_ledger(state.clone(), shutdown.clone()));
 
-    let platform = Platform { service: common.service, openapi: include_str!("../openapi.json"), clock: infra.clock.clone(), checks };
+    let platform = Platform {
+        service: common.service,
+        openapi: include_str!("../openapi.json"),
+        clock: infra.clock.clone(),
+        checks,
+    };
     let app = platform::server::app(http::routes(state), platform);
     let listener = platform::runtime::bind(&common).await?;
     tracing::info!(addr = %common.bind, "interest service listening");

@@ -85,10 +85,8 @@ async fn publish_batch(state: &AppState, producer: &FutureProducer, topic: &str)
         let key = event.account_id.to_string();
         ids.push(event.payout_id);
         sends.push(async move {
-            let record = FutureRecord::to(topic)
-                .key(&key)
-                .payload(&payload)
-                .headers(platform::kafka::headers_from(&headers));
+            let record =
+                FutureRecord::to(topic).key(&key).payload(&payload).headers(platform::kafka::headers_from(&headers));
             producer.send(record, Duration::from_secs(10)).await.map_err(|(e, _)| e)
         });
     }
@@ -130,7 +128,8 @@ pub async fn recover_once(state: &AppState) -> anyhow::Result<u64> {
             return Ok(recovered);
         }
         let settled = Utc::now() - SETTLE;
-        let new_cursor = feed.postings.iter().take_while(|p| p.posted_at < settled).map(|p| p.seq).max().unwrap_or(cursor);
+        let new_cursor =
+            feed.postings.iter().take_while(|p| p.posted_at < settled).map(|p| p.seq).max().unwrap_or(cursor);
         let n = store::record_recovered(&state.pool, &feed.postings, new_cursor).await?;
         if n > 0 {
             tracing::warn!(recovered = n, "recorded payouts booked by the ledger but missing here");

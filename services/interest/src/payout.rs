@@ -30,7 +30,12 @@ async fn fetch_account(state: &AppState, id: Uuid) -> Result<Account, InterestEr
     }
 }
 
-async fn fetch_balances(state: &AppState, id: Uuid, from: NaiveDate, to: NaiveDate) -> Result<DailyBalances, InterestError> {
+async fn fetch_balances(
+    state: &AppState,
+    id: Uuid,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<DailyBalances, InterestError> {
     Ok(state.ledger.get(&format!("/v1/ledger/accounts/{id}/daily-balances?from={from}&to={to}")).await?)
 }
 
@@ -51,16 +56,15 @@ pub async fn evaluate(state: &AppState, id: Uuid) -> Result<Evaluation, Interest
     for _ in 0..2 {
         let paid_through = last.as_ref().map(|p| p.period_to);
         let period = payout_period(account.opened_on, paid_through, today);
-        let balances = if period.1 >= period.0 {
-            Some(fetch_balances(state, id, period.0, period.1).await?)
-        } else {
-            None
-        };
+        let balances =
+            if period.1 >= period.0 { Some(fetch_balances(state, id, period.0, period.1).await?) } else { None };
         let ledger_last = match &balances {
             Some(b) => b.last_interest_posting.clone(),
             None => fetch_balances(state, id, today, today).await?.last_interest_posting,
         };
-        if let Some(posting) = ledger_last.filter(|p| last.as_ref().is_none_or(|l| p.request.business_date > l.business_date)) {
+        if let Some(posting) =
+            ledger_last.filter(|p| last.as_ref().is_none_or(|l| p.request.business_date > l.business_date))
+        {
             tracing::warn!(account_id = %id, payout_id = %posting.request.payout_id, "recording a payout the ledger booked but we had not");
             store::record_payout(&state.pool, &posting, &serde_json::json!({})).await?;
             last = Some(store::payout_from_posting(&posting));
@@ -69,7 +73,8 @@ pub async fn evaluate(state: &AppState, id: Uuid) -> Result<Evaluation, Interest
         let history = BalanceHistory::new(
             balances.map(|b| b.points.into_iter().map(|p| (p.date, p.balance)).collect()).unwrap_or_default(),
         );
-        let rule = tax_rules.rule_for(customer.tax_category, today).map_err(|e| InterestError::Inconsistent(e.to_string()))?;
+        let rule =
+            tax_rules.rule_for(customer.tax_category, today).map_err(|e| InterestError::Inconsistent(e.to_string()))?;
         let carry = last.as_ref().map_or(0, |p| p.carry_units);
         let quote = quote(&table, &history, period, carry, rule);
         let refusal = check_eligibility(customer.status, account.status, account.deposit_suspended)
@@ -118,7 +123,10 @@ pub async fn pay(state: &AppState, id: Uuid, key: &str, request_hash: &str) -> R
         Some(redis) => match redis.lock(&format!("payout:{id}"), state.lock_lease, state.lock_wait).await {
             Ok(Some(g)) => Some(g),
             Ok(None) => {
-                return Err(InterestError::Conflict("PAYOUT_IN_PROGRESS", "another payout of this account is in progress; retry".into()))
+                return Err(InterestError::Conflict(
+                    "PAYOUT_IN_PROGRESS",
+                    "another payout of this account is in progress; retry".into(),
+                ))
             }
             Err(e) => {
                 tracing::warn!(error = %e, "redis lock unavailable; relying on the ledger's guard");
@@ -174,7 +182,9 @@ async fn pay_locked(state: &AppState, id: Uuid, key: &str, request_hash: &str) -
     };
     let posting: InterestPosting = match state.ledger.post("/v1/ledger/interest-postings", &request, &[]).await {
         Ok(p) => p,
-        Err(err) if err.code() == Some("ALREADY_PAID_TODAY") => return Err(InterestError::Refused(Refusal::AlreadyPaidToday)),
+        Err(err) if err.code() == Some("ALREADY_PAID_TODAY") => {
+            return Err(InterestError::Refused(Refusal::AlreadyPaidToday))
+        }
         Err(err) => return Err(err.into()),
     };
     if posting.request.request_hash != request_hash {

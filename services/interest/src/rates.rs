@@ -15,7 +15,8 @@ fn invalid(field: impl Into<String>, detail: impl Into<String>) -> InterestError
 pub fn parse_schedule(body: &RateScheduleBody) -> Result<RateSchedule, InterestError> {
     let mut bands = Vec::with_capacity(body.bands.len());
     for (i, b) in body.bands.iter().enumerate() {
-        let rate = AnnualRate::parse_percent(&b.rate).map_err(|e| invalid(format!("bands[{i}].rate"), e.to_string()))?;
+        let rate =
+            AnnualRate::parse_percent(&b.rate).map_err(|e| invalid(format!("bands[{i}].rate"), e.to_string()))?;
         bands.push(Band { from: b.from, to: b.to, rate });
     }
     RateSchedule::new(body.effective_from, bands).map_err(|e| invalid(e.field(), e.to_string()))
@@ -32,7 +33,8 @@ pub async fn rate_table(pool: &PgPool, code: &str) -> Result<RateTable, Interest
 }
 
 pub async fn create_product(pool: &PgPool, code: &str, name: &str) -> Result<Product, InterestError> {
-    if code.is_empty() || code.len() > 64 || !code.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+    if code.is_empty() || code.len() > 64 || !code.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
         return Err(invalid("code", "code must be 1-64 letters, digits, '_' or '-'"));
     }
     let name = name.trim();

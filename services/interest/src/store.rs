@@ -46,11 +46,12 @@ fn to_payout(r: &sqlx::postgres::PgRow) -> Result<StoredPayout, sqlx::Error> {
 }
 
 pub async fn payout_by_key(pool: &PgPool, account_id: Uuid, key: &str) -> Result<Option<StoredPayout>, sqlx::Error> {
-    let row = sqlx::query(&format!("SELECT {PAYOUT_COLUMNS} FROM payouts WHERE account_id = $1 AND idempotency_key = $2"))
-        .bind(account_id)
-        .bind(key)
-        .fetch_optional(pool)
-        .await?;
+    let row =
+        sqlx::query(&format!("SELECT {PAYOUT_COLUMNS} FROM payouts WHERE account_id = $1 AND idempotency_key = $2"))
+            .bind(account_id)
+            .bind(key)
+            .fetch_optional(pool)
+            .await?;
     row.as_ref().map(to_payout).transpose()
 }
 
@@ -109,7 +110,11 @@ pub async fn record_payout(
     tx.commit().await
 }
 
-async fn insert_payout(conn: &mut PgConnection, p: &InterestPosting, trace_headers: &serde_json::Value) -> Result<u64, sqlx::Error> {
+async fn insert_payout(
+    conn: &mut PgConnection,
+    p: &InterestPosting,
+    trace_headers: &serde_json::Value,
+) -> Result<u64, sqlx::Error> {
     let r = &p.request;
     sqlx::query(
         "INSERT INTO payouts (payout_id, account_id, customer_id, product_code, business_date, period_from, period_to,
@@ -149,7 +154,11 @@ pub async fn feed_cursor(pool: &PgPool) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT last_seq FROM ledger_feed_cursor WHERE id = 1").fetch_one(pool).await
 }
 
-pub async fn record_recovered(pool: &PgPool, postings: &[InterestPosting], new_cursor: i64) -> Result<u64, sqlx::Error> {
+pub async fn record_recovered(
+    pool: &PgPool,
+    postings: &[InterestPosting],
+    new_cursor: i64,
+) -> Result<u64, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let mut recorded = 0;
     for p in postings {
@@ -166,7 +175,12 @@ pub async fn record_recovered(pool: &PgPool, postings: &[InterestPosting], new_c
 // ---- products and schedules ----
 
 pub async fn insert_product(pool: &PgPool, code: &str, name: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO products (code, name) VALUES ($1, $2)").bind(code).bind(name).execute(pool).await.map(|_| ())
+    sqlx::query("INSERT INTO products (code, name) VALUES ($1, $2)")
+        .bind(code)
+        .bind(name)
+        .execute(pool)
+        .await
+        .map(|_| ())
 }
 
 pub async fn product_name(pool: &PgPool, code: &str) -> Result<Option<String>, sqlx::Error> {
@@ -179,10 +193,11 @@ pub async fn product_codes(pool: &PgPool) -> Result<Vec<(String, String)>, sqlx:
 }
 
 pub async fn schedules(pool: &PgPool, code: &str) -> Result<Vec<RateScheduleBody>, sqlx::Error> {
-    let rows = sqlx::query("SELECT effective_from, bands FROM rate_schedules WHERE product_code = $1 ORDER BY effective_from")
-        .bind(code)
-        .fetch_all(pool)
-        .await?;
+    let rows =
+        sqlx::query("SELECT effective_from, bands FROM rate_schedules WHERE product_code = $1 ORDER BY effective_from")
+            .bind(code)
+            .fetch_all(pool)
+            .await?;
     rows.iter()
         .map(|r| {
             let bands: serde_json::Value = r.try_get("bands")?;
@@ -196,11 +211,18 @@ pub async fn schedules(pool: &PgPool, code: &str) -> Result<Vec<RateScheduleBody
 
 /// Adds a schedule unless one exists for that date or it reaches back into a paid period. The
 /// product row is locked so two schedule changes for one product are serialised.
-pub async fn insert_schedule(pool: &PgPool, code: &str, s: &RateScheduleBody) -> Result<Result<(), ScheduleConflict>, sqlx::Error> {
+pub async fn insert_schedule(
+    pool: &PgPool,
+    code: &str,
+    s: &RateScheduleBody,
+) -> Result<Result<(), ScheduleConflict>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT code FROM products WHERE code = $1 FOR UPDATE").bind(code).fetch_optional(&mut *tx).await?;
     let paid_through: Option<NaiveDate> =
-        sqlx::query_scalar("SELECT max(period_to) FROM payouts WHERE product_code = $1").bind(code).fetch_one(&mut *tx).await?;
+        sqlx::query_scalar("SELECT max(period_to) FROM payouts WHERE product_code = $1")
+            .bind(code)
+            .fetch_one(&mut *tx)
+            .await?;
     if let Some(p) = paid_through.filter(|p| s.effective_from <= *p) {
         return Ok(Err(ScheduleConflict::AffectsPaidPeriod(p)));
     }

@@ -55,7 +55,8 @@ pub fn month_bounds(month: &str) -> Option<(NaiveDate, NaiveDate, NaiveDate)> {
 }
 
 async fn monthly(State(s): State<AppState>, Query(q): Query<MonthQuery>) -> ApiResult<Json<MonthlyReport>> {
-    let (first, next, due) = month_bounds(&q.month).ok_or_else(|| ApiError::validation("month", "month must be YYYY-MM"))?;
+    let (first, next, due) =
+        month_bounds(&q.month).ok_or_else(|| ApiError::validation("month", "month must be YYYY-MM"))?;
     Ok(Json(store::monthly(&s.pool, &q.month, first, next, due).await?))
 }
 
@@ -65,7 +66,10 @@ struct DeadLetterQuery {
     limit: Option<i64>,
 }
 
-async fn dead_letters(State(s): State<AppState>, Query(q): Query<DeadLetterQuery>) -> ApiResult<Json<serde_json::Value>> {
+async fn dead_letters(
+    State(s): State<AppState>,
+    Query(q): Query<DeadLetterQuery>,
+) -> ApiResult<Json<serde_json::Value>> {
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let items = store::dead_letters(&s.pool, q.after_id.unwrap_or(0), limit).await?;
     let next = items.last().and_then(|i| i.get("id")).cloned();
@@ -121,7 +125,10 @@ mod tests {
     #[test]
     fn due_date_is_tenth_of_next_month() {
         let (f, n, d) = month_bounds("2024-12").unwrap();
-        assert_eq!((f.to_string(), n.to_string(), d.to_string()), ("2024-12-01".into(), "2025-01-01".into(), "2025-01-10".into()));
+        assert_eq!(
+            (f.to_string(), n.to_string(), d.to_string()),
+            ("2024-12-01".into(), "2025-01-01".into(), "2025-01-10".into())
+        );
         assert!(month_bounds("2024-13").is_none());
         assert!(month_bounds("24-1").is_none());
     }

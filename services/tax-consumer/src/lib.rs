@@ -47,7 +47,13 @@ pub async fn run() -> anyhow::Result<()> {
         "consumer",
         check(move || {
             let healthy = healthy.clone();
-            async move { if healthy.load(Ordering::Relaxed) { Ok(()) } else { Err("consumer is retrying a failing write".into()) } }
+            async move {
+                if healthy.load(Ordering::Relaxed) {
+                    Ok(())
+                } else {
+                    Err("consumer is retrying a failing write".into())
+                }
+            }
         }),
     ));
     checks.push((
@@ -68,7 +74,12 @@ pub async fn run() -> anyhow::Result<()> {
     let consuming = tokio::spawn(worker.run(stop.clone()));
 
     let state = AppState { pool: infra.pool.clone() };
-    let platform = Platform { service: common.service, openapi: include_str!("../openapi.json"), clock: infra.clock.clone(), checks };
+    let platform = Platform {
+        service: common.service,
+        openapi: include_str!("../openapi.json"),
+        clock: infra.clock.clone(),
+        checks,
+    };
     let app = platform::server::app(http::routes(state), platform);
     let listener = platform::runtime::bind(&common).await?;
     tracing::info!(addr = %common.bind, "tax-consumer service listening");

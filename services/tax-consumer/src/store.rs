@@ -39,7 +39,12 @@ pub async fn insert_withholding(pool: &PgPool, e: &TaxWithholdingEvent, src: &So
     Ok(n == 1)
 }
 
-pub async fn withholdings(pool: &PgPool, account: Option<Uuid>, from: Option<NaiveDate>, to: Option<NaiveDate>) -> Result<Vec<Withholding>, sqlx::Error> {
+pub async fn withholdings(
+    pool: &PgPool,
+    account: Option<Uuid>,
+    from: Option<NaiveDate>,
+    to: Option<NaiveDate>,
+) -> Result<Vec<Withholding>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT payout_id, event_id, account_id, customer_id, business_date, gross, income_tax, local_tax,
                 rural_special_tax, tax_category, occurred_at, recorded_at
@@ -74,7 +79,13 @@ pub async fn withholdings(pool: &PgPool, account: Option<Uuid>, from: Option<Nai
         .collect()
 }
 
-pub async fn monthly(pool: &PgPool, month: &str, first: NaiveDate, next: NaiveDate, due: NaiveDate) -> Result<MonthlyReport, sqlx::Error> {
+pub async fn monthly(
+    pool: &PgPool,
+    month: &str,
+    first: NaiveDate,
+    next: NaiveDate,
+    due: NaiveDate,
+) -> Result<MonthlyReport, sqlx::Error> {
     let r = sqlx::query(
         "SELECT count(*) AS n, COALESCE(sum(gross),0)::int8 AS gross, COALESCE(sum(income_tax),0)::int8 AS it,
                 COALESCE(sum(local_tax),0)::int8 AS lt, COALESCE(sum(rural_special_tax),0)::int8 AS rt

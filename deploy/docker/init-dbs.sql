@@ -1,0 +1,5 @@
+CREATE DATABASE customer;
+CREATE DATABASE account_info;
+CREATE DATABASE accounting;
+CREATE DATABASE interest;
+CREATE DATABASE tax;

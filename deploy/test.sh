@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs the full test suite: starts the infrastructure it needs (deploy/infra.sh), checks format
+# and lints, builds the service binaries, then runs every test (unit, property, vectors,
+# docker-compose contract, and the end-to-end suite against real PostgreSQL, Redis and Kafka).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+export PATH="$HOME/.cargo/bin:$PATH"
+
+bash deploy/infra.sh
+export TEST_DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres:postgres@127.0.0.1:5432}"
+export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
+export KAFKA_BROKERS="${KAFKA_BROKERS:-127.0.0.1:9092}"
+
+echo "[test] cargo fmt --check"
+cargo fmt --all --check
+echo "[test] cargo clippy"
+cargo clippy --workspace --all-targets --locked -q -- -D warnings
+echo "[test] building the service binaries the end-to-end tests start"
+cargo build --workspace --bins --locked -q
+echo "[test] cargo test"
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee "${TEST_LOG:-/dev/null}"

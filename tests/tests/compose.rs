@@ -1,0 +1,67 @@
+//! docker-compose.yml cannot run here (no Docker engine), so this checks what can be checked: it
+//! parses, it runs the five services from one Dockerfile, and every variable it sets for a
+//! service is one that service's code (or the shared platform crate) actually reads.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+/// Upper-case string literals passed straight to a call: `var("KAFKA_BROKERS", …)`.
+fn env_names_in(dir: &Path, out: &mut BTreeSet<String>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            env_names_in(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            for piece in text.split("(\"").skip(1) {
+                if let Some(name) = piece.split('"').next() {
+                    if name.len() > 2 && name.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+                    {
+                        out.insert(name.to_string());
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn compose_sets_only_variables_the_services_read() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let text = std::fs::read_to_string(root.join("docker-compose.yml")).unwrap();
+    let mut doc: serde_yaml::Value = serde_yaml::from_str(&text).expect("docker-compose.yml parses");
+    doc.apply_merge().unwrap();
+    let services = doc["services"].as_mapping().unwrap();
+    for infra in ["postgres", "redis", "kafka"] {
+        assert!(services.contains_key(infra), "{infra} missing");
+    }
+    assert!(doc["services"]["kafka"]["image"].as_str().unwrap().starts_with("apache/kafka"));
+    let mut platform = BTreeSet::new();
+    env_names_in(&root.join("crates/platform/src"), &mut platform);
+    for svc in ["customer", "account-info", "accounting", "interest", "tax-consumer"] {
+        let s = &doc["services"][svc];
+        assert_eq!(
+            s["build"]["dockerfile"].as_str(),
+            Some("deploy/docker/Dockerfile"),
+            "{svc} builds from the one Dockerfile"
+        );
+        assert_eq!(s["build"]["args"]["SERVICE"].as_str(), Some(svc));
+        let mut read = platform.clone();
+        env_names_in(&root.join("services").join(svc).join("src"), &mut read);
+        let env = s["environment"].as_mapping().unwrap_or_else(|| panic!("{svc} has environment"));
+        let set: BTreeSet<String> = env.keys().map(|k| k.as_str().unwrap().to_string()).collect();
+        for name in &set {
+            assert!(
+                read.contains(name),
+                "{svc}: compose sets {name}, which the service never reads (it reads {read:?})"
+            );
+        }
+        for required in ["DATABASE_URL", "PORT"] {
+            assert!(set.contains(required), "{svc}: {required} not set");
+        }
+        let db = env.get("DATABASE_URL").unwrap().as_str().unwrap();
+        assert!(db.contains("@postgres:5432/"), "{svc}: database on the compose postgres");
+    }
+    assert!(root.join("deploy/docker/Dockerfile").exists());
+}
