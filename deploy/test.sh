@@ -12,6 +12,11 @@ export TEST_DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres:postgres@127.
 export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
 export KAFKA_BROKERS="${KAFKA_BROKERS:-127.0.0.1:9092}"
 
+# Databases left behind by an interrupted earlier run of the end-to-end suite.
+for db in $(su postgres -c "psql -X -tA -c \"SELECT datname FROM pg_database WHERE datname LIKE 'e2e%'\""); do
+  su postgres -c "psql -X -q -c 'DROP DATABASE IF EXISTS $db WITH (FORCE)'" || true
+done
+
 echo "[test] cargo fmt --check"
 cargo fmt --all --check
 echo "[test] cargo clippy"
