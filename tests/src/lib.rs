@@ -120,6 +120,10 @@ impl Stack {
     }
 
     fn spawn(&mut self, svc: &'static str, db: &str) {
+        self.spawn_with(svc, db, &[]);
+    }
+
+    fn spawn_with(&mut self, svc: &'static str, db: &str, overrides: &[(&str, &str)]) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -129,6 +133,7 @@ impl Stack {
             .envs(self.env.iter().cloned())
             .env("PORT", self.ports[svc].to_string())
             .env("DATABASE_URL", format!("{}/{db}", database_base()))
+            .envs(overrides.iter().map(|(k, v)| (k.to_string(), v.to_string())))
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
             .spawn()
@@ -157,10 +162,30 @@ impl Stack {
     }
 
     pub async fn restart(&mut self, svc: &'static str) {
+        self.restart_with(svc, &[]).await;
+    }
+
+    /// Restarts a service (killing it first if it still runs) with some env vars overridden.
+    pub async fn restart_with(&mut self, svc: &'static str, overrides: &[(&str, &str)]) {
         self.kill(svc);
         let db = format!("{}_{}", self.run, SERVICES.iter().find(|(s, _)| *s == svc).unwrap().1);
-        self.spawn(svc, &db);
+        self.spawn_with(svc, &db, overrides);
         self.wait_ready(svc).await;
+    }
+
+    /// Waits for a service process to exit on its own (a crash injected with FAULT_POINT).
+    pub async fn wait_exit(&mut self, svc: &'static str, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while tokio::time::Instant::now() < deadline {
+            if let Some(c) = self.children.get_mut(svc) {
+                if c.try_wait().unwrap().is_some() {
+                    self.children.remove(svc);
+                    return true;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
     }
 
     pub async fn call(
@@ -183,6 +208,19 @@ impl Stack {
         let bytes = resp.bytes().await.unwrap();
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
         Response { status, body }
+    }
+
+    /// A payout request whose connection may die with the server.
+    pub async fn try_pay(&self, account: Uuid, key: &str) -> Result<Response, reqwest::Error> {
+        let resp = self
+            .http
+            .post(format!("{}/v1/interest/accounts/{account}/payouts", self.urls["interest"]))
+            .header("Idempotency-Key", key)
+            .send()
+            .await?;
+        let status = resp.status();
+        let body = resp.json().await.unwrap_or(Value::Null);
+        Ok(Response { status, body })
     }
 
     pub async fn get(&self, svc: &str, path: &str) -> Response {

@@ -122,3 +122,36 @@ async fn hot_account_with_redis_lock() {
 async fn hot_account_without_redis_lock() {
     hot_account(Stack::start_with(&[("PAYOUT_REDIS_LOCK", "false")]).await).await;
 }
+
+#[tokio::test]
+async fn money_movements_are_idempotent_per_key() {
+    let stack = Stack::start().await;
+    stack.set_today("2024-09-01").await;
+    stack.product("P", json!([{"from": 0, "rate": "1"}]), "2024-01-01").await;
+    let c = stack.customer("GENERAL").await;
+    let a = stack.account(c, "P").await;
+    let b = stack.account(c, "P").await;
+    let h = [("Idempotency-Key", "dep-1")];
+    let path = format!("/v1/ledger/accounts/{a}/deposits");
+    let all = futures::future::join_all(
+        (0..20).map(|_| stack.call("accounting", Method::POST, &path, Some(json!({"amount": 5000})), &h)),
+    )
+    .await;
+    assert!(
+        all.iter().all(|r| r.status == StatusCode::CREATED && r.body == all[0].body),
+        "one first response, replayed"
+    );
+    let reused = stack.call("accounting", Method::POST, &path, Some(json!({"amount": 6000})), &h).await;
+    assert_eq!(
+        (reused.status, reused.body["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("IDEMPOTENCY_KEY_REUSED"))
+    );
+    let t = [("Idempotency-Key", "tr-1")];
+    let body = json!({"from_account_id": a, "to_account_id": b, "amount": 1000});
+    let first = stack.call("accounting", Method::POST, "/v1/ledger/transfers", Some(body.clone()), &t).await;
+    let second = stack.call("accounting", Method::POST, "/v1/ledger/transfers", Some(body), &t).await;
+    assert_eq!((first.status, &first.body), (StatusCode::CREATED, &second.body));
+    assert_eq!((stack.balance(a).await, stack.balance(b).await), (4000, 1000));
+    stack.assert_ledger_consistent().await;
+    stack.shutdown().await;
+}

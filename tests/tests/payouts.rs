@@ -313,7 +313,7 @@ async fn concurrent_payouts_pay_once() {
     stack.deposit(distinct, 80_000_000, None).await;
     stack.set_today("2024-06-11").await;
 
-    let n = 30;
+    let n = 50;
     let same: Vec<_> = futures::future::join_all((0..n).map(|_| stack.pay(same_key, "one-key"))).await;
     assert!(
         same.iter().all(|r| r.status == StatusCode::CREATED),

@@ -8,6 +8,7 @@ pub mod clock;
 pub mod config;
 pub mod db;
 pub mod extract;
+pub mod fault;
 pub mod kafka;
 pub mod problem;
 pub mod redis;

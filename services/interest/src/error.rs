@@ -45,6 +45,9 @@ impl From<InterestError> for ApiError {
             }
             InterestError::AccountNotFound(id) => ApiError::not_found("ACCOUNT_NOT_FOUND", format!("no account {id}")),
             InterestError::ProductNotFound(c) => ApiError::not_found("PRODUCT_NOT_FOUND", format!("no product {c}")),
+            InterestError::Conflict(code, detail) if code == "PAYOUT_IN_PROGRESS" => {
+                ApiError::conflict(code, detail).with_retry_after(1)
+            }
             InterestError::Conflict(code, detail) => ApiError::conflict(code, detail),
             InterestError::Invalid { field, detail } => ApiError::validation(&field, detail),
             InterestError::KeyReused => ApiError::unprocessable("IDEMPOTENCY_KEY_REUSED", e.to_string()),

@@ -93,6 +93,7 @@ async fn publish_batch(state: &AppState, producer: &FutureProducer, topic: &str)
     for result in futures::future::join_all(sends).await {
         result?;
     }
+    platform::fault::point("outbox.after_publish");
     sqlx::query("UPDATE payouts SET tax_event_published_at = now() WHERE payout_id = ANY($1)")
         .bind(&ids as &[Uuid])
         .execute(&mut *tx)

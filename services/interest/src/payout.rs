@@ -180,6 +180,7 @@ async fn pay_locked(state: &AppState, id: Uuid, key: &str, request_hash: &str) -
         idempotency_key: key.to_string(),
         request_hash: request_hash.to_string(),
     };
+    platform::fault::point("payout.before_ledger_booking");
     let posting: InterestPosting = match state.ledger.post("/v1/ledger/interest-postings", &request, &[]).await {
         Ok(p) => p,
         Err(err) if err.code() == Some("ALREADY_PAID_TODAY") => {
@@ -190,8 +191,10 @@ async fn pay_locked(state: &AppState, id: Uuid, key: &str, request_hash: &str) -
     if posting.request.request_hash != request_hash {
         return Err(InterestError::KeyReused);
     }
+    platform::fault::point("payout.after_ledger_booking");
     let trace = serde_json::to_value(platform::telemetry::current_trace_headers()).unwrap_or_default();
     store::record_payout(&state.pool, &posting, &trace).await?;
+    platform::fault::point("payout.after_record");
     state.outbox_wake.notify_one();
     tracing::info!(account_id = %id, payout_id = %posting.request.payout_id, gross = posting.request.gross, net = posting.request.net, "interest paid");
     Ok(store::payout_from_posting(&posting))
