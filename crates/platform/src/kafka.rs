@@ -76,11 +76,20 @@ impl KafkaConfig {
         }
         Ok(())
     }
+}
 
-    /// Broker reachability for readiness checks.
-    pub fn ping(&self, consumer: &StreamConsumer) -> bool {
-        consumer.fetch_metadata(None, Duration::from_secs(2)).is_ok()
-    }
+/// A readiness check: the broker answers a metadata request from this client.
+pub fn readiness_check(client: std::sync::Arc<StreamConsumer>) -> crate::server::ReadinessCheck {
+    crate::server::check(move || {
+        let client = client.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                client.fetch_metadata(None, Duration::from_secs(1)).map(|_| ()).map_err(|e| e.to_string())
+            })
+            .await
+            .map_err(|e| e.to_string())?
+        }
+    })
 }
 
 pub fn headers_from(map: &HashMap<String, String>) -> OwnedHeaders {

@@ -22,6 +22,14 @@ pub async fn set_lock_timeout(conn: &mut PgConnection, ms: u128) -> Result<(), s
     sqlx::query(&format!("SET LOCAL lock_timeout = '{ms}ms'")).execute(conn).await.map(|_| ())
 }
 
+fn to_ledger_account(r: &sqlx::postgres::PgRow) -> Result<LedgerAccount, sqlx::Error> {
+    Ok(LedgerAccount {
+        balance: r.try_get("balance")?,
+        opened_on: r.try_get("opened_on")?,
+        paid_through: r.try_get("paid_through")?,
+    })
+}
+
 /// Locks the balance row; `None` if the ledger has never seen the account.
 pub async fn lock_account(conn: &mut PgConnection, id: Uuid) -> Result<Option<LedgerAccount>, sqlx::Error> {
     let row =
@@ -29,14 +37,7 @@ pub async fn lock_account(conn: &mut PgConnection, id: Uuid) -> Result<Option<Le
             .bind(id)
             .fetch_optional(conn)
             .await?;
-    row.map(|r| {
-        Ok(LedgerAccount {
-            balance: r.try_get("balance")?,
-            opened_on: r.try_get("opened_on")?,
-            paid_through: r.try_get("paid_through")?,
-        })
-    })
-    .transpose()
+    row.as_ref().map(to_ledger_account).transpose()
 }
 
 pub async fn find_account(pool: &PgPool, id: Uuid) -> Result<Option<LedgerAccount>, sqlx::Error> {
@@ -44,14 +45,7 @@ pub async fn find_account(pool: &PgPool, id: Uuid) -> Result<Option<LedgerAccoun
         .bind(id)
         .fetch_optional(pool)
         .await?;
-    row.map(|r| {
-        Ok(LedgerAccount {
-            balance: r.try_get("balance")?,
-            opened_on: r.try_get("opened_on")?,
-            paid_through: r.try_get("paid_through")?,
-        })
-    })
-    .transpose()
+    row.as_ref().map(to_ledger_account).transpose()
 }
 
 pub async fn create_account(pool: &PgPool, id: Uuid, opened_on: NaiveDate) -> Result<(), sqlx::Error> {

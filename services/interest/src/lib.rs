@@ -18,7 +18,7 @@ use platform::clock::Clock;
 use platform::config::{self, Common};
 use platform::kafka::KafkaConfig;
 use platform::redis::Redis;
-use platform::server::{check, Platform};
+use platform::server::Platform;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 
@@ -67,20 +67,7 @@ pub async fn run() -> anyhow::Result<()> {
     let mut checks = infra.checks();
     let probe = kafka.consumer("interest-readiness")?;
     let probe = Arc::new(probe);
-    checks.push((
-        "kafka",
-        check(move || {
-            let probe = probe.clone();
-            async move {
-                tokio::task::spawn_blocking(move || {
-                    use rdkafka::consumer::Consumer;
-                    probe.fetch_metadata(None, Duration::from_secs(1)).map(|_| ()).map_err(|e| e.to_string())
-                })
-                .await
-                .map_err(|e| e.to_string())?
-            }
-        }),
-    ));
+    checks.push(("kafka", platform::kafka::readiness_check(probe)));
     let shutdown = tokio_util_shutdown();
     let relay =
         tokio::spawn(outbox::relay(state.clone(), producer, kafka.topic(platform::kafka::TAX_TOPIC), shutdown.clone()));

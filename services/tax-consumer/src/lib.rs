@@ -56,20 +56,7 @@ pub async fn run() -> anyhow::Result<()> {
             }
         }),
     ));
-    checks.push((
-        "kafka",
-        check(move || {
-            let probe = probe.clone();
-            async move {
-                tokio::task::spawn_blocking(move || {
-                    use rdkafka::consumer::Consumer;
-                    probe.fetch_metadata(None, Duration::from_secs(1)).map(|_| ()).map_err(|e| e.to_string())
-                })
-                .await
-                .map_err(|e| e.to_string())?
-            }
-        }),
-    ));
+    checks.push(("kafka", platform::kafka::readiness_check(probe)));
     let stop = Arc::new(tokio::sync::Notify::new());
     let consuming = tokio::spawn(worker.run(stop.clone()));
 
