@@ -70,3 +70,20 @@ pub async fn bind(common: &Common) -> anyhow::Result<tokio::net::TcpListener> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", common.bind))
 }
+
+/// Wraps the service's routes with the platform's, listens, and serves until a shutdown signal
+/// lets in-flight requests finish.
+pub async fn serve(
+    common: &Common,
+    openapi: &'static str,
+    clock: Clock,
+    checks: Vec<(&'static str, ReadinessCheck)>,
+    routes: axum::Router,
+) -> anyhow::Result<()> {
+    let platform = crate::server::Platform { service: common.service, openapi, clock, checks };
+    let app = crate::server::app(routes, platform);
+    let listener = bind(common).await?;
+    tracing::info!(service = common.service, addr = %common.bind, "listening");
+    crate::server::serve(listener, app).await?;
+    Ok(())
+}

@@ -9,7 +9,6 @@ use std::time::Duration;
 use platform::client::ServiceClient;
 use platform::clock::Clock;
 use platform::config::{self, Common};
-use platform::server::Platform;
 use sqlx::PgPool;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/account_info");
@@ -35,15 +34,13 @@ pub async fn run() -> anyhow::Result<()> {
         customers: ServiceClient::new("customer", &customer_url, timeout)?,
         interest: ServiceClient::new("interest", &interest_url, timeout.max(Duration::from_millis(100)))?,
     };
-    let platform = Platform {
-        service: common.service,
-        openapi: include_str!("../openapi.json"),
-        clock: infra.clock.clone(),
-        checks: infra.checks(),
-    };
-    let app = platform::server::app(http::routes(state), platform);
-    let listener = platform::runtime::bind(&common).await?;
-    tracing::info!(addr = %common.bind, "account-info service listening");
-    platform::server::serve(listener, app).await?;
+    platform::runtime::serve(
+        &common,
+        include_str!("../openapi.json"),
+        infra.clock.clone(),
+        infra.checks(),
+        http::routes(state),
+    )
+    .await?;
     Ok(())
 }

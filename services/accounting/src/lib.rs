@@ -12,7 +12,6 @@ use std::time::Duration;
 use platform::client::ServiceClient;
 use platform::clock::Clock;
 use platform::config::{self, Common};
-use platform::server::Platform;
 use sqlx::PgPool;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/accounting");
@@ -44,15 +43,13 @@ pub async fn run() -> anyhow::Result<()> {
         lock_timeout,
         lock_budget,
     };
-    let platform = Platform {
-        service: common.service,
-        openapi: include_str!("../openapi.json"),
-        clock: infra.clock.clone(),
-        checks: infra.checks(),
-    };
-    let app = platform::server::app(http::routes(state), platform);
-    let listener = platform::runtime::bind(&common).await?;
-    tracing::info!(addr = %common.bind, "accounting service listening");
-    platform::server::serve(listener, app).await?;
+    platform::runtime::serve(
+        &common,
+        include_str!("../openapi.json"),
+        infra.clock.clone(),
+        infra.checks(),
+        http::routes(state),
+    )
+    .await?;
     Ok(())
 }

@@ -18,7 +18,6 @@ use platform::clock::Clock;
 use platform::config::{self, Common};
 use platform::kafka::KafkaConfig;
 use platform::redis::Redis;
-use platform::server::Platform;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 
@@ -68,29 +67,23 @@ pub async fn run() -> anyhow::Result<()> {
     let probe = kafka.consumer("interest-readiness")?;
     let probe = Arc::new(probe);
     checks.push(("kafka", platform::kafka::readiness_check(probe)));
-    let shutdown = tokio_util_shutdown();
+    // Tells the background workers to stop once requests have drained.
+    let shutdown = Arc::new(Notify::new());
     let relay =
         tokio::spawn(outbox::relay(state.clone(), producer, kafka.topic(platform::kafka::TAX_TOPIC), shutdown.clone()));
     let recovery = tokio::spawn(outbox::recover_from_ledger(state.clone(), shutdown.clone()));
 
-    let platform = Platform {
-        service: common.service,
-        openapi: include_str!("../openapi.json"),
-        clock: infra.clock.clone(),
+    platform::runtime::serve(
+        &common,
+        include_str!("../openapi.json"),
+        infra.clock.clone(),
         checks,
-    };
-    let app = platform::server::app(http::routes(state), platform);
-    let listener = platform::runtime::bind(&common).await?;
-    tracing::info!(addr = %common.bind, "interest service listening");
-    platform::server::serve(listener, app).await?;
+        http::routes(state),
+    )
+    .await?;
     // Requests have finished; let the relay publish what they recorded, then stop.
     shutdown.notify_waiters();
     let _ = tokio::time::timeout(Duration::from_secs(10), relay).await;
     recovery.abort();
     Ok(())
-}
-
-/// A broadcast "stop" for the background workers.
-fn tokio_util_shutdown() -> Arc<Notify> {
-    Arc::new(Notify::new())
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use platform::config::{self, Common};
 use platform::kafka::KafkaConfig;
-use platform::server::{check, Platform};
+use platform::server::check;
 use sqlx::PgPool;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/tax");
@@ -61,16 +61,14 @@ pub async fn run() -> anyhow::Result<()> {
     let consuming = tokio::spawn(worker.run(stop.clone()));
 
     let state = AppState { pool: infra.pool.clone() };
-    let platform = Platform {
-        service: common.service,
-        openapi: include_str!("../openapi.json"),
-        clock: infra.clock.clone(),
+    platform::runtime::serve(
+        &common,
+        include_str!("../openapi.json"),
+        infra.clock.clone(),
         checks,
-    };
-    let app = platform::server::app(http::routes(state), platform);
-    let listener = platform::runtime::bind(&common).await?;
-    tracing::info!(addr = %common.bind, "tax-consumer service listening");
-    platform::server::serve(listener, app).await?;
+        http::routes(state),
+    )
+    .await?;
     stop.notify_waiters();
     let _ = tokio::time::timeout(Duration::from_secs(10), consuming).await;
     Ok(())
