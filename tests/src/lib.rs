@@ -161,10 +161,6 @@ impl Stack {
         }
     }
 
-    pub async fn restart(&mut self, svc: &'static str) {
-        self.restart_with(svc, &[]).await;
-    }
-
     /// Restarts a service (killing it first if it still runs) with some env vars overridden.
     pub async fn restart_with(&mut self, svc: &'static str, overrides: &[(&str, &str)]) {
         self.kill(svc);

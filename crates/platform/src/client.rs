@@ -71,10 +71,6 @@ impl ServiceClient {
         Ok(Self { http, base: base.trim_end_matches('/').to_string(), target })
     }
 
-    pub fn target(&self) -> &'static str {
-        self.target
-    }
-
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         // Reads are safe to retry once after a connection-level failure.
         match self.send::<(), T>(Method::GET, path, None, &[]).await {

@@ -1,7 +1,7 @@
 //! The business-date clock (SPEC §2, §8). `System` is Asia/Seoul today. `Manual` reads one date
 //! shared by every service from Redis, set by `PUT /v1/admin/clock` on any of them.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{NaiveDate, Utc};
 
 use crate::redis::{Redis, RedisError};
 
@@ -41,12 +41,6 @@ impl Clock {
                 None => Ok(domain::date::business_date_at(Utc::now())),
             },
         }
-    }
-
-    /// When the current business date ends: the next Seoul midnight. With the manual clock, a day
-    /// ends only when someone moves the clock, so callers must also key caches by date.
-    pub async fn end_of_today(&self) -> Result<DateTime<Utc>, ClockError> {
-        Ok(domain::date::end_of_business_date(self.today().await?))
     }
 
     pub async fn set(&self, today: NaiveDate) -> Result<(), ClockError> {

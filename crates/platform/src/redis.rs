@@ -49,16 +49,6 @@ impl Redis {
         c.set(self.key(suffix), value).await
     }
 
-    pub async fn set_ex(&self, suffix: &str, value: &str, ttl: Duration) -> Result<(), RedisError> {
-        let mut c = self.conn.clone();
-        c.pset_ex(self.key(suffix), value, ttl.as_millis().max(1) as u64).await
-    }
-
-    pub async fn del(&self, suffix: &str) -> Result<(), RedisError> {
-        let mut c = self.conn.clone();
-        c.del(self.key(suffix)).await
-    }
-
     /// Tries to take `name` for `lease`, waiting up to `wait` with jittered backoff.
     /// `Ok(None)` means someone else held it for the whole wait.
     pub async fn lock(&self, name: &str, lease: Duration, wait: Duration) -> Result<Option<LockGuard>, RedisError> {
