@@ -8,7 +8,7 @@ COMMON = {
     "/health/live": [("get", "Liveness", None, "Health")],
     "/health/ready": [("get", "Readiness of the database and, where used, Redis and Kafka", None, "Health")],
     "/metrics": [("get", "Prometheus metrics", None, None)],
-    "/v1/admin/clock": [("put", "Set the shared business date (only with CLOCK_MODE=manual)", "SetClock", "Clock")],
+    "/v1/admin/clock": [("put", "Set the shared, frozen Seoul date and time (only with CLOCK_MODE=manual)", "SetClock", "Clock")],
 }
 S = {"type": "string"}; U = {"type": "string", "format": "uuid"}; D = {"type": "string", "format": "date"}
 I = {"type": "integer", "format": "int64"}; B = {"type": "boolean"}; T = {"type": "string", "format": "date-time"}
@@ -17,7 +17,7 @@ def obj(req, **props):
 SCHEMAS = {
     "Problem": obj(["type", "title", "status_code", "code", "detail"], type=S, title=S, status_code={"type": "integer"}, code=S, detail=S, field=S, retry_after={"type": "integer"}),
     "Health": obj(["status"], status=S, service=S),
-    "SetClock": obj(["today"], today=D), "Clock": obj(["today", "mode"], today=D, mode=S),
+    "SetClock": obj(["today"], today=D, time={"type": "string", "format": "time", "description": "Seoul time of day, default 00:00:00"}), "Clock": obj(["today", "time", "mode"], today=D, time={"type": "string", "format": "time"}, mode=S),
     "CreateCustomer": obj(["name", "tax_category"], name=S, tax_category={"enum": ["GENERAL", "TAX_FREE", "PREFERENTIAL"]}),
     "ChangeCustomerStatus": obj(["status"], status={"enum": ["ACTIVE", "IDENTITY_THEFT", "HACKING_VICTIM", "DECEASED"]}, reason=S),
     "Customer": obj(["customer_id", "name", "status", "tax_category", "created_at"], customer_id=U, name=S, status=S, status_reason=S, tax_category=S, created_at=T),

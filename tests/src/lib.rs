@@ -227,6 +227,35 @@ impl Stack {
         self.call(svc, Method::POST, path, Some(body), &[]).await
     }
 
+    /// Sets the manual clock to a Seoul date and time of day (`HH:MM:SS`).
+    pub async fn set_clock(&self, day: &str, time: &str) {
+        let body = serde_json::json!({ "today": day, "time": time });
+        let r = self.call("interest", Method::PUT, "/v1/admin/clock", Some(body), &[]).await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    }
+
+    /// Sum of a counter's series on a service's `/metrics` whose labels include `labels`.
+    pub async fn metric(&self, svc: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let text = self.http.get(format!("{}/metrics", self.urls[svc])).send().await.unwrap().text().await.unwrap();
+        let mut sum = 0.0;
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let Some((series, value)) = line.rsplit_once(' ') else { continue };
+            let (metric, label_text) = series.split_once('{').unwrap_or((series, ""));
+            if metric != name {
+                continue;
+            }
+            if labels.iter().all(|(k, v)| label_text.contains(&format!("{k}=\"{v}\""))) {
+                sum += value.parse::<f64>().unwrap();
+            }
+        }
+        sum
+    }
+
+    /// Outbound calls the interest service made to one target so far.
+    pub async fn calls_to(&self, target: &str) -> f64 {
+        self.metric("interest", "http_client_requests_total", &[("target", target)]).await
+    }
+
     pub async fn set_today(&self, day: &str) {
         let r =
             self.call("interest", Method::PUT, "/v1/admin/clock", Some(serde_json::json!({ "today": day })), &[]).await;
@@ -363,6 +392,56 @@ impl Drop for Stack {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+}
+
+/// A Redis server of a test's own (on a free port), for tests that stop it.
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    pub async fn start() -> RedisServer {
+        let mut r = RedisServer { port: free_port(), child: None };
+        r.restart().await;
+        r
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port, empty (no persistence).
+    pub async fn restart(&mut self) {
+        self.stop();
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server on PATH (deploy/infra.sh installs it)");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("redis-server did not start on {}", self.port);
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

@@ -320,10 +320,14 @@ pub struct MonthlyReport {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SetClock {
     pub today: NaiveDate,
+    /// Seoul wall-clock time on `today`, frozen until the next change (default 00:00:00).
+    #[serde(default)]
+    pub time: Option<chrono::NaiveTime>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Clock {
     pub today: NaiveDate,
+    pub time: chrono::NaiveTime,
     pub mode: String,
 }

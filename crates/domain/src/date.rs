@@ -1,6 +1,6 @@
 //! Business dates: calendar days in Asia/Seoul (UTC+9, no daylight saving).
 
-use chrono::{DateTime, Duration, FixedOffset, NaiveDate, Utc};
+use chrono::{DateTime, Duration, FixedOffset, NaiveDate, NaiveTime, Utc};
 
 pub type BusinessDate = NaiveDate;
 
@@ -24,6 +24,17 @@ pub fn end_of_business_date(date: BusinessDate) -> DateTime<Utc> {
     DateTime::<Utc>::from_naive_utc_and_offset(midnight, Utc) - Duration::seconds(SEOUL_OFFSET_SECONDS as i64)
 }
 
+/// The instant of a Seoul wall-clock time on a business date.
+pub fn seoul_instant(date: BusinessDate, time: NaiveTime) -> DateTime<Utc> {
+    DateTime::<Utc>::from_naive_utc_and_offset(date.and_time(time), Utc)
+        - Duration::seconds(SEOUL_OFFSET_SECONDS as i64)
+}
+
+/// How long is left of the business date at `now` (what a value cached "until midnight" may live).
+pub fn rest_of_business_date(now: DateTime<Utc>) -> std::time::Duration {
+    (end_of_business_date(business_date_at(now)) - now).to_std().unwrap_or_default()
+}
+
 pub fn next_day(date: NaiveDate) -> NaiveDate {
     date.succ_opt().unwrap_or(NaiveDate::MAX)
 }
@@ -44,5 +55,16 @@ mod tests {
         assert_eq!(business_date_at(before), NaiveDate::from_ymd_opt(2024, 1, 1).unwrap());
         assert_eq!(business_date_at(after), NaiveDate::from_ymd_opt(2024, 1, 2).unwrap());
         assert_eq!(end_of_business_date(NaiveDate::from_ymd_opt(2024, 1, 1).unwrap()), after);
+    }
+
+    #[test]
+    fn rest_of_day_ends_at_seoul_midnight() {
+        let d = NaiveDate::from_ymd_opt(2024, 12, 31).unwrap();
+        let last_second = seoul_instant(d, NaiveTime::from_hms_opt(23, 59, 59).unwrap());
+        assert_eq!(rest_of_business_date(last_second), std::time::Duration::from_secs(1));
+        let midnight = seoul_instant(next_day(d), NaiveTime::MIN);
+        assert_eq!(business_date_at(midnight), next_day(d));
+        assert_eq!(rest_of_business_date(midnight), std::time::Duration::from_secs(86_400));
+        assert_eq!(business_date_at(last_second), d);
     }
 }

@@ -1,7 +1,9 @@
 //! An HTTP client for calling another service: timeouts, W3C trace propagation, problem decoding,
-//! and the `http_client_requests_total{target,status}` counter (every attempt counted once).
+//! a circuit breaker, and the `http_client_requests_total{target,status}` counter (every attempt
+//! on the wire counted once; calls refused by an open breaker never reach the wire).
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -18,6 +20,8 @@ pub enum ClientError {
     Problem { target: &'static str, status: u16, code: String, detail: String },
     #[error("{target} sent an unreadable response: {detail}")]
     Decode { target: &'static str, detail: String },
+    #[error("{target} is failing; not calling it for {retry_after_secs} s")]
+    CircuitOpen { target: &'static str, retry_after_secs: u64 },
 }
 
 impl ClientError {
@@ -40,6 +44,9 @@ impl From<ClientError> for ApiError {
             ClientError::Problem { status, code, detail, .. } if *status < 500 => {
                 ApiError::new(StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST), code, detail.clone())
             }
+            ClientError::CircuitOpen { retry_after_secs, .. } => {
+                ApiError::unavailable(e.to_string()).with_retry_after(*retry_after_secs)
+            }
             _ => ApiError::unavailable(e.to_string()),
         }
     }
@@ -53,26 +60,92 @@ struct ProblemBody {
     detail: String,
 }
 
+/// Timeouts and breaker settings for outbound calls, from `HTTP_CLIENT_TIMEOUT_MS`,
+/// `CIRCUIT_FAILURES` and `CIRCUIT_OPEN_MS`.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientSettings {
+    pub timeout: Duration,
+    /// Consecutive failures that open the breaker.
+    pub failures_to_open: u32,
+    /// How long an open breaker refuses calls before letting one trial through.
+    pub open_for: Duration,
+}
+
+impl ClientSettings {
+    pub fn from_env() -> Result<Self, crate::config::ConfigError> {
+        Ok(Self {
+            timeout: crate::config::millis("HTTP_CLIENT_TIMEOUT_MS", 3000)?,
+            failures_to_open: crate::config::parse("CIRCUIT_FAILURES", "5")?,
+            open_for: crate::config::millis("CIRCUIT_OPEN_MS", 5000)?,
+        })
+    }
+}
+
+/// Closed → (n consecutive failures) → open for a while → one trial call → closed or open again.
+#[derive(Default)]
+struct Breaker {
+    failures: u32,
+    open_until: Option<Instant>,
+    trial_in_flight: bool,
+}
+
 #[derive(Clone)]
 pub struct ServiceClient {
     http: reqwest::Client,
     base: String,
     target: &'static str,
+    settings: ClientSettings,
+    breaker: Arc<Mutex<Breaker>>,
 }
 
 impl ServiceClient {
-    pub fn new(target: &'static str, base: &str, timeout: Duration) -> Result<Self, reqwest::Error> {
+    pub fn new(target: &'static str, base: &str, settings: ClientSettings) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
-            .timeout(timeout)
+            .timeout(settings.timeout)
             .connect_timeout(Duration::from_millis(500))
             .pool_max_idle_per_host(64)
             .tcp_nodelay(true)
             .build()?;
-        Ok(Self { http, base: base.trim_end_matches('/').to_string(), target })
+        Ok(Self {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+            target,
+            settings,
+            breaker: Arc::new(Mutex::new(Breaker::default())),
+        })
+    }
+
+    fn admit(&self) -> Result<(), ClientError> {
+        let mut b = self.breaker.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(until) = b.open_until else { return Ok(()) };
+        let now = Instant::now();
+        if now < until || b.trial_in_flight {
+            let secs = until.saturating_duration_since(now).as_secs_f64().ceil().max(1.0) as u64;
+            return Err(ClientError::CircuitOpen { target: self.target, retry_after_secs: secs });
+        }
+        b.trial_in_flight = true;
+        Ok(())
+    }
+
+    fn outcome(&self, dependency_failed: bool) {
+        let mut b = self.breaker.lock().unwrap_or_else(|p| p.into_inner());
+        b.trial_in_flight = false;
+        if !dependency_failed {
+            b.failures = 0;
+            b.open_until = None;
+            return;
+        }
+        b.failures = b.failures.saturating_add(1);
+        if b.failures >= self.settings.failures_to_open || b.open_until.is_some() {
+            if b.open_until.is_none() {
+                tracing::warn!(target_service = self.target, "circuit opened");
+            }
+            b.open_until = Some(Instant::now() + self.settings.open_for);
+        }
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        // Reads are safe to retry once after a connection-level failure.
+        // Reads are safe to retry once after a connection-level failure (not after an open breaker).
         match self.send::<(), T>(Method::GET, path, None, &[]).await {
             Err(ClientError::Unavailable { .. }) => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -109,25 +182,38 @@ impl ServiceClient {
             req = req.json(b);
         }
         let target = self.target;
+        self.admit()?;
         let resp = match req.send().await {
             Ok(r) => r,
             Err(e) => {
                 metrics::counter!("http_client_requests_total", "target" => target, "status" => "error").increment(1);
+                self.outcome(true);
                 return Err(ClientError::Unavailable { target, detail: e.to_string() });
             }
         };
         let status = resp.status();
         metrics::counter!("http_client_requests_total", "target" => target, "status" => status.as_u16().to_string())
             .increment(1);
-        let bytes = resp.bytes().await.map_err(|e| ClientError::Unavailable { target, detail: e.to_string() })?;
+        let bytes = match resp.bytes().await {
+            Ok(b) => b,
+            Err(e) => {
+                self.outcome(true);
+                return Err(ClientError::Unavailable { target, detail: e.to_string() });
+            }
+        };
+        let problem = serde_json::from_slice::<ProblemBody>(&bytes).ok().filter(|p| !p.code.is_empty());
+        // A dependency that answers with a problem is alive (e.g. 503 ACCOUNT_BUSY under contention);
+        // only silence, gateways and unexplained 5xx count against the breaker.
+        self.outcome(status.is_server_error() && problem.is_none());
         if status.is_success() {
             return serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode { target, detail: e.to_string() });
         }
         if status.is_server_error() {
-            return Err(ClientError::Unavailable { target, detail: format!("HTTP {status}") });
+            let detail =
+                problem.map_or_else(|| format!("HTTP {status}"), |p| format!("HTTP {status} {}: {}", p.code, p.detail));
+            return Err(ClientError::Unavailable { target, detail });
         }
-        let p: ProblemBody =
-            serde_json::from_slice(&bytes).unwrap_or(ProblemBody { code: String::new(), detail: String::new() });
+        let p = problem.unwrap_or(ProblemBody { code: String::new(), detail: String::new() });
         Err(ClientError::Problem { target, status: status.as_u16(), code: p.code, detail: p.detail })
     }
 }

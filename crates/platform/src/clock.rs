@@ -1,7 +1,11 @@
-//! The business-date clock (SPEC §2, §8). `System` is Asia/Seoul today. `Manual` reads one date
-//! shared by every service from Redis, set by `PUT /v1/admin/clock` on any of them.
+//! The business-date clock (SPEC §2, §8). `System` is the real time in Asia/Seoul. `Manual` reads one
+//! frozen Seoul date and time shared by every service from Redis, set by `PUT /v1/admin/clock` on any
+//! of them; if Redis stops answering it keeps showing the last value it read.
 
-use chrono::{NaiveDate, Utc};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+use domain::date::{business_date_at, seoul_instant};
 
 use crate::redis::{Redis, RedisError};
 
@@ -10,14 +14,14 @@ const KEY: &str = "clock:today";
 #[derive(Clone)]
 pub enum Clock {
     System,
-    Manual(Redis),
+    Manual { redis: Redis, last: Arc<Mutex<Option<DateTime<Utc>>>> },
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClockError {
     #[error("the manual clock is unreadable: {0}")]
     Redis(#[from] RedisError),
-    #[error("the manual clock holds a malformed date: {0}")]
+    #[error("the manual clock holds a malformed value: {0}")]
     Malformed(String),
 }
 
@@ -27,26 +31,72 @@ impl From<ClockError> for crate::ApiError {
     }
 }
 
+/// Stored as Seoul local `YYYY-MM-DD` (midnight) or `YYYY-MM-DDTHH:MM:SS`.
+fn parse(s: &str) -> Option<DateTime<Utc>> {
+    if let Ok(d) = s.parse::<NaiveDate>() {
+        return Some(seoul_instant(d, NaiveTime::MIN));
+    }
+    let local = s.parse::<NaiveDateTime>().ok()?;
+    Some(seoul_instant(local.date(), local.time()))
+}
+
 impl Clock {
+    pub fn manual(redis: Redis) -> Self {
+        Clock::Manual { redis, last: Arc::new(Mutex::new(None)) }
+    }
+
     pub fn is_manual(&self) -> bool {
-        matches!(self, Clock::Manual(_))
+        matches!(self, Clock::Manual { .. })
+    }
+
+    pub async fn now(&self) -> Result<DateTime<Utc>, ClockError> {
+        match self {
+            Clock::System => Ok(Utc::now()),
+            Clock::Manual { redis, last } => {
+                let read = match redis.get(KEY).await {
+                    Ok(v) => v,
+                    Err(e) => {
+                        let known = *last.lock().unwrap_or_else(|p| p.into_inner());
+                        return known.ok_or(ClockError::Redis(e));
+                    }
+                };
+                // Until someone sets it, the manual clock shows the real time.
+                let now = match read {
+                    Some(s) => parse(&s).ok_or(ClockError::Malformed(s))?,
+                    None => Utc::now(),
+                };
+                *last.lock().unwrap_or_else(|p| p.into_inner()) = Some(now);
+                Ok(now)
+            }
+        }
     }
 
     pub async fn today(&self) -> Result<NaiveDate, ClockError> {
-        match self {
-            Clock::System => Ok(domain::date::business_date_at(Utc::now())),
-            Clock::Manual(redis) => match redis.get(KEY).await? {
-                Some(s) => s.parse().map_err(|_| ClockError::Malformed(s)),
-                // Until someone sets it, the manual clock shows the real date.
-                None => Ok(domain::date::business_date_at(Utc::now())),
-            },
-        }
+        Ok(business_date_at(self.now().await?))
     }
 
-    pub async fn set(&self, today: NaiveDate) -> Result<(), ClockError> {
-        match self {
-            Clock::System => Ok(()),
-            Clock::Manual(redis) => Ok(redis.set(KEY, &today.to_string()).await?),
+    /// Sets the manual clock to a Seoul date and time; the system clock ignores it.
+    pub async fn set(&self, today: NaiveDate, time: NaiveTime) -> Result<DateTime<Utc>, ClockError> {
+        let now = seoul_instant(today, time);
+        if let Clock::Manual { redis, last } = self {
+            redis.set(KEY, &today.and_time(time).format("%Y-%m-%dT%H:%M:%S").to_string()).await?;
+            *last.lock().unwrap_or_else(|p| p.into_inner()) = Some(now);
         }
+        Ok(now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_values_are_seoul_local() {
+        let d = NaiveDate::from_ymd_opt(2026, 11, 30).unwrap();
+        assert_eq!(parse("2026-11-30"), Some(seoul_instant(d, NaiveTime::MIN)));
+        let t = NaiveTime::from_hms_opt(23, 59, 59).unwrap();
+        assert_eq!(parse("2026-11-30T23:59:59"), Some(seoul_instant(d, t)));
+        assert_eq!(business_date_at(parse("2026-11-30T23:59:59").unwrap()), d);
+        assert_eq!(parse("yesterday"), None);
     }
 }

@@ -49,6 +49,18 @@ impl Redis {
         c.set(self.key(suffix), value).await
     }
 
+    /// Sets a value that expires after `ttl`.
+    pub async fn set_px(&self, suffix: &str, value: &str, ttl: Duration) -> Result<(), RedisError> {
+        let mut c = self.conn.clone();
+        redis::cmd("SET")
+            .arg(self.key(suffix))
+            .arg(value)
+            .arg("PX")
+            .arg(ttl.as_millis().max(1) as u64)
+            .query_async::<()>(&mut c)
+            .await
+    }
+
     /// Tries to take `name` for `lease`, waiting up to `wait` with jittered backoff.
     /// `Ok(None)` means someone else held it for the whole wait.
     pub async fn lock(&self, name: &str, lease: Duration, wait: Duration) -> Result<Option<LockGuard>, RedisError> {

@@ -35,7 +35,7 @@ pub async fn start(
         None
     };
     let clock = match (&redis, common.clock_manual) {
-        (Some(r), true) => Clock::Manual(r.clone()),
+        (Some(r), true) => Clock::manual(r.clone()),
         _ => Clock::System,
     };
     Ok(Infra { pool, redis, clock })

@@ -162,16 +162,21 @@ async fn openapi(State(s): State<PlatformState>) -> Response {
     resp
 }
 
+fn clock_body(now: chrono::DateTime<chrono::Utc>) -> contracts::Clock {
+    let local = now.with_timezone(&domain::date::seoul());
+    contracts::Clock { today: local.date_naive(), time: local.time(), mode: "manual".into() }
+}
+
 async fn get_clock(State(s): State<PlatformState>) -> Result<Json<contracts::Clock>, ApiError> {
-    Ok(Json(contracts::Clock { today: s.clock.today().await?, mode: "manual".into() }))
+    Ok(Json(clock_body(s.clock.now().await?)))
 }
 
 async fn set_clock(
     State(s): State<PlatformState>,
     body: crate::extract::Json<contracts::SetClock>,
 ) -> Result<Json<contracts::Clock>, ApiError> {
-    s.clock.set(body.value.today).await?;
-    Ok(Json(contracts::Clock { today: body.value.today, mode: "manual".into() }))
+    let now = s.clock.set(body.value.today, body.value.time.unwrap_or_default()).await?;
+    Ok(Json(clock_body(now)))
 }
 
 /// Serves until SIGTERM or Ctrl-C; in-flight requests finish before this returns.

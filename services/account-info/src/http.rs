@@ -7,6 +7,7 @@ use axum::{Json, Router};
 use contracts::{Account, ChangeAccountStatus, ChangeHolds, Customer, OpenAccount, Product};
 use domain::AccountStatus;
 use platform::extract::{Json as Body, Path, Query};
+use platform::revision;
 use platform::{ApiError, ApiResult};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -65,7 +66,8 @@ async fn change_status(
     Path(id): Path<Uuid>,
     body: Body<ChangeAccountStatus>,
 ) -> ApiResult<Json<Account>> {
-    let account = store::set_status(&s.pool, id, body.value.status).await?.ok_or_else(|| not_found(id))?;
+    let (account, rev) = store::set_status(&s.pool, id, body.value.status).await?.ok_or_else(|| not_found(id))?;
+    s.revisions.publish(revision::account_key(id), rev).await;
     tracing::info!(account_id = %id, status = body.value.status.as_str(), "account status changed");
     Ok(Json(account))
 }
@@ -76,9 +78,10 @@ async fn change_holds(
     body: Body<ChangeHolds>,
 ) -> ApiResult<Json<Account>> {
     let h = body.value;
-    let account = store::set_holds(&s.pool, id, h.deposit_suspended, h.withdrawal_suspended)
+    let (account, rev) = store::set_holds(&s.pool, id, h.deposit_suspended, h.withdrawal_suspended)
         .await?
         .ok_or_else(|| not_found(id))?;
+    s.revisions.publish(revision::account_key(id), rev).await;
     Ok(Json(account))
 }
 

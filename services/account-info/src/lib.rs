@@ -4,11 +4,10 @@
 mod http;
 mod store;
 
-use std::time::Duration;
-
-use platform::client::ServiceClient;
+use platform::client::{ClientSettings, ServiceClient};
 use platform::clock::Clock;
 use platform::config::{self, Common};
+use platform::revision::Publisher;
 use sqlx::PgPool;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/account_info");
@@ -19,21 +18,25 @@ pub struct AppState {
     pub clock: Clock,
     pub customers: ServiceClient,
     pub interest: ServiceClient,
+    pub revisions: Publisher,
 }
 
 pub async fn run() -> anyhow::Result<()> {
     let common = Common::from_env("account-info", 8082, "account_info")?;
     let customer_url = config::url("CUSTOMER_URL", "http://127.0.0.1:8081")?;
     let interest_url = config::url("INTEREST_URL", "http://127.0.0.1:8084")?;
-    let timeout = config::millis("HTTP_CLIENT_TIMEOUT_MS", 3000)?;
+    let client = ClientSettings::from_env()?;
     let _telemetry = platform::telemetry::init(common.service, common.otlp_endpoint.as_deref())?;
-    let infra = platform::runtime::start(&common, &MIGRATOR, false, 10).await?;
+    let infra = platform::runtime::start(&common, &MIGRATOR, true, 10).await?;
+    let revisions = Publisher::new(infra.redis.clone());
     let state = AppState {
         pool: infra.pool.clone(),
         clock: infra.clock.clone(),
-        customers: ServiceClient::new("customer", &customer_url, timeout)?,
-        interest: ServiceClient::new("interest", &interest_url, timeout.max(Duration::from_millis(100)))?,
+        customers: ServiceClient::new("customer", &customer_url, client)?,
+        interest: ServiceClient::new("interest", &interest_url, client)?,
+        revisions: revisions.clone(),
     };
+    let retry = tokio::spawn(revisions.run(std::future::pending()));
     platform::runtime::serve(
         &common,
         include_str!("../openapi.json"),
@@ -42,5 +45,6 @@ pub async fn run() -> anyhow::Result<()> {
         http::routes(state),
     )
     .await?;
+    retry.abort();
     Ok(())
 }

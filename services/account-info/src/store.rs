@@ -50,15 +50,17 @@ pub async fn find(pool: &PgPool, id: Uuid) -> Result<Option<Account>, sqlx::Erro
     row.as_ref().map(to_account).transpose()
 }
 
-pub async fn set_status(pool: &PgPool, id: Uuid, status: AccountStatus) -> Result<Option<Account>, sqlx::Error> {
+/// Changes the status; returns the account and its new revision.
+pub async fn set_status(pool: &PgPool, id: Uuid, status: AccountStatus) -> Result<Option<(Account, i64)>, sqlx::Error> {
     let row = sqlx::query(&format!(
-        "UPDATE accounts SET status = $2, updated_at = now() WHERE account_id = $1 RETURNING {COLUMNS}"
+        "UPDATE accounts SET status = $2, rev = rev + 1, updated_at = now() WHERE account_id = $1
+         RETURNING {COLUMNS}, rev"
     ))
     .bind(id)
     .bind(status.as_str())
     .fetch_optional(pool)
     .await?;
-    row.as_ref().map(to_account).transpose()
+    row.as_ref().map(|r| Ok((to_account(r)?, r.try_get("rev")?))).transpose()
 }
 
 pub async fn set_holds(
@@ -66,17 +68,17 @@ pub async fn set_holds(
     id: Uuid,
     deposit: bool,
     withdrawal: bool,
-) -> Result<Option<Account>, sqlx::Error> {
+) -> Result<Option<(Account, i64)>, sqlx::Error> {
     let row = sqlx::query(&format!(
-        "UPDATE accounts SET deposit_suspended = $2, withdrawal_suspended = $3, updated_at = now()
-         WHERE account_id = $1 RETURNING {COLUMNS}"
+        "UPDATE accounts SET deposit_suspended = $2, withdrawal_suspended = $3, rev = rev + 1, updated_at = now()
+         WHERE account_id = $1 RETURNING {COLUMNS}, rev"
     ))
     .bind(id)
     .bind(deposit)
     .bind(withdrawal)
     .fetch_optional(pool)
     .await?;
-    row.as_ref().map(to_account).transpose()
+    row.as_ref().map(|r| Ok((to_account(r)?, r.try_get("rev")?))).transpose()
 }
 
 /// Keyset page ordered by account id: streams any number of accounts without OFFSET.

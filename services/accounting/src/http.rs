@@ -7,9 +7,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::NaiveDate;
 use contracts::{
-    Account, Balance, DailyBalances, Entries, InterestPosting, InterestPostingFeed, InterestPostingRequest,
-    MoneyMovement, Transfer,
+    Balance, DailyBalances, Entries, InterestPosting, InterestPostingFeed, InterestPostingRequest, MoneyMovement,
+    Transfer,
 };
+use platform::directory::LookupError;
 use platform::extract::{IdempotencyKey, Json as Body, Path, Query};
 use platform::{ApiError, ApiResult};
 use serde::Deserialize;
@@ -72,13 +73,10 @@ async fn balance(State(s): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<J
         Some(a) => a.balance,
         None => {
             // Never posted to: the balance is 0 if the account exists at all.
-            let account: Result<Account, _> = s.accounts.get(&format!("/v1/accounts/{id}")).await;
-            match account {
+            match s.accounts.lookup(id, |_| Vec::new()).await {
                 Ok(_) => 0,
-                Err(e) if e.is_not_found() => {
-                    return Err(ApiError::not_found("ACCOUNT_NOT_FOUND", format!("no account {id}")))
-                }
-                Err(e) => return Err(e.into()),
+                Err(LookupError::Dependency(e)) => return Err(e.into()),
+                Err(_) => return Err(ApiError::not_found("ACCOUNT_NOT_FOUND", format!("no account {id}"))),
             }
         }
     };

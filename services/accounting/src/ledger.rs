@@ -8,6 +8,8 @@ use std::time::Duration;
 use chrono::NaiveDate;
 use contracts::{Account, DailyBalances, InterestPosting, InterestPostingRequest, Posting, TransferPosting};
 use domain::{AccountStatus, Amount};
+use platform::directory::LookupError;
+use platform::revision;
 use rand::Rng;
 use sqlx::Acquire;
 use uuid::Uuid;
@@ -54,12 +56,13 @@ where
     }
 }
 
-/// Reads the account's current state from account-info and makes sure the ledger knows it.
+/// Reads the account's current state (cached, see platform::directory) and makes sure the ledger
+/// knows it.
 async fn account_for_posting(state: &AppState, id: Uuid) -> Result<Account, LedgerError> {
-    let account: Account = match state.accounts.get(&format!("/v1/accounts/{id}")).await {
-        Ok(a) => a,
-        Err(e) if e.is_not_found() => return Err(LedgerError::AccountNotFound(id)),
-        Err(e) => return Err(e.into()),
+    let account = match state.accounts.lookup(id, |_| Vec::new()).await {
+        Ok(l) => l.account,
+        Err(LookupError::Dependency(e)) => return Err(e.into()),
+        Err(_) => return Err(LedgerError::AccountNotFound(id)),
     };
     if store::find_account(&state.pool, id).await?.is_none() {
         store::create_account(&state.pool, id, account.opened_on).await?;
@@ -170,7 +173,7 @@ pub async fn move_money(
                 Line { ledger_account: CASH, account_id: None, debit: 0, credit: amount.won() },
             ),
         };
-        store::set_balance(&mut tx, account_id, balance_after, None).await?;
+        let history_rev = store::set_balance(&mut tx, account_id, balance_after, None, value_date < today).await?;
         store::insert_entry(
             &mut tx,
             entry_id,
@@ -189,6 +192,9 @@ pub async fn move_money(
         let body = serde_json::to_value(&posting).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
         store::save_idempotent(&mut tx, account_id, idem.key, operation, idem.request_hash, 201, &body).await?;
         tx.commit().await?;
+        if value_date < today {
+            state.revisions.publish(revision::ledger_key(account_id), history_rev).await;
+        }
         Ok(Response { status: 201, body })
     })
     .await
@@ -248,8 +254,9 @@ pub async fn transfer(
             .checked_add(amount.won())
             .ok_or_else(|| LedgerError::Refused("AMOUNT_TOO_LARGE", "the balance would overflow".into()))?;
         let entry_id = Uuid::new_v4();
-        store::set_balance(&mut tx, from, from_after, None).await?;
-        store::set_balance(&mut tx, to, to_after, None).await?;
+        // Dated today: no estimate can see it yet, so no history revision.
+        store::set_balance(&mut tx, from, from_after, None, false).await?;
+        store::set_balance(&mut tx, to, to_after, None, false).await?;
         let lines = [
             Line { ledger_account: DEPOSITS, account_id: Some(from), debit: amount.won(), credit: 0 },
             Line { ledger_account: DEPOSITS, account_id: Some(to), debit: 0, credit: amount.won() },
@@ -329,7 +336,7 @@ pub async fn book_interest(state: &AppState, req: &InterestPostingRequest) -> Re
                 credit: req.rural_special_tax,
             },
         ];
-        store::set_balance(&mut tx, id, balance_after, Some(req.period_to)).await?;
+        let history_rev = store::set_balance(&mut tx, id, balance_after, Some(req.period_to), true).await?;
         let (seq, posted_at) = store::insert_entry(
             &mut tx,
             entry_id,
@@ -344,6 +351,7 @@ pub async fn book_interest(state: &AppState, req: &InterestPostingRequest) -> Re
         .await?;
         store::apply_to_daily_balances(&mut tx, id, req.business_date, today, req.net, balance_after).await?;
         tx.commit().await?;
+        state.revisions.publish(revision::ledger_key(id), history_rev).await;
         Ok(InterestPosting { request: req.clone(), entry_id, balance_after, posted_at, seq })
     })
     .await

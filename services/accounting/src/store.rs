@@ -57,22 +57,37 @@ pub async fn create_account(pool: &PgPool, id: Uuid, opened_on: NaiveDate) -> Re
         .map(|_| ())
 }
 
+/// Sets the balance of record (and `paid_through` for a payout). `changes_history` marks a change
+/// to a past day or a payout, which bumps the history revision; returns that revision.
 pub async fn set_balance(
     conn: &mut PgConnection,
     id: Uuid,
     balance: i64,
     paid_through: Option<NaiveDate>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE ledger_accounts SET balance = $2, paid_through = COALESCE($3, paid_through), updated_at = now()
-         WHERE account_id = $1",
+    changes_history: bool,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE ledger_accounts SET balance = $2, paid_through = COALESCE($3, paid_through), updated_at = now(),
+                history_rev = history_rev + $4::int,
+                history_changed_at = CASE WHEN $4 THEN now() ELSE history_changed_at END
+         WHERE account_id = $1 RETURNING history_rev",
     )
     .bind(id)
     .bind(balance)
     .bind(paid_through)
-    .execute(conn)
+    .bind(changes_history)
+    .fetch_one(conn)
     .await
-    .map(|_| ())
+}
+
+/// History revisions changed in the last 25 hours: the most an estimate stays cached.
+pub async fn recent_history_revisions(pool: &PgPool) -> Result<Vec<(Uuid, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT account_id, history_rev FROM ledger_accounts
+         WHERE history_changed_at > now() - interval '25 hours'",
+    )
+    .fetch_all(pool)
+    .await
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -7,25 +7,35 @@ use axum::{Json, Router};
 use contracts::{ChangeCustomerStatus, CreateCustomer, Customer};
 use domain::CustomerStatus;
 use platform::extract::{Json as Body, Path};
+use platform::revision::{self, Publisher};
 use platform::{ApiError, ApiResult};
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::store;
 
-pub fn routes(pool: PgPool) -> Router {
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub revisions: Publisher,
+}
+
+pub fn routes(state: AppState) -> Router {
     Router::new()
         .route("/v1/customers", post(create))
         .route("/v1/customers/{id}", get(read))
         .route("/v1/customers/{id}/status", put(change_status))
-        .with_state(pool)
+        .with_state(state)
 }
 
 fn not_found(id: Uuid) -> ApiError {
     ApiError::not_found("CUSTOMER_NOT_FOUND", format!("no customer {id}"))
 }
 
-async fn create(State(pool): State<PgPool>, body: Body<CreateCustomer>) -> ApiResult<(StatusCode, Json<Customer>)> {
+async fn create(
+    State(AppState { pool, .. }): State<AppState>,
+    body: Body<CreateCustomer>,
+) -> ApiResult<(StatusCode, Json<Customer>)> {
     let name = body.value.name.trim();
     if name.is_empty() || name.chars().count() > 200 {
         return Err(ApiError::validation("name", "name must be 1 to 200 characters"));
@@ -35,12 +45,12 @@ async fn create(State(pool): State<PgPool>, body: Body<CreateCustomer>) -> ApiRe
     Ok((StatusCode::CREATED, Json(customer)))
 }
 
-async fn read(State(pool): State<PgPool>, Path(id): Path<Uuid>) -> ApiResult<Json<Customer>> {
+async fn read(State(AppState { pool, .. }): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<Json<Customer>> {
     store::find(&pool, id).await?.map(Json).ok_or_else(|| not_found(id))
 }
 
 async fn change_status(
-    State(pool): State<PgPool>,
+    State(AppState { pool, revisions }): State<AppState>,
     Path(id): Path<Uuid>,
     body: Body<ChangeCustomerStatus>,
 ) -> ApiResult<Json<Customer>> {
@@ -52,7 +62,8 @@ async fn change_status(
     if reason.is_some_and(|r| r.chars().count() > 500) {
         return Err(ApiError::validation("reason", "reason must be at most 500 characters"));
     }
-    let customer = store::set_status(&pool, id, req.status, reason).await?.ok_or_else(|| not_found(id))?;
+    let (customer, rev) = store::set_status(&pool, id, req.status, reason).await?.ok_or_else(|| not_found(id))?;
+    revisions.publish(revision::customer_key(id), rev).await;
     tracing::info!(customer_id = %id, status = req.status.as_str(), "customer status changed");
     Ok(Json(customer))
 }

@@ -4,20 +4,24 @@ mod http;
 mod store;
 
 use platform::config::Common;
+use platform::revision::Publisher;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/customer");
 
 pub async fn run() -> anyhow::Result<()> {
     let common = Common::from_env("customer", 8081, "customer")?;
     let _telemetry = platform::telemetry::init(common.service, common.otlp_endpoint.as_deref())?;
-    let infra = platform::runtime::start(&common, &MIGRATOR, false, 10).await?;
+    let infra = platform::runtime::start(&common, &MIGRATOR, true, 10).await?;
+    let revisions = Publisher::new(infra.redis.clone());
+    let retry = tokio::spawn(revisions.clone().run(std::future::pending()));
     platform::runtime::serve(
         &common,
         include_str!("../openapi.json"),
         infra.clock.clone(),
         infra.checks(),
-        http::routes(infra.pool.clone()),
+        http::routes(http::AppState { pool: infra.pool.clone(), revisions }),
     )
     .await?;
+    retry.abort();
     Ok(())
 }

@@ -41,15 +41,17 @@ pub async fn find(pool: &PgPool, id: Uuid) -> Result<Option<Customer>, sqlx::Err
     row.as_ref().map(to_customer).transpose()
 }
 
+/// Changes the status (with its history row); returns the customer and its new revision.
 pub async fn set_status(
     pool: &PgPool,
     id: Uuid,
     status: CustomerStatus,
     reason: Option<&str>,
-) -> Result<Option<Customer>, sqlx::Error> {
+) -> Result<Option<(Customer, i64)>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let row = sqlx::query(&format!(
-        "UPDATE customers SET status = $2, status_reason = $3, updated_at = now() WHERE customer_id = $1 RETURNING {COLUMNS}"
+        "UPDATE customers SET status = $2, status_reason = $3, rev = rev + 1, updated_at = now()
+         WHERE customer_id = $1 RETURNING {COLUMNS}, rev"
     ))
     .bind(id)
     .bind(status.as_str())
@@ -65,5 +67,5 @@ pub async fn set_status(
             .await?;
     }
     tx.commit().await?;
-    row.as_ref().map(to_customer).transpose()
+    row.as_ref().map(|r| Ok((to_customer(r)?, r.try_get("rev")?))).transpose()
 }

@@ -3,6 +3,7 @@
 use axum::http::StatusCode;
 use domain::Refusal;
 use platform::client::ClientError;
+use platform::directory::LookupError;
 use platform::ApiError;
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +29,16 @@ pub enum InterestError {
     Dependency(#[from] ClientError),
     #[error(transparent)]
     Clock(#[from] platform::clock::ClockError),
+}
+
+impl From<LookupError> for InterestError {
+    fn from(e: LookupError) -> Self {
+        match e {
+            LookupError::AccountNotFound(id) => InterestError::AccountNotFound(id),
+            LookupError::CustomerNotFound(id) => InterestError::Inconsistent(format!("the owner {id} does not exist")),
+            LookupError::Dependency(c) => InterestError::Dependency(c),
+        }
+    }
 }
 
 impl From<InterestError> for ApiError {

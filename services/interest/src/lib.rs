@@ -4,6 +4,7 @@
 //! missing here, and the outbox relay publishes each payout's tax event to Kafka.
 
 mod error;
+mod estimate_cache;
 mod http;
 mod outbox;
 mod payout;
@@ -13,11 +14,13 @@ mod store;
 use std::sync::Arc;
 use std::time::Duration;
 
-use platform::client::ServiceClient;
+use platform::client::{ClientSettings, ServiceClient};
 use platform::clock::Clock;
 use platform::config::{self, Common};
+use platform::directory::Directory;
 use platform::kafka::KafkaConfig;
 use platform::redis::Redis;
+use platform::revision::{self, Publisher};
 use sqlx::PgPool;
 use tokio::sync::Notify;
 
@@ -27,10 +30,14 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/
 pub struct AppState {
     pub pool: PgPool,
     pub clock: Clock,
+    /// Redis for the payout lock (`None` when PAYOUT_REDIS_LOCK=false).
     pub redis: Option<Redis>,
-    pub customers: ServiceClient,
-    pub accounts: ServiceClient,
+    /// Redis for the estimate cache.
+    pub redis_cache: Option<Redis>,
+    pub directory: Directory,
     pub ledger: ServiceClient,
+    pub flights: estimate_cache::Flights,
+    pub revisions: Publisher,
     /// Wakes the outbox relay right after a payout is recorded.
     pub outbox_wake: Arc<Notify>,
     pub lock_lease: Duration,
@@ -39,16 +46,24 @@ pub struct AppState {
 
 pub async fn run() -> anyhow::Result<()> {
     let common = Common::from_env("interest", 8084, "interest")?;
-    let timeout = config::millis("HTTP_CLIENT_TIMEOUT_MS", 3000)?;
-    let customers = ServiceClient::new("customer", &config::url("CUSTOMER_URL", "http://127.0.0.1:8081")?, timeout)?;
+    let client = ClientSettings::from_env()?;
+    let customers = ServiceClient::new("customer", &config::url("CUSTOMER_URL", "http://127.0.0.1:8081")?, client)?;
     let accounts =
-        ServiceClient::new("account-info", &config::url("ACCOUNT_INFO_URL", "http://127.0.0.1:8082")?, timeout)?;
-    let ledger = ServiceClient::new("accounting", &config::url("ACCOUNTING_URL", "http://127.0.0.1:8083")?, timeout)?;
+        ServiceClient::new("account-info", &config::url("ACCOUNT_INFO_URL", "http://127.0.0.1:8082")?, client)?;
+    let ledger = ServiceClient::new("accounting", &config::url("ACCOUNTING_URL", "http://127.0.0.1:8083")?, client)?;
     let kafka = KafkaConfig::from_env()?;
     let use_redis_lock = config::parse::<bool>("PAYOUT_REDIS_LOCK", "true")?;
     let max_conn: u32 = config::parse("DATABASE_MAX_CONNECTIONS", "20")?;
     let _telemetry = platform::telemetry::init(common.service, common.otlp_endpoint.as_deref())?;
-    let infra = platform::runtime::start(&common, &MIGRATOR, use_redis_lock, max_conn).await?;
+    let infra = platform::runtime::start(&common, &MIGRATOR, true, max_conn).await?;
+    // Dashboards see both series from the start.
+    for result in ["hit", "miss"] {
+        metrics::counter!("interest_estimate_cache_total", "result" => result).increment(0);
+    }
+    let revisions = Publisher::new(infra.redis.clone());
+    // Republish every product's rates revision (a crash may have come between commit and publication).
+    let rates = store::rates_revisions(&infra.pool).await?;
+    revisions.publish_all(rates.into_iter().map(|(code, rev)| (revision::rates_key(&code), rev)).collect()).await;
     kafka.ensure_topics(&[platform::kafka::TAX_TOPIC, platform::kafka::TAX_DLQ_TOPIC]).await?;
     let producer = kafka.producer()?;
 
@@ -56,9 +71,11 @@ pub async fn run() -> anyhow::Result<()> {
         pool: infra.pool.clone(),
         clock: infra.clock.clone(),
         redis: if use_redis_lock { infra.redis.clone() } else { None },
-        customers,
-        accounts,
+        redis_cache: infra.redis.clone(),
+        directory: Directory::new(infra.redis.clone(), accounts, Some(customers)),
         ledger,
+        flights: estimate_cache::Flights::default(),
+        revisions: revisions.clone(),
         outbox_wake: Arc::new(Notify::new()),
         lock_lease: config::millis("PAYOUT_LOCK_LEASE_MS", 10_000)?,
         lock_wait: config::millis("PAYOUT_LOCK_WAIT_MS", 3_000)?,
@@ -72,6 +89,7 @@ pub async fn run() -> anyhow::Result<()> {
     let relay =
         tokio::spawn(outbox::relay(state.clone(), producer, kafka.topic(platform::kafka::TAX_TOPIC), shutdown.clone()));
     let recovery = tokio::spawn(outbox::recover_from_ledger(state.clone(), shutdown.clone()));
+    let retry = tokio::spawn(revisions.run(std::future::pending()));
 
     platform::runtime::serve(
         &common,
@@ -85,5 +103,6 @@ pub async fn run() -> anyhow::Result<()> {
     shutdown.notify_waiters();
     let _ = tokio::time::timeout(Duration::from_secs(10), relay).await;
     recovery.abort();
+    retry.abort();
     Ok(())
 }

@@ -10,8 +10,10 @@ use contracts::{Account, Customer, DailyBalances, Estimate, InterestPosting, Int
 use domain::{check_eligibility, payout_period, quote, BalanceHistory, Quote, Refusal};
 use uuid::Uuid;
 
+use platform::revision;
+
 use crate::error::InterestError;
-use crate::{rates, store, AppState};
+use crate::{estimate_cache, rates, store, AppState};
 
 /// Everything a payout decision needs, gathered for one account on one business date.
 pub struct Evaluation {
@@ -20,14 +22,6 @@ pub struct Evaluation {
     pub today: NaiveDate,
     pub quote: Quote,
     pub refusal: Option<Refusal>,
-}
-
-async fn fetch_account(state: &AppState, id: Uuid) -> Result<Account, InterestError> {
-    match state.accounts.get(&format!("/v1/accounts/{id}")).await {
-        Ok(a) => Ok(a),
-        Err(e) if e.is_not_found() => Err(InterestError::AccountNotFound(id)),
-        Err(e) => Err(e.into()),
-    }
 }
 
 async fn fetch_balances(
@@ -39,13 +33,28 @@ async fn fetch_balances(
     Ok(state.ledger.get(&format!("/v1/ledger/accounts/{id}/daily-balances?from={from}&to={to}")).await?)
 }
 
-pub async fn evaluate(state: &AppState, id: Uuid) -> Result<Evaluation, InterestError> {
-    let today = state.clock.today().await?;
-    let account = fetch_account(state, id).await?;
-    let customer_path = format!("/v1/customers/{}", account.customer_id);
-    let customer_fut = state.customers.get::<Customer>(&customer_path);
-    let (customer, last, table, tax_rules) = tokio::try_join!(
-        async { customer_fut.await.map_err(InterestError::from) },
+/// SPEC §5 refusals that come from statuses and holds (checked first).
+fn status_refusal(account: &Account, customer: &Customer) -> Option<Refusal> {
+    check_eligibility(customer.status, account.status, account.deposit_suspended).err()
+}
+
+/// The account and its customer, from the directory (cached by mutability).
+async fn parties(state: &AppState, id: Uuid) -> Result<(Account, Customer), InterestError> {
+    let l = state.directory.lookup(id, |_| Vec::new()).await?;
+    let customer = l.customer.ok_or_else(|| InterestError::Inconsistent("no customer client".into()))?;
+    Ok((l.account, customer))
+}
+
+/// The quote for the unpaid period up to yesterday, and the refusals the ledger decides (already
+/// paid today, nothing to pay). Reads the ledger (one call, two if nothing is unpaid).
+async fn assess(
+    state: &AppState,
+    account: &Account,
+    customer: &Customer,
+    today: NaiveDate,
+) -> Result<(Quote, Option<Refusal>), InterestError> {
+    let id = account.account_id;
+    let (last, table, tax_rules) = tokio::try_join!(
         async { store::last_payout(&state.pool, id).await.map_err(InterestError::from) },
         rates::rate_table(&state.pool, &account.product_code),
         async { store::tax_rules(&state.pool).await.map_err(InterestError::from) },
@@ -77,21 +86,28 @@ pub async fn evaluate(state: &AppState, id: Uuid) -> Result<Evaluation, Interest
             tax_rules.rule_for(customer.tax_category, today).map_err(|e| InterestError::Inconsistent(e.to_string()))?;
         let carry = last.as_ref().map_or(0, |p| p.carry_units);
         let quote = quote(&table, &history, period, carry, rule);
-        let refusal = check_eligibility(customer.status, account.status, account.deposit_suspended)
-            .err()
-            .or_else(|| last.as_ref().filter(|p| p.business_date == today).map(|_| Refusal::AlreadyPaidToday))
+        let refusal = last
+            .as_ref()
+            .filter(|p| p.business_date == today)
+            .map(|_| Refusal::AlreadyPaidToday)
             .or_else(|| (!quote.payable).then_some(Refusal::NothingToPay));
-        return Ok(Evaluation { account, customer, today, quote, refusal });
+        return Ok((quote, refusal));
     }
     Err(InterestError::Inconsistent(format!("payout records of {id} did not converge with the ledger")))
 }
 
-pub async fn estimate(state: &AppState, id: Uuid) -> Result<Estimate, InterestError> {
-    let e = evaluate(state, id).await?;
-    let q = e.quote;
-    Ok(Estimate {
+pub async fn evaluate(state: &AppState, id: Uuid) -> Result<Evaluation, InterestError> {
+    let today = state.clock.today().await?;
+    let (account, customer) = parties(state, id).await?;
+    let (quote, ledger_refusal) = assess(state, &account, &customer, today).await?;
+    let refusal = status_refusal(&account, &customer).or(ledger_refusal);
+    Ok(Evaluation { account, customer, today, quote, refusal })
+}
+
+fn to_estimate(id: Uuid, today: NaiveDate, q: &Quote, refusal: Option<Refusal>) -> Estimate {
+    Estimate {
         account_id: id,
-        business_date: e.today,
+        business_date: today,
         period_from: q.period_from,
         period_to: q.period_to,
         gross: q.gross,
@@ -100,9 +116,69 @@ pub async fn estimate(state: &AppState, id: Uuid) -> Result<Estimate, InterestEr
         rural_special_tax: q.tax.rural_special_tax,
         net: q.net,
         carry_in_units: q.carry_in_units,
-        payable: e.refusal.is_none(),
-        code: e.refusal.map(|r| r.code().to_string()),
-    })
+        payable: refusal.is_none(),
+        code: refusal.map(|r| r.code().to_string()),
+    }
+}
+
+/// Status refusals come first and are never cached.
+fn with_status(mut e: Estimate, status: Option<Refusal>) -> Estimate {
+    if let Some(r) = status {
+        e.payable = false;
+        e.code = Some(r.code().to_string());
+    }
+    e
+}
+
+/// The estimate (see `estimate_cache`): warm, one Redis round trip and no other I/O.
+pub async fn estimate(state: &AppState, id: Uuid) -> Result<Estimate, InterestError> {
+    let now = state.clock.now().await?;
+    let today = domain::date::business_date_at(now);
+    let lookup = state.directory.lookup(id, |a| estimate_cache::keys(id, &a.product_code, today)).await?;
+    let account = lookup.account;
+    let customer = lookup.customer.ok_or_else(|| InterestError::Inconsistent("no customer client".into()))?;
+    let status = status_refusal(&account, &customer);
+    let compute = || async {
+        let (quote, refusal) = assess(state, &account, &customer, today).await?;
+        Ok::<_, InterestError>(to_estimate(id, today, &quote, refusal))
+    };
+    let (Some(redis), Some(values)) = (&state.redis_cache, lookup.extra) else {
+        // Redis unreadable: every estimate comes from the databases (slower, still correct).
+        estimate_cache::count(false);
+        return Ok(with_status(compute().await?, status));
+    };
+    if let Some(entry) = estimate_cache::read(&values, customer.tax_category).entry {
+        estimate_cache::count(true);
+        return Ok(with_status(entry.estimate, status));
+    }
+    let keys = estimate_cache::keys(id, &account.product_code, today);
+    let _flight = state.flights.enter(&keys[2]).await;
+    // Read the revisions again before reading the ledger: an entry stored under them is stale as
+    // soon as either moves. Another request may have filled the entry while we waited.
+    let Ok(values) = revision::read(redis, &keys).await else {
+        estimate_cache::count(false);
+        return Ok(with_status(compute().await?, status));
+    };
+    let read = estimate_cache::read(&values, customer.tax_category);
+    if let Some(entry) = read.entry {
+        estimate_cache::count(true);
+        return Ok(with_status(entry.estimate, status));
+    }
+    let fresh = compute().await?;
+    estimate_cache::count(false);
+    let ttl = domain::date::rest_of_business_date(now);
+    let entry = estimate_cache::Entry {
+        ledger_rev: read.ledger_rev,
+        rates_rev: read.rates_rev,
+        tax_category: customer.tax_category,
+        estimate: fresh.clone(),
+    };
+    if let (Ok(json), true) = (serde_json::to_string(&entry), ttl.as_millis() > 0) {
+        if let Err(e) = redis.set_px(&keys[2], &json, ttl).await {
+            tracing::warn!(error = %e, "estimate not cached");
+        }
+    }
+    Ok(with_status(fresh, status))
 }
 
 fn replay(stored: store::StoredPayout, request_hash: &str) -> Result<Payout, InterestError> {

@@ -2,6 +2,7 @@
 
 use contracts::{Product, RateScheduleBody};
 use domain::{AnnualRate, Band, RateSchedule, RateTable};
+use platform::revision::{self, Publisher};
 use sqlx::PgPool;
 
 use crate::error::InterestError;
@@ -64,7 +65,13 @@ pub async fn products(pool: &PgPool) -> Result<Vec<Product>, InterestError> {
     Ok(out)
 }
 
-pub async fn add_schedule(pool: &PgPool, code: &str, body: &RateScheduleBody) -> Result<Product, InterestError> {
+/// Adds a schedule and tells cached estimates of the product's accounts that rates changed.
+pub async fn add_schedule(
+    pool: &PgPool,
+    revisions: &Publisher,
+    code: &str,
+    body: &RateScheduleBody,
+) -> Result<Product, InterestError> {
     let schedule = parse_schedule(body)?;
     store::product_name(pool, code).await?.ok_or_else(|| InterestError::ProductNotFound(code.into()))?;
     // Store the canonical form (rates normalised) so reads show what the engine uses.
@@ -77,7 +84,10 @@ pub async fn add_schedule(pool: &PgPool, code: &str, body: &RateScheduleBody) ->
             .collect(),
     };
     match store::insert_schedule(pool, code, &canonical).await? {
-        Ok(()) => product(pool, code).await,
+        Ok(rev) => {
+            revisions.publish(revision::rates_key(code), rev).await;
+            product(pool, code).await
+        }
         Err(ScheduleConflict::Exists) => Err(InterestError::Conflict(
             "RATE_SCHEDULE_EXISTS",
             format!("{code} already has a schedule effective from {}", body.effective_from),

@@ -211,13 +211,18 @@ pub async fn schedules(pool: &PgPool, code: &str) -> Result<Vec<RateScheduleBody
 
 /// Adds a schedule unless one exists for that date or it reaches back into a paid period. The
 /// product row is locked so two schedule changes for one product are serialised.
+/// Returns the product's new rates revision.
 pub async fn insert_schedule(
     pool: &PgPool,
     code: &str,
     s: &RateScheduleBody,
-) -> Result<Result<(), ScheduleConflict>, sqlx::Error> {
+) -> Result<Result<i64, ScheduleConflict>, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    sqlx::query("SELECT code FROM products WHERE code = $1 FOR UPDATE").bind(code).fetch_optional(&mut *tx).await?;
+    let rev: i64 =
+        sqlx::query_scalar("UPDATE products SET rates_rev = rates_rev + 1 WHERE code = $1 RETURNING rates_rev")
+            .bind(code)
+            .fetch_one(&mut *tx)
+            .await?;
     let paid_through: Option<NaiveDate> =
         sqlx::query_scalar("SELECT max(period_to) FROM payouts WHERE product_code = $1")
             .bind(code)
@@ -240,7 +245,11 @@ pub async fn insert_schedule(
         return Ok(Err(ScheduleConflict::Exists));
     }
     tx.commit().await?;
-    Ok(Ok(()))
+    Ok(Ok(rev))
+}
+
+pub async fn rates_revisions(pool: &PgPool) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    sqlx::query_as("SELECT code, rates_rev FROM products").fetch_all(pool).await
 }
 
 pub enum ScheduleConflict {

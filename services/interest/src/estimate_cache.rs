@@ -1,0 +1,93 @@
+//! The estimate cache: an account's estimate is computed from the databases once per business date
+//! and served from Redis until the date ends (the key names the date; the TTL ends at the next
+//! Seoul midnight, or the manual clock's). An entry is used only while the ledger's history revision
+//! (bumped by payouts and back-dated postings) and the product's rates revision are the ones read
+//! before it was computed, and the customer's tax category is unchanged. Eligibility from statuses
+//! is never cached here: it is applied on every read from the directory's current data.
+//!
+//! Concurrent first reads in one process compute once (the others wait and read the result).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::NaiveDate;
+use contracts::Estimate;
+use domain::TaxCategory;
+use platform::revision::{self, Rev};
+use serde::{Deserialize, Serialize};
+use tokio::sync::OwnedMutexGuard;
+use uuid::Uuid;
+
+#[derive(Serialize, Deserialize)]
+pub struct Entry {
+    pub ledger_rev: Rev,
+    pub rates_rev: Rev,
+    pub tax_category: TaxCategory,
+    /// With only the refusals the ledger decides (already paid today, nothing to pay).
+    pub estimate: Estimate,
+}
+
+pub fn key(id: Uuid, today: NaiveDate) -> String {
+    format!("estimate:{id}:{today}")
+}
+
+/// The keys read together, in this order, before using or computing an entry.
+pub fn keys(id: Uuid, product_code: &str, today: NaiveDate) -> Vec<String> {
+    vec![revision::ledger_key(id), revision::rates_key(product_code), key(id, today)]
+}
+
+/// The revisions read with an entry, and the entry if it is still good for `tax_category`.
+pub struct Read {
+    pub ledger_rev: Rev,
+    pub rates_rev: Rev,
+    pub entry: Option<Entry>,
+}
+
+pub fn read(values: &[Option<String>], tax_category: TaxCategory) -> Read {
+    let ledger_rev = values.first().and_then(revision::parse_rev);
+    let rates_rev = values.get(1).and_then(revision::parse_rev);
+    let entry = values
+        .get(2)
+        .and_then(|v| v.as_deref())
+        .and_then(|s| serde_json::from_str::<Entry>(s).ok())
+        .filter(|e| e.ledger_rev == ledger_rev && e.rates_rev == rates_rev && e.tax_category == tax_category);
+    Read { ledger_rev, rates_rev, entry }
+}
+
+pub fn count(hit: bool) {
+    metrics::counter!("interest_estimate_cache_total", "result" => if hit { "hit" } else { "miss" }).increment(1);
+}
+
+/// One computation per key at a time in this process.
+#[derive(Clone, Default)]
+pub struct Flights {
+    inner: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+pub struct Flight {
+    flights: Flights,
+    key: String,
+    guard: Option<OwnedMutexGuard<()>>,
+}
+
+impl Flights {
+    pub async fn enter(&self, key: &str) -> Flight {
+        let lock = {
+            let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry(key.to_string()).or_default().clone()
+        };
+        let guard = lock.lock_owned().await;
+        Flight { flights: self.clone(), key: key.to_string(), guard: Some(guard) }
+    }
+}
+
+impl Drop for Flight {
+    fn drop(&mut self) {
+        self.guard.take();
+        let mut map = self.flights.inner.lock().unwrap_or_else(|p| p.into_inner());
+        // Only the map holds it now: nobody is waiting, so forget the key.
+        if map.get(&self.key).is_some_and(|l| Arc::strong_count(l) == 1) {
+            map.remove(&self.key);
+        }
+    }
+}
