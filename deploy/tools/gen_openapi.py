@@ -15,8 +15,10 @@ I = {"type": "integer", "format": "int64"}; B = {"type": "boolean"}; T = {"type"
 def obj(req, **props):
     return {"type": "object", "required": req, "properties": props}
 SCHEMAS = {
-    "Problem": obj(["type", "title", "status_code", "code", "detail"], type=S, title=S, status_code={"type": "integer"}, code=S, detail=S, field=S, retry_after={"type": "integer"}),
+    "Problem": obj(["type", "title", "status_code", "code", "detail"], type=S, title=S, status_code={"type": "integer"}, code=S, detail=S, field=S, retry_after={"type": "integer"}, instance=S),
     "Health": obj(["status"], status=S, service=S),
+    "StartPayoutRun": obj([], business_date=D, account_ids={"type": "array", "items": U}),
+    "PayoutRun": obj(["run_id", "business_date", "scope", "state", "accounts", "enumeration_complete", "paid", "skipped", "failed", "pending", "totals", "progress", "started_at"], run_id=U, business_date=D, scope={"enum": ["ALL", "ACCOUNTS"]}, state={"enum": ["RUNNING", "COMPLETED", "EXPIRED"]}, accounts=I, enumeration_complete=B, paid=I, skipped={"type": "object", "additionalProperties": I}, failed=I, pending=I, totals=obj(["gross", "income_tax", "local_tax", "rural_special_tax", "net"], gross=I, income_tax=I, local_tax=I, rural_special_tax=I, net=I), progress={"type": "number"}, started_at=T, finished_at=T),
     "SetClock": obj(["today"], today=D, time={"type": "string", "format": "time", "description": "Seoul time of day, default 00:00:00"}), "Clock": obj(["today", "time", "mode"], today=D, time={"type": "string", "format": "time"}, mode=S),
     "CreateCustomer": obj(["name", "tax_category"], name=S, tax_category={"enum": ["GENERAL", "TAX_FREE", "PREFERENTIAL"]}),
     "ChangeCustomerStatus": obj(["status"], status={"enum": ["ACTIVE", "IDENTITY_THEFT", "HACKING_VICTIM", "DECEASED"]}, reason=S),
@@ -74,6 +76,8 @@ SERVICES = {
         "/v1/interest/products/{code}/rate-schedules": [("get", "List rate schedules", None, "Product"), ("post", "Add an effective-dated rate schedule", "RateSchedule", "Product")],
         "/v1/interest/accounts/{id}": [("get", "Estimate interest payable now", None, "Estimate")],
         "/v1/interest/accounts/{id}/payouts": [("post", "Pay accrued interest now (Idempotency-Key header)", None, "Payout"), ("get", "Payout history", None, "Payouts")],
+        "/v1/interest/payout-runs": [("post", "Start today's payout run over every account or the given ones (202; 409 RUN_EXISTS names the existing run in instance)", "StartPayoutRun", "PayoutRun")],
+        "/v1/interest/payout-runs/{id}": [("get", "A payout run's state, counts, totals and progress", None, "PayoutRun")],
     }),
     "tax-consumer": ("Tax-consumer service", {
         "/v1/tax/withholdings": [("get", "Withholding records (?account_id=&from=&to=)", None, "Withholdings")],

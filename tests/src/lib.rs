@@ -31,6 +31,11 @@ pub fn kafka_brokers() -> String {
     std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
 }
 
+/// A workspace binary built next to the services (`cargo build --bins`), e.g. `bankctl`.
+pub fn binary(name: &str) -> PathBuf {
+    bin_dir().join(name)
+}
+
 fn bin_dir() -> PathBuf {
     // target/<profile>/deps/<test-binary> → target/<profile>
     let exe = std::env::current_exe().unwrap();

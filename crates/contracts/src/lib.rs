@@ -63,6 +63,14 @@ pub struct Account {
     pub created_at: DateTime<Utc>,
 }
 
+/// A keyset page of accounts; pass `next_after` as `after` for the next page (absent on the last).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccountPage {
+    pub accounts: Vec<Account>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<Uuid>,
+}
+
 // ---- accounting ----
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -330,4 +338,49 @@ pub struct Clock {
     pub today: NaiveDate,
     pub time: chrono::NaiveTime,
     pub mode: String,
+}
+
+// ---- payout runs ----
+
+/// `POST /v1/interest/payout-runs`: today's run over every account, or over the given ones.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StartPayoutRun {
+    #[serde(default)]
+    pub business_date: Option<NaiveDate>,
+    #[serde(default)]
+    pub account_ids: Option<Vec<Uuid>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunTotals {
+    pub gross: i64,
+    pub income_tax: i64,
+    pub local_tax: i64,
+    pub rural_special_tax: i64,
+    pub net: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PayoutRun {
+    pub run_id: Uuid,
+    pub business_date: NaiveDate,
+    /// `ALL` or `ACCOUNTS` (an explicit list).
+    pub scope: String,
+    /// `RUNNING`, `COMPLETED`, or `EXPIRED` (the business date ended first; the rest failed).
+    pub state: String,
+    /// Accounts enumerated so far, and whether the enumeration is complete.
+    pub accounts: i64,
+    pub enumeration_complete: bool,
+    pub paid: i64,
+    /// Skipped accounts by refusal code (`ALREADY_PAID_TODAY`, `NOTHING_TO_PAY`,
+    /// `CUSTOMER_RESTRICTED`, `ACCOUNT_NOT_ACTIVE`, `DEPOSIT_SUSPENDED`).
+    pub skipped: std::collections::BTreeMap<String, i64>,
+    pub failed: i64,
+    pub pending: i64,
+    pub totals: RunTotals,
+    /// Share of enumerated accounts finished, 0 to 1.
+    pub progress: f64,
+    pub started_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
 }

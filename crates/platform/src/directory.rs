@@ -74,6 +74,11 @@ impl Directory {
         Self { redis, account_info, customer, accounts: bounded(), customers: bounded() }
     }
 
+    /// The account-info client, for calls the directory does not cache (listings).
+    pub fn account_info(&self) -> &ServiceClient {
+        &self.account_info
+    }
+
     async fn read(&self, keys: &[String]) -> Option<Vec<Option<String>>> {
         let redis = self.redis.as_ref()?;
         match revision::read(redis, keys).await {

@@ -19,6 +19,9 @@ pub struct ApiError {
     pub detail: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// The resource the problem is about (e.g. the existing payout run of a 409).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
     /// Seconds after which a retry may succeed (also sent as `Retry-After`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<u64>,
@@ -34,8 +37,14 @@ impl ApiError {
             code: code.to_string(),
             detail: detail.into(),
             field: None,
+            instance: None,
             retry_after: None,
         }
+    }
+
+    pub fn with_instance(mut self, instance: impl Into<String>) -> Self {
+        self.instance = Some(instance.into());
+        self
     }
 
     pub fn with_field(mut self, field: impl Into<String>) -> Self {

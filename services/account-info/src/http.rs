@@ -4,12 +4,12 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use contracts::{Account, ChangeAccountStatus, ChangeHolds, Customer, OpenAccount, Product};
+use contracts::{Account, AccountPage, ChangeAccountStatus, ChangeHolds, Customer, OpenAccount, Product};
 use domain::AccountStatus;
 use platform::extract::{Json as Body, Path, Query};
 use platform::revision;
 use platform::{ApiError, ApiResult};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::{store, AppState};
@@ -91,12 +91,6 @@ struct ListQuery {
     status: Option<String>,
     after: Option<Uuid>,
     limit: Option<i64>,
-}
-
-#[derive(Serialize)]
-struct AccountPage {
-    accounts: Vec<Account>,
-    next_after: Option<Uuid>,
 }
 
 async fn list(State(s): State<AppState>, Query(q): Query<ListQuery>) -> ApiResult<Json<AccountPage>> {

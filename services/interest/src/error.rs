@@ -17,6 +17,10 @@ pub enum InterestError {
     ProductNotFound(String),
     #[error("{1}")]
     Conflict(&'static str, String),
+    #[error("a run for that business date and scope exists: {0}")]
+    RunExists(uuid::Uuid),
+    #[error("no payout run {0}")]
+    RunNotFound(uuid::Uuid),
     #[error("{field}: {detail}")]
     Invalid { field: String, detail: String },
     #[error("the same Idempotency-Key was used with a different request")]
@@ -60,6 +64,10 @@ impl From<InterestError> for ApiError {
                 ApiError::conflict(code, detail).with_retry_after(1)
             }
             InterestError::Conflict(code, detail) => ApiError::conflict(code, detail),
+            InterestError::RunExists(id) => {
+                ApiError::conflict("RUN_EXISTS", e.to_string()).with_instance(format!("/v1/interest/payout-runs/{id}"))
+            }
+            InterestError::RunNotFound(id) => ApiError::not_found("RUN_NOT_FOUND", format!("no payout run {id}")),
             InterestError::Invalid { field, detail } => ApiError::validation(&field, detail),
             InterestError::KeyReused => ApiError::unprocessable("IDEMPOTENCY_KEY_REUSED", e.to_string()),
             InterestError::Inconsistent(d) => ApiError::internal(d),

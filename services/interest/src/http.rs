@@ -5,12 +5,12 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use contracts::{CreateProduct, Estimate, Payout, Payouts, Product, RateScheduleBody};
+use contracts::{CreateProduct, Estimate, Payout, PayoutRun, Payouts, Product, RateScheduleBody, StartPayoutRun};
 use platform::extract::{IdempotencyKey, Json as Body, Path};
 use platform::ApiResult;
 use uuid::Uuid;
 
-use crate::{payout, rates, AppState};
+use crate::{payout, rates, runs, AppState};
 
 pub fn routes(state: AppState) -> Router {
     Router::new()
@@ -19,6 +19,8 @@ pub fn routes(state: AppState) -> Router {
         .route("/v1/interest/products/{code}/rate-schedules", get(read_product).post(add_schedule))
         .route("/v1/interest/accounts/{id}", get(estimate))
         .route("/v1/interest/accounts/{id}/payouts", post(pay).get(history))
+        .route("/v1/interest/payout-runs", post(start_run))
+        .route("/v1/interest/payout-runs/{id}", get(read_run))
         .with_state(state)
 }
 
@@ -62,4 +64,13 @@ async fn pay(
 
 async fn history(State(s): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<Json<Payouts>> {
     Ok(Json(Payouts { account_id: id, payouts: crate::store::payouts(&s.pool, id).await? }))
+}
+
+/// 202: the run proceeds in the background; follow it with `GET /v1/interest/payout-runs/{id}`.
+async fn start_run(State(s): State<AppState>, body: Body<StartPayoutRun>) -> ApiResult<(StatusCode, Json<PayoutRun>)> {
+    Ok((StatusCode::ACCEPTED, Json(runs::start(&s, body.value).await?)))
+}
+
+async fn read_run(State(s): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<Json<PayoutRun>> {
+    Ok(Json(runs::report(&s, id).await?))
 }

@@ -9,6 +9,8 @@ mod http;
 mod outbox;
 mod payout;
 mod rates;
+mod run_store;
+mod runs;
 mod store;
 
 use std::sync::Arc;
@@ -37,6 +39,8 @@ pub struct AppState {
     pub directory: Directory,
     pub ledger: ServiceClient,
     pub flights: estimate_cache::Flights,
+    /// Wakes the payout-run workers when a run starts.
+    pub run_wake: Arc<Notify>,
     pub revisions: Publisher,
     /// Wakes the outbox relay right after a payout is recorded.
     pub outbox_wake: Arc<Notify>,
@@ -52,6 +56,7 @@ pub async fn run() -> anyhow::Result<()> {
         ServiceClient::new("account-info", &config::url("ACCOUNT_INFO_URL", "http://127.0.0.1:8082")?, client)?;
     let ledger = ServiceClient::new("accounting", &config::url("ACCOUNTING_URL", "http://127.0.0.1:8083")?, client)?;
     let kafka = KafkaConfig::from_env()?;
+    let run_settings = runs::RunSettings::from_env()?;
     let use_redis_lock = config::parse::<bool>("PAYOUT_REDIS_LOCK", "true")?;
     let max_conn: u32 = config::parse("DATABASE_MAX_CONNECTIONS", "20")?;
     let _telemetry = platform::telemetry::init(common.service, common.otlp_endpoint.as_deref())?;
@@ -75,6 +80,7 @@ pub async fn run() -> anyhow::Result<()> {
         directory: Directory::new(infra.redis.clone(), accounts, Some(customers)),
         ledger,
         flights: estimate_cache::Flights::default(),
+        run_wake: Arc::new(Notify::new()),
         revisions: revisions.clone(),
         outbox_wake: Arc::new(Notify::new()),
         lock_lease: config::millis("PAYOUT_LOCK_LEASE_MS", 10_000)?,
@@ -90,6 +96,7 @@ pub async fn run() -> anyhow::Result<()> {
         tokio::spawn(outbox::relay(state.clone(), producer, kafka.topic(platform::kafka::TAX_TOPIC), shutdown.clone()));
     let recovery = tokio::spawn(outbox::recover_from_ledger(state.clone(), shutdown.clone()));
     let retry = tokio::spawn(revisions.run(std::future::pending()));
+    let run_worker = tokio::spawn(runs::worker(state.clone(), run_settings, shutdown.clone()));
 
     platform::runtime::serve(
         &common,
@@ -103,6 +110,8 @@ pub async fn run() -> anyhow::Result<()> {
     shutdown.notify_waiters();
     let _ = tokio::time::timeout(Duration::from_secs(10), relay).await;
     recovery.abort();
+    // A chunk in flight finishes or its claim lapses; either way the run resumes on restart.
+    let _ = tokio::time::timeout(Duration::from_secs(5), run_worker).await;
     retry.abort();
     Ok(())
 }

@@ -1,0 +1,265 @@
+//! SQL for payout runs and their items.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use contracts::{PayoutRun, RunTotals};
+use sqlx::{PgPool, Postgres, Row, Transaction};
+use uuid::Uuid;
+
+pub struct Run {
+    pub run_id: Uuid,
+    pub business_date: NaiveDate,
+    pub listing_done: bool,
+}
+
+/// Creates a run (with its items when the scope is a list). `Err(existing id)` when a run for the
+/// same business date and scope exists.
+pub async fn create_run(
+    pool: &PgPool,
+    business_date: NaiveDate,
+    scope: &str,
+    accounts: Option<&[Uuid]>,
+) -> Result<Result<Uuid, Uuid>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let run_id = Uuid::new_v4();
+    let inserted = sqlx::query(
+        "INSERT INTO payout_runs (run_id, business_date, scope, listing_done) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (business_date, scope) DO NOTHING",
+    )
+    .bind(run_id)
+    .bind(business_date)
+    .bind(scope)
+    .bind(accounts.is_some())
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if inserted == 0 {
+        let existing: Uuid =
+            sqlx::query_scalar("SELECT run_id FROM payout_runs WHERE business_date = $1 AND scope = $2")
+                .bind(business_date)
+                .bind(scope)
+                .fetch_one(&mut *tx)
+                .await?;
+        return Ok(Err(existing));
+    }
+    if let Some(ids) = accounts {
+        add_items(&mut tx, run_id, ids).await?;
+    }
+    tx.commit().await?;
+    Ok(Ok(run_id))
+}
+
+pub async fn add_items(tx: &mut Transaction<'_, Postgres>, run_id: Uuid, ids: &[Uuid]) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO payout_run_items (run_id, account_id) SELECT $1, unnest($2::uuid[]) ON CONFLICT DO NOTHING",
+    )
+    .bind(run_id)
+    .bind(ids)
+    .execute(&mut **tx)
+    .await
+    .map(|_| ())
+}
+
+pub async fn running(pool: &PgPool) -> Result<Vec<Run>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT run_id, business_date, listing_done FROM payout_runs WHERE state = 'RUNNING'
+         ORDER BY started_at",
+    )
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Run {
+                run_id: r.try_get("run_id")?,
+                business_date: r.try_get("business_date")?,
+                listing_done: r.try_get("listing_done")?,
+            })
+        })
+        .collect()
+}
+
+/// Takes the run's enumeration for one page, unless another replica holds it: the caller fetches
+/// the page and calls [`advance_listing`] before committing.
+pub async fn lock_listing(
+    tx: &mut Transaction<'_, Postgres>,
+    run_id: Uuid,
+) -> Result<Option<(Option<Uuid>, bool)>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT listing_after, listing_done FROM payout_runs WHERE run_id = $1 AND state = 'RUNNING'
+         FOR UPDATE SKIP LOCKED",
+    )
+    .bind(run_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    row.map(|r| Ok((r.try_get("listing_after")?, r.try_get("listing_done")?))).transpose()
+}
+
+pub async fn advance_listing(
+    tx: &mut Transaction<'_, Postgres>,
+    run_id: Uuid,
+    after: Option<Uuid>,
+    done: bool,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE payout_runs SET listing_after = $2, listing_done = $3 WHERE run_id = $1")
+        .bind(run_id)
+        .bind(after)
+        .bind(done)
+        .execute(&mut **tx)
+        .await
+        .map(|_| ())
+}
+
+/// Claims up to `limit` pending items nobody holds, for `lease_ms`. Returns (account, attempts).
+pub async fn claim(pool: &PgPool, run_id: Uuid, limit: i64, lease_ms: i64) -> Result<Vec<(Uuid, i32)>, sqlx::Error> {
+    sqlx::query_as(
+        "UPDATE payout_run_items i SET claimed_until = now() + $3 * interval '1 millisecond', attempts = i.attempts + 1
+         FROM (SELECT account_id FROM payout_run_items
+               WHERE run_id = $1 AND state = 'PENDING' AND (claimed_until IS NULL OR claimed_until < now())
+               ORDER BY account_id LIMIT $2 FOR UPDATE SKIP LOCKED) c
+         WHERE i.run_id = $1 AND i.account_id = c.account_id
+         RETURNING i.account_id, i.attempts",
+    )
+    .bind(run_id)
+    .bind(limit)
+    .bind(lease_ms)
+    .fetch_all(pool)
+    .await
+}
+
+/// One item's outcome: `PAID` with its payout, `SKIPPED`/`FAILED` with a reason, or `PENDING`
+/// again (a transient failure) after `retry_in_ms`.
+pub struct Outcome {
+    pub account_id: Uuid,
+    pub state: &'static str,
+    pub reason: Option<String>,
+    pub payout_id: Option<Uuid>,
+    pub retry_in_ms: i64,
+}
+
+pub async fn record_outcomes(pool: &PgPool, run_id: Uuid, outcomes: &[Outcome]) -> Result<(), sqlx::Error> {
+    let ids: Vec<Uuid> = outcomes.iter().map(|o| o.account_id).collect();
+    let states: Vec<&str> = outcomes.iter().map(|o| o.state).collect();
+    let reasons: Vec<Option<String>> = outcomes.iter().map(|o| o.reason.clone()).collect();
+    let payouts: Vec<Option<Uuid>> = outcomes.iter().map(|o| o.payout_id).collect();
+    let retry: Vec<i64> = outcomes.iter().map(|o| o.retry_in_ms).collect();
+    sqlx::query(
+        "UPDATE payout_run_items i
+         SET state = u.state, reason = u.reason, payout_id = u.payout_id,
+             claimed_until = CASE WHEN u.state = 'PENDING' THEN now() + u.retry * interval '1 millisecond' END
+         FROM unnest($2::uuid[], $3::text[], $4::text[], $5::uuid[], $6::int8[]) AS u(account_id, state, reason, payout_id, retry)
+         WHERE i.run_id = $1 AND i.account_id = u.account_id AND i.state = 'PENDING'",
+    )
+    .bind(run_id)
+    .bind(&ids)
+    .bind(&states)
+    .bind(&reasons)
+    .bind(&payouts)
+    .bind(&retry)
+    .execute(pool)
+    .await
+    .map(|_| ())
+}
+
+/// Marks the run completed once enumerated and nothing is pending.
+pub async fn complete_if_done(pool: &PgPool, run_id: Uuid) -> Result<bool, sqlx::Error> {
+    let n = sqlx::query(
+        "UPDATE payout_runs r SET state = 'COMPLETED', finished_at = now()
+         WHERE run_id = $1 AND state = 'RUNNING' AND listing_done
+           AND NOT EXISTS (SELECT 1 FROM payout_run_items WHERE run_id = $1 AND state = 'PENDING')",
+    )
+    .bind(run_id)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
+
+/// The business date ended before the run did: what is left fails.
+pub async fn expire(pool: &PgPool, run_id: Uuid) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "UPDATE payout_run_items SET state = 'FAILED', reason = 'BUSINESS_DATE_ENDED'
+         WHERE run_id = $1 AND state = 'PENDING'",
+    )
+    .bind(run_id)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "UPDATE payout_runs SET state = 'EXPIRED', finished_at = now() WHERE run_id = $1 AND state = 'RUNNING'",
+    )
+    .bind(run_id)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await
+}
+
+/// The run with counts and totals aggregated from its items (always consistent with them).
+pub async fn report(pool: &PgPool, run_id: Uuid) -> Result<Option<PayoutRun>, sqlx::Error> {
+    let Some(r) = sqlx::query(
+        "SELECT run_id, business_date, scope, state, listing_done, started_at, finished_at FROM payout_runs
+         WHERE run_id = $1",
+    )
+    .bind(run_id)
+    .fetch_optional(pool)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let rows = sqlx::query(
+        "SELECT i.state, i.reason, count(*) AS n,
+                COALESCE(sum(p.gross), 0)::int8 AS gross, COALESCE(sum(p.income_tax), 0)::int8 AS income_tax,
+                COALESCE(sum(p.local_tax), 0)::int8 AS local_tax,
+                COALESCE(sum(p.rural_special_tax), 0)::int8 AS rural_special_tax, COALESCE(sum(p.net), 0)::int8 AS net
+         FROM payout_run_items i LEFT JOIN payouts p ON p.payout_id = i.payout_id
+         WHERE i.run_id = $1 GROUP BY i.state, i.reason",
+    )
+    .bind(run_id)
+    .fetch_all(pool)
+    .await?;
+    let scope: String = r.try_get("scope")?;
+    let mut run = PayoutRun {
+        run_id,
+        business_date: r.try_get("business_date")?,
+        scope: if scope == "ALL" { "ALL".into() } else { "ACCOUNTS".into() },
+        state: r.try_get("state")?,
+        accounts: 0,
+        enumeration_complete: r.try_get("listing_done")?,
+        paid: 0,
+        skipped: BTreeMap::new(),
+        failed: 0,
+        pending: 0,
+        totals: RunTotals::default(),
+        progress: 0.0,
+        started_at: r.try_get::<DateTime<Utc>, _>("started_at")?,
+        finished_at: r.try_get("finished_at")?,
+    };
+    for row in rows {
+        let state: String = row.try_get("state")?;
+        let n: i64 = row.try_get("n")?;
+        run.accounts += n;
+        match state.as_str() {
+            "PAID" => {
+                run.paid += n;
+                run.totals.gross += row.try_get::<i64, _>("gross")?;
+                run.totals.income_tax += row.try_get::<i64, _>("income_tax")?;
+                run.totals.local_tax += row.try_get::<i64, _>("local_tax")?;
+                run.totals.rural_special_tax += row.try_get::<i64, _>("rural_special_tax")?;
+                run.totals.net += row.try_get::<i64, _>("net")?;
+            }
+            "SKIPPED" => {
+                let reason: Option<String> = row.try_get("reason")?;
+                *run.skipped.entry(reason.unwrap_or_default()).or_default() += n;
+            }
+            "FAILED" => run.failed += n,
+            _ => run.pending += n,
+        }
+    }
+    if run.accounts > 0 {
+        run.progress = (run.accounts - run.pending) as f64 / run.accounts as f64;
+    }
+    if run.state != "RUNNING" {
+        run.progress = 1.0;
+    }
+    Ok(Some(run))
+}

@@ -1,0 +1,190 @@
+//! Payout runs (issue 8): today's payout over every account (the monthly run) or over a list (batch
+//! callers). Every account goes through `payout::pay` — the on-demand use case — with the key
+//! `run:<run>:<account>`, so a resumed or retried run replays instead of paying twice, and an account
+//! the customer already paid today is skipped. Runs live in the database: any replica enumerates a
+//! page (the run row locked with SKIP LOCKED) or claims a chunk of items (SKIP LOCKED, with a lease
+//! another replica takes over after a crash). A bounded number of payouts per replica are in flight,
+//! so on-demand payouts keep their share of accounting.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use contracts::{AccountPage, PayoutRun, StartPayoutRun};
+use futures::StreamExt;
+use platform::config;
+use sha2::{Digest, Sha256};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::error::InterestError;
+use crate::run_store::{self, Outcome, Run};
+use crate::{payout, AppState};
+
+#[derive(Clone, Copy, Debug)]
+pub struct RunSettings {
+    /// Payouts in flight per replica.
+    pub concurrency: usize,
+    /// Items claimed at a time.
+    pub chunk: i64,
+    /// How long a claim protects items from other replicas (a crashed replica's items wait this).
+    pub lease_ms: i64,
+    /// Attempts before an account fails for a transient reason.
+    pub max_attempts: i32,
+    /// Accounts per listing page.
+    pub page: usize,
+}
+
+impl RunSettings {
+    pub fn from_env() -> Result<Self, config::ConfigError> {
+        Ok(Self {
+            concurrency: config::parse("RUN_CONCURRENCY", "8")?,
+            chunk: config::parse("RUN_CHUNK", "200")?,
+            lease_ms: config::parse("RUN_CLAIM_LEASE_MS", "30000")?,
+            max_attempts: config::parse("RUN_MAX_ATTEMPTS", "5")?,
+            page: config::parse("RUN_PAGE", "1000")?,
+        })
+    }
+}
+
+const MAX_LISTED_ACCOUNTS: usize = 100_000;
+
+/// Starts a run, or returns `RunExists` with the run already started for that date and scope.
+pub async fn start(state: &AppState, req: StartPayoutRun) -> Result<PayoutRun, InterestError> {
+    let today = state.clock.today().await?;
+    let date = req.business_date.unwrap_or(today);
+    if date != today {
+        return Err(InterestError::Invalid {
+            field: "business_date".into(),
+            detail: format!("a run pays on today's business date, {today}"),
+        });
+    }
+    let (scope, ids) = match req.account_ids {
+        None => ("ALL".to_string(), None),
+        Some(mut ids) => {
+            ids.sort_unstable();
+            ids.dedup();
+            if ids.is_empty() || ids.len() > MAX_LISTED_ACCOUNTS {
+                return Err(InterestError::Invalid {
+                    field: "account_ids".into(),
+                    detail: format!("give 1 to {MAX_LISTED_ACCOUNTS} account ids, or none for every account"),
+                });
+            }
+            let mut h = Sha256::new();
+            for id in &ids {
+                h.update(id.as_bytes());
+            }
+            let digest: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+            (format!("ACCOUNTS:{digest}"), Some(ids))
+        }
+    };
+    match run_store::create_run(&state.pool, date, &scope, ids.as_deref()).await? {
+        Ok(run_id) => {
+            tracing::info!(%run_id, business_date = %date, scope = %scope, "payout run started");
+            state.run_wake.notify_waiters();
+            report(state, run_id).await
+        }
+        Err(existing) => Err(InterestError::RunExists(existing)),
+    }
+}
+
+pub async fn report(state: &AppState, run_id: Uuid) -> Result<PayoutRun, InterestError> {
+    run_store::report(&state.pool, run_id).await?.ok_or(InterestError::RunNotFound(run_id))
+}
+
+/// Works on running runs until `shutdown`; idle, it waits for a new run or a second.
+pub async fn worker(state: AppState, settings: RunSettings, shutdown: Arc<Notify>) {
+    loop {
+        let worked = match work_once(&state, &settings).await {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(error = %e, "payout run worker failed; retrying");
+                false
+            }
+        };
+        if !worked {
+            tokio::select! {
+                _ = shutdown.notified() => return,
+                _ = state.run_wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+}
+
+async fn work_once(state: &AppState, settings: &RunSettings) -> anyhow::Result<bool> {
+    let mut worked = false;
+    for run in run_store::running(&state.pool).await? {
+        let today = state.clock.today().await?;
+        if today > run.business_date {
+            tracing::warn!(run_id = %run.run_id, "business date ended before the run; the rest fails");
+            run_store::expire(&state.pool, run.run_id).await?;
+            continue;
+        }
+        if today < run.business_date {
+            continue;
+        }
+        if !run.listing_done {
+            worked |= list_page(state, &run, settings).await?;
+        }
+        let claimed = run_store::claim(&state.pool, run.run_id, settings.chunk, settings.lease_ms).await?;
+        if claimed.is_empty() {
+            if run_store::complete_if_done(&state.pool, run.run_id).await? {
+                tracing::info!(run_id = %run.run_id, "payout run completed");
+            }
+            continue;
+        }
+        worked = true;
+        let outcomes: Vec<Outcome> = futures::stream::iter(claimed)
+            .map(|(id, attempts)| pay_one(state, run.run_id, id, attempts, settings))
+            .buffer_unordered(settings.concurrency.max(1))
+            .collect()
+            .await;
+        run_store::record_outcomes(&state.pool, run.run_id, &outcomes).await?;
+    }
+    Ok(worked)
+}
+
+/// Enumerates one page of accounts into the run, unless another replica is doing it.
+async fn list_page(state: &AppState, run: &Run, settings: &RunSettings) -> anyhow::Result<bool> {
+    let mut tx = state.pool.begin().await?;
+    let Some((after, done)) = run_store::lock_listing(&mut tx, run.run_id).await? else { return Ok(false) };
+    if done {
+        return Ok(false);
+    }
+    let mut path = format!("/v1/accounts?limit={}", settings.page);
+    if let Some(a) = after {
+        path.push_str(&format!("&after={a}"));
+    }
+    let page: AccountPage = state.directory.account_info().get(&path).await?;
+    let ids: Vec<Uuid> = page.accounts.iter().map(|a| a.account_id).collect();
+    run_store::add_items(&mut tx, run.run_id, &ids).await?;
+    let next = page.next_after.or(after);
+    run_store::advance_listing(&mut tx, run.run_id, next, page.next_after.is_none()).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+async fn pay_one(state: &AppState, run_id: Uuid, id: Uuid, attempts: i32, settings: &RunSettings) -> Outcome {
+    let key = format!("run:{run_id}:{id}");
+    let hash = platform::extract::hash(b"");
+    let outcome = |state: &'static str, reason: Option<String>, payout_id: Option<Uuid>, retry_in_ms: i64| Outcome {
+        account_id: id,
+        state,
+        reason,
+        payout_id,
+        retry_in_ms,
+    };
+    match payout::pay(state, id, &key, &hash).await {
+        Ok(p) => outcome("PAID", None, Some(p.payout_id), 0),
+        Err(InterestError::Refused(r)) => outcome("SKIPPED", Some(r.code().to_string()), None, 0),
+        Err(InterestError::AccountNotFound(_)) => outcome("FAILED", Some("ACCOUNT_NOT_FOUND".into()), None, 0),
+        Err(e) if attempts >= settings.max_attempts => {
+            tracing::warn!(%run_id, account_id = %id, error = %e, "run payout failed for good");
+            outcome("FAILED", Some(e.to_string().chars().take(500).collect()), None, 0)
+        }
+        Err(e) => {
+            tracing::info!(%run_id, account_id = %id, attempts, error = %e, "run payout will be retried");
+            outcome("PENDING", None, None, 1000 * attempts as i64)
+        }
+    }
+}

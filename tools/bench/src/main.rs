@@ -1,0 +1,160 @@
+//! The benchmark tool: runs against a running system (`bash deploy/up.sh`, manual clock) and prints
+//! figures. It seeds its own product, customers and accounts through the public API, moving the
+//! shared manual clock forward by a year to give accounts history.
+//!
+//! Usage: `cargo run --release -p bench -- [--quick] [estimate]`
+//! Env: CUSTOMER_URL, ACCOUNT_INFO_URL, ACCOUNTING_URL, INTEREST_URL (default the local ports).
+
+mod api;
+mod load;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chrono::{Days, NaiveDate};
+use futures::StreamExt;
+use rand::Rng;
+use uuid::Uuid;
+
+use api::Api;
+use load::Stats;
+
+struct Options {
+    quick: bool,
+    scenarios: Vec<String>,
+}
+
+fn options() -> anyhow::Result<Options> {
+    let mut o = Options { quick: false, scenarios: Vec::new() };
+    for a in std::env::args().skip(1) {
+        match a.as_str() {
+            "--quick" => o.quick = true,
+            "estimate" => o.scenarios.push(a),
+            "-h" | "--help" => {
+                println!("bench [--quick] [estimate]");
+                std::process::exit(0);
+            }
+            other => anyhow::bail!("unknown argument {other}"),
+        }
+    }
+    if o.scenarios.is_empty() {
+        o.scenarios.push("estimate".into());
+    }
+    Ok(o)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let o = options()?;
+    let api = Arc::new(Api::from_env()?);
+    let start = api.today().await.context("the bench needs the manual clock (CLOCK_MODE=manual, as deploy/up.sh)")?;
+    println!("# bench {} — {} cores", if o.quick { "--quick" } else { "full" }, num_cpus());
+    for s in &o.scenarios {
+        if s == "estimate" {
+            estimates(&api, &o, start).await?;
+        }
+    }
+    Ok(())
+}
+
+fn num_cpus() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+/// Runs `n` seeding calls with bounded concurrency, printing progress.
+async fn seed<F, Fut, T>(label: &str, n: usize, f: F) -> anyhow::Result<Vec<T>>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let t = Instant::now();
+    let mut out = Vec::with_capacity(n);
+    let mut s = futures::stream::iter(0..n).map(f).buffered(32);
+    while let Some(r) = s.next().await {
+        out.push(r?);
+        if out.len() % 1000 == 0 || out.len() == n {
+            eprint!("\r  seeding {label}: {}/{n}", out.len());
+        }
+    }
+    eprintln!("  ({:.1} s)", t.elapsed().as_secs_f64());
+    Ok(out)
+}
+
+async fn estimates(api: &Arc<Api>, o: &Options, start: NaiveDate) -> anyhow::Result<()> {
+    let (warm_n, history_n, secs) = if o.quick { (200, 10, 3) } else { (2_000, 50, 10) };
+    let duration = Duration::from_secs(secs);
+    let product = format!("BENCH_{}", &Uuid::new_v4().simple().to_string()[..8]);
+    api.product(&product, start).await?;
+    let ids = seed("accounts", warm_n + history_n, |_| {
+        let (api, product) = (api.clone(), product.clone());
+        async move {
+            let c = api.customer().await?;
+            let a = api.account(c, &product).await?;
+            api.deposit(a, rand::thread_rng().gen_range(1_000_000..200_000_000), None).await?;
+            Ok(a)
+        }
+    })
+    .await?;
+    let (warm, history) = ids.split_at(warm_n);
+    let today = start + Days::new(365);
+    api.set_clock(today).await?;
+    // A balance change on every one of the 364 days after opening.
+    let history_vec = history.to_vec();
+    seed("daily history", history_n * 364, |i| {
+        let (api, a) = (api.clone(), history_vec[i % history_n]);
+        async move {
+            let day = start + Days::new(1 + (i / history_n) as u64);
+            api.deposit(a, rand::thread_rng().gen_range(10_000..1_000_000), Some(day)).await
+        }
+    })
+    .await?;
+
+    println!("\n## estimate ({} accounts, {}-day history)", warm_n + history_n, 365);
+    let mut cold = Stats::default();
+    let t = Instant::now();
+    for a in history {
+        let t = Instant::now();
+        match api.estimate(*a).await {
+            Ok(()) => cold.micros.push(t.elapsed().as_micros() as u64),
+            Err(_) => cold.errors += 1,
+        }
+    }
+    cold.elapsed = t.elapsed();
+    println!("{}", cold.line("cold estimate, 365 balance changes, c=1"));
+    for a in warm {
+        api.estimate(*a).await?;
+    }
+    let warm: Arc<Vec<Uuid>> = Arc::new(warm.to_vec());
+    let mut c16 = 0.0;
+    for c in [1, 16, 64] {
+        let (api2, warm) = (api.clone(), warm.clone());
+        let s = load::closed(c, duration, move |_, _| {
+            let (api, a) = (api2.clone(), warm[rand::thread_rng().gen_range(0..warm.len())]);
+            async move { api.estimate(a).await.is_ok() }
+        })
+        .await;
+        let api3 = api.clone();
+        let base = load::closed(c, duration, move |_, _| {
+            let api = api3.clone();
+            async move { api.health().await.is_ok() }
+        })
+        .await;
+        println!("{}", s.line(&format!("warm estimate c={c}")));
+        println!("{}", base.line(&format!("  baseline GET /health/live c={c}")));
+        println!("  ratio (estimate/baseline req/s): {:.2}", s.per_second() / base.per_second());
+        if c == 16 {
+            c16 = s.per_second();
+        }
+    }
+    // Open loop at 70% of the closed-loop c=16 throughput: latency a steady arrival rate sees.
+    let rate = (c16 * 0.7).max(1.0) as u64;
+    let api2 = api.clone();
+    let s = load::open(rate, duration, move |_| {
+        let (api, a) = (api2.clone(), warm[rand::thread_rng().gen_range(0..warm.len())]);
+        async move { api.estimate(a).await.is_ok() }
+    })
+    .await;
+    println!("{}", s.line(&format!("warm estimate open loop {rate}/s")));
+    Ok(())
+}
