@@ -373,6 +373,45 @@ impl Stack {
         assert_eq!(mismatched, 0, "balances differ from the sum of postings");
     }
 
+    /// A database outage for one service: no new connections, existing ones terminated.
+    pub async fn block_database(&self, svc: &str, blocked: bool) {
+        let name = format!("{}_{}", self.run, SERVICES.iter().find(|(s, _)| *s == svc).unwrap().1);
+        let mut admin = PgConnection::connect(&format!("{}/postgres", database_base())).await.unwrap();
+        sqlx::query(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS {}", !blocked))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        if blocked {
+            sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+                .bind(&name)
+                .execute(&mut admin)
+                .await
+                .unwrap();
+        }
+    }
+
+    /// `bankctl reconcile --json` over the stack, for business dates in `[from, to]`.
+    pub fn reconcile(&self, from: &str, to: &str) -> Value {
+        let out = Command::new(binary("bankctl"))
+            .args(["reconcile", "--from", from, "--to", to, "--json"])
+            .env("INTEREST_URL", &self.urls["interest"])
+            .env("ACCOUNTING_URL", &self.urls["accounting"])
+            .env("TAX_URL", &self.urls["tax-consumer"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.code().is_some_and(|c| c < 2),
+            "bankctl reconcile: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Rows of a table of one service's database.
+    pub async fn count(&self, svc: &str, sql: &str) -> i64 {
+        sqlx::query_scalar(sql).fetch_one(&self.dbs[svc]).await.unwrap()
+    }
+
     pub async fn shutdown(mut self) {
         for (_, mut c) in self.children.drain() {
             let _ = c.kill();
@@ -447,6 +486,66 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A Kafka-protocol broker of a test's own (tansu with SQLite storage in its own folder), for tests
+/// that kill it. Its data survives `kill -9` and a restart.
+pub struct Broker {
+    pub port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Broker {
+    pub async fn start() -> Broker {
+        let dir = bin_dir().join("e2e-logs").join(format!("broker-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut b = Broker { port: free_port(), dir, child: None };
+        b.restart().await;
+        b
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// kill -9.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub async fn restart(&mut self) {
+        self.kill();
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("tansu.log")).unwrap();
+        // tansu 0.6.0 resolves sqlite:// paths against its working directory.
+        let child = Command::new("tansu")
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .current_dir(&self.dir)
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("tansu on PATH (deploy/infra.sh installs it)");
+        self.child = Some(child);
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("tansu did not start on {}", self.port);
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -309,6 +309,9 @@ pub struct Withholding {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Withholdings {
     pub withholdings: Vec<Withholding>,
+    /// Pass as `after` for the next page (ordered by payout id); absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<Uuid>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -338,6 +341,15 @@ pub struct Clock {
     pub today: NaiveDate,
     pub time: chrono::NaiveTime,
     pub mode: String,
+}
+
+/// `GET /v1/interest/payouts?from=&to=&after=&limit=`: recorded payouts by business date, keyset
+/// paged by payout id (reconciliation).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PayoutPage {
+    pub payouts: Vec<Payout>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<Uuid>,
 }
 
 // ---- payout runs ----

@@ -49,15 +49,28 @@ impl KafkaConfig {
     }
 
     pub fn consumer(&self, group: &str) -> Result<StreamConsumer, KafkaError> {
-        ClientConfig::new()
-            .set("bootstrap.servers", &self.brokers)
+        self.consumer_config(group).create()
+    }
+
+    /// A consumer with static group membership: a replica restarted with the same `instance` (after
+    /// a crash) takes its partitions back at once instead of waiting for its old session to expire.
+    pub fn static_consumer(&self, group: &str, instance: &str) -> Result<StreamConsumer, KafkaError> {
+        self.consumer_config(group).set("group.instance.id", instance).create()
+    }
+
+    fn consumer_config(&self, group: &str) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers)
             .set("group.id", group)
-            .set("enable.auto.commit", "false")
+            // Offsets are stored by the application only after it has processed a message (its
+            // database commit); librdkafka commits the stored ones every second and on close.
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", "1000")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")
-            .set("socket.timeout.ms", "10000")
-            .create()
+            .set("socket.timeout.ms", "10000");
+        c
     }
 
     /// Creates the topics if they do not exist yet.

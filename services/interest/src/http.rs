@@ -5,8 +5,10 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use contracts::{CreateProduct, Estimate, Payout, PayoutRun, Payouts, Product, RateScheduleBody, StartPayoutRun};
-use platform::extract::{IdempotencyKey, Json as Body, Path};
+use contracts::{
+    CreateProduct, Estimate, Payout, PayoutPage, PayoutRun, Payouts, Product, RateScheduleBody, StartPayoutRun,
+};
+use platform::extract::{IdempotencyKey, Json as Body, Path, Query};
 use platform::ApiResult;
 use uuid::Uuid;
 
@@ -19,6 +21,7 @@ pub fn routes(state: AppState) -> Router {
         .route("/v1/interest/products/{code}/rate-schedules", get(read_product).post(add_schedule))
         .route("/v1/interest/accounts/{id}", get(estimate))
         .route("/v1/interest/accounts/{id}/payouts", post(pay).get(history))
+        .route("/v1/interest/payouts", get(payouts_between))
         .route("/v1/interest/payout-runs", post(start_run))
         .route("/v1/interest/payout-runs/{id}", get(read_run))
         .with_state(state)
@@ -73,4 +76,23 @@ async fn start_run(State(s): State<AppState>, body: Body<StartPayoutRun>) -> Api
 
 async fn read_run(State(s): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<Json<PayoutRun>> {
     Ok(Json(runs::report(&s, id).await?))
+}
+
+#[derive(serde::Deserialize)]
+struct BetweenQuery {
+    from: chrono::NaiveDate,
+    to: chrono::NaiveDate,
+    after: Option<Uuid>,
+    limit: Option<i64>,
+}
+
+/// Recorded payouts by business date, keyset-paged (reconciliation).
+async fn payouts_between(State(s): State<AppState>, Query(q): Query<BetweenQuery>) -> ApiResult<Json<PayoutPage>> {
+    let limit = q.limit.unwrap_or(1000);
+    if !(1..=10_000).contains(&limit) {
+        return Err(platform::ApiError::validation("limit", "limit must be 1 to 10000"));
+    }
+    let payouts = crate::store::payouts_between(&s.pool, q.from, q.to, q.after, limit).await?;
+    let next_after = (payouts.len() as i64 == limit).then(|| payouts.last().map(|p| p.payout_id)).flatten();
+    Ok(Json(PayoutPage { payouts, next_after }))
 }

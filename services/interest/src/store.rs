@@ -75,6 +75,28 @@ pub async fn payouts(pool: &PgPool, account_id: Uuid) -> Result<Vec<Payout>, sql
     rows.iter().map(|r| to_payout(r).map(|p| p.payout)).collect()
 }
 
+/// Payouts with a business date in `[from, to]`, keyset-paged by payout id.
+pub async fn payouts_between(
+    pool: &PgPool,
+    from: NaiveDate,
+    to: NaiveDate,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Payout>, sqlx::Error> {
+    let rows = sqlx::query(&format!(
+        "SELECT {PAYOUT_COLUMNS} FROM payouts
+         WHERE business_date BETWEEN $1 AND $2 AND ($3::uuid IS NULL OR payout_id > $3)
+         ORDER BY payout_id LIMIT $4"
+    ))
+    .bind(from)
+    .bind(to)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(|r| to_payout(r).map(|p| p.payout)).collect()
+}
+
 pub fn payout_from_posting(p: &InterestPosting) -> Payout {
     let r = &p.request;
     Payout {

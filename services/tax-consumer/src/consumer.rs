@@ -1,6 +1,7 @@
-//! The Kafka consumer loop. The offset is committed only after the record's transaction commits
-//! (or after the message is safely dead-lettered), so a crash redelivers rather than loses; the
-//! `payout_id` primary key makes a redelivery a no-op.
+//! The Kafka consumer loop. A message's offset is stored only after the record's transaction commits
+//! (or after the message is safely dead-lettered), and only stored offsets are ever committed (every
+//! second and at shutdown), so a crash redelivers rather than loses; the `payout_id` primary key
+//! makes a redelivery a no-op.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -77,6 +78,9 @@ impl Worker {
                 None => break,
             }
         }
+        if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Sync) {
+            tracing::warn!(error = %e, "final offset commit failed; the last messages will be redelivered");
+        }
     }
 
     async fn handle(&self, msg: &BorrowedMessage<'_>) {
@@ -122,9 +126,9 @@ impl Worker {
                 metrics::counter!("tax_dead_letters_total").increment(1);
             }
         }
-        if let Err(e) = self.consumer.commit_message(msg, CommitMode::Sync) {
+        if let Err(e) = self.consumer.store_offset_from_message(msg) {
             // Not fatal: the message will be redelivered and deduplicated.
-            tracing::warn!(error = %e, "offset commit failed");
+            tracing::warn!(error = %e, "offset store failed");
         }
     }
 

@@ -27,10 +27,19 @@ struct WithholdingQuery {
     account_id: Option<Uuid>,
     from: Option<NaiveDate>,
     to: Option<NaiveDate>,
+    after: Option<Uuid>,
+    limit: Option<i64>,
 }
 
+/// Keyset-paged by payout id: follow `next_after`.
 async fn withholdings(State(s): State<AppState>, Query(q): Query<WithholdingQuery>) -> ApiResult<Json<Withholdings>> {
-    Ok(Json(Withholdings { withholdings: store::withholdings(&s.pool, q.account_id, q.from, q.to).await? }))
+    let limit = q.limit.unwrap_or(1000);
+    if !(1..=10_000).contains(&limit) {
+        return Err(ApiError::validation("limit", "limit must be 1 to 10000"));
+    }
+    let withholdings = store::withholdings(&s.pool, q.account_id, q.from, q.to, q.after, limit).await?;
+    let next_after = (withholdings.len() as i64 == limit).then(|| withholdings.last().map(|w| w.payout_id)).flatten();
+    Ok(Json(Withholdings { withholdings, next_after }))
 }
 
 #[derive(Deserialize)]

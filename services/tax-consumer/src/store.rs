@@ -44,18 +44,22 @@ pub async fn withholdings(
     account: Option<Uuid>,
     from: Option<NaiveDate>,
     to: Option<NaiveDate>,
+    after: Option<Uuid>,
+    limit: i64,
 ) -> Result<Vec<Withholding>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT payout_id, event_id, account_id, customer_id, business_date, gross, income_tax, local_tax,
                 rural_special_tax, tax_category, occurred_at, recorded_at
          FROM withholdings
          WHERE ($1::uuid IS NULL OR account_id = $1) AND ($2::date IS NULL OR business_date >= $2)
-           AND ($3::date IS NULL OR business_date <= $3)
-         ORDER BY business_date, payout_id LIMIT 10000",
+           AND ($3::date IS NULL OR business_date <= $3) AND ($4::uuid IS NULL OR payout_id > $4)
+         ORDER BY payout_id LIMIT $5",
     )
     .bind(account)
     .bind(from)
     .bind(to)
+    .bind(after)
+    .bind(limit)
     .fetch_all(pool)
     .await?;
     rows.iter()
@@ -140,8 +144,11 @@ pub async fn dead_letters(pool: &PgPool, after_id: i64, limit: i64) -> Result<Ve
         "SELECT json_build_object('id', id, 'source_topic', source_topic, 'source_partition', source_partition,
             'source_offset', source_offset, 'key', message_key, 'payload', payload, 'headers', headers, 'error', error,
             'attempts', attempts, 'created_at', created_at, 'replayed_at', replayed_at, 'replayed_by', replayed_by,
-            'replay_result', replay_result) AS j
-         FROM dead_letters WHERE id > $1 ORDER BY id LIMIT $2",
+            'replay_result', replay_result,
+            'replays', (SELECT COALESCE(json_agg(json_build_object('replayed_by', r.replayed_by,
+                          'replayed_at', r.replayed_at, 'result', r.result) ORDER BY r.replayed_at), '[]')
+                        FROM dead_letter_replays r WHERE r.dead_letter_id = d.id)) AS j
+         FROM dead_letters d WHERE id > $1 ORDER BY id LIMIT $2",
     )
     .bind(after_id)
     .bind(limit)
@@ -179,12 +186,16 @@ pub async fn dead_letters_for_replay(pool: &PgPool, ids: Option<&[i64]>) -> Resu
         .collect()
 }
 
+/// Records a replay in the history and as the letter's latest.
 pub async fn mark_replayed(pool: &PgPool, id: i64, by: &str, result: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE dead_letters SET replayed_at = now(), replayed_by = $2, replay_result = $3 WHERE id = $1")
-        .bind(id)
-        .bind(by)
-        .bind(result)
-        .execute(pool)
-        .await
-        .map(|_| ())
+    sqlx::query(
+        "WITH h AS (INSERT INTO dead_letter_replays (dead_letter_id, replayed_by, result) VALUES ($1, $2, $3))
+         UPDATE dead_letters SET replayed_at = now(), replayed_by = $2, replay_result = $3 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(by)
+    .bind(result)
+    .execute(pool)
+    .await
+    .map(|_| ())
 }

@@ -3,11 +3,16 @@
 //! ```text
 //! bankctl payout-run [--date YYYY-MM-DD] [--accounts FILE] [--no-progress]
 //! bankctl payout-run --follow RUN_ID
+//! bankctl reconcile --from YYYY-MM-DD --to YYYY-MM-DD [--json]
 //! ```
 //! Starts today's payout run (every account, or the ids in FILE, one per line), follows it with a
 //! progress bar until it ends, and prints the summary. If a run for that date and scope already
 //! exists, follows that one. Exit code: 0 completed with no failed account, 1 completed with
-//! failures or expired, 2 could not start or follow. `INTEREST_URL` (default http://127.0.0.1:8084).
+//! failures or expired, 2 could not start or follow. `reconcile` compares interest payouts, ledger
+//! postings and withholding records (exit 0 clean, 1 differences, 2 could not read).
+//! `INTEREST_URL`, `ACCOUNTING_URL`, `TAX_URL` (default the local ports).
+
+mod reconcile;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -24,11 +29,7 @@ struct Args {
     progress: bool,
 }
 
-fn args() -> anyhow::Result<Args> {
-    let mut it = std::env::args().skip(1);
-    if it.next().as_deref() != Some("payout-run") {
-        bail!("usage: bankctl payout-run [--date YYYY-MM-DD] [--accounts FILE] [--follow RUN_ID] [--no-progress]");
-    }
+fn args(mut it: impl Iterator<Item = String>) -> anyhow::Result<Args> {
     let mut a = Args { date: None, accounts: None, follow: None, progress: true };
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -54,9 +55,50 @@ async fn main() -> ExitCode {
     }
 }
 
+const USAGE: &str = "usage: bankctl payout-run [--date YYYY-MM-DD] [--accounts FILE] [--follow RUN_ID] [--no-progress]
+       bankctl reconcile --from YYYY-MM-DD --to YYYY-MM-DD [--json]";
+
+fn url(var: &str, default: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| default.to_string())
+}
+
 async fn run() -> anyhow::Result<bool> {
-    let a = args()?;
-    let base = std::env::var("INTEREST_URL").unwrap_or_else(|_| "http://127.0.0.1:8084".into());
+    let mut it = std::env::args().skip(1);
+    match it.next().as_deref() {
+        Some("payout-run") => payout_run(args(it)?).await,
+        Some("reconcile") => reconcile_cmd(it).await,
+        _ => bail!("{USAGE}"),
+    }
+}
+
+async fn reconcile_cmd(mut it: impl Iterator<Item = String>) -> anyhow::Result<bool> {
+    let (mut from, mut to, mut json) = (None, None, false);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--from" => from = Some(it.next().context("--from needs a date")?.parse::<chrono::NaiveDate>()?),
+            "--to" => to = Some(it.next().context("--to needs a date")?.parse::<chrono::NaiveDate>()?),
+            "--json" => json = true,
+            other => bail!("unknown argument {other}\n{USAGE}"),
+        }
+    }
+    let (from, to) = (from.context("--from is required")?, to.context("--to is required")?);
+    let urls = reconcile::Urls {
+        interest: url("INTEREST_URL", "http://127.0.0.1:8084"),
+        accounting: url("ACCOUNTING_URL", "http://127.0.0.1:8083"),
+        tax: url("TAX_URL", "http://127.0.0.1:8085"),
+    };
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
+    let report = reconcile::reconcile(&http, &urls, from, to).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        report.print();
+    }
+    Ok(report.clean())
+}
+
+async fn payout_run(a: Args) -> anyhow::Result<bool> {
+    let base = url("INTEREST_URL", "http://127.0.0.1:8084");
     let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
     let run_id = match a.follow {
         Some(id) => id,

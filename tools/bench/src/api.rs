@@ -107,3 +107,32 @@ impl Api {
         Ok(())
     }
 }
+
+impl Api {
+    /// Starts today's run over every account.
+    pub async fn start_run(&self) -> anyhow::Result<Uuid> {
+        let r = self.http.post(format!("{}/v1/interest/payout-runs", self.interest)).json(&json!({})).send().await?;
+        uuid(&ok_json(r).await?, "run_id")
+    }
+
+    pub async fn run(&self, id: Uuid) -> anyhow::Result<Value> {
+        ok_json(self.http.get(format!("{}/v1/interest/payout-runs/{id}", self.interest)).send().await?).await
+    }
+
+    /// A customer's "get interest now": paid, or already paid today, both count as answered.
+    pub async fn pay(&self, account: Uuid) -> anyhow::Result<()> {
+        let r = self
+            .http
+            .post(format!("{}/v1/interest/accounts/{account}/payouts", self.interest))
+            .header("Idempotency-Key", Uuid::new_v4().to_string())
+            .send()
+            .await?;
+        let status = r.status();
+        r.bytes().await?;
+        if status.is_success() || status.as_u16() == 409 {
+            Ok(())
+        } else {
+            bail!("HTTP {status}")
+        }
+    }
+}

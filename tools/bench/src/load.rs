@@ -3,6 +3,7 @@
 //! stalled server is not hidden by fewer requests — no coordinated omission).
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -94,17 +95,40 @@ where
     F: Fn(u64) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = bool> + Send + 'static,
 {
-    let stats = Arc::new(Mutex::new(Stats::default()));
-    let start = Instant::now();
     let total = (rate as f64 * duration.as_secs_f64()) as u64;
+    open_paced(rate, move |i| i < total, request).await
+}
+
+/// Like [`open`], until `stop` is set.
+pub async fn open_until<F, Fut>(rate: u64, stop: Arc<AtomicBool>, request: F) -> Stats
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = bool> + Send + 'static,
+{
+    open_paced(rate, move |_| !stop.load(Ordering::Relaxed), request).await
+}
+
+async fn open_paced<F, Fut>(rate: u64, more: impl Fn(u64) -> bool, request: F) -> Stats
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = bool> + Send + 'static,
+{
+    let stats = Arc::new(Mutex::new(Stats::default()));
+    // Bounded in flight (like a client's connection pool): beyond it requests queue, and the queueing
+    // shows in their latency, which counts from the intended start.
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(256));
+    let start = Instant::now();
     let interval = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
-    let mut tasks = Vec::with_capacity(total as usize);
-    for i in 0..total {
-        let intended = start + interval * i as u32;
+    let mut tasks = Vec::new();
+    let mut i = 0u64;
+    while more(i) {
+        let intended = start + interval.mul_f64(i as f64);
+        i += 1;
         tokio::time::sleep_until(intended.into()).await;
         let fut = request(i);
-        let stats = stats.clone();
+        let (stats, in_flight) = (stats.clone(), in_flight.clone());
         tasks.push(tokio::spawn(async move {
+            let Ok(_permit) = in_flight.acquire_owned().await else { return };
             let ok = fut.await;
             let mut s = stats.lock().await;
             if ok {

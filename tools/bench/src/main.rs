@@ -23,16 +23,23 @@ use load::Stats;
 struct Options {
     quick: bool,
     scenarios: Vec<String>,
+    /// Accounts seeded for the payout run (default 100,000; --quick 2,000).
+    accounts: Option<usize>,
 }
 
 fn options() -> anyhow::Result<Options> {
-    let mut o = Options { quick: false, scenarios: Vec::new() };
-    for a in std::env::args().skip(1) {
+    let mut o = Options { quick: false, scenarios: Vec::new(), accounts: None };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
         match a.as_str() {
             "--quick" => o.quick = true,
-            "estimate" => o.scenarios.push(a),
+            "estimate" | "run" => o.scenarios.push(a),
+            "--accounts" => {
+                let v = args.next().context("--accounts needs a number")?;
+                o.accounts = Some(v.parse().context("--accounts must be a number")?);
+            }
             "-h" | "--help" => {
-                println!("bench [--quick] [estimate]");
+                println!("bench [--quick] [--accounts N] [estimate] [run]");
                 std::process::exit(0);
             }
             other => anyhow::bail!("unknown argument {other}"),
@@ -48,11 +55,13 @@ fn options() -> anyhow::Result<Options> {
 async fn main() -> anyhow::Result<()> {
     let o = options()?;
     let api = Arc::new(Api::from_env()?);
-    let start = api.today().await.context("the bench needs the manual clock (CLOCK_MODE=manual, as deploy/up.sh)")?;
+    api.today().await.context("the bench needs the manual clock (CLOCK_MODE=manual, as deploy/up.sh)")?;
     println!("# bench {} — {} cores", if o.quick { "--quick" } else { "full" }, num_cpus());
     for s in &o.scenarios {
-        if s == "estimate" {
-            estimates(&api, &o, start).await?;
+        match s.as_str() {
+            "estimate" => estimates(&api, &o, api.today().await?).await?,
+            "run" => payout_run(&api, &o, api.today().await?).await?,
+            _ => {}
         }
     }
     Ok(())
@@ -156,5 +165,66 @@ async fn estimates(api: &Arc<Api>, o: &Options, start: NaiveDate) -> anyhow::Res
     })
     .await;
     println!("{}", s.line(&format!("warm estimate open loop {rate}/s")));
+    Ok(())
+}
+
+/// The monthly batch: a run over every account (N seeded with a month of interest), with customers
+/// asking for their own payout at a steady rate meanwhile.
+async fn payout_run(api: &Arc<Api>, o: &Options, start: NaiveDate) -> anyhow::Result<()> {
+    let n = o.accounts.unwrap_or(if o.quick { 2_000 } else { 100_000 });
+    let product = format!("BENCH_{}", &Uuid::new_v4().simple().to_string()[..8]);
+    api.product(&product, start).await?;
+    let mut ids = seed("accounts", n, |_| {
+        let (api, product) = (api.clone(), product.clone());
+        async move {
+            let c = api.customer().await?;
+            let a = api.account(c, &product).await?;
+            api.deposit(a, rand::thread_rng().gen_range(1_000_000..200_000_000), None).await?;
+            Ok(a)
+        }
+    })
+    .await?;
+    let today = start + Days::new(30);
+    api.set_clock(today).await?;
+    // The run takes accounts in id order: customers ask for the last ones, which it reaches last.
+    ids.sort_unstable();
+    let on_demand: Arc<Vec<Uuid>> = Arc::new(ids[ids.len().saturating_sub(2_000)..].to_vec());
+    println!("\n## payout run ({n} accounts seeded, business date {today})");
+    let t = Instant::now();
+    let run = api.start_run().await?;
+    let rate = 20;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let customers = tokio::spawn(load::open_until(rate, stop.clone(), {
+        let (api, od) = (api.clone(), on_demand.clone());
+        move |i| {
+            let (api, a) = (api.clone(), od[i as usize % od.len()]);
+            async move { api.pay(a).await.is_ok() }
+        }
+    }));
+    let mut last = 0;
+    let report = loop {
+        let r = api.run(run).await?;
+        let done = r["accounts"].as_i64().unwrap_or(0) - r["pending"].as_i64().unwrap_or(0);
+        if done / 5_000 != last / 5_000 {
+            eprint!("\r  run: {done} accounts done, {:.0}/s", done as f64 / t.elapsed().as_secs_f64());
+        }
+        last = done;
+        if r["state"] != "RUNNING" {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let took = t.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let on_demand_stats = customers.await?;
+    eprintln!();
+    let accounts = report["accounts"].as_i64().unwrap_or(0);
+    println!(
+        "run state {} accounts {} paid {} skipped {} failed {}",
+        report["state"], accounts, report["paid"], report["skipped"], report["failed"]
+    );
+    println!("run took {:.1} s: {:.0} accounts/s", took.as_secs_f64(), accounts as f64 / took.as_secs_f64());
+    // On-demand payouts measured while the run was going (open loop, 20/s).
+    println!("{}", on_demand_stats.line(&format!("on-demand payout during the run, {rate}/s open loop")));
     Ok(())
 }
