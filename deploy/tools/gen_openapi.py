@@ -17,6 +17,7 @@ def obj(req, **props):
 SCHEMAS = {
     "Problem": obj(["type", "title", "status_code", "code", "detail"], type=S, title=S, status_code={"type": "integer"}, code=S, detail=S, field=S, retry_after={"type": "integer"}, instance=S),
     "Health": obj(["status"], status=S, service=S),
+    "PayoutPage": obj(["payouts"], payouts={"type": "array", "items": {"type": "object"}}, next_after=U),
     "StartPayoutRun": obj([], business_date=D, account_ids={"type": "array", "items": U}),
     "PayoutRun": obj(["run_id", "business_date", "scope", "state", "accounts", "enumeration_complete", "paid", "skipped", "failed", "pending", "totals", "progress", "started_at"], run_id=U, business_date=D, scope={"enum": ["ALL", "ACCOUNTS"]}, state={"enum": ["RUNNING", "COMPLETED", "EXPIRED"]}, accounts=I, enumeration_complete=B, paid=I, skipped={"type": "object", "additionalProperties": I}, failed=I, pending=I, totals=obj(["gross", "income_tax", "local_tax", "rural_special_tax", "net"], gross=I, income_tax=I, local_tax=I, rural_special_tax=I, net=I), progress={"type": "number"}, started_at=T, finished_at=T),
     "SetClock": obj(["today"], today=D, time={"type": "string", "format": "time", "description": "Seoul time of day, default 00:00:00"}), "Clock": obj(["today", "time", "mode"], today=D, time={"type": "string", "format": "time"}, mode=S),
@@ -76,6 +77,7 @@ SERVICES = {
         "/v1/interest/products/{code}/rate-schedules": [("get", "List rate schedules", None, "Product"), ("post", "Add an effective-dated rate schedule", "RateSchedule", "Product")],
         "/v1/interest/accounts/{id}": [("get", "Estimate interest payable now", None, "Estimate")],
         "/v1/interest/accounts/{id}/payouts": [("post", "Pay accrued interest now (Idempotency-Key header)", None, "Payout"), ("get", "Payout history", None, "Payouts")],
+        "/v1/interest/payouts": [("get", "Recorded payouts with a business date in ?from=&to=, keyset-paged by ?after=&limit= (reconciliation)", None, "PayoutPage")],
         "/v1/interest/payout-runs": [("post", "Start today's payout run over every account or the given ones (202; 409 RUN_EXISTS names the existing run in instance)", "StartPayoutRun", "PayoutRun")],
         "/v1/interest/payout-runs/{id}": [("get", "A payout run's state, counts, totals and progress", None, "PayoutRun")],
     }),

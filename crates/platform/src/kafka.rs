@@ -52,20 +52,13 @@ impl KafkaConfig {
         self.consumer_config(group).create()
     }
 
-    /// A consumer with static group membership: a replica restarted with the same `instance` (after
-    /// a crash) takes its partitions back at once instead of waiting for its old session to expire.
-    pub fn static_consumer(&self, group: &str, instance: &str) -> Result<StreamConsumer, KafkaError> {
-        self.consumer_config(group).set("group.instance.id", instance).create()
-    }
-
     fn consumer_config(&self, group: &str) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.brokers)
             .set("group.id", group)
-            // Offsets are stored by the application only after it has processed a message (its
-            // database commit); librdkafka commits the stored ones every second and on close.
-            .set("enable.auto.commit", "true")
-            .set("auto.commit.interval.ms", "1000")
+            // Consumers here keep their positions in their own database (assign, not subscribe), so
+            // nothing is committed to the broker.
+            .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")

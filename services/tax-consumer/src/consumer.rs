@@ -1,7 +1,11 @@
-//! The Kafka consumer loop. A message's offset is stored only after the record's transaction commits
-//! (or after the message is safely dead-lettered), and only stored offsets are ever committed (every
-//! second and at shutdown), so a crash redelivers rather than loses; the `payout_id` primary key
-//! makes a redelivery a no-op.
+//! The Kafka consumer loop. The consumer's position lives in the tax database, written in the same
+//! transaction as each withholding record (or dead letter), and partitions are assigned from it —
+//! no broker-side consumer-group state is involved, so neither a crash of the consumer nor the
+//! broker's group coordinator can lose or repeat an effect. The `payout_id` primary key makes any
+//! redelivery a no-op anyway. Among replicas, one consumes at a time: it holds a PostgreSQL
+//! advisory lock on a connection of its own; when that connection dies (crash, database outage),
+//! another replica — or the same one, once the database is back — takes over from the stored
+//! positions.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -9,9 +13,10 @@ use std::time::Duration;
 
 use contracts::{TaxWithholdingEvent, TAX_EVENT_SCHEMA_VERSION};
 use futures::StreamExt;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
 use sqlx::PgPool;
 use tokio::sync::Notify;
 
@@ -57,29 +62,111 @@ pub fn parse(payload: &[u8]) -> Result<TaxWithholdingEvent, Poison> {
     Ok(e)
 }
 
+/// The advisory-lock key of the active consumer of `topic` (FNV-1a of its name).
+fn lock_key(topic: &str) -> i64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in format!("tax-consumer:{topic}").bytes() {
+        h = (h ^ b as u64).wrapping_mul(0x100000001b3);
+    }
+    h as i64
+}
+
 impl Worker {
     pub async fn run(self, stop: Arc<Notify>) {
-        if let Err(e) = self.consumer.subscribe(&[&self.topic]) {
-            tracing::error!(error = %e, "cannot subscribe");
-            return;
-        }
-        let mut stream = self.consumer.stream();
         loop {
-            let next = tokio::select! {
-                m = stream.next() => m,
-                _ = stop.notified() => break,
+            let mut lock = tokio::select! {
+                l = self.lead() => l,
+                _ = stop.notified() => return,
             };
-            match next {
-                Some(Ok(msg)) => self.handle(&msg).await,
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, "kafka receive error");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                None => break,
+            if let Err(e) = self.assign().await {
+                tracing::warn!(error = %e, "cannot assign partitions; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            let stopped = self.consume(&mut lock, &stop).await;
+            let _ = self.consumer.unassign();
+            // Closing the connection releases the lock; it never goes back to the pool.
+            drop(lock.detach());
+            if stopped {
+                return;
             }
         }
-        if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Sync) {
-            tracing::warn!(error = %e, "final offset commit failed; the last messages will be redelivered");
+    }
+
+    /// Waits until this replica holds the active-consumer lock.
+    async fn lead(&self) -> sqlx::pool::PoolConnection<sqlx::Postgres> {
+        let key = lock_key(&self.topic);
+        let mut waiting_logged = false;
+        loop {
+            if let Ok(mut conn) = self.pool.acquire().await {
+                match sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock($1)")
+                    .bind(key)
+                    .fetch_one(&mut *conn)
+                    .await
+                {
+                    Ok(true) => {
+                        tracing::info!(topic = %self.topic, "consuming (holding the active-consumer lock)");
+                        return conn;
+                    }
+                    Ok(false) if !waiting_logged => {
+                        tracing::info!("another replica is consuming; standing by");
+                        waiting_logged = true;
+                    }
+                    _ => {}
+                }
+                // Never hand a connection that may hold the lock back to the pool.
+                drop(conn.detach());
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// Assigns every partition of the topic from the positions stored in the database.
+    async fn assign(&self) -> anyhow::Result<()> {
+        let consumer = self.consumer.clone();
+        let topic = self.topic.clone();
+        let partitions: Vec<i32> = tokio::task::spawn_blocking(move || {
+            let md = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
+            Ok::<_, rdkafka::error::KafkaError>(
+                md.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect(),
+            )
+        })
+        .await??;
+        if partitions.is_empty() {
+            anyhow::bail!("topic {} has no partitions yet", self.topic);
+        }
+        let stored = store::offsets(&self.pool, &self.topic).await?;
+        let mut tpl = TopicPartitionList::new();
+        for p in partitions {
+            let offset = stored.get(&p).map_or(Offset::Beginning, |o| Offset::Offset(*o));
+            tpl.add_partition_offset(&self.topic, p, offset)?;
+        }
+        self.consumer.assign(&tpl)?;
+        Ok(())
+    }
+
+    /// Consumes until stopped (true) or until the lock's connection is gone (false).
+    async fn consume(&self, lock: &mut sqlx::pool::PoolConnection<sqlx::Postgres>, stop: &Notify) -> bool {
+        let mut stream = self.consumer.stream();
+        let mut check = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            tokio::select! {
+                m = stream.next() => match m {
+                    Some(Ok(msg)) => self.handle(&msg).await,
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "kafka receive error");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    None => return true,
+                },
+                _ = check.tick() => {
+                    if sqlx::query("SELECT 1").execute(&mut **lock).await.is_err() {
+                        tracing::warn!("lost the active-consumer lock's connection; electing again");
+                        return false;
+                    }
+                }
+                _ = stop.notified() => return true,
+            }
         }
     }
 
@@ -98,7 +185,7 @@ impl Worker {
                 let mut attempt = 0u32;
                 loop {
                     attempt += 1;
-                    match store::insert_withholding(&self.pool, &event, &source).await {
+                    match store::consume_withholding(&self.pool, &event, &source).await {
                         Ok(fresh) => {
                             self.healthy.store(true, Ordering::Relaxed);
                             metrics::counter!("tax_withholdings_total", "result" => if fresh { "recorded" } else { "duplicate" }).increment(1);
@@ -125,10 +212,6 @@ impl Worker {
                 self.healthy.store(true, Ordering::Relaxed);
                 metrics::counter!("tax_dead_letters_total").increment(1);
             }
-        }
-        if let Err(e) = self.consumer.store_offset_from_message(msg) {
-            // Not fatal: the message will be redelivered and deduplicated.
-            tracing::warn!(error = %e, "offset store failed");
         }
     }
 

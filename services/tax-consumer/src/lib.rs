@@ -26,9 +26,6 @@ pub async fn run() -> anyhow::Result<()> {
     let common = Common::from_env("tax-consumer", 8085, "tax")?;
     let kafka = KafkaConfig::from_env()?;
     let group = config::var("TAX_CONSUMER_GROUP", "tax-consumer");
-    // One stable id per replica (a StatefulSet's pod name, or the host name).
-    let instance =
-        config::var("TAX_CONSUMER_INSTANCE", &std::env::var("HOSTNAME").unwrap_or_else(|_| "tax-consumer-0".into()));
     let max_attempts: u32 = config::parse("TAX_CONSUMER_MAX_ATTEMPTS", "5")?;
     let _telemetry = platform::telemetry::init(common.service, common.otlp_endpoint.as_deref())?;
     let infra = platform::runtime::start(&common, &MIGRATOR, false, 10).await?;
@@ -37,7 +34,7 @@ pub async fn run() -> anyhow::Result<()> {
     let healthy = Arc::new(AtomicBool::new(true));
     let worker = consumer::Worker {
         pool: infra.pool.clone(),
-        consumer: Arc::new(kafka.static_consumer(&group, &instance)?),
+        consumer: Arc::new(kafka.consumer(&group)?),
         dlq: kafka.producer()?,
         topic: kafka.topic(platform::kafka::TAX_TOPIC),
         dlq_topic: kafka.topic(platform::kafka::TAX_DLQ_TOPIC),

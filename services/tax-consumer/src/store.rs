@@ -14,6 +14,50 @@ pub struct Source<'a> {
 
 /// Returns false when the payout already had its record (a redelivery).
 pub async fn insert_withholding(pool: &PgPool, e: &TaxWithholdingEvent, src: &Source<'_>) -> Result<bool, sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    insert_withholding_on(&mut conn, e, src).await
+}
+
+/// Records the withholding and moves the consumer's position past its message, atomically.
+pub async fn consume_withholding(
+    pool: &PgPool,
+    e: &TaxWithholdingEvent,
+    src: &Source<'_>,
+) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let fresh = insert_withholding_on(&mut tx, e, src).await?;
+    advance(&mut tx, src).await?;
+    tx.commit().await?;
+    Ok(fresh)
+}
+
+async fn advance(conn: &mut sqlx::PgConnection, src: &Source<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO consumer_offsets (topic, partition, next_offset) VALUES ($1, $2, $3)
+         ON CONFLICT (topic, partition) DO UPDATE SET next_offset = GREATEST(consumer_offsets.next_offset, EXCLUDED.next_offset)",
+    )
+    .bind(src.topic)
+    .bind(src.partition)
+    .bind(src.offset + 1)
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+/// Where to resume each partition of `topic`.
+pub async fn offsets(pool: &PgPool, topic: &str) -> Result<std::collections::HashMap<i32, i64>, sqlx::Error> {
+    let rows: Vec<(i32, i64)> = sqlx::query_as("SELECT partition, next_offset FROM consumer_offsets WHERE topic = $1")
+        .bind(topic)
+        .fetch_all(pool)
+        .await?;
+    Ok(rows.into_iter().collect())
+}
+
+async fn insert_withholding_on(
+    conn: &mut sqlx::PgConnection,
+    e: &TaxWithholdingEvent,
+    src: &Source<'_>,
+) -> Result<bool, sqlx::Error> {
     let n = sqlx::query(
         "INSERT INTO withholdings (payout_id, event_id, account_id, customer_id, business_date, gross, income_tax,
             local_tax, rural_special_tax, tax_category, occurred_at, source_topic, source_partition, source_offset)
@@ -33,7 +77,7 @@ pub async fn insert_withholding(pool: &PgPool, e: &TaxWithholdingEvent, src: &So
     .bind(src.topic)
     .bind(src.partition)
     .bind(src.offset)
-    .execute(pool)
+    .execute(conn)
     .await?
     .rows_affected();
     Ok(n == 1)
@@ -121,7 +165,9 @@ pub struct DeadLetter<'a> {
     pub attempts: i32,
 }
 
+/// Stores the dead letter and moves the consumer's position past it, atomically.
 pub async fn insert_dead_letter(pool: &PgPool, d: &DeadLetter<'_>) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
     sqlx::query(
         "INSERT INTO dead_letters (source_topic, source_partition, source_offset, message_key, payload, headers, error, attempts)
          VALUES ($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT (source_topic, source_partition, source_offset) DO NOTHING",
@@ -134,9 +180,10 @@ pub async fn insert_dead_letter(pool: &PgPool, d: &DeadLetter<'_>) -> Result<(),
     .bind(&d.headers)
     .bind(d.error)
     .bind(d.attempts)
-    .execute(pool)
-    .await
-    .map(|_| ())
+    .execute(&mut *tx)
+    .await?;
+    advance(&mut tx, &d.source).await?;
+    tx.commit().await
 }
 
 pub async fn dead_letters(pool: &PgPool, after_id: i64, limit: i64) -> Result<Vec<serde_json::Value>, sqlx::Error> {

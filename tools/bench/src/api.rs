@@ -12,6 +12,9 @@ pub struct Api {
     account_info: String,
     accounting: String,
     interest: String,
+    tax: String,
+    kafka: String,
+    tax_topic: String,
 }
 
 fn url(var: &str, default: &str) -> String {
@@ -39,6 +42,9 @@ impl Api {
             account_info: url("ACCOUNT_INFO_URL", "http://127.0.0.1:8082"),
             accounting: url("ACCOUNTING_URL", "http://127.0.0.1:8083"),
             interest: url("INTEREST_URL", "http://127.0.0.1:8084"),
+            tax: url("TAX_URL", "http://127.0.0.1:8085"),
+            kafka: url("KAFKA_BROKERS", "127.0.0.1:9092"),
+            tax_topic: format!("{}tax.withholding.v1", url("KAFKA_TOPIC_PREFIX", "")),
         })
     }
 
@@ -134,5 +140,97 @@ impl Api {
         } else {
             bail!("HTTP {status}")
         }
+    }
+}
+
+impl Api {
+    /// Lag from each payout's commit (its `created_at`) to its withholding record (`recorded_at`),
+    /// for payouts of `day`; waits until `expected` records exist (or 2 minutes).
+    pub async fn tax_lag(&self, day: NaiveDate, expected: usize) -> anyhow::Result<crate::load::Stats> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            let payouts =
+                self.pages(&format!("{}/v1/interest/payouts?from={day}&to={day}", self.interest), "payouts").await?;
+            let records =
+                self.pages(&format!("{}/v1/tax/withholdings?from={day}&to={day}", self.tax), "withholdings").await?;
+            if records.len() >= payouts.len().min(expected) || std::time::Instant::now() > deadline {
+                let recorded: std::collections::HashMap<String, chrono::DateTime<chrono::Utc>> = records
+                    .iter()
+                    .filter_map(|w| {
+                        Some((w["payout_id"].as_str()?.to_string(), w["recorded_at"].as_str()?.parse().ok()?))
+                    })
+                    .collect();
+                let mut s = crate::load::Stats::default();
+                for p in &payouts {
+                    let (Some(id), Some(at)) = (p["payout_id"].as_str(), p["created_at"].as_str()) else { continue };
+                    let at: chrono::DateTime<chrono::Utc> = at.parse()?;
+                    match recorded.get(id) {
+                        Some(r) => s.micros.push((*r - at).num_microseconds().unwrap_or(0).max(0) as u64),
+                        None => s.errors += 1,
+                    }
+                }
+                s.elapsed = std::time::Duration::from_secs(1);
+                return Ok(s);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    }
+
+    async fn pages(&self, base: &str, field: &str) -> anyhow::Result<Vec<Value>> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let url = match &after {
+                Some(a) => format!("{base}&limit=5000&after={a}"),
+                None => format!("{base}&limit=5000"),
+            };
+            let v = ok_json(self.http.get(url).send().await?).await?;
+            out.extend(v[field].as_array().cloned().unwrap_or_default());
+            match v["next_after"].as_str() {
+                Some(a) => after = Some(a.to_string()),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    pub async fn monthly_payouts(&self, first_day: &str) -> anyhow::Result<i64> {
+        let month = &first_day[..7];
+        let v =
+            ok_json(self.http.get(format!("{}/v1/tax/reports/monthly?month={month}", self.tax)).send().await?).await?;
+        Ok(v["payouts"].as_i64().unwrap_or(0))
+    }
+
+    /// Writes `n` valid tax events dated `first_day` straight to the topic; returns when it started.
+    pub async fn produce_tax_events(&self, n: usize, first_day: &str) -> anyhow::Result<std::time::Instant> {
+        use rdkafka::config::ClientConfig;
+        use rdkafka::producer::{FutureProducer, FutureRecord};
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &self.kafka)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .create()?;
+        let t = std::time::Instant::now();
+        let events: Vec<(String, String)> = (0..n)
+            .map(|_| {
+                let account = Uuid::new_v4();
+                let e = json!({
+                    "event_id": Uuid::new_v4(), "schema_version": 1, "payout_id": Uuid::new_v4(),
+                    "account_id": account, "customer_id": Uuid::new_v4(), "business_date": first_day,
+                    "gross": 1000, "income_tax": 140, "local_tax": 10, "rural_special_tax": 0,
+                    "tax_category": "GENERAL", "occurred_at": "2030-01-01T00:00:00Z"
+                });
+                (account.to_string(), e.to_string())
+            })
+            .collect();
+        for chunk in events.chunks(2000) {
+            let sends = chunk.iter().map(|(k, p)| {
+                producer.send(FutureRecord::to(&self.tax_topic).key(k).payload(p), std::time::Duration::from_secs(30))
+            });
+            for r in futures::future::join_all(sends).await {
+                r.map_err(|(e, _)| e)?;
+            }
+        }
+        Ok(t)
     }
 }

@@ -123,9 +123,9 @@ where
     let mut i = 0u64;
     while more(i) {
         let intended = start + interval.mul_f64(i as f64);
-        i += 1;
         tokio::time::sleep_until(intended.into()).await;
         let fut = request(i);
+        i += 1;
         let (stats, in_flight) = (stats.clone(), in_flight.clone());
         tasks.push(tokio::spawn(async move {
             let Ok(_permit) = in_flight.acquire_owned().await else { return };

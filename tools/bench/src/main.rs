@@ -3,7 +3,8 @@
 //! shared manual clock forward by a year to give accounts history.
 //!
 //! Usage: `cargo run --release -p bench -- [--quick] [estimate]`
-//! Env: CUSTOMER_URL, ACCOUNT_INFO_URL, ACCOUNTING_URL, INTEREST_URL (default the local ports).
+//! Env: CUSTOMER_URL, ACCOUNT_INFO_URL, ACCOUNTING_URL, INTEREST_URL, TAX_URL, KAFKA_BROKERS,
+//! KAFKA_TOPIC_PREFIX (default the local ports and topics).
 
 mod api;
 mod load;
@@ -33,13 +34,13 @@ fn options() -> anyhow::Result<Options> {
     while let Some(a) = args.next() {
         match a.as_str() {
             "--quick" => o.quick = true,
-            "estimate" | "run" => o.scenarios.push(a),
+            "estimate" | "run" | "tax" => o.scenarios.push(a),
             "--accounts" => {
                 let v = args.next().context("--accounts needs a number")?;
                 o.accounts = Some(v.parse().context("--accounts must be a number")?);
             }
             "-h" | "--help" => {
-                println!("bench [--quick] [--accounts N] [estimate] [run]");
+                println!("bench [--quick] [--accounts N] [estimate] [run] [tax]");
                 std::process::exit(0);
             }
             other => anyhow::bail!("unknown argument {other}"),
@@ -61,6 +62,7 @@ async fn main() -> anyhow::Result<()> {
         match s.as_str() {
             "estimate" => estimates(&api, &o, api.today().await?).await?,
             "run" => payout_run(&api, &o, api.today().await?).await?,
+            "tax" => tax_pipeline(&api, &o, api.today().await?).await?,
             _ => {}
         }
     }
@@ -226,5 +228,63 @@ async fn payout_run(api: &Arc<Api>, o: &Options, start: NaiveDate) -> anyhow::Re
     println!("run took {:.1} s: {:.0} accounts/s", took.as_secs_f64(), accounts as f64 / took.as_secs_f64());
     // On-demand payouts measured while the run was going (open loop, 20/s).
     println!("{}", on_demand_stats.line(&format!("on-demand payout during the run, {rate}/s open loop")));
+    Ok(())
+}
+
+/// Payout commit → withholding record lag at steady payout rates, and the consumer's own maximum.
+async fn tax_pipeline(api: &Arc<Api>, o: &Options, start: NaiveDate) -> anyhow::Result<()> {
+    let secs = if o.quick { 5 } else { 20 };
+    let rates: &[u64] = if o.quick { &[50] } else { &[100, 500] };
+    println!("\n## tax pipeline");
+    let mut day = start;
+    for &rate in rates {
+        let n = (rate * secs) as usize;
+        let product = format!("BENCH_{}", &Uuid::new_v4().simple().to_string()[..8]);
+        api.product(&product, day).await?;
+        let ids = seed("accounts", n, |_| {
+            let (api, product) = (api.clone(), product.clone());
+            async move {
+                let c = api.customer().await?;
+                let a = api.account(c, &product).await?;
+                api.deposit(a, rand::thread_rng().gen_range(1_000_000..200_000_000), None).await?;
+                Ok(a)
+            }
+        })
+        .await?;
+        day = day + Days::new(30);
+        api.set_clock(day).await?;
+        let ids = Arc::new(ids);
+        let api2 = api.clone();
+        let s = load::open(rate, Duration::from_secs(secs), move |i| {
+            let (api, a) = (api2.clone(), ids[i as usize]);
+            async move { api.pay(a).await.is_ok() }
+        })
+        .await;
+        println!("{}", s.line(&format!("payouts offered at {rate}/s (open loop)")));
+        let lag = api.tax_lag(day, n).await?;
+        println!("{}", lag.line(&format!("  payout commit → withholding record, {rate}/s offered")));
+    }
+    // The consumer alone: events written straight to the topic, counted in a month of their own.
+    let n = if o.quick { 5_000 } else { 50_000 };
+    let month = format!("{}-01", 2200 + rand::thread_rng().gen_range(0..700));
+    let t = api.produce_tax_events(n, &month).await?;
+    let produced = t.elapsed();
+    loop {
+        let got = api.monthly_payouts(&month).await?;
+        if got >= n as i64 {
+            break;
+        }
+        if t.elapsed() > Duration::from_secs(600) {
+            anyhow::bail!("the consumer recorded only {got} of {n} in 10 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let took = t.elapsed();
+    println!(
+        "consumer: {n} events produced in {:.1} s, all recorded after {:.1} s: {:.0} records/s",
+        produced.as_secs_f64(),
+        took.as_secs_f64(),
+        n as f64 / took.as_secs_f64()
+    );
     Ok(())
 }
