@@ -92,12 +92,11 @@ where
     Ok(out)
 }
 
-async fn estimates(api: &Arc<Api>, o: &Options, start: NaiveDate) -> anyhow::Result<()> {
-    let (warm_n, history_n, secs) = if o.quick { (200, 10, 3) } else { (2_000, 50, 10) };
-    let duration = Duration::from_secs(secs);
+/// A new product opened on `day` and `n` accounts in it, each with one deposit.
+async fn funded_accounts(api: &Arc<Api>, n: usize, day: NaiveDate) -> anyhow::Result<Vec<Uuid>> {
     let product = format!("BENCH_{}", &Uuid::new_v4().simple().to_string()[..8]);
-    api.product(&product, start).await?;
-    let ids = seed("accounts", warm_n + history_n, |_| {
+    api.product(&product, day).await?;
+    seed("accounts", n, |_| {
         let (api, product) = (api.clone(), product.clone());
         async move {
             let c = api.customer().await?;
@@ -106,7 +105,13 @@ async fn estimates(api: &Arc<Api>, o: &Options, start: NaiveDate) -> anyhow::Res
             Ok(a)
         }
     })
-    .await?;
+    .await
+}
+
+async fn estimates(api: &Arc<Api>, o: &Options, start: NaiveDate) -> anyhow::Result<()> {
+    let (warm_n, history_n, secs) = if o.quick { (200, 10, 3) } else { (2_000, 50, 10) };
+    let duration = Duration::from_secs(secs);
+    let ids = funded_accounts(api, warm_n + history_n, start).await?;
     let (warm, history) = ids.split_at(warm_n);
     let today = start + Days::new(365);
     api.set_clock(today).await?;
@@ -174,18 +179,7 @@ async fn estimates(api: &Arc<Api>, o: &Options, start: NaiveDate) -> anyhow::Res
 /// asking for their own payout at a steady rate meanwhile.
 async fn payout_run(api: &Arc<Api>, o: &Options, start: NaiveDate) -> anyhow::Result<()> {
     let n = o.accounts.unwrap_or(if o.quick { 2_000 } else { 100_000 });
-    let product = format!("BENCH_{}", &Uuid::new_v4().simple().to_string()[..8]);
-    api.product(&product, start).await?;
-    let mut ids = seed("accounts", n, |_| {
-        let (api, product) = (api.clone(), product.clone());
-        async move {
-            let c = api.customer().await?;
-            let a = api.account(c, &product).await?;
-            api.deposit(a, rand::thread_rng().gen_range(1_000_000..200_000_000), None).await?;
-            Ok(a)
-        }
-    })
-    .await?;
+    let mut ids = funded_accounts(api, n, start).await?;
     let today = start + Days::new(30);
     api.set_clock(today).await?;
     // The run takes accounts in id order: customers ask for the last ones, which it reaches last.
@@ -239,18 +233,7 @@ async fn tax_pipeline(api: &Arc<Api>, o: &Options, start: NaiveDate) -> anyhow::
     let mut day = start;
     for &rate in rates {
         let n = (rate * secs) as usize;
-        let product = format!("BENCH_{}", &Uuid::new_v4().simple().to_string()[..8]);
-        api.product(&product, day).await?;
-        let ids = seed("accounts", n, |_| {
-            let (api, product) = (api.clone(), product.clone());
-            async move {
-                let c = api.customer().await?;
-                let a = api.account(c, &product).await?;
-                api.deposit(a, rand::thread_rng().gen_range(1_000_000..200_000_000), None).await?;
-                Ok(a)
-            }
-        })
-        .await?;
+        let ids = funded_accounts(api, n, day).await?;
         day = day + Days::new(30);
         api.set_clock(day).await?;
         let ids = Arc::new(ids);
