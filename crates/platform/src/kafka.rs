@@ -49,12 +49,8 @@ impl KafkaConfig {
     }
 
     pub fn consumer(&self, group: &str) -> Result<StreamConsumer, KafkaError> {
-        self.consumer_config(group).create()
-    }
-
-    fn consumer_config(&self, group: &str) -> ClientConfig {
-        let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", &self.brokers)
+        ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
             .set("group.id", group)
             // Consumers here keep their positions in their own database (assign, not subscribe), so
             // nothing is committed to the broker.
@@ -62,8 +58,8 @@ impl KafkaConfig {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")
-            .set("socket.timeout.ms", "10000");
-        c
+            .set("socket.timeout.ms", "10000")
+            .create()
     }
 
     /// Creates the topics if they do not exist yet.

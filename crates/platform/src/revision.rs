@@ -68,11 +68,14 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    pub fn new(redis: Option<Redis>) -> Self {
-        Self { redis, pending: Arc::new(Mutex::new(HashMap::new())) }
+    /// A publisher whose failed publications are retried every second for the life of the process.
+    pub fn start(redis: Option<Redis>) -> Self {
+        let publisher = Self { redis, pending: Arc::new(Mutex::new(HashMap::new())) };
+        tokio::spawn(publisher.clone().retry_forever());
+        publisher
     }
 
-    /// Publishes now; on failure the revision is retried by [`Publisher::run`].
+    /// Publishes now; on failure the revision is retried in the background.
     pub async fn publish(&self, key: String, rev: i64) {
         if let Err(e) = self.try_publish(&[(key.clone(), rev)]).await {
             tracing::warn!(key, rev, error = %e, "revision not published; will retry");
@@ -108,15 +111,10 @@ impl Publisher {
         pipe.query_async::<()>(&mut c).await
     }
 
-    /// Retries unpublished revisions every second, until `stop` resolves.
-    pub async fn run(self, stop: impl std::future::Future<Output = ()>) {
-        tokio::pin!(stop);
+    async fn retry_forever(self) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
-            tokio::select! {
-                _ = &mut stop => return,
-                _ = tick.tick() => {}
-            }
+            tick.tick().await;
             let batch: Vec<(String, i64)> = {
                 let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
                 p.drain().collect()

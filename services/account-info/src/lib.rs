@@ -28,15 +28,14 @@ pub async fn run() -> anyhow::Result<()> {
     let client = ClientSettings::from_env()?;
     let _telemetry = platform::telemetry::init(common.service, common.otlp_endpoint.as_deref())?;
     let infra = platform::runtime::start(&common, &MIGRATOR, true, 10).await?;
-    let revisions = Publisher::new(infra.redis.clone());
+    let revisions = Publisher::start(infra.redis.clone());
     let state = AppState {
         pool: infra.pool.clone(),
         clock: infra.clock.clone(),
         customers: ServiceClient::new("customer", &customer_url, client)?,
         interest: ServiceClient::new("interest", &interest_url, client)?,
-        revisions: revisions.clone(),
+        revisions,
     };
-    let retry = tokio::spawn(revisions.run(std::future::pending()));
     platform::runtime::serve(
         &common,
         include_str!("../openapi.json"),
@@ -45,6 +44,5 @@ pub async fn run() -> anyhow::Result<()> {
         http::routes(state),
     )
     .await?;
-    retry.abort();
     Ok(())
 }

@@ -39,7 +39,7 @@ pub async fn run() -> anyhow::Result<()> {
     let max_conn: u32 = config::parse("DATABASE_MAX_CONNECTIONS", "20")?;
     let _telemetry = platform::telemetry::init(common.service, common.otlp_endpoint.as_deref())?;
     let infra = platform::runtime::start(&common, &MIGRATOR, true, max_conn).await?;
-    let revisions = Publisher::new(infra.redis.clone());
+    let revisions = Publisher::start(infra.redis.clone());
     // A crash between a commit and its publication leaves a revision unpublished: republish the
     // last day's (nothing older can be behind a cached estimate).
     let recent = store::recent_history_revisions(&infra.pool).await?;
@@ -49,11 +49,10 @@ pub async fn run() -> anyhow::Result<()> {
         pool: infra.pool.clone(),
         clock: infra.clock.clone(),
         accounts: Directory::new(infra.redis.clone(), account_info, None),
-        revisions: revisions.clone(),
+        revisions,
         lock_timeout,
         lock_budget,
     };
-    let retry = tokio::spawn(revisions.run(std::future::pending()));
     platform::runtime::serve(
         &common,
         include_str!("../openapi.json"),
@@ -62,6 +61,5 @@ pub async fn run() -> anyhow::Result<()> {
         http::routes(state),
     )
     .await?;
-    retry.abort();
     Ok(())
 }

@@ -12,8 +12,7 @@ pub async fn run() -> anyhow::Result<()> {
     let common = Common::from_env("customer", 8081, "customer")?;
     let _telemetry = platform::telemetry::init(common.service, common.otlp_endpoint.as_deref())?;
     let infra = platform::runtime::start(&common, &MIGRATOR, true, 10).await?;
-    let revisions = Publisher::new(infra.redis.clone());
-    let retry = tokio::spawn(revisions.clone().run(std::future::pending()));
+    let revisions = Publisher::start(infra.redis.clone());
     platform::runtime::serve(
         &common,
         include_str!("../openapi.json"),
@@ -22,6 +21,5 @@ pub async fn run() -> anyhow::Result<()> {
         http::routes(http::AppState { pool: infra.pool.clone(), revisions }),
     )
     .await?;
-    retry.abort();
     Ok(())
 }

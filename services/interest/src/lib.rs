@@ -65,7 +65,7 @@ pub async fn run() -> anyhow::Result<()> {
     for result in ["hit", "miss"] {
         metrics::counter!("interest_estimate_cache_total", "result" => result).increment(0);
     }
-    let revisions = Publisher::new(infra.redis.clone());
+    let revisions = Publisher::start(infra.redis.clone());
     // Republish every product's rates revision (a crash may have come between commit and publication).
     let rates = store::rates_revisions(&infra.pool).await?;
     revisions.publish_all(rates.into_iter().map(|(code, rev)| (revision::rates_key(&code), rev)).collect()).await;
@@ -81,7 +81,7 @@ pub async fn run() -> anyhow::Result<()> {
         ledger,
         flights: estimate_cache::Flights::default(),
         run_wake: Arc::new(Notify::new()),
-        revisions: revisions.clone(),
+        revisions,
         outbox_wake: Arc::new(Notify::new()),
         lock_lease: config::millis("PAYOUT_LOCK_LEASE_MS", 10_000)?,
         lock_wait: config::millis("PAYOUT_LOCK_WAIT_MS", 3_000)?,
@@ -95,7 +95,6 @@ pub async fn run() -> anyhow::Result<()> {
     let relay =
         tokio::spawn(outbox::relay(state.clone(), producer, kafka.topic(platform::kafka::TAX_TOPIC), shutdown.clone()));
     let recovery = tokio::spawn(outbox::recover_from_ledger(state.clone(), shutdown.clone()));
-    let retry = tokio::spawn(revisions.run(std::future::pending()));
     let run_worker = tokio::spawn(runs::worker(state.clone(), run_settings, shutdown.clone()));
 
     platform::runtime::serve(
@@ -112,6 +111,5 @@ pub async fn run() -> anyhow::Result<()> {
     recovery.abort();
     // A chunk in flight finishes or its claim lapses; either way the run resumes on restart.
     let _ = tokio::time::timeout(Duration::from_secs(5), run_worker).await;
-    retry.abort();
     Ok(())
 }
