@@ -439,6 +439,18 @@ impl Drop for Stack {
     }
 }
 
+/// Waits until something listens on a loopback port (a server the test started).
+async fn wait_for_port(port: u16, what: &str, timeout: Duration) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{what} did not start on {port}");
+}
+
 /// A Redis server of a test's own (on a free port), for tests that stop it.
 pub struct RedisServer {
     pub port: u16,
@@ -473,13 +485,7 @@ impl RedisServer {
             .spawn()
             .expect("redis-server on PATH (deploy/infra.sh installs it)");
         self.child = Some(child);
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("redis-server did not start on {}", self.port);
+        wait_for_port(self.port, "redis-server", Duration::from_secs(5)).await;
     }
 }
 
@@ -532,13 +538,7 @@ impl Broker {
             .spawn()
             .expect("tansu on PATH (deploy/infra.sh installs it)");
         self.child = Some(child);
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("tansu did not start on {}", self.port);
+        wait_for_port(self.port, "tansu", Duration::from_secs(10)).await;
     }
 }
 

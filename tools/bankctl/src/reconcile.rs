@@ -100,33 +100,51 @@ async fn get<T: serde::de::DeserializeOwned>(http: &reqwest::Client, url: &str) 
     Ok(r.json().await?)
 }
 
-pub async fn reconcile(http: &reqwest::Client, urls: &Urls, from: NaiveDate, to: NaiveDate) -> anyhow::Result<Report> {
-    // Interest service: recorded payouts.
-    let mut interest = Vec::new();
+/// The figures of a payout, a ledger posting request or a withholding record (same field names).
+macro_rules! figures {
+    ($x:expr) => {
+        Figures {
+            account_id: $x.account_id,
+            business_date: $x.business_date,
+            gross: $x.gross,
+            income_tax: $x.income_tax,
+            local_tax: $x.local_tax,
+            rural_special_tax: $x.rural_special_tax,
+        }
+    };
+}
+
+/// Follows a listing keyset-paged by `after=<payout id>` to its end; `split` turns a page into its
+/// items and the next cursor.
+async fn keyset<P: serde::de::DeserializeOwned>(
+    http: &reqwest::Client,
+    base: &str,
+    split: impl Fn(P) -> (Vec<(Uuid, Figures)>, Option<Uuid>),
+) -> anyhow::Result<Vec<(Uuid, Figures)>> {
+    let mut out = Vec::new();
     let mut after: Option<Uuid> = None;
     loop {
-        let mut url = format!("{}/v1/interest/payouts?from={from}&to={to}&limit=5000", urls.interest);
-        if let Some(a) = after {
-            url.push_str(&format!("&after={a}"));
-        }
-        let page: PayoutPage = get(http, &url).await?;
-        interest.extend(page.payouts.into_iter().map(|p| {
-            let f = Figures {
-                account_id: p.account_id,
-                business_date: p.business_date,
-                gross: p.gross,
-                income_tax: p.income_tax,
-                local_tax: p.local_tax,
-                rural_special_tax: p.rural_special_tax,
-            };
-            (p.payout_id, f)
-        }));
-        match page.next_after {
+        let url = match after {
+            Some(a) => format!("{base}&limit=5000&after={a}"),
+            None => format!("{base}&limit=5000"),
+        };
+        let (items, next) = split(get(http, &url).await?);
+        out.extend(items);
+        match next {
             Some(n) => after = Some(n),
-            None => break,
+            None => return Ok(out),
         }
     }
-    // Ledger: its payout feed, in booking order.
+}
+
+pub async fn reconcile(http: &reqwest::Client, urls: &Urls, from: NaiveDate, to: NaiveDate) -> anyhow::Result<Report> {
+    // Interest service: recorded payouts.
+    let interest =
+        keyset(http, &format!("{}/v1/interest/payouts?from={from}&to={to}", urls.interest), |p: PayoutPage| {
+            (p.payouts.iter().map(|p| (p.payout_id, figures!(p))).collect(), p.next_after)
+        })
+        .await?;
+    // Ledger: its payout feed, in booking order (paged by sequence number).
     let mut ledger = Vec::new();
     let mut seq = 0i64;
     loop {
@@ -134,46 +152,19 @@ pub async fn reconcile(http: &reqwest::Client, urls: &Urls, from: NaiveDate, to:
         let feed: InterestPostingFeed = get(http, &url).await?;
         let Some(last) = feed.postings.last() else { break };
         seq = last.seq;
-        for p in feed.postings {
-            let r = p.request;
-            if r.business_date >= from && r.business_date <= to {
-                let f = Figures {
-                    account_id: r.account_id,
-                    business_date: r.business_date,
-                    gross: r.gross,
-                    income_tax: r.income_tax,
-                    local_tax: r.local_tax,
-                    rural_special_tax: r.rural_special_tax,
-                };
-                ledger.push((r.payout_id, f));
-            }
-        }
+        ledger.extend(
+            feed.postings
+                .iter()
+                .map(|p| &p.request)
+                .filter(|r| r.business_date >= from && r.business_date <= to)
+                .map(|r| (r.payout_id, figures!(r))),
+        );
     }
     // Tax service: withholding records.
-    let mut tax = Vec::new();
-    let mut after: Option<Uuid> = None;
-    loop {
-        let mut url = format!("{}/v1/tax/withholdings?from={from}&to={to}&limit=5000", urls.tax);
-        if let Some(a) = after {
-            url.push_str(&format!("&after={a}"));
-        }
-        let page: Withholdings = get(http, &url).await?;
-        tax.extend(page.withholdings.into_iter().map(|w| {
-            let f = Figures {
-                account_id: w.account_id,
-                business_date: w.business_date,
-                gross: w.gross,
-                income_tax: w.income_tax,
-                local_tax: w.local_tax,
-                rural_special_tax: w.rural_special_tax,
-            };
-            (w.payout_id, f)
-        }));
-        match page.next_after {
-            Some(n) => after = Some(n),
-            None => break,
-        }
-    }
+    let tax = keyset(http, &format!("{}/v1/tax/withholdings?from={from}&to={to}", urls.tax), |w: Withholdings| {
+        (w.withholdings.iter().map(|w| (w.payout_id, figures!(w))).collect(), w.next_after)
+    })
+    .await?;
     Ok(compare(from, to, &interest, &ledger, &tax))
 }
 
