@@ -57,6 +57,19 @@ else
   echo "[demo] dormant account $dormant, deposit-suspended account $held"
 fi
 
+if [ ! -f "$STATE/demo.env" ]; then
+  # Loaded by another checkout into the same databases: find the walk-through's accounts again.
+  : >"$STATE/demo.env"
+  for aid in $(curl -sf "$A/v1/accounts?product_code=DEMO-SAVINGS&limit=100" | grep -o '"account_id":"[^"]*"' | cut -d'"' -f4); do
+    acct="$(curl -sf "$A/v1/accounts/$aid")"
+    name="$(curl -sf "$C/v1/customers/$(echo "$acct" | field customer_id)" | field name)"
+    case "$name" in
+      "Kim Minji") echo "$acct" | grep -q '"status":"ACTIVE"' && echo "$acct" | grep -q '"deposit_suspended":false' \
+                     && echo "ACCOUNT_1=$aid" >>"$STATE/demo.env" ;;
+      "Choi Yuna") echo "ACCOUNT_4=$aid" >>"$STATE/demo.env" ;;
+    esac
+  done
+fi
 # shellcheck disable=SC1091
 . "$STATE/demo.env"
 cat <<MSG
