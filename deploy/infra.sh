@@ -52,6 +52,16 @@ if [ "$maxc" -lt 400 ]; then
   pg_ctlcluster "$ver" main restart
   for _ in $(seq 1 60); do pg_isready -q -h "$PGHOST" -p "$PGPORT" && break; sleep 0.5; done
 fi
+# The bench counts SQL statements per payout with pg_stat_statements (loaded at server start).
+preload="$(su postgres -c "psql -X -tA -p $PGPORT -c 'SHOW shared_preload_libraries'")"
+if [[ "$preload" != *pg_stat_statements* ]]; then
+  log "loading pg_stat_statements (restart)"
+  psql_admin "-c \"ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'\"" >/dev/null
+  ver="$(ls /usr/lib/postgresql | sort -n | tail -1)"
+  pg_ctlcluster "$ver" main restart
+  for _ in $(seq 1 60); do pg_isready -q -h "$PGHOST" -p "$PGPORT" && break; sleep 0.5; done
+fi
+psql_admin "-c 'SET client_min_messages = warning' -c 'CREATE EXTENSION IF NOT EXISTS pg_stat_statements'" >/dev/null
 for db in customer account_info accounting interest tax; do
   exists="$(su postgres -c "psql -X -tA -p $PGPORT -c \"SELECT 1 FROM pg_database WHERE datname = '$db'\"")"
   [ "$exists" = "1" ] || { log "creating database $db"; psql_admin "-c 'CREATE DATABASE $db'"; }

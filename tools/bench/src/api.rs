@@ -71,30 +71,6 @@ impl Api {
         ok_json(r.json(&json!({"effective_from": from, "bands": bands})).send().await?).await.map(|_| ())
     }
 
-    pub async fn customer(&self) -> anyhow::Result<Uuid> {
-        let r = self.http.post(format!("{}/v1/customers", self.customer));
-        uuid(&ok_json(r.json(&json!({"name": "bench", "tax_category": "GENERAL"})).send().await?).await?, "customer_id")
-    }
-
-    pub async fn account(&self, customer: Uuid, product: &str) -> anyhow::Result<Uuid> {
-        let r = self.http.post(format!("{}/v1/accounts", self.account_info));
-        let body = json!({"customer_id": customer, "product_code": product});
-        uuid(&ok_json(r.json(&body).send().await?).await?, "account_id")
-    }
-
-    pub async fn deposit(&self, account: Uuid, amount: i64, value_date: Option<NaiveDate>) -> anyhow::Result<()> {
-        let mut body = json!({ "amount": amount });
-        if let Some(d) = value_date {
-            body["value_date"] = json!(d);
-        }
-        let r = self
-            .http
-            .post(format!("{}/v1/ledger/accounts/{account}/deposits", self.accounting))
-            .header("Idempotency-Key", Uuid::new_v4().to_string())
-            .json(&body);
-        ok_json(r.send().await?).await.map(|_| ())
-    }
-
     pub async fn estimate(&self, account: Uuid) -> anyhow::Result<()> {
         let r = self.http.get(format!("{}/v1/interest/accounts/{account}", self.interest)).send().await?;
         if !r.status().is_success() {
@@ -127,19 +103,39 @@ impl Api {
 
     /// A customer's "get interest now": paid, or already paid today, both count as answered.
     pub async fn pay(&self, account: Uuid) -> anyhow::Result<()> {
+        let status = self.pay_status(account).await?;
+        if (200..300).contains(&status) || status == 409 {
+            Ok(())
+        } else {
+            bail!("HTTP {status}")
+        }
+    }
+
+    /// The HTTP status of one payout request (a new Idempotency-Key each time).
+    pub async fn pay_status(&self, account: Uuid) -> anyhow::Result<u16> {
         let r = self
             .http
             .post(format!("{}/v1/interest/accounts/{account}/payouts", self.interest))
             .header("Idempotency-Key", Uuid::new_v4().to_string())
             .send()
             .await?;
-        let status = r.status();
+        let status = r.status().as_u16();
         r.bytes().await?;
-        if status.is_success() || status.as_u16() == 409 {
-            Ok(())
-        } else {
-            bail!("HTTP {status}")
+        Ok(status)
+    }
+
+    /// Calls between services so far: the sum of `http_client_requests_total` over all five.
+    pub async fn http_calls(&self) -> anyhow::Result<f64> {
+        let mut total = 0.0;
+        for base in [&self.customer, &self.account_info, &self.accounting, &self.interest, &self.tax] {
+            let text = self.http.get(format!("{base}/metrics")).send().await?.text().await?;
+            total += text
+                .lines()
+                .filter(|l| l.starts_with("http_client_requests_total"))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>();
         }
+        Ok(total)
     }
 }
 

@@ -55,6 +55,27 @@ impl Stats {
     }
 }
 
+/// One request per item, one at a time (c=1), each timed.
+pub async fn each<T, F, Fut>(items: &[T], request: F) -> Stats
+where
+    T: Copy,
+    F: Fn(T) -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = Instant::now();
+    let mut s = Stats::default();
+    for item in items {
+        let t = Instant::now();
+        if request(*item).await {
+            s.micros.push(t.elapsed().as_micros() as u64);
+        } else {
+            s.errors += 1;
+        }
+    }
+    s.elapsed = start.elapsed();
+    s
+}
+
 /// `connections` workers call `request(worker, i)` until `duration` has passed.
 pub async fn closed<F, Fut>(connections: usize, duration: Duration, request: F) -> Stats
 where

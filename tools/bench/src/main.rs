@@ -1,164 +1,256 @@
-//! The benchmark tool: runs against a running system (`bash deploy/up.sh`, manual clock) and prints
-//! figures. It seeds its own product, customers and accounts through the public API, moving the
-//! shared manual clock forward by a year to give accounts history.
+//! The benchmark tool: measures a running system (`bash deploy/up.sh`, manual clock) against this
+//! machine's own limits and prints a report (BENCHMARKS.md explains it).
 //!
-//! Usage: `cargo run --release -p bench -- [--quick] [estimate]`
+//! It moves the manual clock to the next day (a business date on which nothing is paid yet),
+//! bulk-loads N accounts with 30–365 days of history straight into the databases, then measures:
+//! estimates (cold, warm at c=1/16/64, open loop) against the HTTP baseline; payouts at c=1/16/64
+//! and on one hot account against `pgbench` running the payout's SQL, with statements, commits and
+//! HTTP calls per payout; the payout run over every account; tax lag and the consumer's maximum.
+//!
+//! Usage: `cargo run --release -p bench -- [--quick] [--accounts N] [--seconds S] [estimate] [payout] [run] [tax]`
+//! (no scenario = all). Progress goes to stderr, the report to stdout; errors are listed at its top.
 //! Env: CUSTOMER_URL, ACCOUNT_INFO_URL, ACCOUNTING_URL, INTEREST_URL, TAX_URL, KAFKA_BROKERS,
-//! KAFKA_TOPIC_PREFIX (default the local ports and topics).
+//! KAFKA_TOPIC_PREFIX, DATABASE_URL_BASE, DATABASE_NAME_PREFIX (default: deploy/up.sh's).
 
 mod api;
+mod baseline;
+mod counts;
 mod load;
+mod seed;
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::{Days, NaiveDate};
-use futures::StreamExt;
+use rand::seq::SliceRandom;
 use rand::Rng;
 use uuid::Uuid;
 
 use api::Api;
 use load::Stats;
+use seed::{Databases, Seeded};
 
 struct Options {
     quick: bool,
     scenarios: Vec<String>,
-    /// Accounts seeded for the payout run (default 100,000; --quick 2,000).
-    accounts: Option<usize>,
+    /// Accounts seeded (default 100,000; --quick 2,000).
+    accounts: Option<i64>,
+    /// Length of each timed measurement (default 10 s; --quick 2 s).
+    seconds: Option<u64>,
 }
 
+const SCENARIOS: [&str; 4] = ["estimate", "payout", "run", "tax"];
+
 fn options() -> anyhow::Result<Options> {
-    let mut o = Options { quick: false, scenarios: Vec::new(), accounts: None };
+    let mut o = Options { quick: false, scenarios: Vec::new(), accounts: None, seconds: None };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--quick" => o.quick = true,
-            "estimate" | "run" | "tax" => o.scenarios.push(a),
+            s if SCENARIOS.contains(&s) => o.scenarios.push(a),
             "--accounts" => {
                 let v = args.next().context("--accounts needs a number")?;
                 o.accounts = Some(v.parse().context("--accounts must be a number")?);
             }
+            "--seconds" => {
+                let v = args.next().context("--seconds needs a number")?;
+                o.seconds = Some(v.parse().context("--seconds must be a number")?);
+            }
             "-h" | "--help" => {
-                println!("bench [--quick] [--accounts N] [estimate] [run] [tax]");
+                println!("bench [--quick] [--accounts N] [--seconds S] [estimate] [payout] [run] [tax]");
                 std::process::exit(0);
             }
             other => anyhow::bail!("unknown argument {other}"),
         }
     }
     if o.scenarios.is_empty() {
-        o.scenarios.push("estimate".into());
+        o.scenarios = SCENARIOS.iter().map(|s| s.to_string()).collect();
     }
     Ok(o)
+}
+
+/// The report: lines shown as they are measured (stderr) and printed whole at the end (stdout),
+/// with every measurement that had errors listed first.
+#[derive(Default)]
+struct Report {
+    lines: Vec<String>,
+    errors: Vec<String>,
+}
+
+impl Report {
+    fn add(&mut self, line: impl Into<String>) {
+        let line = line.into();
+        eprintln!("{line}");
+        self.lines.push(line);
+    }
+
+    fn stats(&mut self, name: &str, s: &Stats) {
+        self.add(s.line(name));
+        if s.errors > 0 {
+            self.errors.push(format!("{}: {} errors", name.trim(), s.errors));
+        }
+    }
+
+    /// Latencies of events that were not requests (no rate).
+    fn latencies(&mut self, name: &str, s: &Stats) {
+        self.add(format!(
+            "{name:<44} p50 {:>7.2} ms  p99 {:>7.2} ms  p99.9 {:>7.2} ms  n={} missing={}",
+            s.ms(0.5),
+            s.ms(0.99),
+            s.ms(0.999),
+            s.ok(),
+            s.errors
+        ));
+        if s.errors > 0 {
+            self.errors.push(format!("{}: {} missing", name.trim(), s.errors));
+        }
+    }
+
+    fn error(&mut self, what: String) {
+        self.add(format!("  ERROR: {what}"));
+        self.errors.push(what);
+    }
+
+    fn print(&self) {
+        println!();
+        if self.errors.is_empty() {
+            println!("# bench report — no errors");
+        } else {
+            println!("# bench report — WITH ERRORS ({}):", self.errors.len());
+            for e in &self.errors {
+                println!("#   {e}");
+            }
+        }
+        for l in &self.lines {
+            println!("{l}");
+        }
+    }
+}
+
+/// Accounts handed out once each, in random order: a payout per account per business date.
+struct Draw {
+    ids: Vec<Uuid>,
+    next: AtomicUsize,
+}
+
+impl Draw {
+    fn shuffled(mut ids: Vec<Uuid>) -> Arc<Self> {
+        ids.shuffle(&mut rand::thread_rng());
+        Arc::new(Self { ids, next: AtomicUsize::new(0) })
+    }
+
+    fn next(&self) -> Option<Uuid> {
+        self.ids.get(self.next.fetch_add(1, Ordering::Relaxed)).copied()
+    }
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let o = options()?;
     let api = Arc::new(Api::from_env()?);
-    api.today().await.context("the bench needs the manual clock (CLOCK_MODE=manual, as deploy/up.sh)")?;
-    println!("# bench {} — {} cores", if o.quick { "--quick" } else { "full" }, num_cpus());
+    let dbs = Databases::from_env();
+    let before = api.today().await.context("the bench needs the manual clock (CLOCK_MODE=manual, as deploy/up.sh)")?;
+    let today = before + Days::new(1);
+    api.set_clock(today).await?;
+    let n = o.accounts.unwrap_or(if o.quick { 2_000 } else { 100_000 });
+    let secs = Duration::from_secs(o.seconds.unwrap_or(if o.quick { 2 } else { 10 }));
+    let mut r = Report::default();
+    r.add(format!(
+        "# bench {} — {}",
+        if o.quick { "--quick" } else { "full" },
+        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
+    ));
+    r.add(format!("machine: {}", machine(&dbs).await));
+    r.add(format!(
+        "accounts: {n} seeded; each measurement {} s; business date {today}; everything (services, PostgreSQL, Redis, broker, load) on this machine",
+        secs.as_secs()
+    ));
+    r.add("");
+    let seeded = seed::accounts(&dbs, &api, n, today).await?;
+    r.add(format!(
+        "seeded product {}: {} accounts, {} with a balance change every day",
+        seeded.product,
+        seeded.accounts.len(),
+        seeded.daily.len()
+    ));
+    let unpaid = Draw::shuffled(seeded.accounts.clone());
     for s in &o.scenarios {
+        r.add("");
         match s.as_str() {
-            "estimate" => estimates(&api, &o, api.today().await?).await?,
-            "run" => payout_run(&api, &o, api.today().await?).await?,
-            "tax" => tax_pipeline(&api, &o, api.today().await?).await?,
+            "estimate" => estimates(&api, &seeded, secs, &mut r).await?,
+            "payout" => payouts(&api, &dbs, &unpaid, secs, o.quick, &mut r).await?,
+            "run" => payout_run(&api, &dbs, &seeded, today, &mut r).await?,
+            "tax" => tax_pipeline(&api, &seeded, o.quick, &mut r).await?,
             _ => {}
         }
     }
+    r.print();
     Ok(())
 }
 
-fn num_cpus() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+async fn machine(dbs: &Databases) -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|k| k.parse::<u64>().ok()))
+        .map_or("?".into(), |kb| format!("{:.0} GiB", kb as f64 / 1_048_576.0));
+    let pg = match dbs.connect("postgres").await {
+        Ok(mut c) => sqlx::query_scalar::<_, String>("SHOW server_version").fetch_one(&mut c).await.unwrap_or_default(),
+        Err(_) => "?".into(),
+    };
+    format!("{cores} cores ({cpu}), {mem} RAM, PostgreSQL {pg}")
 }
 
-/// Runs `n` seeding calls with bounded concurrency, printing progress.
-async fn seed<F, Fut, T>(label: &str, n: usize, f: F) -> anyhow::Result<Vec<T>>
-where
-    F: Fn(usize) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<T>>,
-{
-    let t = Instant::now();
-    let mut out = Vec::with_capacity(n);
-    let mut s = futures::stream::iter(0..n).map(f).buffered(32);
-    while let Some(r) = s.next().await {
-        out.push(r?);
-        if out.len() % 1000 == 0 || out.len() == n {
-            eprint!("\r  seeding {label}: {}/{n}", out.len());
-        }
-    }
-    eprintln!("  ({:.1} s)", t.elapsed().as_secs_f64());
-    Ok(out)
-}
-
-/// A new product opened on `day` and `n` accounts in it, each with one deposit.
-async fn funded_accounts(api: &Arc<Api>, n: usize, day: NaiveDate) -> anyhow::Result<Vec<Uuid>> {
-    let product = format!("BENCH_{}", &Uuid::new_v4().simple().to_string()[..8]);
-    api.product(&product, day).await?;
-    seed("accounts", n, |_| {
-        let (api, product) = (api.clone(), product.clone());
-        async move {
-            let c = api.customer().await?;
-            let a = api.account(c, &product).await?;
-            api.deposit(a, rand::thread_rng().gen_range(1_000_000..200_000_000), None).await?;
-            Ok(a)
-        }
+async fn estimates(api: &Arc<Api>, seeded: &Seeded, secs: Duration, r: &mut Report) -> anyhow::Result<()> {
+    r.add(format!("## estimate (GET /v1/interest/accounts/{{id}}), {} s each", secs.as_secs()));
+    let warm: Vec<Uuid> =
+        seeded.accounts.iter().enumerate().filter(|(i, _)| (i + 1) % 1000 != 0).map(|(_, a)| *a).take(2_000).collect();
+    // First of the day: the ledger read, the engine, and filling the cache.
+    let cold_n = warm.len().min(500);
+    let cold = load::each(&warm[..cold_n], |a| {
+        let api = api.clone();
+        async move { api.estimate(a).await.is_ok() }
     })
-    .await
-}
-
-async fn estimates(api: &Arc<Api>, o: &Options, start: NaiveDate) -> anyhow::Result<()> {
-    let (warm_n, history_n, secs) = if o.quick { (200, 10, 3) } else { (2_000, 50, 10) };
-    let duration = Duration::from_secs(secs);
-    let ids = funded_accounts(api, warm_n + history_n, start).await?;
-    let (warm, history) = ids.split_at(warm_n);
-    let today = start + Days::new(365);
-    api.set_clock(today).await?;
-    // A balance change on every one of the 364 days after opening.
-    let history_vec = history.to_vec();
-    seed("daily history", history_n * 364, |i| {
-        let (api, a) = (api.clone(), history_vec[i % history_n]);
-        async move {
-            let day = start + Days::new(1 + (i / history_n) as u64);
-            api.deposit(a, rand::thread_rng().gen_range(10_000..1_000_000), Some(day)).await
-        }
+    .await;
+    r.stats("cold estimate, 1–10 changes, c=1", &cold);
+    let daily = load::each(&seeded.daily, |a| {
+        let api = api.clone();
+        async move { api.estimate(a).await.is_ok() }
     })
-    .await?;
-
-    println!("\n## estimate ({} accounts, {}-day history)", warm_n + history_n, 365);
-    let mut cold = Stats::default();
-    let t = Instant::now();
-    for a in history {
-        let t = Instant::now();
-        match api.estimate(*a).await {
-            Ok(()) => cold.micros.push(t.elapsed().as_micros() as u64),
-            Err(_) => cold.errors += 1,
-        }
+    .await;
+    r.stats("cold estimate, a change every day, c=1", &daily);
+    for chunk in warm[cold_n..].chunks(64) {
+        futures::future::join_all(chunk.iter().map(|a| api.estimate(*a))).await;
     }
-    cold.elapsed = t.elapsed();
-    println!("{}", cold.line("cold estimate, 365 balance changes, c=1"));
-    for a in warm {
-        api.estimate(*a).await?;
-    }
-    let warm: Arc<Vec<Uuid>> = Arc::new(warm.to_vec());
+    let warm = Arc::new(warm);
     let mut c16 = 0.0;
     for c in [1, 16, 64] {
-        let (api2, warm) = (api.clone(), warm.clone());
-        let s = load::closed(c, duration, move |_, _| {
-            let (api, a) = (api2.clone(), warm[rand::thread_rng().gen_range(0..warm.len())]);
+        let (api2, warm2) = (api.clone(), warm.clone());
+        let s = load::closed(c, secs, move |_, _| {
+            let (api, a) = (api2.clone(), warm2[rand::thread_rng().gen_range(0..warm2.len())]);
             async move { api.estimate(a).await.is_ok() }
         })
         .await;
         let api3 = api.clone();
-        let base = load::closed(c, duration, move |_, _| {
+        let base = load::closed(c, secs, move |_, _| {
             let api = api3.clone();
             async move { api.health().await.is_ok() }
         })
         .await;
-        println!("{}", s.line(&format!("warm estimate c={c}")));
-        println!("{}", base.line(&format!("  baseline GET /health/live c={c}")));
-        println!("  ratio (estimate/baseline req/s): {:.2}", s.per_second() / base.per_second());
+        r.stats(&format!("warm estimate c={c}"), &s);
+        r.stats(&format!("  HTTP baseline GET /health/live c={c}"), &base);
+        r.add(format!("  ratio estimate/baseline req/s: {:.2} (goal ≥ 0.50)", s.per_second() / base.per_second()));
         if c == 16 {
             c16 = s.per_second();
         }
@@ -166,30 +258,102 @@ async fn estimates(api: &Arc<Api>, o: &Options, start: NaiveDate) -> anyhow::Res
     // Open loop at 70% of the closed-loop c=16 throughput: latency a steady arrival rate sees.
     let rate = (c16 * 0.7).max(1.0) as u64;
     let api2 = api.clone();
-    let s = load::open(rate, duration, move |_| {
+    let s = load::open(rate, secs, move |_| {
         let (api, a) = (api2.clone(), warm[rand::thread_rng().gen_range(0..warm.len())]);
         async move { api.estimate(a).await.is_ok() }
     })
     .await;
-    println!("{}", s.line(&format!("warm estimate open loop {rate}/s")));
+    r.stats(&format!("warm estimate open loop {rate}/s"), &s);
     Ok(())
 }
 
-/// The monthly batch: a run over every account (N seeded with a month of interest), with customers
-/// asking for their own payout at a steady rate meanwhile.
-async fn payout_run(api: &Arc<Api>, o: &Options, start: NaiveDate) -> anyhow::Result<()> {
-    let n = o.accounts.unwrap_or(if o.quick { 2_000 } else { 100_000 });
-    let mut ids = funded_accounts(api, n, start).await?;
-    let today = start + Days::new(30);
-    api.set_clock(today).await?;
-    // The run takes accounts in id order: customers ask for the last ones, which it reaches last.
-    ids.sort_unstable();
-    let on_demand: Arc<Vec<Uuid>> = Arc::new(ids[ids.len().saturating_sub(2_000)..].to_vec());
-    println!("\n## payout run ({n} accounts seeded, business date {today})");
+async fn payouts(
+    api: &Arc<Api>,
+    dbs: &Databases,
+    unpaid: &Arc<Draw>,
+    secs: Duration,
+    quick: bool,
+    r: &mut Report,
+) -> anyhow::Result<()> {
+    r.add(format!(
+        "## payout (POST /v1/interest/accounts/{{id}}/payouts, a new random account each), {} s each",
+        secs.as_secs()
+    ));
+    let base = baseline::Baseline::prepare(dbs, if quick { 10_000 } else { 100_000 }).await?;
+    let mut counter = counts::Counter::new(dbs).await?;
+    for c in [1usize, 16, 64] {
+        let b = tokio::task::block_in_place(|| base.run(dbs, c, secs))?;
+        let before = counter.snapshot(api).await?;
+        let (api2, draw) = (api.clone(), unpaid.clone());
+        let s = load::closed(c, secs, move |_, _| {
+            let (api, a) = (api2.clone(), draw.next());
+            async move {
+                match a {
+                    Some(a) => api.pay_status(a).await.is_ok_and(|s| s == 201),
+                    None => false,
+                }
+            }
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let after = counter.snapshot(api).await?;
+        r.stats(&format!("payout c={c}"), &s);
+        r.stats(&format!("  pgbench baseline (payout SQL) c={c}"), &b);
+        r.add(format!(
+            "  ratio payout/baseline: p50 {:.2}× (goal at c=1 ≤ 1.25×), throughput {:.2} (goal at c=16 ≥ 0.80)",
+            s.ms(0.5) / b.ms(0.5),
+            s.per_second() / b.per_second()
+        ));
+        for line in counts::report(&before, &after, s.ok(), c == 1) {
+            r.add(line);
+        }
+    }
+    base.drop(dbs).await?;
+
+    // One account, many clients: exactly one payout, the rest refused quickly.
+    let hot = unpaid.next().context("no unpaid account left for the hot-account test")?;
+    let statuses = Arc::new(Mutex::new(BTreeMap::<u16, u64>::new()));
+    let (api2, st) = (api.clone(), statuses.clone());
+    let s = load::closed(16, secs, move |_, _| {
+        let (api, st) = (api2.clone(), st.clone());
+        async move {
+            let status = api.pay_status(hot).await;
+            let code = status.as_ref().map_or(0, |s| *s);
+            if let Ok(mut m) = st.lock() {
+                *m.entry(code).or_default() += 1;
+            }
+            matches!(code, 201 | 409)
+        }
+    })
+    .await;
+    r.stats("payout on one hot account c=16 (201 or 409)", &s);
+    let statuses = statuses.lock().map(|m| m.clone()).unwrap_or_default();
+    r.add(format!("  statuses: {statuses:?}"));
+    if statuses.get(&201).copied().unwrap_or(0) != 1 {
+        r.error(format!("hot account: expected exactly one 201, got {statuses:?}"));
+    }
+    Ok(())
+}
+
+/// The monthly batch: a run over every account, with customers asking for their own payout at a
+/// steady rate meanwhile (on the accounts the run reaches last).
+async fn payout_run(
+    api: &Arc<Api>,
+    dbs: &Databases,
+    seeded: &Seeded,
+    today: NaiveDate,
+    r: &mut Report,
+) -> anyhow::Result<()> {
+    let mut sorted = seeded.accounts.clone();
+    sorted.sort_unstable();
+    let on_demand: Arc<Vec<Uuid>> = Arc::new(sorted[sorted.len().saturating_sub(2_000)..].to_vec());
+    r.add(format!("## payout run over every account (business date {today})"));
+    let mut counter = counts::Counter::new(dbs).await?;
+    let before = counter.snapshot(api).await?;
     let t = Instant::now();
     let run = api.start_run().await?;
     let rate = 20;
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
     let customers = tokio::spawn(load::open_until(rate, stop.clone(), {
         let (api, od) = (api.clone(), on_demand.clone());
         move |i| {
@@ -197,77 +361,100 @@ async fn payout_run(api: &Arc<Api>, o: &Options, start: NaiveDate) -> anyhow::Re
             async move { api.pay(a).await.is_ok() }
         }
     }));
-    let mut last = 0;
+    let mut bar: Option<indicatif::ProgressBar> = None;
     let report = loop {
-        let r = api.run(run).await?;
-        let done = r["accounts"].as_i64().unwrap_or(0) - r["pending"].as_i64().unwrap_or(0);
-        if done / 5_000 != last / 5_000 {
-            eprint!("\r  run: {done} accounts done, {:.0}/s", done as f64 / t.elapsed().as_secs_f64());
-        }
-        last = done;
-        if r["state"] != "RUNNING" {
-            break r;
+        let v = api.run(run).await?;
+        let accounts = v["accounts"].as_u64().unwrap_or(0);
+        let done = accounts.saturating_sub(v["pending"].as_u64().unwrap_or(0));
+        let b = bar.get_or_insert_with(|| seed::bar(accounts, "payout run"));
+        b.set_length(accounts);
+        b.set_position(done);
+        if v["state"] != "RUNNING" {
+            b.finish_and_clear();
+            break v;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     let took = t.elapsed();
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
     let on_demand_stats = customers.await?;
-    eprintln!();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = counter.snapshot(api).await?;
     let accounts = report["accounts"].as_i64().unwrap_or(0);
-    println!(
-        "run state {} accounts {} paid {} skipped {} failed {}",
-        report["state"], accounts, report["paid"], report["skipped"], report["failed"]
-    );
-    println!("run took {:.1} s: {:.0} accounts/s", took.as_secs_f64(), accounts as f64 / took.as_secs_f64());
-    // On-demand payouts measured while the run was going (open loop, 20/s).
-    println!("{}", on_demand_stats.line(&format!("on-demand payout during the run, {rate}/s open loop")));
+    let paid = report["paid"].as_i64().unwrap_or(0);
+    r.add(format!(
+        "run {}: accounts {accounts}, paid {paid}, skipped {}, failed {}",
+        report["state"], report["skipped"], report["failed"]
+    ));
+    r.add(format!(
+        "run took {:.1} s: {:.0} accounts/s, {:.0} payouts/s (goal ≥ 2,000 payouts/s)",
+        took.as_secs_f64(),
+        accounts as f64 / took.as_secs_f64(),
+        paid as f64 / took.as_secs_f64()
+    ));
+    if report["state"] != "COMPLETED" || report["failed"].as_i64().unwrap_or(0) > 0 {
+        r.error(format!("payout run ended {} with {} failed", report["state"], report["failed"]));
+    }
+    r.stats(&format!("on-demand payout during the run, {rate}/s open loop"), &on_demand_stats);
+    for line in counts::report(&before, &after, paid.max(0) as u64, false) {
+        r.add(line);
+    }
     Ok(())
 }
 
-/// Payout commit → withholding record lag at steady payout rates, and the consumer's own maximum.
-async fn tax_pipeline(api: &Arc<Api>, o: &Options, start: NaiveDate) -> anyhow::Result<()> {
-    let secs = if o.quick { 5 } else { 20 };
-    let rates: &[u64] = if o.quick { &[50] } else { &[100, 500] };
-    println!("\n## tax pipeline");
-    let mut day = start;
+/// Payout commit → withholding record lag at steady payout rates (on the next business date, so
+/// every account is payable again), and the consumer's own maximum.
+async fn tax_pipeline(api: &Arc<Api>, seeded: &Seeded, quick: bool, r: &mut Report) -> anyhow::Result<()> {
+    let secs = if quick { 3 } else { 20 };
+    let rates: &[u64] = if quick { &[50] } else { &[100, 500] };
+    r.add("## tax pipeline");
+    let mut day = api.today().await?;
     for &rate in rates {
-        let n = (rate * secs) as usize;
-        let ids = funded_accounts(api, n, day).await?;
-        day = day + Days::new(30);
+        day = day + Days::new(1);
         api.set_clock(day).await?;
-        let ids = Arc::new(ids);
+        let draw = Draw::shuffled(seeded.accounts.clone());
+        let n = (rate * secs) as usize;
         let api2 = api.clone();
-        let s = load::open(rate, Duration::from_secs(secs), move |i| {
-            let (api, a) = (api2.clone(), ids[i as usize]);
-            async move { api.pay(a).await.is_ok() }
+        let s = load::open(rate, Duration::from_secs(secs), move |_| {
+            let (api, a) = (api2.clone(), draw.next());
+            async move {
+                match a {
+                    Some(a) => api.pay_status(a).await.is_ok_and(|s| s == 201),
+                    None => false,
+                }
+            }
         })
         .await;
-        println!("{}", s.line(&format!("payouts offered at {rate}/s (open loop)")));
+        r.stats(&format!("payouts offered at {rate}/s (open loop)"), &s);
         let lag = api.tax_lag(day, n).await?;
-        println!("{}", lag.line(&format!("  payout commit → withholding record, {rate}/s offered")));
+        r.latencies(&format!("  payout commit → withholding record, {rate}/s offered"), &lag);
     }
     // The consumer alone: events written straight to the topic, counted in a month of their own.
-    let n = if o.quick { 5_000 } else { 50_000 };
-    let month = format!("{}-01", 2200 + rand::thread_rng().gen_range(0..700));
-    let t = api.produce_tax_events(n, &month).await?;
+    let n = if quick { 2_000 } else { 20_000 };
+    let first_day = format!("{}-01-01", 2200 + rand::thread_rng().gen_range(0..700));
+    let t = api.produce_tax_events(n, &first_day).await?;
     let produced = t.elapsed();
+    let b = seed::bar(n as u64, "consumer backlog");
     loop {
-        let got = api.monthly_payouts(&month).await?;
+        let got = api.monthly_payouts(&first_day).await?;
+        b.set_position(got.max(0) as u64);
         if got >= n as i64 {
             break;
         }
         if t.elapsed() > Duration::from_secs(600) {
-            anyhow::bail!("the consumer recorded only {got} of {n} in 10 minutes");
+            b.finish_and_clear();
+            r.error(format!("the consumer recorded only {got} of {n} events in 10 minutes"));
+            return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    b.finish_and_clear();
     let took = t.elapsed();
-    println!(
+    r.add(format!(
         "consumer: {n} events produced in {:.1} s, all recorded after {:.1} s: {:.0} records/s",
         produced.as_secs_f64(),
         took.as_secs_f64(),
         n as f64 / took.as_secs_f64()
-    );
+    ));
     Ok(())
 }

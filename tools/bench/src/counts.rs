@@ -1,0 +1,144 @@
+//! What a payout costs in SQL statements, commits, WAL flushes and HTTP calls: snapshots of
+//! `pg_stat_statements` (statements per database and text), `pg_stat_database` (commits),
+//! `pg_stat_wal` (WAL syncs) and every service's `http_client_requests_total`, diffed around a
+//! measurement and divided by the payouts made. Background work (the outbox relay, the tax
+//! consumer, sweepers) lands in the same counters; it is part of a payout's cost.
+
+use std::collections::HashMap;
+
+use sqlx::{PgConnection, Row};
+
+use crate::api::Api;
+use crate::seed::Databases;
+
+pub const SERVICE_DBS: [&str; 5] = ["customer", "account_info", "accounting", "interest", "tax"];
+
+#[derive(Default, Clone)]
+pub struct Snapshot {
+    /// (database, statement text) → (calls, total execution ms).
+    statements: HashMap<(String, String), (i64, f64)>,
+    commits: HashMap<String, i64>,
+    wal_syncs: i64,
+    http_calls: f64,
+    /// False when pg_stat_statements is not loaded (shared_preload_libraries).
+    has_statements: bool,
+}
+
+pub struct Counter {
+    admin: PgConnection,
+    names: Vec<String>,
+}
+
+impl Counter {
+    pub async fn new(dbs: &Databases) -> anyhow::Result<Self> {
+        let mut admin = dbs.connect("postgres").await?;
+        // Absent until infra.sh has loaded it; counts then fall back to commits only.
+        let _ = sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").execute(&mut admin).await;
+        Ok(Self { admin, names: SERVICE_DBS.iter().map(|d| dbs.name(d)).collect() })
+    }
+
+    /// Label of a database in the report: the service's database without the stack prefix.
+    fn label(&self, db: &str) -> String {
+        SERVICE_DBS.iter().zip(&self.names).find(|(_, n)| *n == db).map_or(db.to_string(), |(l, _)| l.to_string())
+    }
+
+    pub async fn snapshot(&mut self, api: &Api) -> anyhow::Result<Snapshot> {
+        // Backends flush their transaction counts at most once a second.
+        tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+        let mut s = Snapshot::default();
+        let rows = sqlx::query(
+            "SELECT d.datname, s.query, sum(s.calls)::int8 AS calls, sum(s.total_exec_time)::float8 AS ms
+             FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
+             WHERE d.datname = ANY($1) GROUP BY 1, 2",
+        )
+        .bind(&self.names)
+        .fetch_all(&mut self.admin)
+        .await;
+        if let Ok(rows) = rows {
+            s.has_statements = true;
+            for r in rows {
+                let db: String = r.try_get("datname")?;
+                let q: String = r.try_get("query")?;
+                s.statements.insert((self.label(&db), q), (r.try_get("calls")?, r.try_get("ms")?));
+            }
+        }
+        for r in sqlx::query("SELECT datname, xact_commit FROM pg_stat_database WHERE datname = ANY($1)")
+            .bind(&self.names)
+            .fetch_all(&mut self.admin)
+            .await?
+        {
+            let db: String = r.try_get("datname")?;
+            s.commits.insert(self.label(&db), r.try_get("xact_commit")?);
+        }
+        s.wal_syncs = sqlx::query_scalar("SELECT wal_sync FROM pg_stat_wal").fetch_one(&mut self.admin).await?;
+        s.http_calls = api.http_calls().await?;
+        Ok(s)
+    }
+}
+
+fn verb(q: &str) -> &'static str {
+    let first = q.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
+    match first.as_str() {
+        "INSERT" | "UPDATE" | "DELETE" | "MERGE" => "DML",
+        "SELECT" | "WITH" => "SELECT",
+        _ => "other",
+    }
+}
+
+/// Per-payout figures between two snapshots; `detail` lists each statement.
+pub fn report(before: &Snapshot, after: &Snapshot, payouts: u64, detail: bool) -> Vec<String> {
+    let p = payouts.max(1) as f64;
+    let mut out = Vec::new();
+    let mut per_db: Vec<(String, f64, f64, f64, f64)> = Vec::new();
+    let mut lines: Vec<(String, f64, f64, String)> = Vec::new();
+    for db in SERVICE_DBS {
+        let (mut dml, mut sel, mut other) = (0.0, 0.0, 0.0);
+        for ((d, q), (calls, ms)) in &after.statements {
+            if d != db {
+                continue;
+            }
+            let (c0, ms0) = before.statements.get(&(d.clone(), q.clone())).copied().unwrap_or((0, 0.0));
+            let calls = (calls - c0) as f64 / p;
+            if calls <= 0.0 {
+                continue;
+            }
+            match verb(q) {
+                "DML" => dml += calls,
+                "SELECT" => sel += calls,
+                _ => other += calls,
+            }
+            if calls >= 0.05 && verb(q) != "other" {
+                let mean_ms = (ms - ms0) / (calls * p);
+                let text: String = q.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(90).collect();
+                lines.push((db.to_string(), calls, mean_ms, text));
+            }
+        }
+        let commits = (after.commits.get(db).unwrap_or(&0) - before.commits.get(db).unwrap_or(&0)) as f64 / p;
+        per_db.push((db.to_string(), dml, sel, other, commits));
+    }
+    if !after.has_statements {
+        out.push("  (pg_stat_statements not loaded: statement counts unavailable; run deploy/infra.sh)".into());
+    }
+    let total = per_db.iter().fold((0.0, 0.0, 0.0, 0.0), |t, d| (t.0 + d.1, t.1 + d.2, t.2 + d.3, t.3 + d.4));
+    out.push(format!(
+        "  per payout: {:.1} DML, {:.1} SELECT, {:.1} other statements (BEGIN/COMMIT/SET), {:.2} commits, \
+         {:.2} WAL syncs (cluster), {:.2} HTTP calls between services",
+        total.0,
+        total.1,
+        total.2,
+        total.3,
+        (after.wal_syncs - before.wal_syncs) as f64 / p,
+        (after.http_calls - before.http_calls) / p
+    ));
+    for (db, dml, sel, other, commits) in &per_db {
+        out.push(format!("    {db:<13} {dml:>5.2} DML {sel:>5.2} SELECT {other:>5.2} other {commits:>5.2} commits"));
+    }
+    if detail {
+        lines.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)));
+        out.push("    statements per payout (calls/payout, mean ms, text):".into());
+        for (db, calls, ms, text) in lines {
+            out.push(format!("      {db:<12} {calls:>5.2} {ms:>6.3} ms  {text}"));
+        }
+    }
+    out
+}
