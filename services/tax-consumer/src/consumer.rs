@@ -1,5 +1,5 @@
 //! The Kafka consumer loop. The consumer's position lives in the tax database, written in the same
-//! transaction as each withholding record (or dead letter), and partitions are assigned from it —
+//! transaction as the withholding records (a batch of what has arrived) or the dead letter, and partitions are assigned from it —
 //! no broker-side consumer-group state is involved, so neither a crash of the consumer nor the
 //! broker's group coordinator can lose or repeat an effect. The `payout_id` primary key makes any
 //! redelivery a no-op anyway. Among replicas, one consumes at a time: it holds a PostgreSQL
@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use contracts::{TaxWithholdingEvent, TAX_EVENT_SCHEMA_VERSION};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -21,6 +21,9 @@ use sqlx::PgPool;
 use tokio::sync::Notify;
 
 use crate::store::{self, DeadLetter, Source};
+
+/// Most records written in one transaction.
+const MAX_BATCH: usize = 500;
 
 pub struct Worker {
     pub pool: PgPool,
@@ -152,7 +155,18 @@ impl Worker {
         loop {
             tokio::select! {
                 m = stream.next() => match m {
-                    Some(Ok(msg)) => self.handle(&msg).await,
+                    Some(Ok(msg)) => {
+                        // Whatever else has already arrived joins it: one transaction (one commit)
+                        // per batch instead of per record.
+                        let mut batch = vec![msg];
+                        while batch.len() < MAX_BATCH {
+                            match stream.next().now_or_never() {
+                                Some(Some(Ok(m))) => batch.push(m),
+                                _ => break,
+                            }
+                        }
+                        self.handle(&batch).await;
+                    }
                     Some(Err(e)) => {
                         tracing::warn!(error = %e, "kafka receive error");
                         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -170,47 +184,63 @@ impl Worker {
         }
     }
 
-    async fn handle(&self, msg: &BorrowedMessage<'_>) {
-        let headers = platform::kafka::headers_to_map(msg.headers());
-        let span = tracing::info_span!("tax.consume", partition = msg.partition(), offset = msg.offset());
-        platform::telemetry::set_parent_from(&span, headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let _enter = span.enter();
-        let payload = msg.payload().unwrap_or_default();
-        let source = Source { topic: msg.topic(), partition: msg.partition(), offset: msg.offset() };
-        match parse(payload) {
-            Ok(event) => {
-                // Transient failures (database down) are retried until they succeed: the offset must
-                // not move before the record is written. Readiness reports unhealthy meanwhile.
-                let mut backoff = Duration::from_millis(100);
-                let mut attempt = 0u32;
-                loop {
-                    attempt += 1;
-                    match store::consume_withholding(&self.pool, &event, &source).await {
-                        Ok(fresh) => {
-                            self.healthy.store(true, Ordering::Relaxed);
-                            metrics::counter!("tax_withholdings_total", "result" => if fresh { "recorded" } else { "duplicate" }).increment(1);
-                            break;
-                        }
-                        Err(e) => {
-                            self.healthy.store(false, Ordering::Relaxed);
-                            tracing::warn!(error = %e, attempt, "withholding write failed; retrying");
-                            tokio::time::sleep(backoff).await;
-                            backoff = (backoff * 2).min(Duration::from_secs(5));
-                        }
+    /// Records a batch in order: each run of good messages in one transaction, each poison
+    /// message dead-lettered where it stands (the position never passes a message not yet dealt with).
+    async fn handle(&self, batch: &[BorrowedMessage<'_>]) {
+        let mut run: Vec<(TaxWithholdingEvent, Source<'_>)> = Vec::new();
+        for msg in batch {
+            let headers = platform::kafka::headers_to_map(msg.headers());
+            // One span per message under the payout's trace (the write is the batch's).
+            let span = tracing::info_span!("tax.consume", partition = msg.partition(), offset = msg.offset());
+            platform::telemetry::set_parent_from(&span, headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            let parsed = span.in_scope(|| parse(msg.payload().unwrap_or_default()));
+            let source = Source { topic: msg.topic(), partition: msg.partition(), offset: msg.offset() };
+            match parsed {
+                Ok(event) => run.push((event, source)),
+                Err(poison) => {
+                    self.record(&run).await;
+                    run.clear();
+                    let mut backoff = Duration::from_millis(100);
+                    // Dead-lettering must succeed before the offset moves.
+                    while let Err(e) = self.dead_letter(msg, &headers, &poison.to_string()).await {
+                        self.healthy.store(false, Ordering::Relaxed);
+                        tracing::warn!(error = %e, "dead-lettering failed; retrying");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
                     }
+                    self.healthy.store(true, Ordering::Relaxed);
+                    metrics::counter!("tax_dead_letters_total").increment(1);
                 }
             }
-            Err(poison) => {
-                let mut backoff = Duration::from_millis(100);
-                // Dead-lettering must succeed before the offset moves.
-                while let Err(e) = self.dead_letter(msg, &headers, &poison.to_string()).await {
+        }
+        self.record(&run).await;
+    }
+
+    /// Writes the records and the positions past them. Transient failures (database down) are
+    /// retried until they succeed: the position must not move before the records are written.
+    /// Readiness reports unhealthy meanwhile.
+    async fn record(&self, run: &[(TaxWithholdingEvent, Source<'_>)]) {
+        if run.is_empty() {
+            return;
+        }
+        let mut backoff = Duration::from_millis(100);
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            match store::consume_withholdings(&self.pool, run).await {
+                Ok(fresh) => {
+                    self.healthy.store(true, Ordering::Relaxed);
+                    metrics::counter!("tax_withholdings_total", "result" => "recorded").increment(fresh as u64);
+                    metrics::counter!("tax_withholdings_total", "result" => "duplicate")
+                        .increment((run.len() - fresh) as u64);
+                    return;
+                }
+                Err(e) => {
                     self.healthy.store(false, Ordering::Relaxed);
-                    tracing::warn!(error = %e, "dead-lettering failed; retrying");
+                    tracing::warn!(error = %e, attempt, records = run.len(), "withholding write failed; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
-                self.healthy.store(true, Ordering::Relaxed);
-                metrics::counter!("tax_dead_letters_total").increment(1);
             }
         }
     }

@@ -18,15 +18,25 @@ pub async fn insert_withholding(pool: &PgPool, e: &TaxWithholdingEvent, src: &So
     insert_withholding_on(&mut conn, e, src).await
 }
 
-/// Records the withholding and moves the consumer's position past its message, atomically.
-pub async fn consume_withholding(
+/// Records the withholdings and moves the consumer's positions past their messages, atomically.
+/// Returns how many were new (the rest were redeliveries).
+pub async fn consume_withholdings(
     pool: &PgPool,
-    e: &TaxWithholdingEvent,
-    src: &Source<'_>,
-) -> Result<bool, sqlx::Error> {
+    records: &[(TaxWithholdingEvent, Source<'_>)],
+) -> Result<usize, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let fresh = insert_withholding_on(&mut tx, e, src).await?;
-    advance(&mut tx, src).await?;
+    let mut fresh = 0;
+    let mut last: std::collections::BTreeMap<(&str, i32), &Source<'_>> = std::collections::BTreeMap::new();
+    for (e, src) in records {
+        fresh += usize::from(insert_withholding_on(&mut tx, e, src).await?);
+        let at = last.entry((src.topic, src.partition)).or_insert(src);
+        if src.offset > at.offset {
+            *at = src;
+        }
+    }
+    for src in last.values() {
+        advance(&mut tx, src).await?;
+    }
     tx.commit().await?;
     Ok(fresh)
 }
