@@ -23,17 +23,42 @@ use crate::{store, AppState};
 
 const BATCH: i64 = 500;
 
-pub async fn relay(state: AppState, producer: FutureProducer, topic: String, shutdown: Arc<Notify>) {
+/// Consecutive failed batches after which the relay starts over with a new producer.
+const FAILURES_BEFORE_NEW_PRODUCER: u32 = 5;
+
+/// Publishes until shut down. `producers.1` makes a new producer: after repeated failures the relay
+/// replaces its own, because a producer can stay stuck on state the broker lost (measured: tansu
+/// 0.6.0, restarted after a storage panic, panics again on every produce from the old producer id)
+/// and an idempotent producer can also hit fatal errors that only a new instance clears.
+pub async fn relay<F>(state: AppState, producers: (FutureProducer, F), topic: String, shutdown: Arc<Notify>)
+where
+    F: Fn() -> Result<FutureProducer, rdkafka::error::KafkaError>,
+{
+    let (mut producer, new_producer) = producers;
     let mut stopping = false;
+    let mut failures = 0u32;
     loop {
         match publish_batch(&state, &producer, &topic).await {
-            Ok(n) if n as i64 == BATCH => continue,
+            Ok(n) if n as i64 == BATCH => {
+                failures = 0;
+                continue;
+            }
             Ok(_) if stopping => break,
-            Ok(_) => {}
+            Ok(_) => failures = 0,
             Err(e) => {
-                tracing::warn!(error = %e, "outbox relay failed; will retry");
+                failures += 1;
+                tracing::warn!(error = %e, failures, "outbox relay failed; will retry");
                 if stopping {
                     break;
+                }
+                if failures.is_multiple_of(FAILURES_BEFORE_NEW_PRODUCER) {
+                    match new_producer() {
+                        Ok(p) => {
+                            tracing::warn!(failures, "outbox relay continues with a new producer");
+                            producer = p;
+                        }
+                        Err(e) => tracing::warn!(error = %e, "cannot create a new producer"),
+                    }
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }

@@ -6,6 +6,21 @@ use reqwest::Client;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+#[derive(Default, Clone)]
+pub struct HttpMetrics {
+    pub client_calls: f64,
+    /// "service METHOD route" → (seconds, requests).
+    pub server: std::collections::HashMap<String, (f64, f64)>,
+}
+
+/// `{method="POST",route="/v1/x"}` → `POST /v1/x`.
+fn route(labels: &str) -> String {
+    let label = |name: &str| {
+        labels.split(&format!("{name}=\"")).nth(1).and_then(|rest| rest.split('"').next()).unwrap_or("?").to_string()
+    };
+    format!("{} {}", label("method"), label("route"))
+}
+
 pub struct Api {
     http: Client,
     customer: String,
@@ -124,18 +139,32 @@ impl Api {
         Ok(status)
     }
 
-    /// Calls between services so far: the sum of `http_client_requests_total` over all five.
-    pub async fn http_calls(&self) -> anyhow::Result<f64> {
-        let mut total = 0.0;
-        for base in [&self.customer, &self.account_info, &self.accounting, &self.interest, &self.tax] {
+    /// Calls between services so far (the sum of `http_client_requests_total` over all five), and
+    /// each service's time serving each route (`http_server_request_duration_seconds` sum, count).
+    pub async fn http_metrics(&self) -> anyhow::Result<HttpMetrics> {
+        let mut m = HttpMetrics::default();
+        let services = [
+            ("customer", &self.customer),
+            ("account-info", &self.account_info),
+            ("accounting", &self.accounting),
+            ("interest", &self.interest),
+            ("tax-consumer", &self.tax),
+        ];
+        for (name, base) in services {
             let text = self.http.get(format!("{base}/metrics")).send().await?.text().await?;
-            total += text
-                .lines()
-                .filter(|l| l.starts_with("http_client_requests_total"))
-                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                .sum::<f64>();
+            for line in text.lines() {
+                let Some((series, value)) = line.rsplit_once(' ') else { continue };
+                let Ok(value) = value.parse::<f64>() else { continue };
+                if series.starts_with("http_client_requests_total") {
+                    m.client_calls += value;
+                } else if let Some(labels) = series.strip_prefix("http_server_request_duration_seconds_sum") {
+                    m.server.entry(format!("{name} {}", route(labels))).or_default().0 += value;
+                } else if let Some(labels) = series.strip_prefix("http_server_request_duration_seconds_count") {
+                    m.server.entry(format!("{name} {}", route(labels))).or_default().1 += value;
+                }
+            }
         }
-        Ok(total)
+        Ok(m)
     }
 }
 

@@ -19,7 +19,7 @@ pub struct Snapshot {
     statements: HashMap<(String, String), (i64, f64)>,
     commits: HashMap<String, i64>,
     wal_syncs: i64,
-    http_calls: f64,
+    http: crate::api::HttpMetrics,
     /// False when pg_stat_statements is not loaded (shared_preload_libraries).
     has_statements: bool,
 }
@@ -71,7 +71,7 @@ impl Counter {
             s.commits.insert(self.label(&db), r.try_get("xact_commit")?);
         }
         s.wal_syncs = sqlx::query_scalar("SELECT wal_sync FROM pg_stat_wal").fetch_one(&mut self.admin).await?;
-        s.http_calls = api.http_calls().await?;
+        s.http = api.http_metrics().await?;
         Ok(s)
     }
 }
@@ -128,12 +128,27 @@ pub fn report(before: &Snapshot, after: &Snapshot, payouts: u64, detail: bool) -
         total.2,
         total.3,
         (after.wal_syncs - before.wal_syncs) as f64 / p,
-        (after.http_calls - before.http_calls) / p
+        (after.http.client_calls - before.http.client_calls) / p
     ));
     for (db, dml, sel, other, commits) in &per_db {
         out.push(format!("    {db:<13} {dml:>5.2} DML {sel:>5.2} SELECT {other:>5.2} other {commits:>5.2} commits"));
     }
     if detail {
+        let mut routes: Vec<(String, f64, f64)> = after
+            .http
+            .server
+            .iter()
+            .filter_map(|(route, (secs, count))| {
+                let (s0, c0) = before.http.server.get(route).copied().unwrap_or((0.0, 0.0));
+                let n = count - c0;
+                (n / p >= 0.05).then(|| (route.clone(), n / p, (secs - s0) / n * 1000.0))
+            })
+            .collect();
+        routes.sort_by(|a, b| b.2.total_cmp(&a.2));
+        out.push("    server time per request (requests/payout, mean ms, service route):".into());
+        for (route, per, ms) in routes {
+            out.push(format!("      {per:>5.2} {ms:>7.2} ms  {route}"));
+        }
         lines.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)));
         out.push("    statements per payout (calls/payout, mean ms, text):".into());
         for (db, calls, ms, text) in lines {
