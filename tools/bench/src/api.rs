@@ -170,27 +170,37 @@ impl Api {
 
 impl Api {
     /// Lag from each payout's commit (its `created_at`) to its withholding record (`recorded_at`),
-    /// for payouts of `day`; waits until `expected` records exist (or 2 minutes).
-    pub async fn tax_lag(&self, day: NaiveDate, expected: usize) -> anyhow::Result<crate::load::Stats> {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    /// for payouts of `day` made since `since`; waits until each has its record (or 3 minutes), and
+    /// counts those still without one as missing.
+    pub async fn tax_lag(
+        &self,
+        day: NaiveDate,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> anyhow::Result<crate::load::Stats> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
         loop {
-            let payouts =
-                self.pages(&format!("{}/v1/interest/payouts?from={day}&to={day}", self.interest), "payouts").await?;
-            let records =
-                self.pages(&format!("{}/v1/tax/withholdings?from={day}&to={day}", self.tax), "withholdings").await?;
-            if records.len() >= payouts.len().min(expected) || std::time::Instant::now() > deadline {
-                let recorded: std::collections::HashMap<String, chrono::DateTime<chrono::Utc>> = records
-                    .iter()
-                    .filter_map(|w| {
-                        Some((w["payout_id"].as_str()?.to_string(), w["recorded_at"].as_str()?.parse().ok()?))
-                    })
-                    .collect();
+            let mut payouts = Vec::new();
+            for p in
+                self.pages(&format!("{}/v1/interest/payouts?from={day}&to={day}", self.interest), "payouts").await?
+            {
+                let (Some(id), Some(at)) = (p["payout_id"].as_str(), p["created_at"].as_str()) else { continue };
+                let at: chrono::DateTime<chrono::Utc> = at.parse()?;
+                if at >= since {
+                    payouts.push((id.to_string(), at));
+                }
+            }
+            let recorded: std::collections::HashMap<String, chrono::DateTime<chrono::Utc>> = self
+                .pages(&format!("{}/v1/tax/withholdings?from={day}&to={day}", self.tax), "withholdings")
+                .await?
+                .iter()
+                .filter_map(|w| Some((w["payout_id"].as_str()?.to_string(), w["recorded_at"].as_str()?.parse().ok()?)))
+                .collect();
+            let all = payouts.iter().all(|(id, _)| recorded.contains_key(id));
+            if all || std::time::Instant::now() > deadline {
                 let mut s = crate::load::Stats::default();
-                for p in &payouts {
-                    let (Some(id), Some(at)) = (p["payout_id"].as_str(), p["created_at"].as_str()) else { continue };
-                    let at: chrono::DateTime<chrono::Utc> = at.parse()?;
+                for (id, at) in &payouts {
                     match recorded.get(id) {
-                        Some(r) => s.micros.push((*r - at).num_microseconds().unwrap_or(0).max(0) as u64),
+                        Some(r) => s.micros.push((*r - *at).num_microseconds().unwrap_or(0).max(0) as u64),
                         None => s.errors += 1,
                     }
                 }

@@ -419,7 +419,7 @@ async fn tax_pipeline(
         day = day + Days::new(1);
         api.set_clock(day).await?;
         let draw = Draw::shuffled(seeded.accounts.clone());
-        let n = (rate * secs) as usize;
+        let since = chrono::Utc::now() - chrono::Duration::seconds(1);
         let api2 = api.clone();
         let s = load::open(rate, Duration::from_secs(secs), move |_| {
             let (api, a) = (api2.clone(), draw.next());
@@ -432,7 +432,7 @@ async fn tax_pipeline(
         })
         .await;
         r.stats(&format!("payouts offered at {rate}/s (open loop)"), &s);
-        let lag = api.tax_lag(day, n).await?;
+        let lag = api.tax_lag(day, since).await?;
         r.latencies(&format!("  payout commit → withholding record, {rate}/s offered"), &lag);
     }
     // The consumer alone: events written straight to the topic (dated in a month of their own)
