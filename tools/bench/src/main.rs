@@ -147,6 +147,14 @@ impl Draw {
     }
 }
 
+/// A payout of the next unpaid account: true when it was paid (201).
+async fn pay_next(api: Arc<Api>, draw: Arc<Draw>) -> bool {
+    match draw.next() {
+        Some(a) => api.pay_status(a).await.is_ok_and(|s| s == 201),
+        None => false,
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let o = options()?;
@@ -285,16 +293,7 @@ async fn payouts(
         let b = tokio::task::block_in_place(|| base.run(dbs, c, secs))?;
         let before = counter.snapshot(api).await?;
         let (api2, draw) = (api.clone(), unpaid.clone());
-        let s = load::closed(c, secs, move |_, _| {
-            let (api, a) = (api2.clone(), draw.next());
-            async move {
-                match a {
-                    Some(a) => api.pay_status(a).await.is_ok_and(|s| s == 201),
-                    None => false,
-                }
-            }
-        })
-        .await;
+        let s = load::closed(c, secs, move |_, _| pay_next(api2.clone(), draw.clone())).await;
         tokio::time::sleep(Duration::from_secs(1)).await;
         let after = counter.snapshot(api).await?;
         r.stats(&format!("payout c={c}"), &s);
@@ -421,16 +420,7 @@ async fn tax_pipeline(
         let draw = Draw::shuffled(seeded.accounts.clone());
         let since = chrono::Utc::now() - chrono::Duration::seconds(1);
         let api2 = api.clone();
-        let s = load::open(rate, Duration::from_secs(secs), move |_| {
-            let (api, a) = (api2.clone(), draw.next());
-            async move {
-                match a {
-                    Some(a) => api.pay_status(a).await.is_ok_and(|s| s == 201),
-                    None => false,
-                }
-            }
-        })
-        .await;
+        let s = load::open(rate, Duration::from_secs(secs), move |_| pay_next(api2.clone(), draw.clone())).await;
         r.stats(&format!("payouts offered at {rate}/s (open loop)"), &s);
         let lag = api.tax_lag(day, since).await?;
         r.latencies(&format!("  payout commit → withholding record, {rate}/s offered"), &lag);
