@@ -45,9 +45,6 @@ impl KafkaConfig {
             .set("linger.ms", "1")
             .set("message.timeout.ms", "30000")
             .set("socket.timeout.ms", "10000")
-            // A fetch that finds nothing waits this long on the broker; the default (500 ms) showed
-            // up whole in the payout → withholding lag (tansu answers at the end of the wait).
-            .set("fetch.wait.max.ms", "100")
             .create()
     }
 
