@@ -1,11 +1,11 @@
 //! The Kafka consumer loop. The consumer's position lives in the tax database, written in the same
-//! transaction as the withholding records (a batch of what has arrived) or the dead letter, and partitions are assigned from it —
-//! no broker-side consumer-group state is involved, so neither a crash of the consumer nor the
-//! broker's group coordinator can lose or repeat an effect. The `payout_id` primary key makes any
-//! redelivery a no-op anyway. Among replicas, one consumes at a time: it holds a PostgreSQL
-//! advisory lock on a connection of its own; when that connection dies (crash, database outage),
-//! another replica — or the same one, once the database is back — takes over from the stored
-//! positions.
+//! transaction as the withholding records (a batch of what has arrived) or the dead letter, and
+//! partitions are assigned from it — no broker-side consumer-group state is involved, so neither a
+//! crash of the consumer nor the broker's group coordinator can lose or repeat an effect. The
+//! `payout_id` primary key makes any redelivery a no-op anyway. Among replicas, one consumes at a
+//! time: it holds a PostgreSQL advisory lock on a connection of its own; when that connection dies
+//! (crash, database outage), another replica — or the same one, once the database is back — takes
+//! over from the stored positions.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -200,15 +200,8 @@ impl Worker {
                 Err(poison) => {
                     self.record(&run).await;
                     run.clear();
-                    let mut backoff = Duration::from_millis(100);
-                    // Dead-lettering must succeed before the offset moves.
-                    while let Err(e) = self.dead_letter(msg, &headers, &poison.to_string()).await {
-                        self.healthy.store(false, Ordering::Relaxed);
-                        tracing::warn!(error = %e, "dead-lettering failed; retrying");
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
-                    }
-                    self.healthy.store(true, Ordering::Relaxed);
+                    let error = poison.to_string();
+                    self.until_stored("dead-lettering", || self.dead_letter(msg, &headers, &error)).await;
                     metrics::counter!("tax_dead_letters_total").increment(1);
                 }
             }
@@ -216,28 +209,36 @@ impl Worker {
         self.record(&run).await;
     }
 
-    /// Writes the records and the positions past them. Transient failures (database down) are
-    /// retried until they succeed: the position must not move before the records are written.
-    /// Readiness reports unhealthy meanwhile.
+    /// Writes the records and the positions past them.
     async fn record(&self, run: &[(TaxWithholdingEvent, Source<'_>)]) {
         if run.is_empty() {
             return;
         }
+        let fresh = self.until_stored("withholding write", || store::consume_withholdings(&self.pool, run)).await;
+        metrics::counter!("tax_withholdings_total", "result" => "recorded").increment(fresh as u64);
+        metrics::counter!("tax_withholdings_total", "result" => "duplicate").increment((run.len() - fresh) as u64);
+    }
+
+    /// Repeats `attempt` until it succeeds: transient failures (database down, broker away) are
+    /// retried with capped exponential backoff, because the position must not move before the
+    /// effect is stored. Readiness reports unhealthy meanwhile.
+    async fn until_stored<T, E, Fut>(&self, what: &str, attempt: impl Fn() -> Fut) -> T
+    where
+        E: std::fmt::Display,
+        Fut: std::future::Future<Output = Result<T, E>>,
+    {
         let mut backoff = Duration::from_millis(100);
-        let mut attempt = 0u32;
+        let mut attempts = 0u32;
         loop {
-            attempt += 1;
-            match store::consume_withholdings(&self.pool, run).await {
-                Ok(fresh) => {
+            attempts += 1;
+            match attempt().await {
+                Ok(v) => {
                     self.healthy.store(true, Ordering::Relaxed);
-                    metrics::counter!("tax_withholdings_total", "result" => "recorded").increment(fresh as u64);
-                    metrics::counter!("tax_withholdings_total", "result" => "duplicate")
-                        .increment((run.len() - fresh) as u64);
-                    return;
+                    return v;
                 }
                 Err(e) => {
                     self.healthy.store(false, Ordering::Relaxed);
-                    tracing::warn!(error = %e, attempt, records = run.len(), "withholding write failed; retrying");
+                    tracing::warn!(error = %e, attempts, "{what} failed; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
