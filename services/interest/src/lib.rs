@@ -71,10 +71,6 @@ pub async fn run() -> anyhow::Result<()> {
     revisions.publish_all(rates.into_iter().map(|(code, rev)| (revision::rates_key(&code), rev)).collect()).await;
     kafka.ensure_topics(&[platform::kafka::TAX_TOPIC, platform::kafka::TAX_DLQ_TOPIC]).await?;
     let producer = kafka.producer()?;
-    let producers = {
-        let kafka = kafka.clone();
-        move || kafka.producer()
-    };
 
     let state = AppState {
         pool: infra.pool.clone(),
@@ -96,12 +92,7 @@ pub async fn run() -> anyhow::Result<()> {
     checks.push(("kafka", platform::kafka::readiness_check(probe)));
     // Tells the background workers to stop once requests have drained.
     let shutdown = Arc::new(Notify::new());
-    let relay = tokio::spawn(outbox::relay(
-        state.clone(),
-        (producer, producers),
-        kafka.topic(platform::kafka::TAX_TOPIC),
-        shutdown.clone(),
-    ));
+    let relay = tokio::spawn(outbox::relay(state.clone(), kafka.clone(), producer, shutdown.clone()));
     let recovery = tokio::spawn(outbox::recover_from_ledger(state.clone(), shutdown.clone()));
     let run_worker = tokio::spawn(runs::worker(state.clone(), run_settings, shutdown.clone()));
 

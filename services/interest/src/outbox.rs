@@ -14,6 +14,7 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDate, Utc};
 use contracts::{InterestPostingFeed, TaxWithholdingEvent, TAX_EVENT_SCHEMA_VERSION};
 use domain::TaxCategory;
+use platform::kafka::KafkaConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sqlx::Row;
 use tokio::sync::Notify;
@@ -26,15 +27,12 @@ const BATCH: i64 = 500;
 /// Consecutive failed batches after which the relay starts over with a new producer.
 const FAILURES_BEFORE_NEW_PRODUCER: u32 = 5;
 
-/// Publishes until shut down. `producers.1` makes a new producer: after repeated failures the relay
-/// replaces its own, because a producer can stay stuck on state the broker lost (measured: tansu
+/// Publishes until shut down. After repeated failures the relay replaces its producer with a new
+/// one from `kafka`, because a producer can stay stuck on state the broker lost (measured: tansu
 /// 0.6.0, restarted after a storage panic, panics again on every produce from the old producer id)
 /// and an idempotent producer can also hit fatal errors that only a new instance clears.
-pub async fn relay<F>(state: AppState, producers: (FutureProducer, F), topic: String, shutdown: Arc<Notify>)
-where
-    F: Fn() -> Result<FutureProducer, rdkafka::error::KafkaError>,
-{
-    let (mut producer, new_producer) = producers;
+pub async fn relay(state: AppState, kafka: KafkaConfig, mut producer: FutureProducer, shutdown: Arc<Notify>) {
+    let topic = kafka.topic(platform::kafka::TAX_TOPIC);
     let mut stopping = false;
     let mut failures = 0u32;
     loop {
@@ -52,7 +50,7 @@ where
                     break;
                 }
                 if failures.is_multiple_of(FAILURES_BEFORE_NEW_PRODUCER) {
-                    match new_producer() {
+                    match kafka.producer() {
                         Ok(p) => {
                             tracing::warn!(failures, "outbox relay continues with a new producer");
                             producer = p;
