@@ -102,12 +102,13 @@ pub fn report(before: &Snapshot, after: &Snapshot, payouts: u64, detail: bool) -
             if calls <= 0.0 {
                 continue;
             }
-            match verb(q) {
+            let kind = verb(q);
+            match kind {
                 "DML" => dml += calls,
                 "SELECT" => sel += calls,
                 _ => other += calls,
             }
-            if calls >= 0.05 && verb(q) != "other" {
+            if calls >= 0.05 && kind != "other" {
                 let mean_ms = (ms - ms0) / (calls * p);
                 let text: String = q.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(90).collect();
                 lines.push((db.to_string(), calls, mean_ms, text));
