@@ -376,13 +376,27 @@ async fn a_payout_booked_by_the_ledger_but_not_recorded_converges() {
     stack.deposit(retried, 50_000_000, None).await;
     stack.deposit(abandoned, 50_000_000, None).await;
     stack.set_today("2024-07-02").await;
+    let rates_rev: i64 = sqlx::query_scalar("SELECT rates_rev FROM products WHERE code = 'P'")
+        .fetch_one(&stack.dbs["interest"])
+        .await
+        .unwrap();
     for (account, key) in [(retried, "crash-key"), (abandoned, "never-retried")] {
+        // What the interest service's quote would carry: the versions of its inputs.
+        let balances = stack
+            .get("accounting", &format!("/v1/ledger/accounts/{account}/daily-balances?from=2024-07-01&to=2024-07-01"))
+            .await;
+        let basis = json!({
+            "history_rev": balances.body["history_rev"], "balances_digest": balances.body["digest"],
+            "account_rev": stack.get("account-info", &format!("/v1/accounts/{account}")).await.body["rev"],
+            "customer_rev": stack.get("customer", &format!("/v1/customers/{c}")).await.body["rev"],
+            "rates_rev": rates_rev,
+        });
         let book = json!({
             "payout_id": Uuid::new_v4(), "account_id": account, "customer_id": c, "product_code": "P",
             "business_date": "2024-07-02", "period_from": "2024-07-01", "period_to": "2024-07-01",
             "gross": 2739, "income_tax": 380, "local_tax": 30, "rural_special_tax": 0, "net": 2329,
             "carry_in_units": 0, "carry_out_units": 265000000, "tax_category": "GENERAL",
-            "idempotency_key": key, "request_hash": e2e_empty_hash(),
+            "idempotency_key": key, "request_hash": e2e_empty_hash(), "basis": basis,
         });
         let r = stack.post("accounting", "/v1/ledger/interest-postings", book).await;
         assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);

@@ -30,6 +30,15 @@ pub struct Customer {
     pub status_reason: Option<String>,
     pub tax_category: TaxCategory,
     pub created_at: DateTime<Utc>,
+    /// Bumped by every change of a mutable field (status, tax category): a payout quoted from
+    /// this customer carries it, and the ledger refuses the booking if the customer changed since.
+    #[serde(default)]
+    pub rev: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChangeTaxCategory {
+    pub tax_category: TaxCategory,
 }
 
 // ---- account-info ----
@@ -61,6 +70,9 @@ pub struct Account {
     pub deposit_suspended: bool,
     pub withdrawal_suspended: bool,
     pub created_at: DateTime<Utc>,
+    /// Bumped by every status or holds change (see [`Customer::rev`]).
+    #[serde(default)]
+    pub rev: i64,
 }
 
 /// A keyset page of accounts; pass `next_after` as `after` for the next page (absent on the last).
@@ -148,6 +160,12 @@ pub struct DailyBalances {
     pub to: NaiveDate,
     pub points: Vec<BalancePoint>,
     pub last_interest_posting: Option<InterestPosting>,
+    /// The account's ledger history revision in the same snapshot as the points.
+    #[serde(default)]
+    pub history_rev: i64,
+    /// A fingerprint of `points` that the ledger recomputes when it books a payout of this period.
+    #[serde(default)]
+    pub digest: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -178,6 +196,68 @@ pub struct InterestPostingRequest {
     pub tax_category: TaxCategory,
     pub idempotency_key: String,
     pub request_hash: String,
+    /// The versions of everything the amount and eligibility were computed from.
+    #[serde(default)]
+    pub basis: QuoteBasis,
+}
+
+/// What a payout's quote was computed from, verified by the ledger when the booking commits (SPEC
+/// §7): the period's end-of-day balances (history revision and a digest of the points), the
+/// account's status and holds, the customer's status and tax category, the product's rates.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuoteBasis {
+    pub history_rev: i64,
+    pub balances_digest: String,
+    pub account_rev: i64,
+    pub customer_rev: i64,
+    pub rates_rev: i64,
+}
+
+impl QuoteBasis {
+    /// The fences (see [`PayoutFence`]) this quote's revisions are checked against, with the
+    /// revision it was computed at.
+    pub fn fenced(&self, account_id: Uuid, customer_id: Uuid, product_code: &str) -> [(String, i64); 3] {
+        [
+            (fence::account(account_id), self.account_rev),
+            (fence::customer(customer_id), self.customer_rev),
+            (fence::rates(product_code), self.rates_rev),
+        ]
+    }
+}
+
+/// An owner of payout inputs (account-info, customer, interest's rates) raises a fence in the
+/// ledger *before* committing a change: from then on the ledger refuses bookings quoted at an
+/// older revision of that subject, and the fence waits for bookings in flight on it to finish.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayoutFence {
+    pub subject: String,
+    pub rev: i64,
+    /// Rates only: the new schedule's first day; refused if a booked payout of the product
+    /// already covers it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective_from: Option<NaiveDate>,
+}
+
+/// Fence subjects: one per account, customer and product.
+pub mod fence {
+    use uuid::Uuid;
+
+    pub fn account(id: Uuid) -> String {
+        format!("account:{id}")
+    }
+
+    pub fn customer(id: Uuid) -> String {
+        format!("customer:{id}")
+    }
+
+    pub fn rates(product_code: &str) -> String {
+        format!("rates:{product_code}")
+    }
+
+    /// The product of a rates subject.
+    pub fn rates_product(subject: &str) -> Option<&str> {
+        subject.strip_prefix("rates:")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

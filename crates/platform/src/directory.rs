@@ -1,7 +1,7 @@
 //! Cached reads of accounts (from account-info) and customers (from customer), split by mutability.
 //!
-//! Immutable fields (owner, product, opening date, tax category) never go stale, so an entry is
-//! always good for them. Mutable fields (statuses, holds) are trusted only while the owner's
+//! Immutable fields (owner, product, opening date) never go stale, so an entry is
+//! always good for them. Mutable fields (statuses, holds, tax category) are trusted only while the owner's
 //! revision in Redis is the one read just before the entry was fetched (see [`crate::revision`]),
 //! and for at most a minute even then; when Redis cannot be read they are trusted for one second.
 
@@ -72,6 +72,13 @@ pub struct Directory {
 impl Directory {
     pub fn new(redis: Option<Redis>, account_info: ServiceClient, customer: Option<ServiceClient>) -> Self {
         Self { redis, account_info, customer, accounts: bounded(), customers: bounded() }
+    }
+
+    /// Drops the cached account and customer, so the next lookup reads both from their owners
+    /// (a payout whose quote the ledger found stale).
+    pub async fn forget(&self, account_id: Uuid, customer_id: Uuid) {
+        self.accounts.invalidate(&account_id).await;
+        self.customers.invalidate(&customer_id).await;
     }
 
     /// The account-info client, for calls the directory does not cache (listings).

@@ -19,7 +19,7 @@ pub fn account_key(id: uuid::Uuid) -> String {
     format!("rev:account:{id}")
 }
 
-/// Mutable fields of a customer (status), owned by customer.
+/// Mutable fields of a customer (status, tax category), owned by customer.
 pub fn customer_key(id: uuid::Uuid) -> String {
     format!("rev:customer:{id}")
 }

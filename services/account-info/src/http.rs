@@ -7,12 +7,12 @@ use axum::{Json, Router};
 use contracts::{Account, AccountPage, ChangeAccountStatus, ChangeHolds, Customer, OpenAccount, Product};
 use domain::AccountStatus;
 use platform::extract::{Json as Body, Path, Query};
-use platform::revision;
 use platform::{ApiError, ApiResult};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::{store, AppState};
+use crate::store::{self, Change};
+use crate::{changes, AppState};
 
 pub fn routes(state: AppState) -> Router {
     Router::new()
@@ -66,8 +66,7 @@ async fn change_status(
     Path(id): Path<Uuid>,
     body: Body<ChangeAccountStatus>,
 ) -> ApiResult<Json<Account>> {
-    let (account, rev) = store::set_status(&s.pool, id, body.value.status).await?.ok_or_else(|| not_found(id))?;
-    s.revisions.publish(revision::account_key(id), rev).await;
+    let account = changes::change(&s, id, Change::Status(body.value.status)).await?;
     tracing::info!(account_id = %id, status = body.value.status.as_str(), "account status changed");
     Ok(Json(account))
 }
@@ -78,11 +77,8 @@ async fn change_holds(
     body: Body<ChangeHolds>,
 ) -> ApiResult<Json<Account>> {
     let h = body.value;
-    let (account, rev) = store::set_holds(&s.pool, id, h.deposit_suspended, h.withdrawal_suspended)
-        .await?
-        .ok_or_else(|| not_found(id))?;
-    s.revisions.publish(revision::account_key(id), rev).await;
-    Ok(Json(account))
+    let change = Change::Holds { deposit: h.deposit_suspended, withdrawal: h.withdrawal_suspended };
+    Ok(Json(changes::change(&s, id, change).await?))
 }
 
 #[derive(Deserialize)]

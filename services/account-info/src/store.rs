@@ -3,11 +3,11 @@
 use chrono::NaiveDate;
 use contracts::Account;
 use domain::AccountStatus;
-use sqlx::{PgPool, Row};
+use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
 const COLUMNS: &str =
-    "account_id, customer_id, product_code, opened_on, status, deposit_suspended, withdrawal_suspended, created_at";
+    "account_id, customer_id, product_code, opened_on, status, deposit_suspended, withdrawal_suspended, created_at, rev";
 
 fn to_account(r: &sqlx::postgres::PgRow) -> Result<Account, sqlx::Error> {
     let status: String = r.try_get("status")?;
@@ -20,6 +20,7 @@ fn to_account(r: &sqlx::postgres::PgRow) -> Result<Account, sqlx::Error> {
         deposit_suspended: r.try_get("deposit_suspended")?,
         withdrawal_suspended: r.try_get("withdrawal_suspended")?,
         created_at: r.try_get("created_at")?,
+        rev: r.try_get("rev")?,
     })
 }
 
@@ -50,35 +51,44 @@ pub async fn find(pool: &PgPool, id: Uuid) -> Result<Option<Account>, sqlx::Erro
     row.as_ref().map(to_account).transpose()
 }
 
-/// Changes the status; returns the account and its new revision.
-pub async fn set_status(pool: &PgPool, id: Uuid, status: AccountStatus) -> Result<Option<(Account, i64)>, sqlx::Error> {
-    let row = sqlx::query(&format!(
-        "UPDATE accounts SET status = $2, rev = rev + 1, updated_at = now() WHERE account_id = $1
-         RETURNING {COLUMNS}, rev"
-    ))
-    .bind(id)
-    .bind(status.as_str())
-    .fetch_optional(pool)
-    .await?;
-    row.as_ref().map(|r| Ok((to_account(r)?, r.try_get("rev")?))).transpose()
+/// The change a use case makes to an account's mutable state.
+pub enum Change {
+    Status(AccountStatus),
+    Holds { deposit: bool, withdrawal: bool },
 }
 
-pub async fn set_holds(
-    pool: &PgPool,
-    id: Uuid,
-    deposit: bool,
-    withdrawal: bool,
-) -> Result<Option<(Account, i64)>, sqlx::Error> {
-    let row = sqlx::query(&format!(
-        "UPDATE accounts SET deposit_suspended = $2, withdrawal_suspended = $3, rev = rev + 1, updated_at = now()
-         WHERE account_id = $1 RETURNING {COLUMNS}, rev"
-    ))
-    .bind(id)
-    .bind(deposit)
-    .bind(withdrawal)
-    .fetch_optional(pool)
-    .await?;
-    row.as_ref().map(|r| Ok((to_account(r)?, r.try_get("rev")?))).transpose()
+/// Applies the change and bumps the revision, leaving the row locked in `conn`'s transaction;
+/// `None` if there is no such account.
+pub async fn apply(conn: &mut PgConnection, id: Uuid, change: &Change) -> Result<Option<Account>, sqlx::Error> {
+    let row = match change {
+        Change::Status(status) => {
+            sqlx::query(&format!(
+                "UPDATE accounts SET status = $2, rev = rev + 1, updated_at = now() WHERE account_id = $1
+                 RETURNING {COLUMNS}"
+            ))
+            .bind(id)
+            .bind(status.as_str())
+            .fetch_optional(conn)
+            .await?
+        }
+        Change::Holds { deposit, withdrawal } => {
+            sqlx::query(&format!(
+            "UPDATE accounts SET deposit_suspended = $2, withdrawal_suspended = $3, rev = rev + 1, updated_at = now()
+                 WHERE account_id = $1 RETURNING {COLUMNS}"
+        ))
+            .bind(id)
+            .bind(deposit)
+            .bind(withdrawal)
+            .fetch_optional(conn)
+            .await?
+        }
+    };
+    row.as_ref().map(to_account).transpose()
+}
+
+/// Raises the revision to what the ledger's fence holds (see `changes`).
+pub async fn set_rev(conn: &mut PgConnection, id: Uuid, rev: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE accounts SET rev = $2 WHERE account_id = $1").bind(id).bind(rev).execute(conn).await.map(|_| ())
 }
 
 /// Keyset page ordered by account id: streams any number of accounts without OFFSET.
@@ -103,4 +113,14 @@ pub async fn list(
     .fetch_all(pool)
     .await?;
     rows.iter().map(to_account).collect()
+}
+
+/// Raises the revision to `rev` unless it is there already (waits for a change in progress);
+/// returns the new revision if it moved.
+pub async fn catch_up(pool: &PgPool, id: Uuid, rev: i64) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar("UPDATE accounts SET rev = $2 WHERE account_id = $1 AND rev < $2 RETURNING rev")
+        .bind(id)
+        .bind(rev)
+        .fetch_optional(pool)
+        .await
 }

@@ -8,7 +8,7 @@ use axum::{Json, Router};
 use chrono::NaiveDate;
 use contracts::{
     Balance, DailyBalances, Entries, InterestPosting, InterestPostingFeed, InterestPostingRequest, MoneyMovement,
-    Transfer,
+    PayoutFence, Transfer,
 };
 use platform::directory::LookupError;
 use platform::extract::{IdempotencyKey, Json as Body, Path, Query};
@@ -28,6 +28,7 @@ pub fn routes(state: AppState) -> Router {
         .route("/v1/ledger/accounts/{id}/entries", get(entries))
         .route("/v1/ledger/accounts/{id}/daily-balances", get(daily_balances))
         .route("/v1/ledger/interest-postings", post(book_interest).get(interest_feed))
+        .route("/v1/ledger/payout-fences", post(raise_fence).get(recent_fences))
         .with_state(state)
 }
 
@@ -123,6 +124,35 @@ async fn book_interest(
 ) -> ApiResult<(StatusCode, Json<InterestPosting>)> {
     let posting = ledger::book_interest(&s, &body.value).await?;
     Ok((StatusCode::CREATED, Json(posting)))
+}
+
+async fn raise_fence(State(s): State<AppState>, body: Body<PayoutFence>) -> ApiResult<Json<PayoutFence>> {
+    let f = body.value;
+    if f.subject.is_empty() || f.subject.len() > 200 || f.rev < 0 {
+        return Err(ApiError::validation("subject", "subject must be 1 to 200 characters and rev not negative"));
+    }
+    let rev = ledger::raise_fence(&s, &f).await?;
+    Ok(Json(PayoutFence { rev, ..f }))
+}
+
+#[derive(Deserialize)]
+struct RecentFencesQuery {
+    prefix: String,
+    within_secs: Option<i64>,
+}
+
+/// Fences raised lately, for an owner that restarts to catch its revisions up with (a crash between
+/// raising a fence and committing leaves the fence ahead).
+async fn recent_fences(
+    State(s): State<AppState>,
+    Query(q): Query<RecentFencesQuery>,
+) -> ApiResult<Json<Vec<PayoutFence>>> {
+    let within = q.within_secs.unwrap_or(86_400);
+    if !(1..=31 * 86_400).contains(&within) {
+        return Err(ApiError::validation("within_secs", "within_secs must be 1 to 2678400"));
+    }
+    let fences = store::recent_fences(&s.pool, &q.prefix, within, 100_000).await?;
+    Ok(Json(fences.into_iter().map(|(subject, rev)| PayoutFence { subject, rev, effective_from: None }).collect()))
 }
 
 #[derive(Deserialize)]

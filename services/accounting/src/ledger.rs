@@ -6,7 +6,10 @@ use std::future::Future;
 use std::time::Duration;
 
 use chrono::NaiveDate;
-use contracts::{Account, DailyBalances, InterestPosting, InterestPostingRequest, Posting, TransferPosting};
+use contracts::{
+    Account, BalancePoint, DailyBalances, InterestPosting, InterestPostingRequest, PayoutFence, Posting,
+    TransferPosting,
+};
 use domain::{AccountStatus, Amount};
 use platform::directory::LookupError;
 use platform::revision;
@@ -282,8 +285,9 @@ pub async fn transfer(
 }
 
 /// Books an interest payout: the payout's one durable commit. At most one per account per business
-/// date, only for the period right after the last one; the same `payout_id` again returns the
-/// booked posting.
+/// date (today's), only for the period right after the last one, and only if nothing the quote was
+/// computed from has changed since (`QUOTE_STALE` otherwise, nothing written); the same
+/// idempotency key again returns the booked posting.
 pub async fn book_interest(state: &AppState, req: &InterestPostingRequest) -> Result<InterestPosting, LedgerError> {
     let taxes = req.income_tax + req.local_tax + req.rural_special_tax;
     if req.gross < 1 || req.net < 0 || taxes < 0 || req.net + taxes != req.gross || req.period_to < req.period_from {
@@ -315,6 +319,9 @@ pub async fn book_interest(state: &AppState, req: &InterestPostingRequest) -> Re
                 format!("payout {} was booked on {}", existing.request.payout_id, req.business_date),
             ));
         }
+        if req.business_date != today {
+            return Err(stale(format!("quoted for business date {}, today is {today}", req.business_date)));
+        }
         let expected_from = acct.paid_through.map_or(acct.opened_on, domain::next_day);
         if req.period_from != expected_from {
             return Err(LedgerError::Conflict(
@@ -322,6 +329,7 @@ pub async fn book_interest(state: &AppState, req: &InterestPostingRequest) -> Re
                 format!("the next payout must start on {expected_from}, not {}", req.period_from),
             ));
         }
+        verify_basis(&mut tx, req, acct.history_rev).await?;
         let balance_after = acct.balance + req.net;
         let entry_id = Uuid::new_v4();
         let lines = [
@@ -357,6 +365,64 @@ pub async fn book_interest(state: &AppState, req: &InterestPostingRequest) -> Re
     .await
 }
 
+fn stale(detail: String) -> LedgerError {
+    LedgerError::Conflict("QUOTE_STALE", format!("the payout's inputs changed since it was quoted: {detail}"))
+}
+
+/// A fingerprint of a period's end-of-day balance points: what a quote read, compared with what
+/// the ledger holds when the payout is booked.
+pub fn balances_digest(points: &[BalancePoint]) -> String {
+    let text: String = points.iter().map(|p| format!("{}={};", p.date, p.balance)).collect();
+    platform::extract::hash(text.as_bytes())
+}
+
+/// Under the balance-row lock: the period's balances are still those the quote saw (history
+/// revision, then the points themselves — a posting dated "today" as the clock turned does not
+/// bump the revision), and no owner fenced the account, customer or rates since the quote.
+async fn verify_basis(
+    tx: &mut sqlx::PgConnection,
+    req: &InterestPostingRequest,
+    history_rev: i64,
+) -> Result<(), LedgerError> {
+    let basis = &req.basis;
+    if basis.history_rev != history_rev {
+        return Err(stale(format!("ledger history revision {history_rev}, quoted at {}", basis.history_rev)));
+    }
+    let points = store::balance_points(tx, req.account_id, req.period_from, req.period_to).await?;
+    if balances_digest(&points) != basis.balances_digest {
+        return Err(stale(format!("end-of-day balances of {}..{} changed", req.period_from, req.period_to)));
+    }
+    let fenced = basis.fenced(req.account_id, req.customer_id, &req.product_code);
+    let subjects: Vec<String> = fenced.iter().map(|(s, _)| s.clone()).collect();
+    for (subject, rev) in store::hold_fences(tx, &subjects).await? {
+        let quoted = fenced.iter().find(|(s, _)| *s == subject).map_or(0, |(_, r)| *r);
+        if rev > quoted {
+            return Err(stale(format!("{subject} is at revision {rev}, quoted at {quoted}")));
+        }
+    }
+    Ok(())
+}
+
+/// Raises an owner's fence (see `contracts::PayoutFence`): waits for the bookings in flight on the
+/// subject, refuses a rate schedule that starts inside a booked period, and from its commit on
+/// refuses bookings quoted at an older revision.
+pub async fn raise_fence(state: &AppState, fence: &PayoutFence) -> Result<i64, LedgerError> {
+    let mut tx = state.pool.begin().await?;
+    sqlx::query("SET LOCAL lock_timeout = '5s'").execute(&mut *tx).await?;
+    store::lock_fence(&mut tx, &fence.subject).await?;
+    if let (Some(product), Some(from)) = (contracts::fence::rates_product(&fence.subject), fence.effective_from) {
+        if let Some(paid) = store::product_paid_through(&mut tx, product).await?.filter(|p| from <= *p) {
+            return Err(LedgerError::Conflict(
+                "RATE_SCHEDULE_AFFECTS_PAID_PERIOD",
+                format!("interest of {product} is already paid through {paid}; a new schedule must start after it"),
+            ));
+        }
+    }
+    let rev = store::raise_fence(&mut tx, &fence.subject, fence.rev).await?;
+    tx.commit().await?;
+    Ok(rev)
+}
+
 /// End-of-day balances for `[from, to]` and the last booked payout, read in one snapshot.
 pub async fn daily_balances(
     state: &AppState,
@@ -367,8 +433,10 @@ pub async fn daily_balances(
     let mut conn = state.pool.acquire().await?;
     let mut tx = conn.begin().await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *tx).await?;
+    let history_rev = store::find_account(&mut *tx, id).await?.map_or(0, |a| a.history_rev);
     let points = store::balance_points(&mut tx, id, from, to).await?;
     let last = store::last_interest_posting(&mut tx, id).await?;
     tx.commit().await?;
-    Ok(DailyBalances { account_id: id, from, to, points, last_interest_posting: last })
+    let digest = balances_digest(&points);
+    Ok(DailyBalances { account_id: id, from, to, points, last_interest_posting: last, history_rev, digest })
 }

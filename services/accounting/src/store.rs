@@ -9,6 +9,8 @@ pub struct LedgerAccount {
     pub balance: i64,
     pub opened_on: NaiveDate,
     pub paid_through: Option<NaiveDate>,
+    /// Bumped by every posting that changes a past day's balance and by every payout.
+    pub history_rev: i64,
 }
 
 pub struct Line {
@@ -27,24 +29,27 @@ fn to_ledger_account(r: &sqlx::postgres::PgRow) -> Result<LedgerAccount, sqlx::E
         balance: r.try_get("balance")?,
         opened_on: r.try_get("opened_on")?,
         paid_through: r.try_get("paid_through")?,
+        history_rev: r.try_get("history_rev")?,
     })
 }
 
 /// Locks the balance row; `None` if the ledger has never seen the account.
 pub async fn lock_account(conn: &mut PgConnection, id: Uuid) -> Result<Option<LedgerAccount>, sqlx::Error> {
-    let row =
-        sqlx::query("SELECT balance, opened_on, paid_through FROM ledger_accounts WHERE account_id = $1 FOR UPDATE")
-            .bind(id)
-            .fetch_optional(conn)
-            .await?;
+    let row = sqlx::query(
+        "SELECT balance, opened_on, paid_through, history_rev FROM ledger_accounts WHERE account_id = $1 FOR UPDATE",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await?;
     row.as_ref().map(to_ledger_account).transpose()
 }
 
-pub async fn find_account(pool: &PgPool, id: Uuid) -> Result<Option<LedgerAccount>, sqlx::Error> {
-    let row = sqlx::query("SELECT balance, opened_on, paid_through FROM ledger_accounts WHERE account_id = $1")
-        .bind(id)
-        .fetch_optional(pool)
-        .await?;
+pub async fn find_account(conn: impl sqlx::PgExecutor<'_>, id: Uuid) -> Result<Option<LedgerAccount>, sqlx::Error> {
+    let row =
+        sqlx::query("SELECT balance, opened_on, paid_through, history_rev FROM ledger_accounts WHERE account_id = $1")
+            .bind(id)
+            .fetch_optional(conn)
+            .await?;
     row.as_ref().map(to_ledger_account).transpose()
 }
 
@@ -185,6 +190,76 @@ pub async fn apply_to_daily_balances(
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// Takes the fences of `subjects` shared until the transaction ends (a fence being raised waits
+/// for this booking, and this booking for a fence being raised), then reads their revisions (0 for
+/// a subject never fenced). The read is a separate statement so its snapshot follows the locks.
+pub async fn hold_fences(conn: &mut PgConnection, subjects: &[String]) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock_shared(hashtextextended(s, 0)) FROM unnest($1::text[]) AS s")
+        .bind(subjects)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query_as(
+        "SELECT s, COALESCE(f.rev, 0) FROM unnest($1::text[]) AS s LEFT JOIN payout_fences f ON f.subject = s",
+    )
+    .bind(subjects)
+    .fetch_all(conn)
+    .await
+}
+
+/// Waits for the bookings in flight on `subject`, then holds it exclusively until the transaction
+/// ends.
+pub async fn lock_fence(conn: &mut PgConnection, subject: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))").bind(subject).execute(conn).await.map(|_| ())
+}
+
+/// Raises the fence (never lowers it); returns its revision.
+pub async fn raise_fence(conn: &mut PgConnection, subject: &str, rev: i64) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "INSERT INTO payout_fences (subject, rev) VALUES ($1, $2)
+         ON CONFLICT (subject) DO UPDATE SET rev = GREATEST(payout_fences.rev, EXCLUDED.rev), changed_at = now()
+         RETURNING rev",
+    )
+    .bind(subject)
+    .bind(rev)
+    .fetch_one(conn)
+    .await
+}
+
+/// Fences of one kind (`customer:`, `account:`, `rates:`) raised in the last `within_secs`.
+pub async fn recent_fences(
+    pool: &PgPool,
+    prefix: &str,
+    within_secs: i64,
+    limit: i64,
+) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT subject, rev FROM payout_fences
+         WHERE starts_with(subject, $1) AND changed_at > now() - make_interval(secs => $2)
+         ORDER BY changed_at DESC LIMIT $3",
+    )
+    .bind(prefix)
+    .bind(within_secs as f64)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// The last day covered by a booked payout of the product.
+pub async fn product_paid_through(
+    conn: &mut PgConnection,
+    product_code: &str,
+) -> Result<Option<NaiveDate>, sqlx::Error> {
+    let day: Option<String> = sqlx::query_scalar(
+        "SELECT payout ->> 'period_to' FROM journal_entries
+         WHERE kind = 'INTEREST_PAYOUT' AND payout ->> 'product_code' = $1
+         ORDER BY payout ->> 'period_to' DESC LIMIT 1",
+    )
+    .bind(product_code)
+    .fetch_optional(conn)
+    .await?;
+    day.map(|d| d.parse().map_err(|e| sqlx::Error::Decode(Box::new(e)))).transpose()
 }
 
 pub struct StoredResponse {

@@ -4,20 +4,24 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use contracts::{ChangeCustomerStatus, CreateCustomer, Customer};
+use contracts::{ChangeCustomerStatus, ChangeTaxCategory, CreateCustomer, Customer};
 use domain::CustomerStatus;
+use platform::client::ServiceClient;
 use platform::extract::{Json as Body, Path};
-use platform::revision::{self, Publisher};
+use platform::revision::Publisher;
 use platform::{ApiError, ApiResult};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::store;
+use crate::changes;
+use crate::store::{self, Change};
 
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
     pub revisions: Publisher,
+    /// The ledger, whose payout fence each change raises before it commits.
+    pub ledger: ServiceClient,
 }
 
 pub fn routes(state: AppState) -> Router {
@@ -25,6 +29,7 @@ pub fn routes(state: AppState) -> Router {
         .route("/v1/customers", post(create))
         .route("/v1/customers/{id}", get(read))
         .route("/v1/customers/{id}/status", put(change_status))
+        .route("/v1/customers/{id}/tax-category", put(change_tax_category))
         .with_state(state)
 }
 
@@ -50,7 +55,7 @@ async fn read(State(AppState { pool, .. }): State<AppState>, Path(id): Path<Uuid
 }
 
 async fn change_status(
-    State(AppState { pool, revisions }): State<AppState>,
+    State(s): State<AppState>,
     Path(id): Path<Uuid>,
     body: Body<ChangeCustomerStatus>,
 ) -> ApiResult<Json<Customer>> {
@@ -62,8 +67,19 @@ async fn change_status(
     if reason.is_some_and(|r| r.chars().count() > 500) {
         return Err(ApiError::validation("reason", "reason must be at most 500 characters"));
     }
-    let (customer, rev) = store::set_status(&pool, id, req.status, reason).await?.ok_or_else(|| not_found(id))?;
-    revisions.publish(revision::customer_key(id), rev).await;
+    let change = Change::Status { status: req.status, reason };
+    let customer = changes::change(&s.pool, &s.ledger, &s.revisions, id, change).await?;
     tracing::info!(customer_id = %id, status = req.status.as_str(), "customer status changed");
+    Ok(Json(customer))
+}
+
+async fn change_tax_category(
+    State(s): State<AppState>,
+    Path(id): Path<Uuid>,
+    body: Body<ChangeTaxCategory>,
+) -> ApiResult<Json<Customer>> {
+    let category = body.value.tax_category;
+    let customer = changes::change(&s.pool, &s.ledger, &s.revisions, id, Change::TaxCategory(category)).await?;
+    tracing::info!(customer_id = %id, tax_category = category.as_str(), "customer tax category changed");
     Ok(Json(customer))
 }

@@ -2,7 +2,7 @@
 
 use contracts::Customer;
 use domain::{CustomerStatus, TaxCategory};
-use sqlx::{PgPool, Row};
+use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
 fn to_customer(r: &sqlx::postgres::PgRow) -> Result<Customer, sqlx::Error> {
@@ -16,10 +16,11 @@ fn to_customer(r: &sqlx::postgres::PgRow) -> Result<Customer, sqlx::Error> {
         tax_category: TaxCategory::parse(&category)
             .ok_or_else(|| sqlx::Error::Decode(format!("tax_category {category}").into()))?,
         created_at: r.try_get("created_at")?,
+        rev: r.try_get("rev")?,
     })
 }
 
-const COLUMNS: &str = "customer_id, name, status, status_reason, tax_category, created_at";
+const COLUMNS: &str = "customer_id, name, status, status_reason, tax_category, created_at, rev";
 
 pub async fn insert(pool: &PgPool, name: &str, category: TaxCategory) -> Result<Customer, sqlx::Error> {
     let row = sqlx::query(&format!(
@@ -41,31 +42,66 @@ pub async fn find(pool: &PgPool, id: Uuid) -> Result<Option<Customer>, sqlx::Err
     row.as_ref().map(to_customer).transpose()
 }
 
-/// Changes the status (with its history row); returns the customer and its new revision.
-pub async fn set_status(
-    pool: &PgPool,
-    id: Uuid,
-    status: CustomerStatus,
-    reason: Option<&str>,
-) -> Result<Option<(Customer, i64)>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    let row = sqlx::query(&format!(
-        "UPDATE customers SET status = $2, status_reason = $3, rev = rev + 1, updated_at = now()
-         WHERE customer_id = $1 RETURNING {COLUMNS}, rev"
-    ))
-    .bind(id)
-    .bind(status.as_str())
-    .bind(reason)
-    .fetch_optional(&mut *tx)
-    .await?;
-    if row.is_some() {
+/// The change a use case makes to a customer's mutable fields.
+pub enum Change<'a> {
+    Status { status: CustomerStatus, reason: Option<&'a str> },
+    TaxCategory(TaxCategory),
+}
+
+/// Applies the change and bumps the revision, leaving the row locked in `tx`; `None` if there is
+/// no such customer.
+pub async fn apply(conn: &mut PgConnection, id: Uuid, change: &Change<'_>) -> Result<Option<Customer>, sqlx::Error> {
+    let row = match change {
+        Change::Status { status, reason } => {
+            sqlx::query(&format!(
+                "UPDATE customers SET status = $2, status_reason = $3, rev = rev + 1, updated_at = now()
+                 WHERE customer_id = $1 RETURNING {COLUMNS}"
+            ))
+            .bind(id)
+            .bind(status.as_str())
+            .bind(reason)
+            .fetch_optional(&mut *conn)
+            .await?
+        }
+        Change::TaxCategory(category) => {
+            sqlx::query(&format!(
+                "UPDATE customers SET tax_category = $2, rev = rev + 1, updated_at = now()
+                 WHERE customer_id = $1 RETURNING {COLUMNS}"
+            ))
+            .bind(id)
+            .bind(category.as_str())
+            .fetch_optional(&mut *conn)
+            .await?
+        }
+    };
+    let Some(row) = row else { return Ok(None) };
+    if let Change::Status { status, reason } = change {
         sqlx::query("INSERT INTO customer_status_changes (customer_id, status, reason) VALUES ($1, $2, $3)")
             .bind(id)
             .bind(status.as_str())
             .bind(reason)
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await?;
     }
-    tx.commit().await?;
-    row.as_ref().map(|r| Ok((to_customer(r)?, r.try_get("rev")?))).transpose()
+    to_customer(&row).map(Some)
+}
+
+/// Raises the revision to what the ledger's fence holds (see `changes`).
+pub async fn set_rev(conn: &mut PgConnection, id: Uuid, rev: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE customers SET rev = $2 WHERE customer_id = $1")
+        .bind(id)
+        .bind(rev)
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// Raises the revision to `rev` unless it is there already (waits for a change in progress);
+/// returns the new revision if it moved.
+pub async fn catch_up(pool: &PgPool, id: Uuid, rev: i64) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar("UPDATE customers SET rev = $2 WHERE customer_id = $1 AND rev < $2 RETURNING rev")
+        .bind(id)
+        .bind(rev)
+        .fetch_optional(pool)
+        .await
 }

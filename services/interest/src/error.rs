@@ -25,6 +25,12 @@ pub enum InterestError {
     Invalid { field: String, detail: String },
     #[error("the same Idempotency-Key was used with a different request")]
     KeyReused,
+    /// The first answer to this Idempotency-Key was a refusal; it is given again.
+    #[error("{detail}")]
+    Replayed { status: u16, code: String, detail: String },
+    /// The payout's inputs changed between quote and booking on every attempt; nothing was paid.
+    #[error("the payout's inputs kept changing while it was booked; retry: {0}")]
+    QuoteStale(String),
     #[error("{0}")]
     Inconsistent(String),
     #[error(transparent)]
@@ -70,6 +76,10 @@ impl From<InterestError> for ApiError {
             InterestError::RunNotFound(id) => ApiError::not_found("RUN_NOT_FOUND", format!("no payout run {id}")),
             InterestError::Invalid { field, detail } => ApiError::validation(&field, detail),
             InterestError::KeyReused => ApiError::unprocessable("IDEMPOTENCY_KEY_REUSED", e.to_string()),
+            InterestError::Replayed { status, code, detail } => {
+                ApiError::new(StatusCode::from_u16(status).unwrap_or(StatusCode::CONFLICT), &code, detail)
+            }
+            InterestError::QuoteStale(_) => ApiError::conflict("QUOTE_STALE", e.to_string()).with_retry_after(1),
             InterestError::Inconsistent(d) => ApiError::internal(d),
             InterestError::Db(db) => db.into(),
             InterestError::Dependency(c) => c.into(),

@@ -47,7 +47,7 @@ async fn add_schedule(
     Path(code): Path<String>,
     body: Body<RateScheduleBody>,
 ) -> ApiResult<(StatusCode, Json<Product>)> {
-    Ok((StatusCode::CREATED, Json(rates::add_schedule(&s.pool, &s.revisions, &code, &body.value).await?)))
+    Ok((StatusCode::CREATED, Json(rates::add_schedule(&s, &code, &body.value).await?)))
 }
 
 async fn estimate(State(s): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<Json<Estimate>> {

@@ -46,6 +46,20 @@ pub struct AppState {
     pub outbox_wake: Arc<Notify>,
     pub lock_lease: Duration,
     pub lock_wait: Duration,
+    /// Test-only (`PAYOUT_PAUSE_BEFORE_BOOKING_MS`, 0 = off): a pause between a payout's quote and
+    /// its booking, so tests can commit changes inside that window.
+    pub pause_before_booking: Duration,
+}
+
+/// Retried until the ledger answers (services start in any order).
+async fn sync_rates_fences(state: AppState, ledger: ServiceClient) {
+    loop {
+        match rates::sync_rates_fences(&state, &ledger).await {
+            Ok(()) => return,
+            Err(e) => tracing::warn!(error = %e, "rates fences not synced with the ledger yet; retrying"),
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
 }
 
 pub async fn run() -> anyhow::Result<()> {
@@ -54,7 +68,11 @@ pub async fn run() -> anyhow::Result<()> {
     let customers = ServiceClient::new("customer", &config::url("CUSTOMER_URL", "http://127.0.0.1:8081")?, client)?;
     let accounts =
         ServiceClient::new("account-info", &config::url("ACCOUNT_INFO_URL", "http://127.0.0.1:8082")?, client)?;
-    let ledger = ServiceClient::new("accounting", &config::url("ACCOUNTING_URL", "http://127.0.0.1:8083")?, client)?;
+    let ledger_url = config::url("ACCOUNTING_URL", "http://127.0.0.1:8083")?;
+    let ledger = ServiceClient::new("accounting", &ledger_url, client)?;
+    // Its own breaker (and metric label): failures while the ledger starts up must not open the
+    // breaker payouts use.
+    let startup_ledger = ServiceClient::new("accounting-sync", &ledger_url, client)?;
     let kafka = KafkaConfig::from_env()?;
     let run_settings = runs::RunSettings::from_env()?;
     let use_redis_lock = config::parse::<bool>("PAYOUT_REDIS_LOCK", "true")?;
@@ -65,6 +83,7 @@ pub async fn run() -> anyhow::Result<()> {
     for result in ["hit", "miss"] {
         metrics::counter!("interest_estimate_cache_total", "result" => result).increment(0);
     }
+    metrics::counter!("interest_quote_stale_total").increment(0);
     let revisions = Publisher::start(infra.redis.clone());
     // Republish every product's rates revision (a crash may have come between commit and publication).
     let rates = store::rates_revisions(&infra.pool).await?;
@@ -85,7 +104,9 @@ pub async fn run() -> anyhow::Result<()> {
         outbox_wake: Arc::new(Notify::new()),
         lock_lease: config::millis("PAYOUT_LOCK_LEASE_MS", 10_000)?,
         lock_wait: config::millis("PAYOUT_LOCK_WAIT_MS", 3_000)?,
+        pause_before_booking: config::millis("PAYOUT_PAUSE_BEFORE_BOOKING_MS", 0)?,
     };
+    tokio::spawn(sync_rates_fences(state.clone(), startup_ledger));
     let mut checks = infra.checks();
     let probe = kafka.consumer("interest-readiness")?;
     let probe = Arc::new(probe);

@@ -6,13 +6,17 @@
 //! (non-durable commit, recoverable from the ledger) → wake the outbox relay.
 
 use chrono::NaiveDate;
-use contracts::{Account, Customer, DailyBalances, Estimate, InterestPosting, InterestPostingRequest, Payout};
+use contracts::{
+    Account, Customer, DailyBalances, Estimate, InterestPosting, InterestPostingRequest, Payout, QuoteBasis,
+};
 use domain::{check_eligibility, payout_period, quote, BalanceHistory, Quote, Refusal};
 use uuid::Uuid;
 
+use platform::client::ClientError;
 use platform::revision;
 
 use crate::error::InterestError;
+use crate::store::PriorOutcome;
 use crate::{estimate_cache, rates, store, AppState};
 
 /// Everything a payout decision needs, gathered for one account on one business date.
@@ -22,6 +26,18 @@ pub struct Evaluation {
     pub today: NaiveDate,
     pub quote: Quote,
     pub refusal: Option<Refusal>,
+    /// The versions of the inputs, verified by the ledger when it books.
+    pub basis: QuoteBasis,
+}
+
+/// A quote and what it was computed from on the interest side and the ledger's.
+struct Assessment {
+    quote: Quote,
+    /// Refusals the ledger's data decides (already paid today, nothing to pay).
+    refusal: Option<Refusal>,
+    history_rev: i64,
+    balances_digest: String,
+    rates_rev: i64,
 }
 
 async fn fetch_balances(
@@ -52,9 +68,9 @@ async fn assess(
     account: &Account,
     customer: &Customer,
     today: NaiveDate,
-) -> Result<(Quote, Option<Refusal>), InterestError> {
+) -> Result<Assessment, InterestError> {
     let id = account.account_id;
-    let (last, table, tax_rules) = tokio::try_join!(
+    let (last, (table, rates_rev), tax_rules) = tokio::try_join!(
         async { store::last_payout(&state.pool, id).await.map_err(InterestError::from) },
         rates::rate_table(&state.pool, &account.product_code),
         async { store::tax_rules(&state.pool).await.map_err(InterestError::from) },
@@ -79,6 +95,8 @@ async fn assess(
             last = Some(store::payout_from_posting(&posting));
             continue;
         }
+        let (history_rev, balances_digest) =
+            balances.as_ref().map(|b| (b.history_rev, b.digest.clone())).unwrap_or_default();
         let history = BalanceHistory::new(
             balances.map(|b| b.points.into_iter().map(|p| (p.date, p.balance)).collect()).unwrap_or_default(),
         );
@@ -91,7 +109,7 @@ async fn assess(
             .filter(|p| p.business_date == today)
             .map(|_| Refusal::AlreadyPaidToday)
             .or_else(|| (!quote.payable).then_some(Refusal::NothingToPay));
-        return Ok((quote, refusal));
+        return Ok(Assessment { quote, refusal, history_rev, balances_digest, rates_rev });
     }
     Err(InterestError::Inconsistent(format!("payout records of {id} did not converge with the ledger")))
 }
@@ -99,9 +117,16 @@ async fn assess(
 pub async fn evaluate(state: &AppState, id: Uuid) -> Result<Evaluation, InterestError> {
     let today = state.clock.today().await?;
     let (account, customer) = parties(state, id).await?;
-    let (quote, ledger_refusal) = assess(state, &account, &customer, today).await?;
-    let refusal = status_refusal(&account, &customer).or(ledger_refusal);
-    Ok(Evaluation { account, customer, today, quote, refusal })
+    let a = assess(state, &account, &customer, today).await?;
+    let refusal = status_refusal(&account, &customer).or(a.refusal);
+    let basis = QuoteBasis {
+        history_rev: a.history_rev,
+        balances_digest: a.balances_digest,
+        account_rev: account.rev,
+        customer_rev: customer.rev,
+        rates_rev: a.rates_rev,
+    };
+    Ok(Evaluation { account, customer, today, quote: a.quote, refusal, basis })
 }
 
 fn to_estimate(id: Uuid, today: NaiveDate, q: &Quote, refusal: Option<Refusal>) -> Estimate {
@@ -139,8 +164,8 @@ pub async fn estimate(state: &AppState, id: Uuid) -> Result<Estimate, InterestEr
     let customer = lookup.customer.ok_or_else(|| InterestError::Inconsistent("no customer client".into()))?;
     let status = status_refusal(&account, &customer);
     let compute = || async {
-        let (quote, refusal) = assess(state, &account, &customer, today).await?;
-        Ok::<_, InterestError>(to_estimate(id, today, &quote, refusal))
+        let a = assess(state, &account, &customer, today).await?;
+        Ok::<_, InterestError>(to_estimate(id, today, &a.quote, a.refusal))
     };
     let (Some(redis), Some(values)) = (&state.redis_cache, lookup.extra) else {
         // Redis unreadable: every estimate comes from the databases (slower, still correct).
@@ -181,17 +206,27 @@ pub async fn estimate(state: &AppState, id: Uuid) -> Result<Estimate, InterestEr
     Ok(with_status(fresh, status))
 }
 
-fn replay(stored: store::StoredPayout, request_hash: &str) -> Result<Payout, InterestError> {
-    if stored.request_hash != request_hash {
+/// The first answer kept for this key, replayed (SPEC §7; README "Idempotency").
+fn replay(prior: PriorOutcome, request_hash: &str) -> Result<Payout, InterestError> {
+    let hash = match &prior {
+        PriorOutcome::Paid(p) => &p.request_hash,
+        PriorOutcome::Refused(r) => &r.request_hash,
+    };
+    if hash != request_hash {
         return Err(InterestError::KeyReused);
     }
-    Ok(stored.payout)
+    match prior {
+        PriorOutcome::Paid(p) => Ok(p.payout),
+        PriorOutcome::Refused(r) => {
+            Err(InterestError::Replayed { status: r.status as u16, code: r.code, detail: r.detail })
+        }
+    }
 }
 
 /// "Get interest now".
 pub async fn pay(state: &AppState, id: Uuid, key: &str, request_hash: &str) -> Result<Payout, InterestError> {
-    if let Some(stored) = store::payout_by_key(&state.pool, id, key).await? {
-        return replay(stored, request_hash);
+    if let Some(prior) = store::prior_outcome(&state.pool, id, key).await? {
+        return replay(prior, request_hash);
     }
     // The Redis lock keeps replicas from doing the same work twice; the ledger is the real guard,
     // so a Redis outage degrades to that guard instead of refusing payouts (README).
@@ -220,26 +255,80 @@ pub async fn pay(state: &AppState, id: Uuid, key: &str, request_hash: &str) -> R
     result
 }
 
+/// How many times a payout is quoted before its caller is told the inputs keep changing.
+const QUOTE_ATTEMPTS: u32 = 3;
+
 async fn pay_locked(state: &AppState, id: Uuid, key: &str, request_hash: &str) -> Result<Payout, InterestError> {
     // A concurrent request with the same key may have finished while we waited for the lock.
-    if let Some(stored) = store::payout_by_key(&state.pool, id, key).await? {
-        return replay(stored, request_hash);
+    if let Some(prior) = store::prior_outcome(&state.pool, id, key).await? {
+        return replay(prior, request_hash);
     }
-    let e = evaluate(state, id).await?;
-    if let Some(r) = e.refusal {
-        // Evaluation may just have recorded this very key's payout from the ledger (a retry after
-        // a crash between the two commits): that is a replay, not a second payout.
-        if r == Refusal::AlreadyPaidToday {
-            if let Some(stored) = store::payout_by_key(&state.pool, id, key).await? {
-                return replay(stored, request_hash);
+    let mut stale = String::new();
+    for attempt in 1..=QUOTE_ATTEMPTS {
+        let e = evaluate(state, id).await?;
+        let outcome = match e.refusal {
+            Some(r) => Err(r),
+            None => book(state, &e, key, request_hash).await?,
+        };
+        match outcome {
+            Ok(Booked::Paid(payout)) => return Ok(payout),
+            Ok(Booked::Stale(detail)) => {
+                // Re-read everything the quote depends on, cached account and customer included.
+                tracing::info!(account_id = %id, attempt, detail, "quote stale at booking; quoting again");
+                metrics::counter!("interest_quote_stale_total").increment(1);
+                state.directory.forget(id, e.customer.customer_id).await;
+                tokio::time::sleep(std::time::Duration::from_millis(20 * u64::from(attempt))).await;
+                stale = detail;
+            }
+            Err(r) => {
+                // Evaluation may just have recorded this very key's payout from the ledger (a retry
+                // after a crash between the two commits): that is a replay, not a second payout.
+                if r == Refusal::AlreadyPaidToday {
+                    if let Some(prior @ PriorOutcome::Paid(_)) = store::prior_outcome(&state.pool, id, key).await? {
+                        return replay(prior, request_hash);
+                    }
+                }
+                return Err(refuse(state, id, key, request_hash, r).await);
             }
         }
-        return Err(InterestError::Refused(r));
     }
-    let q = e.quote;
+    Err(InterestError::QuoteStale(stale))
+}
+
+/// Keeps a business refusal against the key (so a retry gets the same answer) and returns it.
+async fn refuse(state: &AppState, id: Uuid, key: &str, request_hash: &str, r: Refusal) -> InterestError {
+    let problem = platform::ApiError::from(InterestError::Refused(r.clone()));
+    let err = InterestError::Refused(r);
+    let kept = store::StoredRefusal {
+        request_hash: request_hash.to_string(),
+        status: problem.status.as_u16() as i16,
+        code: problem.code,
+        detail: problem.detail,
+    };
+    if let Err(e) = store::record_refusal(&state.pool, id, key, &kept).await {
+        // The refusal stands; only its replay is lost (a retry is evaluated afresh).
+        tracing::warn!(error = %e, "refusal not kept against its key");
+    }
+    err
+}
+
+enum Booked {
+    Paid(Payout),
+    /// The ledger found an input changed since the quote (or the period moved on).
+    Stale(String),
+}
+
+/// Asks the ledger to book the evaluated quote, then records it here with its tax event.
+async fn book(
+    state: &AppState,
+    e: &Evaluation,
+    key: &str,
+    request_hash: &str,
+) -> Result<Result<Booked, Refusal>, InterestError> {
+    let q = &e.quote;
     let request = InterestPostingRequest {
         payout_id: Uuid::new_v4(),
-        account_id: id,
+        account_id: e.account.account_id,
         customer_id: e.customer.customer_id,
         product_code: e.account.product_code.clone(),
         business_date: e.today,
@@ -255,12 +344,20 @@ async fn pay_locked(state: &AppState, id: Uuid, key: &str, request_hash: &str) -
         tax_category: e.customer.tax_category,
         idempotency_key: key.to_string(),
         request_hash: request_hash.to_string(),
+        basis: e.basis.clone(),
     };
     platform::fault::point("payout.before_ledger_booking");
+    if !state.pause_before_booking.is_zero() {
+        // Test-only (PAYOUT_PAUSE_BEFORE_BOOKING_MS): widens the window between quote and booking.
+        tokio::time::sleep(state.pause_before_booking).await;
+    }
     let posting: InterestPosting = match state.ledger.post("/v1/ledger/interest-postings", &request, &[]).await {
         Ok(p) => p,
-        Err(err) if err.code() == Some("ALREADY_PAID_TODAY") => {
-            return Err(InterestError::Refused(Refusal::AlreadyPaidToday))
+        Err(ClientError::Problem { code, .. }) if code == "ALREADY_PAID_TODAY" => {
+            return Ok(Err(Refusal::AlreadyPaidToday))
+        }
+        Err(ClientError::Problem { code, detail, .. }) if code == "QUOTE_STALE" || code == "PAYOUT_PERIOD_MISMATCH" => {
+            return Ok(Ok(Booked::Stale(detail)))
         }
         Err(err) => return Err(err.into()),
     };
@@ -272,6 +369,7 @@ async fn pay_locked(state: &AppState, id: Uuid, key: &str, request_hash: &str) -
     store::record_payout(&state.pool, &posting, &trace).await?;
     platform::fault::point("payout.after_record");
     state.outbox_wake.notify_one();
+    let id = e.account.account_id;
     tracing::info!(account_id = %id, payout_id = %posting.request.payout_id, gross = posting.request.gross, net = posting.request.net, "interest paid");
-    Ok(store::payout_from_posting(&posting))
+    Ok(Ok(Booked::Paid(store::payout_from_posting(&posting))))
 }

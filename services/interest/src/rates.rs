@@ -1,12 +1,14 @@
 //! Products and rate schedules: validation into domain types, and the product's rate table.
 
-use contracts::{Product, RateScheduleBody};
+use contracts::{PayoutFence, Product, RateScheduleBody};
 use domain::{AnnualRate, Band, RateSchedule, RateTable};
-use platform::revision::{self, Publisher};
+use platform::client::{ClientError, ServiceClient};
+use platform::revision;
 use sqlx::PgPool;
 
 use crate::error::InterestError;
-use crate::store::{self, ScheduleConflict};
+use crate::store;
+use crate::AppState;
 
 fn invalid(field: impl Into<String>, detail: impl Into<String>) -> InterestError {
     InterestError::Invalid { field: field.into(), detail: detail.into() }
@@ -23,14 +25,15 @@ pub fn parse_schedule(body: &RateScheduleBody) -> Result<RateSchedule, InterestE
     RateSchedule::new(body.effective_from, bands).map_err(|e| invalid(e.field(), e.to_string()))
 }
 
-pub async fn rate_table(pool: &PgPool, code: &str) -> Result<RateTable, InterestError> {
-    let bodies = store::schedules(pool, code).await?;
+/// The product's rate table and the revision it is at (carried by a quote, checked at booking).
+pub async fn rate_table(pool: &PgPool, code: &str) -> Result<(RateTable, i64), InterestError> {
+    let (rev, bodies) = store::schedules_at_rev(pool, code).await?;
     let schedules = bodies
         .iter()
         .map(parse_schedule)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| InterestError::Inconsistent(format!("stored schedule of {code} is invalid: {e}")))?;
-    Ok(RateTable::new(schedules))
+    Ok((RateTable::new(schedules), rev))
 }
 
 pub async fn create_product(pool: &PgPool, code: &str, name: &str) -> Result<Product, InterestError> {
@@ -66,14 +69,14 @@ pub async fn products(pool: &PgPool) -> Result<Vec<Product>, InterestError> {
 }
 
 /// Adds a schedule and tells cached estimates of the product's accounts that rates changed.
-pub async fn add_schedule(
-    pool: &PgPool,
-    revisions: &Publisher,
-    code: &str,
-    body: &RateScheduleBody,
-) -> Result<Product, InterestError> {
+///
+/// Race-free against payouts in flight (SPEC §7): with the product row locked and the schedule
+/// written but not committed, the ledger's rates fence is raised to the new revision. That waits
+/// for bookings in flight on the product, refuses the schedule if a booked payout already covers
+/// its first day, and from then on refuses bookings quoted at the old rates; only then does the
+/// schedule commit here.
+pub async fn add_schedule(state: &AppState, code: &str, body: &RateScheduleBody) -> Result<Product, InterestError> {
     let schedule = parse_schedule(body)?;
-    store::product_name(pool, code).await?.ok_or_else(|| InterestError::ProductNotFound(code.into()))?;
     // Store the canonical form (rates normalised) so reads show what the engine uses.
     let canonical = RateScheduleBody {
         effective_from: schedule.effective_from(),
@@ -83,18 +86,63 @@ pub async fn add_schedule(
             .map(|b| contracts::BandBody { from: b.from, to: b.to, rate: b.rate.to_percent_string() })
             .collect(),
     };
-    match store::insert_schedule(pool, code, &canonical).await? {
-        Ok(rev) => {
-            revisions.publish(revision::rates_key(code), rev).await;
-            product(pool, code).await
-        }
-        Err(ScheduleConflict::Exists) => Err(InterestError::Conflict(
+    let mut tx = state.pool.begin().await?;
+    let rev =
+        store::lock_product_rates(&mut tx, code).await?.ok_or_else(|| InterestError::ProductNotFound(code.into()))?;
+    if let Some(p) = store::product_paid_through(&mut tx, code).await?.filter(|p| canonical.effective_from <= *p) {
+        return Err(affects_paid_period(code, p));
+    }
+    if !store::insert_schedule(&mut tx, code, &canonical).await? {
+        return Err(InterestError::Conflict(
             "RATE_SCHEDULE_EXISTS",
             format!("{code} already has a schedule effective from {}", body.effective_from),
-        )),
-        Err(ScheduleConflict::AffectsPaidPeriod(p)) => Err(InterestError::Conflict(
-            "RATE_SCHEDULE_AFFECTS_PAID_PERIOD",
-            format!("interest of {code} is already paid through {p}; a new schedule must start after it"),
-        )),
+        ));
     }
+    let rev = raise_rates_fence(&state.ledger, &mut tx, code, rev + 1, Some(canonical.effective_from)).await?;
+    tx.commit().await?;
+    state.revisions.publish(revision::rates_key(code), rev).await;
+    product(&state.pool, code).await
+}
+
+fn affects_paid_period(code: &str, paid: chrono::NaiveDate) -> InterestError {
+    InterestError::Conflict(
+        "RATE_SCHEDULE_AFFECTS_PAID_PERIOD",
+        format!("interest of {code} is already paid through {paid}; a new schedule must start after it"),
+    )
+}
+
+/// Raises the ledger's rates fence of the product (locked in `tx`) to `rev` and stores the
+/// revision the fence reports: higher than `rev` only if an earlier change raised it and then
+/// failed to commit here, which this heals.
+async fn raise_rates_fence(
+    ledger: &ServiceClient,
+    tx: &mut sqlx::PgConnection,
+    code: &str,
+    rev: i64,
+    effective_from: Option<chrono::NaiveDate>,
+) -> Result<i64, InterestError> {
+    let fence = PayoutFence { subject: contracts::fence::rates(code), rev, effective_from };
+    let raised: PayoutFence = match ledger.post("/v1/ledger/payout-fences", &fence, &[]).await {
+        Ok(f) => f,
+        Err(ClientError::Problem { code, detail, .. }) if code == "RATE_SCHEDULE_AFFECTS_PAID_PERIOD" => {
+            return Err(InterestError::Conflict("RATE_SCHEDULE_AFFECTS_PAID_PERIOD", detail))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    store::set_rates_rev(tx, code, raised.rev).await?;
+    Ok(raised.rev)
+}
+
+/// At start-up: every product's rates revision catches up with its fence (a crash between raising
+/// the fence and committing the schedule would otherwise leave the product's payouts refused as
+/// stale until its next schedule change).
+pub async fn sync_rates_fences(state: &AppState, ledger: &ServiceClient) -> Result<(), InterestError> {
+    for (code, _) in store::product_codes(&state.pool).await? {
+        let mut tx = state.pool.begin().await?;
+        let Some(rev) = store::lock_product_rates(&mut tx, &code).await? else { continue };
+        let rev = raise_rates_fence(ledger, &mut tx, &code, rev, None).await?;
+        tx.commit().await?;
+        state.revisions.publish(revision::rates_key(&code), rev).await;
+    }
+    Ok(())
 }

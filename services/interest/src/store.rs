@@ -45,14 +45,60 @@ fn to_payout(r: &sqlx::postgres::PgRow) -> Result<StoredPayout, sqlx::Error> {
     })
 }
 
-pub async fn payout_by_key(pool: &PgPool, account_id: Uuid, key: &str) -> Result<Option<StoredPayout>, sqlx::Error> {
-    let row =
-        sqlx::query(&format!("SELECT {PAYOUT_COLUMNS} FROM payouts WHERE account_id = $1 AND idempotency_key = $2"))
-            .bind(account_id)
-            .bind(key)
-            .fetch_optional(pool)
-            .await?;
-    row.as_ref().map(to_payout).transpose()
+/// A refused payout request, as first answered.
+pub struct StoredRefusal {
+    pub request_hash: String,
+    pub status: i16,
+    pub code: String,
+    pub detail: String,
+}
+
+/// What a payout request with this Idempotency-Key was first answered, if anything was kept.
+pub enum PriorOutcome {
+    Paid(StoredPayout),
+    Refused(StoredRefusal),
+}
+
+/// One lookup for both kinds of kept answer (a payout wins if, exceptionally, both exist).
+pub async fn prior_outcome(pool: &PgPool, account_id: Uuid, key: &str) -> Result<Option<PriorOutcome>, sqlx::Error> {
+    let row = sqlx::query(&format!(
+        "SELECT p.*, r.request_hash AS refused_hash, r.status AS refused_status, r.code AS refused_code,
+                r.detail AS refused_detail
+         FROM (SELECT 1) one
+         LEFT JOIN (SELECT {PAYOUT_COLUMNS} FROM payouts WHERE account_id = $1 AND idempotency_key = $2) p ON true
+         LEFT JOIN payout_refusals r ON r.account_id = $1 AND r.idempotency_key = $2"
+    ))
+    .bind(account_id)
+    .bind(key)
+    .fetch_one(pool)
+    .await?;
+    if row.try_get::<Option<Uuid>, _>("payout_id")?.is_some() {
+        return Ok(Some(PriorOutcome::Paid(to_payout(&row)?)));
+    }
+    let Some(request_hash) = row.try_get::<Option<String>, _>("refused_hash")? else { return Ok(None) };
+    Ok(Some(PriorOutcome::Refused(StoredRefusal {
+        request_hash,
+        status: row.try_get("refused_status")?,
+        code: row.try_get("refused_code")?,
+        detail: row.try_get("refused_detail")?,
+    })))
+}
+
+/// Keeps a refusal against its key; the first one kept stays.
+pub async fn record_refusal(pool: &PgPool, account_id: Uuid, key: &str, r: &StoredRefusal) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO payout_refusals (account_id, idempotency_key, request_hash, status, code, detail)
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+    )
+    .bind(account_id)
+    .bind(key)
+    .bind(&r.request_hash)
+    .bind(r.status)
+    .bind(&r.code)
+    .bind(&r.detail)
+    .execute(pool)
+    .await
+    .map(|_| ())
 }
 
 pub async fn last_payout(pool: &PgPool, account_id: Uuid) -> Result<Option<Payout>, sqlx::Error> {
@@ -224,45 +270,61 @@ pub async fn product_codes(pool: &PgPool) -> Result<Vec<(String, String)>, sqlx:
     rows.iter().map(|r| Ok((r.try_get("code")?, r.try_get("name")?))).collect()
 }
 
+fn to_schedule(r: &sqlx::postgres::PgRow) -> Result<RateScheduleBody, sqlx::Error> {
+    let bands: serde_json::Value = r.try_get("bands")?;
+    Ok(RateScheduleBody {
+        effective_from: r.try_get("effective_from")?,
+        bands: serde_json::from_value(bands).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+    })
+}
+
 pub async fn schedules(pool: &PgPool, code: &str) -> Result<Vec<RateScheduleBody>, sqlx::Error> {
     let rows =
         sqlx::query("SELECT effective_from, bands FROM rate_schedules WHERE product_code = $1 ORDER BY effective_from")
             .bind(code)
             .fetch_all(pool)
             .await?;
-    rows.iter()
-        .map(|r| {
-            let bands: serde_json::Value = r.try_get("bands")?;
-            Ok(RateScheduleBody {
-                effective_from: r.try_get("effective_from")?,
-                bands: serde_json::from_value(bands).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
-            })
-        })
-        .collect()
+    rows.iter().map(to_schedule).collect()
 }
 
-/// Adds a schedule unless one exists for that date or it reaches back into a paid period. The
-/// product row is locked so two schedule changes for one product are serialised.
-/// Returns the product's new rates revision.
-pub async fn insert_schedule(
-    pool: &PgPool,
-    code: &str,
-    s: &RateScheduleBody,
-) -> Result<Result<i64, ScheduleConflict>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    let rev: i64 =
-        sqlx::query_scalar("UPDATE products SET rates_rev = rates_rev + 1 WHERE code = $1 RETURNING rates_rev")
-            .bind(code)
-            .fetch_one(&mut *tx)
-            .await?;
-    let paid_through: Option<NaiveDate> =
-        sqlx::query_scalar("SELECT max(period_to) FROM payouts WHERE product_code = $1")
-            .bind(code)
-            .fetch_one(&mut *tx)
-            .await?;
-    if let Some(p) = paid_through.filter(|p| s.effective_from <= *p) {
-        return Ok(Err(ScheduleConflict::AffectsPaidPeriod(p)));
-    }
+/// The product's schedules and their revision, read in one snapshot (a quote carries the revision).
+pub async fn schedules_at_rev(pool: &PgPool, code: &str) -> Result<(i64, Vec<RateScheduleBody>), sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT p.rates_rev, s.effective_from, s.bands FROM products p
+         JOIN rate_schedules s ON s.product_code = p.code WHERE p.code = $1 ORDER BY s.effective_from",
+    )
+    .bind(code)
+    .fetch_all(pool)
+    .await?;
+    let rev = rows.first().map(|r| r.try_get("rates_rev")).transpose()?.unwrap_or(0);
+    Ok((rev, rows.iter().map(to_schedule).collect::<Result<_, _>>()?))
+}
+
+/// Locks the product row (serialising its schedule changes) and returns its rates revision.
+pub async fn lock_product_rates(conn: &mut PgConnection, code: &str) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar("SELECT rates_rev FROM products WHERE code = $1 FOR UPDATE")
+        .bind(code)
+        .fetch_optional(conn)
+        .await
+}
+
+pub async fn set_rates_rev(conn: &mut PgConnection, code: &str, rev: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE products SET rates_rev = $2 WHERE code = $1")
+        .bind(code)
+        .bind(rev)
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// The last day covered by a payout of the product recorded here (the ledger's booked payouts
+/// are checked by its fence).
+pub async fn product_paid_through(conn: &mut PgConnection, code: &str) -> Result<Option<NaiveDate>, sqlx::Error> {
+    sqlx::query_scalar("SELECT max(period_to) FROM payouts WHERE product_code = $1").bind(code).fetch_one(conn).await
+}
+
+/// Inserts a schedule; `false` if the product has one for that date already.
+pub async fn insert_schedule(conn: &mut PgConnection, code: &str, s: &RateScheduleBody) -> Result<bool, sqlx::Error> {
     let bands = serde_json::to_value(&s.bands).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     let inserted = sqlx::query(
         "INSERT INTO rate_schedules (product_code, effective_from, bands) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
@@ -270,23 +332,14 @@ pub async fn insert_schedule(
     .bind(code)
     .bind(s.effective_from)
     .bind(bands)
-    .execute(&mut *tx)
+    .execute(conn)
     .await?
     .rows_affected();
-    if inserted == 0 {
-        return Ok(Err(ScheduleConflict::Exists));
-    }
-    tx.commit().await?;
-    Ok(Ok(rev))
+    Ok(inserted == 1)
 }
 
 pub async fn rates_revisions(pool: &PgPool) -> Result<Vec<(String, i64)>, sqlx::Error> {
     sqlx::query_as("SELECT code, rates_rev FROM products").fetch_all(pool).await
-}
-
-pub enum ScheduleConflict {
-    Exists,
-    AffectsPaidPeriod(NaiveDate),
 }
 
 pub async fn tax_rules(pool: &PgPool) -> Result<TaxRules, sqlx::Error> {

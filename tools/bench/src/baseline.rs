@@ -1,6 +1,7 @@
 //! The database's own limit for a payout's writes: `pgbench` running the SQL of the payout's two
-//! transactions — the ledger's booking (lock the balance row, check the day, update it, insert the
-//! entry, its lines and the day's balance point; the one durable commit) and the interest
+//! transactions — the ledger's booking (lock the balance row, check the day, verify the quote's
+//! basis — the period's balance points and the fences —, update the row, insert the entry, its
+//! lines and the day's balance point; the one durable commit) and the interest
 //! service's payout record (the outbox row, asynchronous commit) — against tables made by the
 //! services' own migrations, in a scratch database on the same PostgreSQL.
 
@@ -20,8 +21,12 @@ const SCRIPT: &str = r#"\set n random(1, :accounts)
 \set d random(1, 1000000)
 BEGIN;
 SET LOCAL lock_timeout = '2000ms';
-SELECT balance, opened_on, paid_through FROM ledger_accounts WHERE account_id = md5('base:' || :n::text)::uuid FOR UPDATE;
+SELECT balance, opened_on, paid_through, history_rev FROM ledger_accounts WHERE account_id = md5('base:' || :n::text)::uuid FOR UPDATE;
 SELECT entry_id, payout, balance_after, created_at, seq FROM journal_entries WHERE kind = 'INTEREST_PAYOUT' AND account_id = md5('base:' || :n::text)::uuid AND business_date = date '2000-01-01' + :d::int;
+(SELECT date '2000-01-01' + :d::int - 30 AS point_day, balance FROM daily_balances WHERE account_id = md5('base:' || :n::text)::uuid AND day <= date '2000-01-01' + :d::int - 30 ORDER BY day DESC LIMIT 1) UNION ALL (SELECT day, balance FROM daily_balances WHERE account_id = md5('base:' || :n::text)::uuid AND day > date '2000-01-01' + :d::int - 30 AND day <= date '2000-01-01' + :d::int - 1 ORDER BY day);
+-- (fence subjects are written without ':', which pgbench would read as a variable)
+SELECT pg_advisory_xact_lock_shared(hashtextextended(s, 0)) FROM unnest(ARRAY['account-' || :n, 'customer-' || :n, 'rates-BASELINE']) AS s;
+SELECT s, COALESCE(f.rev, 0) FROM unnest(ARRAY['account-' || :n, 'customer-' || :n, 'rates-BASELINE']) AS s LEFT JOIN payout_fences f ON f.subject = s;
 UPDATE ledger_accounts SET balance = balance + 8600, paid_through = COALESCE(date '2000-01-01' + :d::int - 1, paid_through), updated_at = now(), history_rev = history_rev + 1::int, history_changed_at = CASE WHEN true THEN now() ELSE history_changed_at END WHERE account_id = md5('base:' || :n::text)::uuid RETURNING history_rev;
 INSERT INTO journal_entries (entry_id, kind, account_id, business_date, value_date, balance_after, payout_id, payout) VALUES (gen_random_uuid(), 'INTEREST_PAYOUT', md5('base:' || :n::text)::uuid, date '2000-01-01' + :d::int, date '2000-01-01' + :d::int, 10008600, gen_random_uuid(), '{"payout_id":"00000000-0000-0000-0000-000000000000","account_id":"00000000-0000-0000-0000-000000000000","customer_id":"00000000-0000-0000-0000-000000000000","product_code":"BASELINE","business_date":"2024-03-10","period_from":"2024-02-10","period_to":"2024-03-09","gross":10000,"income_tax":1260,"local_tax":140,"rural_special_tax":0,"net":8600,"carry_in_units":0,"carry_out_units":123456,"tax_category":"GENERAL","idempotency_key":"00000000-0000-0000-0000-000000000000","request_hash":"0000000000000000000000000000000000000000000000000000000000000000"}') RETURNING seq, created_at, entry_id, payout_id \gset
 INSERT INTO journal_lines (entry_id, line_no, ledger_account, account_id, debit, credit) SELECT :entry_id::uuid, * FROM UNNEST('{1,2,3,4}'::int2[], '{INTEREST_EXPENSE,CUSTOMER_DEPOSITS,INCOME_TAX_PAYABLE,LOCAL_TAX_PAYABLE}'::text[], ARRAY[NULL, md5('base:' || :n::text)::uuid, NULL, NULL]::uuid[], '{10000,0,0,0}'::int8[], '{0,8600,1260,140}'::int8[]);

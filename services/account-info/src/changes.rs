@@ -1,0 +1,55 @@
+//! Changes to an account's status and holds: both decide payouts (SPEC §5), so each is fenced in
+//! the ledger before it commits (SPEC §7): with the row locked and the change written, the
+//! ledger's fence for the account is raised to the new revision, which waits for bookings in
+//! flight on the account and refuses, from then on, any quoted at an older revision.
+
+use contracts::{Account, PayoutFence};
+use platform::client::ServiceClient;
+use platform::revision;
+use platform::{ApiError, ApiResult};
+use uuid::Uuid;
+
+use crate::store::{self, Change};
+use crate::AppState;
+
+pub async fn change(s: &AppState, id: Uuid, change: Change) -> ApiResult<Account> {
+    let mut tx = s.pool.begin().await?;
+    let mut account = store::apply(&mut tx, id, &change)
+        .await?
+        .ok_or_else(|| ApiError::not_found("ACCOUNT_NOT_FOUND", format!("no account {id}")))?;
+    let fence = PayoutFence { subject: contracts::fence::account(id), rev: account.rev, effective_from: None };
+    let raised: PayoutFence = s.ledger.post("/v1/ledger/payout-fences", &fence, &[]).await?;
+    if raised.rev > account.rev {
+        // An earlier change raised the fence and then failed to commit here: catch up with it.
+        store::set_rev(&mut tx, id, raised.rev).await?;
+        account.rev = raised.rev;
+    }
+    tx.commit().await?;
+    s.revisions.publish(revision::account_key(id), account.rev).await;
+    Ok(account)
+}
+
+/// At start-up, until the ledger answers: accounts whose fence is ahead of their revision (this
+/// service died between raising a fence and committing) catch up with it, so their payouts are
+/// not refused as stale until their next change.
+pub async fn catch_up_with_fences(s: AppState, ledger: ServiceClient) {
+    loop {
+        match ledger.get::<Vec<PayoutFence>>("/v1/ledger/payout-fences?prefix=account:").await {
+            Ok(fences) => {
+                for f in fences {
+                    let Some(id) = f.subject.strip_prefix("account:").and_then(|i| i.parse::<Uuid>().ok()) else {
+                        continue;
+                    };
+                    match store::catch_up(&s.pool, id, f.rev).await {
+                        Ok(Some(rev)) => s.revisions.publish(revision::account_key(id), rev).await,
+                        Ok(None) => {}
+                        Err(e) => tracing::warn!(error = %e, account_id = %id, "revision not caught up with its fence"),
+                    }
+                }
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, "payout fences not readable yet; retrying"),
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    }
+}

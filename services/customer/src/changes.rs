@@ -1,0 +1,63 @@
+//! Changes to a customer's status and tax category: both decide payouts (SPEC §4, §5), so each is
+//! fenced in the ledger before it commits (SPEC §7): with the row locked and the change written,
+//! the ledger's fence for the customer is raised to the new revision, which waits for bookings in
+//! flight on the customer and refuses, from then on, any quoted at an older revision.
+
+use contracts::{Customer, PayoutFence};
+use platform::client::ServiceClient;
+use platform::revision::{self, Publisher};
+use platform::{ApiError, ApiResult};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::store::{self, Change};
+
+pub async fn change(
+    pool: &PgPool,
+    ledger: &ServiceClient,
+    revisions: &Publisher,
+    id: Uuid,
+    change: Change<'_>,
+) -> ApiResult<Customer> {
+    let mut tx = pool.begin().await?;
+    let mut customer = store::apply(&mut tx, id, &change)
+        .await?
+        .ok_or_else(|| ApiError::not_found("CUSTOMER_NOT_FOUND", format!("no customer {id}")))?;
+    let fence = PayoutFence { subject: contracts::fence::customer(id), rev: customer.rev, effective_from: None };
+    let raised: PayoutFence = ledger.post("/v1/ledger/payout-fences", &fence, &[]).await?;
+    if raised.rev > customer.rev {
+        // An earlier change raised the fence and then failed to commit here: catch up with it.
+        store::set_rev(&mut tx, id, raised.rev).await?;
+        customer.rev = raised.rev;
+    }
+    tx.commit().await?;
+    revisions.publish(revision::customer_key(id), customer.rev).await;
+    Ok(customer)
+}
+
+/// At start-up, until the ledger answers: customers whose fence is ahead of their revision (this
+/// service died between raising a fence and committing) catch up with it, so their payouts are
+/// not refused as stale until their next change.
+pub async fn catch_up_with_fences(pool: PgPool, ledger: ServiceClient, revisions: Publisher) {
+    loop {
+        match ledger.get::<Vec<PayoutFence>>("/v1/ledger/payout-fences?prefix=customer:").await {
+            Ok(fences) => {
+                for f in fences {
+                    let Some(id) = f.subject.strip_prefix("customer:").and_then(|i| i.parse::<Uuid>().ok()) else {
+                        continue;
+                    };
+                    match store::catch_up(&pool, id, f.rev).await {
+                        Ok(Some(rev)) => revisions.publish(revision::customer_key(id), rev).await,
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::warn!(error = %e, customer_id = %id, "revision not caught up with its fence")
+                        }
+                    }
+                }
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, "payout fences not readable yet; retrying"),
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    }
+}

@@ -1,0 +1,369 @@
+//! A payout books only what its quote saw (SPEC §7): every input of the amount and of eligibility
+//! that changes between the quote and the booking makes the ledger refuse the booking as stale, and
+//! the interest service quotes again. Deterministic cases widen the window with the test-only
+//! PAYOUT_PAUSE_BEFORE_BOOKING_MS and commit a change inside it; a randomized race runs without it.
+//! Every assertion is on the ledger's and the tax service's records, against an independent
+//! recomputation over the final history.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use domain::{quote, AnnualRate, BalanceHistory, Band, RateSchedule, RateTable, TaxCategory, TaxRules};
+use e2e::{date, Stack};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+const OPENED: &str = "2025-03-01";
+const TODAY: &str = "2025-03-11";
+const INSIDE: &str = "2025-03-06";
+/// Long enough that the change lands inside the first attempt's pause, whatever the machine.
+const PAUSE_MS: u64 = 1500;
+const CHANGE_AFTER: Duration = Duration::from_millis(400);
+
+fn flat(rate: &str) -> Value {
+    json!([{ "from": 0, "rate": rate }])
+}
+
+/// The product's rate table as the interest service stores it, read back over its API.
+async fn rate_table(stack: &Stack, product: &str) -> RateTable {
+    let p = stack.get("interest", &format!("/v1/interest/products/{product}")).await;
+    let schedules = p.body["rate_schedules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let bands = s["bands"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| Band {
+                    from: b["from"].as_i64().unwrap(),
+                    to: b["to"].as_i64(),
+                    rate: AnnualRate::parse_percent(b["rate"].as_str().unwrap()).unwrap(),
+                })
+                .collect();
+            RateSchedule::new(date(s["effective_from"].as_str().unwrap()), bands).unwrap()
+        })
+        .collect();
+    RateTable::new(schedules)
+}
+
+/// The end-of-day balances of the period as the ledger holds them now, straight from its database.
+async fn final_history(stack: &Stack, account: Uuid, to: NaiveDate) -> BalanceHistory {
+    let rows: Vec<(NaiveDate, i64)> =
+        sqlx::query_as("SELECT day, balance FROM daily_balances WHERE account_id = $1 AND day <= $2 ORDER BY day")
+            .bind(account)
+            .bind(to)
+            .fetch_all(&stack.dbs["accounting"])
+            .await
+            .unwrap();
+    BalanceHistory::new(rows)
+}
+
+/// Asserts the payout equals an independent recomputation over the final history, rates and tax
+/// category, in the payout's answer, the ledger and the tax record.
+async fn assert_paid_exactly(stack: &Stack, product: &str, account: Uuid, category: TaxCategory, payout: &Value) {
+    let (from, to) = (date(OPENED), date(payout["period_to"].as_str().unwrap()));
+    assert_eq!(payout["period_from"], OPENED);
+    let table = rate_table(stack, product).await;
+    let history = final_history(stack, account, to).await;
+    let rules = TaxRules::korea_since_2015();
+    let q = quote(&table, &history, (from, to), 0, rules.rule_for(category, date(TODAY)).unwrap());
+    assert_eq!(
+        (payout["gross"].as_i64(), payout["income_tax"].as_i64(), payout["rural_special_tax"].as_i64()),
+        (Some(q.gross), Some(q.tax.income_tax), Some(q.tax.rural_special_tax)),
+        "paid {payout} but the final history gives {q:?}"
+    );
+    let booked: i64 = sqlx::query_scalar(
+        "SELECT COALESCE(sum(debit), 0)::int8 FROM journal_lines l JOIN journal_entries e USING (entry_id)
+         WHERE e.account_id = $1 AND e.kind = 'INTEREST_PAYOUT' AND l.ledger_account = 'INTEREST_EXPENSE'",
+    )
+    .bind(account)
+    .fetch_one(&stack.dbs["accounting"])
+    .await
+    .unwrap();
+    assert_eq!(booked, q.gross, "the ledger booked what was paid");
+    let w = stack.wait_withholding(account, payout["payout_id"].as_str().unwrap()).await;
+    assert_eq!((w["gross"].as_i64(), w["income_tax"].as_i64()), (Some(q.gross), Some(q.tax.income_tax)));
+    assert_eq!(w["tax_category"], category.as_str());
+}
+
+/// Nothing was written for a refused payout: no posting, no payout record, the balance untouched.
+async fn assert_nothing_paid(stack: &Stack, account: Uuid, balance: i64) {
+    let postings = stack
+        .count(
+            "accounting",
+            &format!(
+                "SELECT count(*) FROM journal_entries WHERE account_id = '{account}' AND kind = 'INTEREST_PAYOUT'"
+            ),
+        )
+        .await;
+    let records =
+        stack.count("interest", &format!("SELECT count(*) FROM payouts WHERE account_id = '{account}'")).await;
+    assert_eq!((postings, records), (0, 0));
+    assert_eq!(stack.balance(account).await, balance);
+}
+
+/// A product of its own (a schedule change touches every account of a product), a customer, and
+/// an account opened on OPENED with 100,000,000 won.
+async fn funded(stack: &Stack, product: &str, category: &str) -> (Uuid, Uuid) {
+    stack.set_today(OPENED).await;
+    stack.product(product, flat("2.0"), "2025-01-01").await;
+    let c = stack.customer(category).await;
+    let a = stack.account(c, product).await;
+    let r = stack.deposit(a, 100_000_000, None).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    stack.set_today(TODAY).await;
+    (c, a)
+}
+
+async fn put(stack: &Stack, svc: &str, path: &str, body: Value) -> e2e::Response {
+    stack.call(svc, Method::PUT, path, Some(body), &[]).await
+}
+
+/// Runs a payout and, inside its pause between quote and booking, `change`.
+async fn pay_while<F: std::future::Future<Output = e2e::Response>>(
+    stack: &Stack,
+    account: Uuid,
+    key: &str,
+    change: F,
+) -> (e2e::Response, e2e::Response) {
+    tokio::join!(stack.pay(account, key), async {
+        tokio::time::sleep(CHANGE_AFTER).await;
+        change.await
+    })
+}
+
+#[tokio::test]
+async fn a_change_inside_the_quote_window_is_never_paid_on_stale_inputs() {
+    let pause = PAUSE_MS.to_string();
+    let stack = Stack::start_with(&[("PAYOUT_PAUSE_BEFORE_BOOKING_MS", &pause)]).await;
+
+    // (a) A back-dated deposit inside the period: paid with the deposit's days.
+    let (_, a) = funded(&stack, "PA", "TAX_FREE").await;
+    let (p, d) = pay_while(&stack, a, "a", stack.deposit(a, 900_000_000, Some(INSIDE))).await;
+    assert_eq!(d.status, StatusCode::CREATED, "{:?}", d.body);
+    assert_eq!(p.status, StatusCode::CREATED, "{:?}", p.body);
+    assert_paid_exactly(&stack, "PA", a, TaxCategory::TaxFree, &p.body).await;
+    assert!(p.body["gross"].as_i64().unwrap() > 300_000, "the deposit's five days at 2% are in: {:?}", p.body);
+
+    // (b) A rate schedule effective inside the period: accepted, and the payout uses it.
+    let (_, b) = funded(&stack, "PB", "TAX_FREE").await;
+    let schedule = json!({"effective_from": INSIDE, "bands": flat("10.0")});
+    let (p, s) =
+        pay_while(&stack, b, "b", stack.post("interest", "/v1/interest/products/PB/rate-schedules", schedule)).await;
+    assert_eq!(s.status, StatusCode::CREATED, "{:?}", s.body);
+    assert_eq!(p.status, StatusCode::CREATED, "{:?}", p.body);
+    assert_paid_exactly(&stack, "PB", b, TaxCategory::TaxFree, &p.body).await;
+    // Once paid, a schedule reaching back into the paid period is refused.
+    let late = json!({"effective_from": "2025-03-08", "bands": flat("5.0")});
+    let r = stack.post("interest", "/v1/interest/products/PB/rate-schedules", late).await;
+    assert_eq!((r.status, r.body["code"].as_str()), (StatusCode::CONFLICT, Some("RATE_SCHEDULE_AFFECTS_PAID_PERIOD")));
+
+    // (c) The customer restricted: refused, nothing written; the same key replays the refusal.
+    let (c, acc) = funded(&stack, "PC", "TAX_FREE").await;
+    let restrict = json!({"status": "HACKING_VICTIM", "reason": "reported"});
+    let (p, r) =
+        pay_while(&stack, acc, "c", put(&stack, "customer", &format!("/v1/customers/{c}/status"), restrict)).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(
+        (p.status, p.body["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("CUSTOMER_RESTRICTED")),
+        "{:?}",
+        p.body
+    );
+    assert_nothing_paid(&stack, acc, 100_000_000).await;
+    let r = put(&stack, "customer", &format!("/v1/customers/{c}/status"), json!({"status": "ACTIVE"})).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let again = stack.pay(acc, "c").await;
+    assert_eq!((again.status, again.body["code"].as_str()), (StatusCode::FORBIDDEN, Some("CUSTOMER_RESTRICTED")));
+    let other = stack.pay(acc, "c-after-lifting").await;
+    assert_eq!(other.status, StatusCode::CREATED, "{:?}", other.body);
+
+    // (d) The tax category changed: withheld at the new category.
+    let (c, acc) = funded(&stack, "PD", "GENERAL").await;
+    let category = json!({"tax_category": "PREFERENTIAL"});
+    let (p, r) =
+        pay_while(&stack, acc, "d", put(&stack, "customer", &format!("/v1/customers/{c}/tax-category"), category))
+            .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(p.status, StatusCode::CREATED, "{:?}", p.body);
+    assert_eq!(p.body["tax_category"], "PREFERENTIAL");
+    assert_paid_exactly(&stack, "PD", acc, TaxCategory::Preferential, &p.body).await;
+
+    // (e) A deposit hold, and dormancy: refused, nothing written.
+    let (_, acc) = funded(&stack, "PE", "TAX_FREE").await;
+    let hold = json!({"deposit_suspended": true, "withdrawal_suspended": false});
+    let (p, r) =
+        pay_while(&stack, acc, "e", put(&stack, "account-info", &format!("/v1/accounts/{acc}/holds"), hold)).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!((p.status, p.body["code"].as_str()), (StatusCode::FORBIDDEN, Some("DEPOSIT_SUSPENDED")), "{:?}", p.body);
+    assert_nothing_paid(&stack, acc, 100_000_000).await;
+    let (_, acc) = funded(&stack, "PF", "TAX_FREE").await;
+    let dormant = json!({"status": "DORMANT"});
+    let (p, r) =
+        pay_while(&stack, acc, "f", put(&stack, "account-info", &format!("/v1/accounts/{acc}/status"), dormant)).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(
+        (p.status, p.body["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("ACCOUNT_NOT_ACTIVE")),
+        "{:?}",
+        p.body
+    );
+    assert_nothing_paid(&stack, acc, 100_000_000).await;
+
+    stack.assert_ledger_consistent().await;
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn refusals_are_replayed_for_their_key() {
+    let stack = Stack::start().await;
+    let (_, a) = funded(&stack, "PR", "TAX_FREE").await;
+    stack.set_today("2025-03-02").await;
+    let first = stack.pay(a, "same").await;
+    assert_eq!(first.status, StatusCode::CREATED, "{:?}", first.body);
+    let refused = stack.pay(a, "refused").await;
+    assert_eq!((refused.status, refused.body["code"].as_str()), (StatusCode::CONFLICT, Some("ALREADY_PAID_TODAY")));
+    // The next day the account is payable, but the key that was refused keeps its answer.
+    stack.set_today("2025-03-03").await;
+    let again = stack.pay(a, "refused").await;
+    assert_eq!((again.status, again.body["code"].clone()), (refused.status, refused.body["code"].clone()));
+    // The same key with another body is still a misuse of the key.
+    let misuse = stack
+        .call(
+            "interest",
+            Method::POST,
+            &format!("/v1/interest/accounts/{a}/payouts"),
+            Some(json!({"x": 1})),
+            &[("Idempotency-Key", "refused")],
+        )
+        .await;
+    assert_eq!(misuse.body["code"], "IDEMPOTENCY_KEY_REUSED", "{:?}", misuse.body);
+    let fresh = stack.pay(a, "next-day").await;
+    assert_eq!(fresh.status, StatusCode::CREATED, "{:?}", fresh.body);
+    stack.shutdown().await;
+}
+
+/// 200 trials of "get interest now" racing a back-dated deposit inside the unpaid period, no pause:
+/// every payout equals the recomputation over the final history (the deposit is either in the
+/// paid period's balances or refused as VALUE_DATE_IN_PAID_PERIOD), so no interest is lost. The
+/// deposits start at random moments spread over a payout's duration, so some land between a
+/// quote and its booking (counted by `interest_quote_stale_total`).
+#[tokio::test]
+async fn payouts_racing_back_dated_deposits_lose_nothing() {
+    let stack = Stack::start().await;
+    stack.set_today(OPENED).await;
+    stack.product("RACE", flat("2.0"), "2025-01-01").await;
+    let c = stack.customer("TAX_FREE").await;
+    let mut accounts = Vec::new();
+    for _ in 0..201 {
+        let a = stack.account(c, "RACE").await;
+        assert_eq!(stack.deposit(a, 100_000_000, None).await.status, StatusCode::CREATED);
+        accounts.push(a);
+    }
+    stack.set_today(TODAY).await;
+    // How long a payout takes here, to spread the deposits over it.
+    let started = std::time::Instant::now();
+    assert_eq!(stack.pay(accounts.pop().unwrap(), "probe").await.status, StatusCode::CREATED);
+    let span_us = (started.elapsed().as_micros() as u64 * 3 / 2).max(1000);
+    let table = rate_table(&stack, "RACE").await;
+    let rule = TaxRules::korea_since_2015().rule_for(TaxCategory::TaxFree, date(TODAY)).unwrap().clone();
+    let stale0 = stack.metric("interest", "interest_quote_stale_total", &[]).await;
+    let (mut deposits_in, mut stale_losses) = (0, Vec::new());
+    let s = &stack;
+    for chunk in accounts.chunks(4) {
+        let trials = chunk.iter().map(|a| async move {
+            let delay = Duration::from_micros(rand::random::<u64>() % span_us);
+            let (p, d) = tokio::join!(s.pay(*a, "race"), async {
+                tokio::time::sleep(delay).await;
+                s.deposit(*a, 900_000_000, Some(INSIDE)).await
+            });
+            (*a, p, d)
+        });
+        for (a, p, d) in futures::future::join_all(trials).await {
+            assert_eq!(p.status, StatusCode::CREATED, "{:?}", p.body);
+            match d.status {
+                StatusCode::CREATED => deposits_in += 1,
+                _ => assert_eq!(d.body["code"], "VALUE_DATE_IN_PAID_PERIOD", "{:?}", d.body),
+            }
+            let to = date(p.body["period_to"].as_str().unwrap());
+            let history = final_history(&stack, a, to).await;
+            let q = quote(&table, &history, (date(OPENED), to), 0, &rule);
+            if p.body["gross"].as_i64() != Some(q.gross) {
+                stale_losses.push((a, p.body["gross"].clone(), q.gross));
+            }
+        }
+    }
+    let stale = stack.metric("interest", "interest_quote_stale_total", &[]).await - stale0;
+    eprintln!("race: {deposits_in} of 200 deposits landed before their payout's booking, {stale} quotes found stale at booking");
+    assert!(stale_losses.is_empty(), "periods paid on stale balances: {stale_losses:?}");
+    assert!(stale > 0.0, "no deposit landed between a quote and its booking: the race did not test the window");
+    stack.assert_ledger_consistent().await;
+    stack.shutdown().await;
+}
+
+/// The ledger's side of the contract, driven directly: a booking whose basis differs in any way
+/// from the ledger's state is refused with 409 QUOTE_STALE and writes nothing; the true basis books.
+#[tokio::test]
+async fn the_ledger_refuses_a_booking_on_a_stale_basis() {
+    let stack = Stack::start().await;
+    let (c, a) = funded(&stack, "PL", "GENERAL").await;
+    let balances =
+        stack.get("accounting", &format!("/v1/ledger/accounts/{a}/daily-balances?from={OPENED}&to=2025-03-10")).await;
+    let rates_rev: i64 = sqlx::query_scalar("SELECT rates_rev FROM products WHERE code = 'PL'")
+        .fetch_one(&stack.dbs["interest"])
+        .await
+        .unwrap();
+    let truth = json!({
+        "history_rev": balances.body["history_rev"], "balances_digest": balances.body["digest"],
+        "account_rev": 0, "customer_rev": 0, "rates_rev": rates_rev,
+    });
+    let book = |basis: Value| {
+        json!({
+            "payout_id": Uuid::new_v4(), "account_id": a, "customer_id": c, "product_code": "PL",
+            "business_date": TODAY, "period_from": OPENED, "period_to": "2025-03-10",
+            "gross": 54794, "income_tax": 7670, "local_tax": 760, "rural_special_tax": 0, "net": 46364,
+            "carry_in_units": 0, "carry_out_units": 0, "tax_category": "GENERAL",
+            "idempotency_key": "direct", "request_hash": "h", "basis": basis,
+        })
+    };
+    let mut stale = Vec::new();
+    for (field, value) in [
+        ("history_rev", json!(truth["history_rev"].as_i64().unwrap() + 1)),
+        ("balances_digest", json!("not-the-digest")),
+        ("rates_rev", json!(rates_rev - 1)),
+    ] {
+        let mut basis = truth.clone();
+        basis[field] = value;
+        stale.push((field, basis));
+    }
+    // An owner raised a fence after the quote read the customer.
+    let r = stack
+        .post("accounting", "/v1/ledger/payout-fences", json!({"subject": format!("customer:{c}"), "rev": 1}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    stale.push(("customer fence", truth.clone()));
+    for (what, basis) in stale {
+        let r = stack.post("accounting", "/v1/ledger/interest-postings", book(basis)).await;
+        assert_eq!(
+            (r.status, r.body["code"].as_str()),
+            (StatusCode::CONFLICT, Some("QUOTE_STALE")),
+            "{what}: {:?}",
+            r.body
+        );
+    }
+    assert_nothing_paid(&stack, a, 100_000_000).await;
+    let mut current = truth.clone();
+    current["customer_rev"] = json!(1);
+    let r = stack.post("accounting", "/v1/ledger/interest-postings", book(current)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    // A fence never goes down.
+    let r = stack
+        .post("accounting", "/v1/ledger/payout-fences", json!({"subject": format!("customer:{c}"), "rev": 0}))
+        .await;
+    assert_eq!(r.body["rev"], 1);
+    stack.shutdown().await;
+}
