@@ -367,3 +367,57 @@ async fn the_ledger_refuses_a_booking_on_a_stale_basis() {
     assert_eq!(r.body["rev"], 1);
     stack.shutdown().await;
 }
+
+/// 100 trials of a payout racing a rate schedule effective inside its period (a product each, no
+/// pause): either the schedule is accepted and the payout paid at it, or the payout committed
+/// first and the schedule is refused as reaching into a paid period. Never both the old rates paid
+/// and the new schedule accepted.
+#[tokio::test]
+async fn payouts_racing_rate_schedules_pay_the_rates_the_product_ends_with() {
+    let stack = Stack::start().await;
+    stack.set_today(OPENED).await;
+    let c = stack.customer("TAX_FREE").await;
+    let mut trials = Vec::new();
+    for i in 0..101 {
+        let product = format!("SR{i}");
+        stack.product(&product, flat("2.0"), "2025-01-01").await;
+        let a = stack.account(c, &product).await;
+        assert_eq!(stack.deposit(a, 100_000_000, None).await.status, StatusCode::CREATED);
+        trials.push((product, a));
+    }
+    stack.set_today(TODAY).await;
+    let started = std::time::Instant::now();
+    let (_, probe) = trials.pop().unwrap();
+    assert_eq!(stack.pay(probe, "probe").await.status, StatusCode::CREATED);
+    let span_us = (started.elapsed().as_micros() as u64 * 3 / 2).max(1000);
+    let rule = TaxRules::korea_since_2015().rule_for(TaxCategory::TaxFree, date(TODAY)).unwrap().clone();
+    let (mut accepted, mut wrong) = (0, Vec::new());
+    let s = &stack;
+    for chunk in trials.chunks(4) {
+        let races = chunk.iter().map(|(product, a)| async move {
+            let delay = Duration::from_micros(rand::random::<u64>() % span_us);
+            let schedule = json!({"effective_from": INSIDE, "bands": flat("10.0")});
+            let (p, r) = tokio::join!(s.pay(*a, "race"), async {
+                tokio::time::sleep(delay).await;
+                s.post("interest", &format!("/v1/interest/products/{product}/rate-schedules"), schedule).await
+            });
+            (product, *a, p, r)
+        });
+        for (product, a, p, r) in futures::future::join_all(races).await {
+            assert_eq!(p.status, StatusCode::CREATED, "{:?}", p.body);
+            match r.status {
+                StatusCode::CREATED => accepted += 1,
+                _ => assert_eq!(r.body["code"], "RATE_SCHEDULE_AFFECTS_PAID_PERIOD", "{:?}", r.body),
+            }
+            let to = date(p.body["period_to"].as_str().unwrap());
+            let table = rate_table(&stack, product).await;
+            let q = quote(&table, &final_history(&stack, a, to).await, (date(OPENED), to), 0, &rule);
+            if p.body["gross"].as_i64() != Some(q.gross) {
+                wrong.push((product.clone(), p.body["gross"].clone(), q.gross));
+            }
+        }
+    }
+    eprintln!("schedule race: {accepted} of 100 schedules accepted (the payout paid at them), the rest refused");
+    assert!(wrong.is_empty(), "payouts at rates other than the product's: {wrong:?}");
+    stack.shutdown().await;
+}

@@ -177,6 +177,8 @@ async fn pay_one(state: &AppState, run_id: Uuid, id: Uuid, attempts: i32, settin
     match payout::pay(state, id, &key, &hash).await {
         Ok(p) => outcome("PAID", None, Some(p.payout_id), 0),
         Err(InterestError::Refused(r)) => outcome("SKIPPED", Some(r.code().to_string()), None, 0),
+        // A resumed item whose first attempt was refused: the key replays that refusal.
+        Err(InterestError::Replayed { code, .. }) => outcome("SKIPPED", Some(code), None, 0),
         Err(InterestError::AccountNotFound(_)) => outcome("FAILED", Some("ACCOUNT_NOT_FOUND".into()), None, 0),
         Err(e) if attempts >= settings.max_attempts => {
             tracing::warn!(%run_id, account_id = %id, error = %e, "run payout failed for good");
