@@ -42,8 +42,21 @@ fn bin_dir() -> PathBuf {
     exe.parent().unwrap().parent().unwrap().to_path_buf()
 }
 
+/// A port for a server of a test's own, never handed out twice by this process. Chosen below the
+/// kernel's ephemeral range (32768+), so neither the kernel's port-0 picks nor outgoing connections
+/// can take it while its server is down for a restart (bind-then-release on port 0 raced exactly
+/// there: a restarted service found its port taken by another stack's).
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap();
+    for _ in 0..1000 {
+        let port = 20_000 + (rand::random::<u16>() % 12_000);
+        if !given.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
+            return port;
+        }
+    }
+    panic!("no free port below the ephemeral range");
 }
 
 pub struct Stack {

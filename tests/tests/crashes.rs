@@ -83,3 +83,65 @@ async fn crash_after_recording_before_publishing() {
 async fn crash_after_publishing_before_marking_published() {
     crash_at("outbox.after_publish").await;
 }
+
+/// An owner dies after raising its payout fence in the ledger and before committing its change
+/// (as with kill -9): the change is lost, the fence stays ahead. Once the owner restarts, it
+/// catches its revision up with the fence, so the account's payouts are not refused as stale
+/// forever; and the change, retried, takes effect as usual.
+async fn owner_crash_after_fence(svc: &'static str, point: &str) {
+    let mut stack = Stack::start().await;
+    stack.set_today("2024-10-01").await;
+    stack.product("P", json!([{"from": 0, "rate": "2.0"}]), "2024-01-01").await;
+    let c = stack.customer("GENERAL").await;
+    let a = stack.account(c, "P").await;
+    assert_eq!(stack.deposit(a, 50_000_000, None).await.status, StatusCode::CREATED);
+    stack.set_today("2024-10-02").await;
+    stack.restart_with(svc, &[("FAULT_POINT", point)]).await;
+    let (path, body) = match svc {
+        "customer" => (format!("/v1/customers/{c}/tax-category"), json!({"tax_category": "TAX_FREE"})),
+        "account-info" => {
+            (format!("/v1/accounts/{a}/holds"), json!({"deposit_suspended": false, "withdrawal_suspended": true}))
+        }
+        _ => (
+            "/v1/interest/products/P/rate-schedules".to_string(),
+            json!({"effective_from": "2024-10-05", "bands": [{"from": 0, "rate": "9.0"}]}),
+        ),
+    };
+    let method = if svc == "interest" { reqwest::Method::POST } else { reqwest::Method::PUT };
+    let sent = stack.http.request(method.clone(), format!("{}{path}", stack.urls[svc])).json(&body).send().await;
+    assert!(sent.is_err() || sent.unwrap().status().is_server_error(), "{point}: the caller saw the crash");
+    assert!(stack.wait_exit(svc, Duration::from_secs(20)).await, "{svc} should have died at {point}");
+    stack.restart_with(svc, &[("FAULT_POINT", "")]).await;
+    // The change was not committed: the payout is the old one (GENERAL tax, 2%, no hold), not
+    // refused as stale.
+    let mut paid = stack.pay(a, "after-restart").await;
+    for _ in 0..40 {
+        if paid.body["code"] != "QUOTE_STALE" && paid.body["code"] != "DEPENDENCY_UNAVAILABLE" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        paid = stack.pay(a, &format!("after-restart-{}", uuid::Uuid::new_v4())).await;
+    }
+    assert_eq!(paid.status, StatusCode::CREATED, "{point}: {:?}", paid.body);
+    assert_eq!((paid.body["gross"].as_i64(), paid.body["net"].as_i64()), (Some(2739), Some(2329)), "{point}");
+    // Retried, the change commits and governs the next payouts.
+    let r = stack.call(svc, method, &path, Some(body), &[]).await;
+    assert!(r.status.is_success(), "{point}: {:?}", r.body);
+    stack.assert_ledger_consistent().await;
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn customer_crash_after_raising_its_fence() {
+    owner_crash_after_fence("customer", "customer.after_fence").await;
+}
+
+#[tokio::test]
+async fn account_info_crash_after_raising_its_fence() {
+    owner_crash_after_fence("account-info", "account.after_fence").await;
+}
+
+#[tokio::test]
+async fn interest_crash_after_raising_the_rates_fence() {
+    owner_crash_after_fence("interest", "rates.after_fence").await;
+}

@@ -24,6 +24,7 @@ pub async fn change(s: &AppState, id: Uuid, change: Change) -> ApiResult<Account
         store::set_rev(&mut tx, id, raised.rev).await?;
         account.rev = raised.rev;
     }
+    platform::fault::point("account.after_fence");
     tx.commit().await?;
     s.revisions.publish(revision::account_key(id), account.rev).await;
     Ok(account)

@@ -30,6 +30,7 @@ pub async fn change(
         store::set_rev(&mut tx, id, raised.rev).await?;
         customer.rev = raised.rev;
     }
+    platform::fault::point("customer.after_fence");
     tx.commit().await?;
     revisions.publish(revision::customer_key(id), customer.rev).await;
     Ok(customer)

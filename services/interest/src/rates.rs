@@ -99,6 +99,7 @@ pub async fn add_schedule(state: &AppState, code: &str, body: &RateScheduleBody)
         ));
     }
     let rev = raise_rates_fence(&state.ledger, &mut tx, code, rev + 1, Some(canonical.effective_from)).await?;
+    platform::fault::point("rates.after_fence");
     tx.commit().await?;
     state.revisions.publish(revision::rates_key(code), rev).await;
     product(&state.pool, code).await
