@@ -24,6 +24,7 @@ SCHEMAS = {
     "CreateCustomer": obj(["name", "tax_category"], name=S, tax_category={"enum": ["GENERAL", "TAX_FREE", "PREFERENTIAL"]}),
     "ChangeTaxCategory": obj(["tax_category"], tax_category={"enum": ["GENERAL", "TAX_FREE", "PREFERENTIAL"]}),
     "PayoutFence": obj(["subject", "rev"], subject={"type": "string", "description": "account:<id>, customer:<id> or rates:<product>"}, rev=I, effective_from=D),
+    "PayoutFences": {"type": "array", "items": {"$ref": "#/components/schemas/PayoutFence"}},
     "ChangeCustomerStatus": obj(["status"], status={"enum": ["ACTIVE", "IDENTITY_THEFT", "HACKING_VICTIM", "DECEASED"]}, reason=S),
     "Customer": obj(["customer_id", "name", "status", "tax_category", "created_at"], customer_id=U, name=S, status=S, status_reason=S, tax_category=S, created_at=T, rev=I),
     "OpenAccount": obj(["customer_id", "product_code"], customer_id=U, product_code=S),
@@ -73,7 +74,7 @@ SERVICES = {
         "/v1/ledger/accounts/{id}/entries": [("get", "Journal entries touching the account", None, "Entries")],
         "/v1/ledger/accounts/{id}/daily-balances": [("get", "End-of-day balances for ?from=&to= (for the interest service)", None, "DailyBalances")],
         "/v1/ledger/interest-postings": [("post", "Book an interest payout (interest service only)", "InterestPostingRequest", "InterestPosting"), ("get", "Feed of booked payouts after ?after_seq= (recovery)", None, "InterestPostingFeed")],
-        "/v1/ledger/payout-fences": [("post", "Raise a payout fence before committing a change to a payout input (customer, account-info, interest only); 409 RATE_SCHEDULE_AFFECTS_PAID_PERIOD", "PayoutFence", "PayoutFence")],
+        "/v1/ledger/payout-fences": [("post", "Raise a payout fence before committing a change to a payout input (customer, account-info, interest only); 409 RATE_SCHEDULE_AFFECTS_PAID_PERIOD", "PayoutFence", "PayoutFence"), ("get", "Fences raised in the last ?within_secs= (default 86400) whose subject starts with ?prefix= (owners catch up at start-up)", None, "PayoutFences")],
     }),
     "interest": ("Interest service", {
         "/v1/interest/products": [("get", "List products", None, "Products"), ("post", "Create a product", "CreateProduct", "Product")],
