@@ -1,5 +1,5 @@
 //! Redis: a reconnecting connection, key prefixing, and the per-account lock (random token, lease,
-//! compare-and-delete release, bounded wait with jitter).
+//! compare-and-delete release, bounded wait with jitter, given up early once the work is done).
 
 use std::time::Duration;
 
@@ -61,36 +61,63 @@ impl Redis {
             .await
     }
 
-    /// Tries to take `name` for `lease`, waiting up to `wait` with jittered backoff.
-    /// `Ok(None)` means someone else held it for the whole wait.
-    pub async fn lock(&self, name: &str, lease: Duration, wait: Duration) -> Result<Option<LockGuard>, RedisError> {
+    /// Tries to take `name` for `lease`, waiting up to `wait` with jittered backoff — unless the
+    /// key `done` exists (checked on every attempt, in the same round trip): then the work the lock
+    /// guards is already done, and its value is returned instead of waiting on.
+    pub async fn lock_unless(
+        &self,
+        name: &str,
+        done: &str,
+        lease: Duration,
+        wait: Duration,
+    ) -> Result<Lock, RedisError> {
+        const TAKE_UNLESS_DONE: &str = r#"
+local done = redis.call("GET", KEYS[2])
+if done then return {"done", done} end
+if redis.call("SET", KEYS[1], ARGV[1], "NX", "PX", ARGV[2]) then return {"held"} end
+return {"busy"}"#;
         let key = self.key(&format!("lock:{name}"));
+        let done_key = self.key(done);
         let token = uuid::Uuid::new_v4().to_string();
         let deadline = tokio::time::Instant::now() + wait;
         let mut backoff = Duration::from_millis(5);
+        let mut waited = false;
         loop {
             let mut c = self.conn.clone();
-            let ok: Option<String> = redis::cmd("SET")
+            let answer: Vec<String> = redis::cmd("EVAL")
+                .arg(TAKE_UNLESS_DONE)
+                .arg(2)
                 .arg(&key)
+                .arg(&done_key)
                 .arg(&token)
-                .arg("NX")
-                .arg("PX")
                 .arg(lease.as_millis() as u64)
                 .query_async(&mut c)
                 .await?;
-            if ok.is_some() {
-                return Ok(Some(LockGuard { redis: self.clone(), key, token }));
+            match answer.first().map(String::as_str) {
+                Some("held") => return Ok(Lock::Held(LockGuard { redis: self.clone(), key, token, waited })),
+                Some("done") => return Ok(Lock::Done(answer.get(1).cloned().unwrap_or_default())),
+                _ => {}
             }
             let now = tokio::time::Instant::now();
             if now >= deadline {
-                return Ok(None);
+                return Ok(Lock::Busy);
             }
             let jitter = rand::thread_rng().gen_range(0..=backoff.as_millis() as u64);
             let sleep = (backoff + Duration::from_millis(jitter)).min(deadline - now);
             tokio::time::sleep(sleep).await;
+            waited = true;
             backoff = (backoff * 2).min(Duration::from_millis(100));
         }
     }
+}
+
+/// What [`Redis::lock_unless`] found.
+pub enum Lock {
+    Held(LockGuard),
+    /// Someone else held it for the whole wait.
+    Busy,
+    /// The guarded work is done; the marker's value.
+    Done(String),
 }
 
 /// A held lock. Release it explicitly; if the holder dies, the lease expires on its own.
@@ -98,9 +125,15 @@ pub struct LockGuard {
     redis: Redis,
     key: String,
     token: String,
+    waited: bool,
 }
 
 impl LockGuard {
+    /// Whether another holder had it first (whatever it guarded may have changed meanwhile).
+    pub fn waited(&self) -> bool {
+        self.waited
+    }
+
     /// Deletes the key only if it still holds our token, so an expired lease taken over by another
     /// holder is never released by us.
     pub async fn release(self) -> Result<(), RedisError> {

@@ -13,6 +13,7 @@ use domain::{check_eligibility, payout_period, quote, BalanceHistory, Quote, Ref
 use uuid::Uuid;
 
 use platform::client::ClientError;
+use platform::redis::Lock;
 use platform::revision;
 
 use crate::error::InterestError;
@@ -229,24 +230,37 @@ pub async fn pay(state: &AppState, id: Uuid, key: &str, request_hash: &str) -> R
         return replay(prior, request_hash);
     }
     // The Redis lock keeps replicas from doing the same work twice; the ledger is the real guard,
-    // so a Redis outage degrades to that guard instead of refusing payouts (README).
+    // so a Redis outage degrades to that guard instead of refusing payouts (README). Once the
+    // account is paid today (the marker), other keys are refused at once instead of queueing on
+    // the lock; the paying key itself goes on to its replay.
     let guard = match &state.redis {
-        Some(redis) => match redis.lock(&format!("payout:{id}"), state.lock_lease, state.lock_wait).await {
-            Ok(Some(g)) => Some(g),
-            Ok(None) => {
-                return Err(InterestError::Conflict(
-                    "PAYOUT_IN_PROGRESS",
-                    "another payout of this account is in progress; retry".into(),
-                ))
+        Some(redis) => {
+            let today = state.clock.today().await?;
+            let (name, marker) = (format!("payout:{id}"), paid_marker(id, today));
+            let lock = redis.lock_unless(&name, &marker, state.lock_lease, state.lock_wait).await;
+            match lock {
+                Ok(Lock::Held(g)) => Some(g),
+                Ok(Lock::Done(paid_with)) if paid_with != key => {
+                    return Err(refuse(state, id, key, request_hash, Refusal::AlreadyPaidToday).await)
+                }
+                Ok(Lock::Done(_)) => None,
+                Ok(Lock::Busy) => {
+                    return Err(InterestError::Conflict(
+                        "PAYOUT_IN_PROGRESS",
+                        "another payout of this account is in progress; retry".into(),
+                    ))
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "redis lock unavailable; relying on the ledger's guard");
+                    None
+                }
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "redis lock unavailable; relying on the ledger's guard");
-                None
-            }
-        },
+        }
         None => None,
     };
-    let result = pay_locked(state, id, key, request_hash).await;
+    // Only a request that waited for the lock can find its key answered meanwhile.
+    let recheck = guard.as_ref().is_none_or(|g| g.waited());
+    let result = pay_locked(state, id, key, request_hash, recheck).await;
     if let Some(g) = guard {
         if let Err(e) = g.release().await {
             tracing::warn!(error = %e, "redis lock release failed; the lease will expire");
@@ -255,13 +269,27 @@ pub async fn pay(state: &AppState, id: Uuid, key: &str, request_hash: &str) -> R
     result
 }
 
+/// Redis key set once an account's payout of the business date is recorded (value: its
+/// Idempotency-Key); an optimisation only — the ledger refuses a second payout that day anyway.
+fn paid_marker(id: Uuid, today: NaiveDate) -> String {
+    format!("paid:{id}:{today}")
+}
+
 /// How many times a payout is quoted before its caller is told the inputs keep changing.
 const QUOTE_ATTEMPTS: u32 = 3;
 
-async fn pay_locked(state: &AppState, id: Uuid, key: &str, request_hash: &str) -> Result<Payout, InterestError> {
+async fn pay_locked(
+    state: &AppState,
+    id: Uuid,
+    key: &str,
+    request_hash: &str,
+    recheck: bool,
+) -> Result<Payout, InterestError> {
     // A concurrent request with the same key may have finished while we waited for the lock.
-    if let Some(prior) = store::prior_outcome(&state.pool, id, key).await? {
-        return replay(prior, request_hash);
+    if recheck {
+        if let Some(prior) = store::prior_outcome(&state.pool, id, key).await? {
+            return replay(prior, request_hash);
+        }
     }
     let mut stale = String::new();
     for attempt in 1..=QUOTE_ATTEMPTS {
@@ -369,6 +397,13 @@ async fn book(
     store::record_payout(&state.pool, &posting, &trace).await?;
     platform::fault::point("payout.after_record");
     state.outbox_wake.notify_one();
+    if let Some(redis) = &state.redis {
+        // The key names the date, so the day after it is never read; the TTL only frees memory.
+        let marker = paid_marker(e.account.account_id, e.today);
+        if let Err(err) = redis.set_px(&marker, key, std::time::Duration::from_secs(26 * 3600)).await {
+            tracing::warn!(error = %err, "paid marker not set; later attempts queue on the lock instead");
+        }
+    }
     let id = e.account.account_id;
     tracing::info!(account_id = %id, payout_id = %posting.request.payout_id, gross = posting.request.gross, net = posting.request.net, "interest paid");
     Ok(Ok(Booked::Paid(store::payout_from_posting(&posting))))
