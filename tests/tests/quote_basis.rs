@@ -149,6 +149,19 @@ async fn a_change_inside_the_quote_window_is_never_paid_on_stale_inputs() {
     assert_paid_exactly(&stack, "PA", a, TaxCategory::TaxFree, &p.body).await;
     assert!(p.body["gross"].as_i64().unwrap() > 300_000, "the deposit's five days at 2% are in: {:?}", p.body);
 
+    // (a') The same after an estimate: the payout starts from the cached quote, which the booking
+    // finds stale.
+    let (_, a2) = funded(&stack, "PA2", "TAX_FREE").await;
+    let e = stack.get("interest", &format!("/v1/interest/accounts/{a2}")).await;
+    assert_eq!(e.body["payable"], true, "{:?}", e.body);
+    let cached0 = stack.metric("interest", "interest_payout_quotes_total", &[("source", "estimate_cache")]).await;
+    let (p, d) = pay_while(&stack, a2, "a2", stack.deposit(a2, 900_000_000, Some(INSIDE))).await;
+    assert_eq!((d.status, p.status), (StatusCode::CREATED, StatusCode::CREATED), "{:?} {:?}", d.body, p.body);
+    let cached = stack.metric("interest", "interest_payout_quotes_total", &[("source", "estimate_cache")]).await;
+    assert_eq!(cached - cached0, 1.0, "the first attempt used the estimate's quote");
+    assert_paid_exactly(&stack, "PA2", a2, TaxCategory::TaxFree, &p.body).await;
+    assert!(p.body["gross"].as_i64() > e.body["gross"].as_i64(), "not the estimate's amount: {:?}", p.body);
+
     // (b) A rate schedule effective inside the period: accepted, and the payout uses it.
     let (_, b) = funded(&stack, "PB", "TAX_FREE").await;
     let schedule = json!({"effective_from": INSIDE, "bands": flat("10.0")});

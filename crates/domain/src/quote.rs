@@ -1,7 +1,7 @@
 //! The whole computation behind an estimate or a payout: period, accrual, floor, tax, net.
 
 use chrono::NaiveDate;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::accrual::{accrue_units, settle, BalanceHistory};
 use crate::date::{next_day, previous_day};
@@ -19,7 +19,7 @@ pub fn payout_period(
     (from, previous_day(today))
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Quote {
     pub period_from: NaiveDate,
     pub period_to: NaiveDate,

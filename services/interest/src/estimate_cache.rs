@@ -5,14 +5,16 @@
 //! before it was computed, and the customer's tax category is unchanged. Eligibility from statuses
 //! is never cached here: it is applied on every read from the directory's current data.
 //!
-//! Concurrent first reads in one process compute once (the others wait and read the result).
+//! Concurrent first reads in one process compute once (the others wait and read the result). A
+//! payout on the same business date uses the entry's quote while the entry is good; the ledger
+//! refuses it as stale if anything it was computed from changed since.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use chrono::NaiveDate;
 use contracts::Estimate;
-use domain::TaxCategory;
+use domain::{Quote, TaxCategory};
 use platform::revision::{self, Rev};
 use serde::{Deserialize, Serialize};
 use tokio::sync::OwnedMutexGuard;
@@ -25,6 +27,18 @@ pub struct Entry {
     pub tax_category: TaxCategory,
     /// With only the refusals the ledger decides (already paid today, nothing to pay).
     pub estimate: Estimate,
+    /// The quote behind the estimate and what it was computed from, so a payout of the same
+    /// business date can book it without reading the ledger again: the booking verifies the basis.
+    #[serde(default)]
+    pub quote: Option<CachedQuote>,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct CachedQuote {
+    pub quote: Quote,
+    pub history_rev: i64,
+    pub balances_digest: String,
+    pub rates_rev: i64,
 }
 
 pub fn key(id: Uuid, today: NaiveDate) -> String {

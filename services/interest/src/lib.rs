@@ -84,6 +84,9 @@ pub async fn run() -> anyhow::Result<()> {
         metrics::counter!("interest_estimate_cache_total", "result" => result).increment(0);
     }
     metrics::counter!("interest_quote_stale_total").increment(0);
+    for source in ["estimate_cache", "computed"] {
+        metrics::counter!("interest_payout_quotes_total", "source" => source).increment(0);
+    }
     let revisions = Publisher::start(infra.redis.clone());
     // Republish every product's rates revision (a crash may have come between commit and publication).
     let rates = store::rates_revisions(&infra.pool).await?;

@@ -55,11 +55,46 @@ fn status_refusal(account: &Account, customer: &Customer) -> Option<Refusal> {
     check_eligibility(customer.status, account.status, account.deposit_suspended).err()
 }
 
-/// The account and its customer, from the directory (cached by mutability).
-async fn parties(state: &AppState, id: Uuid) -> Result<(Account, Customer), InterestError> {
-    let l = state.directory.lookup(id, |_| Vec::new()).await?;
+/// The account and its customer, from the directory (cached by mutability), and the day's cached
+/// estimate entry while it is good (read in the same Redis round trip).
+async fn parties(
+    state: &AppState,
+    id: Uuid,
+    today: NaiveDate,
+) -> Result<(Account, Customer, Option<estimate_cache::Entry>), InterestError> {
+    let l = state.directory.lookup(id, |a| estimate_cache::keys(id, &a.product_code, today)).await?;
     let customer = l.customer.ok_or_else(|| InterestError::Inconsistent("no customer client".into()))?;
-    Ok((l.account, customer))
+    let entry = l.extra.and_then(|values| estimate_cache::read(&values, customer.tax_category).entry);
+    Ok((l.account, customer, entry))
+}
+
+impl Assessment {
+    /// The assessment behind a cached estimate, if the entry kept its quote.
+    fn cached(entry: estimate_cache::Entry) -> Option<Self> {
+        let refusal = match entry.estimate.code.as_deref() {
+            None => None,
+            Some("ALREADY_PAID_TODAY") => Some(Refusal::AlreadyPaidToday),
+            Some("NOTHING_TO_PAY") => Some(Refusal::NothingToPay),
+            Some(_) => return None,
+        };
+        let c = entry.quote?;
+        Some(Self {
+            quote: c.quote,
+            refusal,
+            history_rev: c.history_rev,
+            balances_digest: c.balances_digest,
+            rates_rev: c.rates_rev,
+        })
+    }
+
+    fn to_cache(&self) -> estimate_cache::CachedQuote {
+        estimate_cache::CachedQuote {
+            quote: self.quote,
+            history_rev: self.history_rev,
+            balances_digest: self.balances_digest.clone(),
+            rates_rev: self.rates_rev,
+        }
+    }
 }
 
 /// The quote for the unpaid period up to yesterday, and the refusals the ledger decides (already
@@ -115,10 +150,22 @@ async fn assess(
     Err(InterestError::Inconsistent(format!("payout records of {id} did not converge with the ledger")))
 }
 
-pub async fn evaluate(state: &AppState, id: Uuid) -> Result<Evaluation, InterestError> {
+/// Evaluates a payout now. With `cached`, the day's estimate entry, when good, supplies the quote
+/// (no ledger read): the booking verifies its basis anyway. A re-quote after a stale booking reads
+/// everything afresh.
+pub async fn evaluate(state: &AppState, id: Uuid, cached: bool) -> Result<Evaluation, InterestError> {
     let today = state.clock.today().await?;
-    let (account, customer) = parties(state, id).await?;
-    let a = assess(state, &account, &customer, today).await?;
+    let (account, customer, entry) = parties(state, id, today).await?;
+    let a = match entry.filter(|_| cached).and_then(Assessment::cached) {
+        Some(a) => {
+            metrics::counter!("interest_payout_quotes_total", "source" => "estimate_cache").increment(1);
+            a
+        }
+        None => {
+            metrics::counter!("interest_payout_quotes_total", "source" => "computed").increment(1);
+            assess(state, &account, &customer, today).await?
+        }
+    };
     let refusal = status_refusal(&account, &customer).or(a.refusal);
     let basis = QuoteBasis {
         history_rev: a.history_rev,
@@ -166,12 +213,12 @@ pub async fn estimate(state: &AppState, id: Uuid) -> Result<Estimate, InterestEr
     let status = status_refusal(&account, &customer);
     let compute = || async {
         let a = assess(state, &account, &customer, today).await?;
-        Ok::<_, InterestError>(to_estimate(id, today, &a.quote, a.refusal))
+        Ok::<_, InterestError>((to_estimate(id, today, &a.quote, a.refusal.clone()), a.to_cache()))
     };
     let (Some(redis), Some(values)) = (&state.redis_cache, lookup.extra) else {
         // Redis unreadable: every estimate comes from the databases (slower, still correct).
         estimate_cache::count(false);
-        return Ok(with_status(compute().await?, status));
+        return Ok(with_status(compute().await?.0, status));
     };
     if let Some(entry) = estimate_cache::read(&values, customer.tax_category).entry {
         estimate_cache::count(true);
@@ -183,14 +230,14 @@ pub async fn estimate(state: &AppState, id: Uuid) -> Result<Estimate, InterestEr
     // soon as either moves. Another request may have filled the entry while we waited.
     let Ok(values) = revision::read(redis, &keys).await else {
         estimate_cache::count(false);
-        return Ok(with_status(compute().await?, status));
+        return Ok(with_status(compute().await?.0, status));
     };
     let read = estimate_cache::read(&values, customer.tax_category);
     if let Some(entry) = read.entry {
         estimate_cache::count(true);
         return Ok(with_status(entry.estimate, status));
     }
-    let fresh = compute().await?;
+    let (fresh, quote) = compute().await?;
     estimate_cache::count(false);
     let ttl = domain::date::rest_of_business_date(now);
     let entry = estimate_cache::Entry {
@@ -198,6 +245,7 @@ pub async fn estimate(state: &AppState, id: Uuid) -> Result<Estimate, InterestEr
         rates_rev: read.rates_rev,
         tax_category: customer.tax_category,
         estimate: fresh.clone(),
+        quote: Some(quote),
     };
     if let (Ok(json), true) = (serde_json::to_string(&entry), ttl.as_millis() > 0) {
         if let Err(e) = redis.set_px(&keys[2], &json, ttl).await {
@@ -293,7 +341,7 @@ async fn pay_locked(
     }
     let mut stale = String::new();
     for attempt in 1..=QUOTE_ATTEMPTS {
-        let e = evaluate(state, id).await?;
+        let e = evaluate(state, id, attempt == 1).await?;
         let outcome = match e.refusal {
             Some(r) => Err(r),
             None => book(state, &e, key, request_hash).await?,
