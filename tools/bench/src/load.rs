@@ -15,6 +15,26 @@ pub struct Stats {
     pub micros: Vec<u64>,
     pub errors: u64,
     pub elapsed: Duration,
+    /// The scenario ran out of what it draws from (unpaid accounts) before its time was up.
+    pub exhausted: bool,
+}
+
+/// What one request of a closed loop came to.
+pub enum Attempt {
+    Done,
+    Failed,
+    /// Nothing left to send (a pool of accounts used up): the worker stops, not an error.
+    Exhausted,
+}
+
+impl From<bool> for Attempt {
+    fn from(ok: bool) -> Self {
+        if ok {
+            Attempt::Done
+        } else {
+            Attempt::Failed
+        }
+    }
 }
 
 impl Stats {
@@ -40,17 +60,19 @@ impl Stats {
     pub fn merge(&mut self, other: Stats) {
         self.micros.extend(other.micros);
         self.errors += other.errors;
+        self.exhausted |= other.exhausted;
     }
 
     pub fn line(&self, name: &str) -> String {
         format!(
-            "{name:<44} {:>9.0}/s  p50 {:>7.2} ms  p99 {:>7.2} ms  p99.9 {:>7.2} ms  n={} errors={}",
+            "{name:<44} {:>9.0}/s  p50 {:>7.2} ms  p99 {:>7.2} ms  p99.9 {:>7.2} ms  n={} errors={}{}",
             self.per_second(),
             self.ms(0.50),
             self.ms(0.99),
             self.ms(0.999),
             self.ok(),
-            self.errors
+            self.errors,
+            if self.exhausted { "  (ended early: no unpaid account left)" } else { "" }
         )
     }
 }
@@ -77,10 +99,11 @@ where
 }
 
 /// `connections` workers call `request(worker, i)` until `duration` has passed.
-pub async fn closed<F, Fut>(connections: usize, duration: Duration, request: F) -> Stats
+pub async fn closed<F, Fut, A>(connections: usize, duration: Duration, request: F) -> Stats
 where
     F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = bool> + Send,
+    Fut: Future<Output = A> + Send,
+    A: Into<Attempt>,
 {
     let request = Arc::new(request);
     let start = Instant::now();
@@ -92,10 +115,13 @@ where
             let mut i = 0u64;
             while Instant::now() < deadline {
                 let t = Instant::now();
-                if request(w, i).await {
-                    s.micros.push(t.elapsed().as_micros() as u64);
-                } else {
-                    s.errors += 1;
+                match request(w, i).await.into() {
+                    Attempt::Done => s.micros.push(t.elapsed().as_micros() as u64),
+                    Attempt::Failed => s.errors += 1,
+                    Attempt::Exhausted => {
+                        s.exhausted = true;
+                        break;
+                    }
                 }
                 i += 1;
             }
@@ -111,28 +137,31 @@ where
 }
 
 /// Starts `rate` requests per second for `duration`, whatever the server does.
-pub async fn open<F, Fut>(rate: u64, duration: Duration, request: F) -> Stats
+pub async fn open<F, Fut, A>(rate: u64, duration: Duration, request: F) -> Stats
 where
     F: Fn(u64) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = bool> + Send + 'static,
+    Fut: Future<Output = A> + Send + 'static,
+    A: Into<Attempt>,
 {
     let total = (rate as f64 * duration.as_secs_f64()) as u64;
     open_paced(rate, move |i| i < total, request).await
 }
 
 /// Like [`open`], until `stop` is set.
-pub async fn open_until<F, Fut>(rate: u64, stop: Arc<AtomicBool>, request: F) -> Stats
+pub async fn open_until<F, Fut, A>(rate: u64, stop: Arc<AtomicBool>, request: F) -> Stats
 where
     F: Fn(u64) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = bool> + Send + 'static,
+    Fut: Future<Output = A> + Send + 'static,
+    A: Into<Attempt>,
 {
     open_paced(rate, move |_| !stop.load(Ordering::Relaxed), request).await
 }
 
-async fn open_paced<F, Fut>(rate: u64, more: impl Fn(u64) -> bool, request: F) -> Stats
+async fn open_paced<F, Fut, A>(rate: u64, more: impl Fn(u64) -> bool, request: F) -> Stats
 where
     F: Fn(u64) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = bool> + Send + 'static,
+    Fut: Future<Output = A> + Send + 'static,
+    A: Into<Attempt>,
 {
     let stats = Arc::new(Mutex::new(Stats::default()));
     // Bounded in flight (like a client's connection pool): beyond it requests queue, and the queueing
@@ -150,12 +179,12 @@ where
         let (stats, in_flight) = (stats.clone(), in_flight.clone());
         tasks.push(tokio::spawn(async move {
             let Ok(_permit) = in_flight.acquire_owned().await else { return };
-            let ok = fut.await;
+            let attempt = fut.await.into();
             let mut s = stats.lock().await;
-            if ok {
-                s.micros.push(intended.elapsed().as_micros() as u64);
-            } else {
-                s.errors += 1;
+            match attempt {
+                Attempt::Done => s.micros.push(intended.elapsed().as_micros() as u64),
+                Attempt::Failed => s.errors += 1,
+                Attempt::Exhausted => s.exhausted = true,
             }
         }));
     }
