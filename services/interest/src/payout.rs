@@ -69,18 +69,17 @@ async fn parties(
 }
 
 impl Assessment {
-    /// The assessment behind a cached estimate, if the entry kept its quote.
+    /// The assessment behind a cached estimate, if the entry kept its quote and it was payable. A
+    /// cached refusal is not reused: no booking would check it, and a refusal is kept under the
+    /// request's key.
     fn cached(entry: estimate_cache::Entry) -> Option<Self> {
-        let refusal = match entry.estimate.code.as_deref() {
-            None => None,
-            Some("ALREADY_PAID_TODAY") => Some(Refusal::AlreadyPaidToday),
-            Some("NOTHING_TO_PAY") => Some(Refusal::NothingToPay),
-            Some(_) => return None,
-        };
+        if entry.estimate.code.is_some() {
+            return None;
+        }
         let c = entry.quote?;
         Some(Self {
             quote: c.quote,
-            refusal,
+            refusal: None,
             history_rev: c.history_rev,
             balances_digest: c.balances_digest,
             rates_rev: c.rates_rev,
