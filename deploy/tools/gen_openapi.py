@@ -15,7 +15,7 @@ I = {"type": "integer", "format": "int64"}; B = {"type": "boolean"}; T = {"type"
 def obj(req, **props):
     return {"type": "object", "required": req, "properties": props}
 SCHEMAS = {
-    "Problem": obj(["type", "title", "status_code", "code", "detail"], type=S, title=S, status_code={"type": "integer"}, code=S, detail=S, field=S, retry_after={"type": "integer"}, instance=S),
+    "Problem": obj(["type", "title", "status", "code", "detail"], type=S, title=S, status={"type": "integer"}, status_code={"type": "integer", "description": "same as status (earlier clients)"}, code=S, detail=S, field=S, retry_after={"type": "integer"}, instance=S),
     "Health": obj(["status"], status=S, service=S),
     "PayoutPage": obj(["payouts"], payouts={"type": "array", "items": {"type": "object"}}, next_after=U),
     "StartPayoutRun": obj([], business_date=D, account_ids={"type": "array", "items": U}),

@@ -619,6 +619,11 @@ async fn bad_input_gets_problems_and_changes_nothing() {
             "{svc} {method} {path} {body:?}: {:?}",
             r.body
         );
+        // RFC 9457's `status` member (and `status_code`, as earlier clients read it).
+        assert_eq!(
+            (r.body["status"].as_u64(), r.body["status_code"].as_u64()),
+            (Some(status.into()), Some(status.into()))
+        );
     }
     // An amount beyond i64, malformed JSON, a wrong content type, and an oversized body.
     let r = stack

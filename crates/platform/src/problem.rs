@@ -14,6 +14,10 @@ pub struct ApiError {
     #[serde(rename = "type")]
     pub type_uri: String,
     pub title: String,
+    /// RFC 9457's member.
+    #[serde(rename = "status")]
+    pub status_number: u16,
+    /// The same number under the name clients of earlier versions read; kept for them.
     pub status_code: u16,
     pub code: String,
     pub detail: String,
@@ -33,6 +37,7 @@ impl ApiError {
             status,
             type_uri: format!("https://errors.interest-bank.example/{}", code.to_ascii_lowercase().replace('_', "-")),
             title: status.canonical_reason().unwrap_or("Error").to_string(),
+            status_number: status.as_u16(),
             status_code: status.as_u16(),
             code: code.to_string(),
             detail: detail.into(),
