@@ -434,3 +434,136 @@ async fn payouts_racing_rate_schedules_pay_the_rates_the_product_ends_with() {
     assert!(wrong.is_empty(), "payouts at rates other than the product's: {wrong:?}");
     stack.shutdown().await;
 }
+
+/// Everything at once, no pause: 120 payouts, each racing one change of a different kind —
+/// back-dated deposit or withdrawal, a schedule of its product (shared by 30 accounts), a tax
+/// category change, a customer restriction, a deposit hold. Afterwards every booked payout equals
+/// the recomputation over its account's final history, its product's final schedules and the tax
+/// category it recorded: no amount decided on an input that changed before the booking committed,
+/// no schedule accepted over a paid day.
+#[tokio::test]
+async fn payouts_racing_every_kind_of_change_pay_exactly() {
+    let stack = Stack::start().await;
+    stack.set_today(OPENED).await;
+    for p in 0..4 {
+        stack.product(&format!("MIX{p}"), flat("2.0"), "2025-01-01").await;
+    }
+    let categories = ["GENERAL", "TAX_FREE", "PREFERENTIAL"];
+    let mut trials = Vec::new();
+    for i in 0..121usize {
+        let c = stack.customer(categories[i % 3]).await;
+        let product = format!("MIX{}", i % 4);
+        let a = stack.account(c, &product).await;
+        assert_eq!(stack.deposit(a, 100_000_000, None).await.status, StatusCode::CREATED);
+        trials.push((i, c, a, product));
+    }
+    stack.set_today(TODAY).await;
+    let started = std::time::Instant::now();
+    let (_, _, probe, _) = trials.pop().unwrap();
+    assert_eq!(stack.pay(probe, "probe").await.status, StatusCode::CREATED);
+    let span_us = (started.elapsed().as_micros() as u64 * 3 / 2).max(1000);
+    let s = &stack;
+    let mut outcomes = std::collections::BTreeMap::<String, u32>::new();
+    for chunk in trials.chunks(6) {
+        let races = chunk.iter().map(|(i, c, a, product)| async move {
+            let delay = Duration::from_micros(rand::random::<u64>() % span_us);
+            let change = async {
+                tokio::time::sleep(delay).await;
+                match i % 6 {
+                    0 => s.deposit(*a, 900_000_000, Some(INSIDE)).await,
+                    1 => {
+                        let day = format!("2025-03-{:02}", 2 + rand::random::<u32>() % 9);
+                        let rate = format!("{}.0", 3 + i % 5);
+                        let body = json!({"effective_from": day, "bands": flat(&rate)});
+                        s.post("interest", &format!("/v1/interest/products/{product}/rate-schedules"), body).await
+                    }
+                    2 => {
+                        put(
+                            s,
+                            "customer",
+                            &format!("/v1/customers/{c}/tax-category"),
+                            json!({"tax_category": categories[(i + 1) % 3]}),
+                        )
+                        .await
+                    }
+                    3 => {
+                        put(
+                            s,
+                            "customer",
+                            &format!("/v1/customers/{c}/status"),
+                            json!({"status": "IDENTITY_THEFT", "reason": "race"}),
+                        )
+                        .await
+                    }
+                    4 => {
+                        put(
+                            s,
+                            "account-info",
+                            &format!("/v1/accounts/{a}/holds"),
+                            json!({"deposit_suspended": true, "withdrawal_suspended": false}),
+                        )
+                        .await
+                    }
+                    _ => {
+                        let key = Uuid::new_v4().to_string();
+                        let body = json!({"amount": 50_000_000, "value_date": INSIDE});
+                        s.call(
+                            "accounting",
+                            Method::POST,
+                            &format!("/v1/ledger/accounts/{a}/withdrawals"),
+                            Some(body),
+                            &[("Idempotency-Key", &key)],
+                        )
+                        .await
+                    }
+                }
+            };
+            let (p, r) = tokio::join!(s.pay(*a, "mix"), change);
+            (*i, p, r)
+        });
+        for (i, p, r) in futures::future::join_all(races).await {
+            let allowed_change = r.status.is_success()
+                || ["VALUE_DATE_IN_PAID_PERIOD", "RATE_SCHEDULE_AFFECTS_PAID_PERIOD", "RATE_SCHEDULE_EXISTS"]
+                    .contains(&r.body["code"].as_str().unwrap_or_default());
+            assert!(allowed_change, "change {}: {:?}", i % 6, r.body);
+            let allowed_payout = p.status == StatusCode::CREATED
+                || (i % 6 == 3 && p.body["code"] == "CUSTOMER_RESTRICTED")
+                || (i % 6 == 4 && p.body["code"] == "DEPOSIT_SUSPENDED")
+                || p.body["code"] == "QUOTE_STALE";
+            assert!(allowed_payout, "payout racing change {}: {:?}", i % 6, p.body);
+            *outcomes.entry(format!("{}:{}:{}", i % 6, p.status.as_u16(), r.status.as_u16())).or_default() += 1;
+        }
+    }
+    // Every booked payout, from the ledger, against the final state.
+    let booked: Vec<(Value,)> = sqlx::query_as("SELECT payout FROM journal_entries WHERE kind = 'INTEREST_PAYOUT'")
+        .fetch_all(&stack.dbs["accounting"])
+        .await
+        .unwrap();
+    let rules = TaxRules::korea_since_2015();
+    let mut wrong = Vec::new();
+    for (p,) in &booked {
+        let a: Uuid = p["account_id"].as_str().unwrap().parse().unwrap();
+        let to = date(p["period_to"].as_str().unwrap());
+        let table = rate_table(&stack, p["product_code"].as_str().unwrap()).await;
+        let category = TaxCategory::parse(p["tax_category"].as_str().unwrap()).unwrap();
+        let q = quote(
+            &table,
+            &final_history(&stack, a, to).await,
+            (date(OPENED), to),
+            0,
+            rules.rule_for(category, date(TODAY)).unwrap(),
+        );
+        let paid =
+            (p["gross"].as_i64(), p["income_tax"].as_i64(), p["local_tax"].as_i64(), p["rural_special_tax"].as_i64());
+        if paid != (Some(q.gross), Some(q.tax.income_tax), Some(q.tax.local_tax), Some(q.tax.rural_special_tax)) {
+            wrong.push((a, p["product_code"].clone(), paid, q.gross));
+        }
+    }
+    eprintln!(
+        "mixed race: {} payouts booked; outcomes (change kind:payout status:change status) {outcomes:?}",
+        booked.len()
+    );
+    assert!(wrong.is_empty(), "payouts that differ from the final state: {wrong:?}");
+    stack.assert_ledger_consistent().await;
+    stack.shutdown().await;
+}
