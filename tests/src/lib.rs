@@ -310,6 +310,15 @@ impl Stack {
     }
 
     pub async fn deposit(&self, account: Uuid, amount: i64, value_date: Option<&str>) -> Response {
+        self.move_money(account, "deposits", amount, value_date).await
+    }
+
+    pub async fn withdraw(&self, account: Uuid, amount: i64, value_date: Option<&str>) -> Response {
+        self.move_money(account, "withdrawals", amount, value_date).await
+    }
+
+    /// A deposit or withdrawal under a fresh Idempotency-Key.
+    async fn move_money(&self, account: Uuid, kind: &str, amount: i64, value_date: Option<&str>) -> Response {
         let mut body = serde_json::json!({"amount": amount});
         if let Some(v) = value_date {
             body["value_date"] = v.into();
@@ -318,7 +327,7 @@ impl Stack {
         self.call(
             "accounting",
             Method::POST,
-            &format!("/v1/ledger/accounts/{account}/deposits"),
+            &format!("/v1/ledger/accounts/{account}/{kind}"),
             Some(body),
             &[("Idempotency-Key", &key)],
         )

@@ -9,15 +9,22 @@ use e2e::Stack;
 use reqwest::StatusCode;
 use serde_json::json;
 
-async fn crash_at(point: &str) {
-    // A crashed holder's Redis lock lives until its lease ends; a short lease keeps the test quick.
-    let mut stack = Stack::start_with(&[("FAULT_POINT", point), ("PAYOUT_LOCK_LEASE_MS", "2000")]).await;
+/// A GENERAL customer's account at flat 2% with 50,000,000 won since 2024-10-01; today 2024-10-02
+/// (one day to pay: 2,739 gross, 2,329 net).
+async fn account_with_a_day_unpaid(stack: &Stack) -> (uuid::Uuid, uuid::Uuid) {
     stack.set_today("2024-10-01").await;
     stack.product("P", json!([{"from": 0, "rate": "2.0"}]), "2024-01-01").await;
     let c = stack.customer("GENERAL").await;
     let a = stack.account(c, "P").await;
     assert_eq!(stack.deposit(a, 50_000_000, None).await.status, StatusCode::CREATED);
     stack.set_today("2024-10-02").await;
+    (c, a)
+}
+
+async fn crash_at(point: &str) {
+    // A crashed holder's Redis lock lives until its lease ends; a short lease keeps the test quick.
+    let mut stack = Stack::start_with(&[("FAULT_POINT", point), ("PAYOUT_LOCK_LEASE_MS", "2000")]).await;
+    let (_, a) = account_with_a_day_unpaid(&stack).await;
 
     let first = stack.try_pay(a, "crash-test").await;
     assert!(stack.wait_exit("interest", Duration::from_secs(20)).await, "interest should have died at {point}");
@@ -90,12 +97,7 @@ async fn crash_after_publishing_before_marking_published() {
 /// forever; and the change, retried, takes effect as usual.
 async fn owner_crash_after_fence(svc: &'static str, point: &str) {
     let mut stack = Stack::start().await;
-    stack.set_today("2024-10-01").await;
-    stack.product("P", json!([{"from": 0, "rate": "2.0"}]), "2024-01-01").await;
-    let c = stack.customer("GENERAL").await;
-    let a = stack.account(c, "P").await;
-    assert_eq!(stack.deposit(a, 50_000_000, None).await.status, StatusCode::CREATED);
-    stack.set_today("2024-10-02").await;
+    let (c, a) = account_with_a_day_unpaid(&stack).await;
     stack.restart_with(svc, &[("FAULT_POINT", point)]).await;
     let (path, body) = match svc {
         "customer" => (format!("/v1/customers/{c}/tax-category"), json!({"tax_category": "TAX_FREE"})),

@@ -504,18 +504,7 @@ async fn payouts_racing_every_kind_of_change_pay_exactly() {
                         )
                         .await
                     }
-                    _ => {
-                        let key = Uuid::new_v4().to_string();
-                        let body = json!({"amount": 50_000_000, "value_date": INSIDE});
-                        s.call(
-                            "accounting",
-                            Method::POST,
-                            &format!("/v1/ledger/accounts/{a}/withdrawals"),
-                            Some(body),
-                            &[("Idempotency-Key", &key)],
-                        )
-                        .await
-                    }
+                    _ => s.withdraw(*a, 50_000_000, Some(INSIDE)).await,
                 }
             };
             let (p, r) = tokio::join!(s.pay(*a, "mix"), change);
