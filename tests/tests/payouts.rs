@@ -401,6 +401,14 @@ async fn a_payout_booked_by_the_ledger_but_not_recorded_converges() {
         let r = stack.post("accounting", "/v1/ledger/interest-postings", book).await;
         assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     }
+    // An estimate sees the ledger's payout (without recording it: estimates only read).
+    let e = stack.get("interest", &format!("/v1/interest/accounts/{abandoned}")).await;
+    assert_eq!(
+        (e.body["payable"].as_bool(), e.body["code"].as_str()),
+        (Some(false), Some("ALREADY_PAID_TODAY")),
+        "{:?}",
+        e.body
+    );
     // The client retries with its key: it gets the booked payout, not a second one.
     let p = stack.pay(retried, "crash-key").await;
     assert_eq!(p.status, StatusCode::CREATED, "{:?}", p.body);

@@ -96,6 +96,14 @@ impl Assessment {
     }
 }
 
+/// Whether an assessment may write: a payout records a payout the ledger booked but this service
+/// had not (its key's replay needs it); an estimate only reads (the recovery worker records it).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Missing {
+    Record,
+    Skip,
+}
+
 /// The quote for the unpaid period up to yesterday, and the refusals the ledger decides (already
 /// paid today, nothing to pay). Reads the ledger (one call, two if nothing is unpaid).
 async fn assess(
@@ -103,6 +111,7 @@ async fn assess(
     account: &Account,
     customer: &Customer,
     today: NaiveDate,
+    missing: Missing,
 ) -> Result<Assessment, InterestError> {
     let id = account.account_id;
     let (last, (table, rates_rev), tax_rules) = tokio::try_join!(
@@ -112,7 +121,7 @@ async fn assess(
     )?;
     let mut last = last;
     // At most one repair round: if the ledger booked a payout we have not recorded (a crash
-    // between its commit and ours), record it and start again from it.
+    // between its commit and ours), start again from it (recording it first for a payout).
     for _ in 0..2 {
         let paid_through = last.as_ref().map(|p| p.period_to);
         let period = payout_period(account.opened_on, paid_through, today);
@@ -125,8 +134,10 @@ async fn assess(
         if let Some(posting) =
             ledger_last.filter(|p| last.as_ref().is_none_or(|l| p.request.business_date > l.business_date))
         {
-            tracing::warn!(account_id = %id, payout_id = %posting.request.payout_id, "recording a payout the ledger booked but we had not");
-            store::record_payout(&state.pool, &posting, &serde_json::json!({})).await?;
+            if missing == Missing::Record {
+                tracing::warn!(account_id = %id, payout_id = %posting.request.payout_id, "recording a payout the ledger booked but we had not");
+                store::record_payout(&state.pool, &posting, &serde_json::json!({})).await?;
+            }
             last = Some(store::payout_from_posting(&posting));
             continue;
         }
@@ -162,7 +173,7 @@ pub async fn evaluate(state: &AppState, id: Uuid, cached: bool) -> Result<Evalua
         }
         None => {
             metrics::counter!("interest_payout_quotes_total", "source" => "computed").increment(1);
-            assess(state, &account, &customer, today).await?
+            assess(state, &account, &customer, today, Missing::Record).await?
         }
     };
     let refusal = status_refusal(&account, &customer).or(a.refusal);
@@ -211,7 +222,7 @@ pub async fn estimate(state: &AppState, id: Uuid) -> Result<Estimate, InterestEr
     let customer = lookup.customer.ok_or_else(|| InterestError::Inconsistent("no customer client".into()))?;
     let status = status_refusal(&account, &customer);
     let compute = || async {
-        let a = assess(state, &account, &customer, today).await?;
+        let a = assess(state, &account, &customer, today, Missing::Skip).await?;
         Ok::<_, InterestError>((to_estimate(id, today, &a.quote, a.refusal.clone()), a.to_cache()))
     };
     let (Some(redis), Some(values)) = (&state.redis_cache, lookup.extra) else {
