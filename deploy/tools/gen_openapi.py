@@ -22,6 +22,7 @@ SCHEMAS = {
     "PayoutRun": obj(["run_id", "business_date", "scope", "state", "accounts", "enumeration_complete", "paid", "skipped", "failed", "pending", "totals", "progress", "started_at"], run_id=U, business_date=D, scope={"enum": ["ALL", "ACCOUNTS"]}, state={"enum": ["RUNNING", "COMPLETED", "EXPIRED"]}, accounts=I, enumeration_complete=B, paid=I, skipped={"type": "object", "additionalProperties": I}, failed=I, pending=I, totals=obj(["gross", "income_tax", "local_tax", "rural_special_tax", "net"], gross=I, income_tax=I, local_tax=I, rural_special_tax=I, net=I), progress={"type": "number"}, started_at=T, finished_at=T),
     "SetClock": obj(["today"], today=D, time={"type": "string", "format": "time", "description": "Seoul time of day, default 00:00:00"}), "Clock": obj(["today", "time", "mode"], today=D, time={"type": "string", "format": "time"}, mode=S),
     "CreateCustomer": obj(["name", "tax_category"], name=S, tax_category={"enum": ["GENERAL", "TAX_FREE", "PREFERENTIAL"]}),
+    "AmendCustomer": {"type": "object", "additionalProperties": False, "properties": {"status": {"enum": ["ACTIVE", "IDENTITY_THEFT", "HACKING_VICTIM", "DECEASED"]}, "reason": S, "tax_category": {"enum": ["GENERAL", "TAX_FREE", "PREFERENTIAL"]}}},
     "ChangeTaxCategory": obj(["tax_category"], tax_category={"enum": ["GENERAL", "TAX_FREE", "PREFERENTIAL"]}),
     "PayoutFence": obj(["subject", "rev"], subject={"type": "string", "description": "account:<id>, customer:<id> or rates:<product>"}, rev=I, effective_from=D),
     "PayoutFences": {"type": "array", "items": {"$ref": "#/components/schemas/PayoutFence"}},
@@ -56,7 +57,7 @@ SCHEMAS = {
 SERVICES = {
     "customer": ("Customer service", {
         "/v1/customers": [("post", "Register a customer", "CreateCustomer", "Customer")],
-        "/v1/customers/{id}": [("get", "Read a customer", None, "Customer")],
+        "/v1/customers/{id}": [("get", "Read a customer", None, "Customer"), ("patch", "Change status (with reason) and/or tax category in one fenced change", "AmendCustomer", "Customer")],
         "/v1/customers/{id}/status": [("put", "Change a customer's status (fenced in the ledger before it commits)", "ChangeCustomerStatus", "Customer")],
         "/v1/customers/{id}/tax-category": [("put", "Change a customer's tax category (fenced in the ledger before it commits)", "ChangeTaxCategory", "Customer")],
     }),

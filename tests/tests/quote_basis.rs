@@ -206,6 +206,32 @@ async fn a_change_inside_the_quote_window_is_never_paid_on_stale_inputs() {
     assert_eq!(p.body["tax_category"], "PREFERENTIAL");
     assert_paid_exactly(&stack, "PD", acc, TaxCategory::Preferential, &p.body).await;
 
+    // (d') The same through PATCH /v1/customers/{id}, with a restriction at once: refused.
+    let (c, acc) = funded(&stack, "PD2", "GENERAL").await;
+    let amend = json!({"tax_category": "TAX_FREE", "status": "DECEASED", "reason": "registry"});
+    let (p, r) = pay_while(
+        &stack,
+        acc,
+        "d2",
+        stack.call("customer", Method::PATCH, &format!("/v1/customers/{c}"), Some(amend), &[]),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body["tax_category"].as_str(), r.body["status"].as_str()),
+        (StatusCode::OK, Some("TAX_FREE"), Some("DECEASED")),
+        "{:?}",
+        r.body
+    );
+    assert_eq!(
+        (p.status, p.body["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("CUSTOMER_RESTRICTED")),
+        "{:?}",
+        p.body
+    );
+    assert_nothing_paid(&stack, acc, 100_000_000).await;
+    let empty = stack.call("customer", Method::PATCH, &format!("/v1/customers/{c}"), Some(json!({})), &[]).await;
+    assert_eq!(empty.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", empty.body);
+
     // (e) A deposit hold, and dormancy: refused, nothing written.
     let (_, acc) = funded(&stack, "PE", "TAX_FREE").await;
     let hold = json!({"deposit_suspended": true, "withdrawal_suspended": false});

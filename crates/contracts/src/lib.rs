@@ -41,6 +41,18 @@ pub struct ChangeTaxCategory {
     pub tax_category: TaxCategory,
 }
 
+/// `PATCH /v1/customers/{id}`: any of the mutable fields.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AmendCustomer {
+    #[serde(default)]
+    pub status: Option<CustomerStatus>,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub tax_category: Option<TaxCategory>,
+}
+
 // ---- account-info ----
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -12,17 +12,20 @@ use uuid::Uuid;
 
 use crate::store::{self, Change};
 
+/// Applies the changes (one or more, in one transaction) behind one fence.
 pub async fn change(
     pool: &PgPool,
     ledger: &ServiceClient,
     revisions: &Publisher,
     id: Uuid,
-    change: Change<'_>,
+    changes: &[Change<'_>],
 ) -> ApiResult<Customer> {
     let mut tx = pool.begin().await?;
-    let mut customer = store::apply(&mut tx, id, &change)
-        .await?
-        .ok_or_else(|| ApiError::not_found("CUSTOMER_NOT_FOUND", format!("no customer {id}")))?;
+    let mut changed = None;
+    for change in changes {
+        changed = store::apply(&mut tx, id, change).await?;
+    }
+    let mut customer = changed.ok_or_else(|| ApiError::not_found("CUSTOMER_NOT_FOUND", format!("no customer {id}")))?;
     let fence = PayoutFence { subject: contracts::fence::customer(id), rev: customer.rev, effective_from: None };
     let raised: PayoutFence = ledger.post("/v1/ledger/payout-fences", &fence, &[]).await?;
     if raised.rev > customer.rev {

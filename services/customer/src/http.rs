@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use contracts::{ChangeCustomerStatus, ChangeTaxCategory, CreateCustomer, Customer};
+use contracts::{AmendCustomer, ChangeCustomerStatus, ChangeTaxCategory, CreateCustomer, Customer};
 use domain::CustomerStatus;
 use platform::client::ServiceClient;
 use platform::extract::{Json as Body, Path};
@@ -27,7 +27,7 @@ pub struct AppState {
 pub fn routes(state: AppState) -> Router {
     Router::new()
         .route("/v1/customers", post(create))
-        .route("/v1/customers/{id}", get(read))
+        .route("/v1/customers/{id}", get(read).patch(amend))
         .route("/v1/customers/{id}/status", put(change_status))
         .route("/v1/customers/{id}/tax-category", put(change_tax_category))
         .with_state(state)
@@ -60,17 +60,23 @@ async fn change_status(
     body: Body<ChangeCustomerStatus>,
 ) -> ApiResult<Json<Customer>> {
     let req = body.value;
-    let reason = req.reason.as_deref().map(str::trim).filter(|r| !r.is_empty());
-    if req.status != CustomerStatus::Active && reason.is_none() {
-        return Err(ApiError::validation("reason", "a reason is required when restricting a customer"));
-    }
-    if reason.is_some_and(|r| r.chars().count() > 500) {
-        return Err(ApiError::validation("reason", "reason must be at most 500 characters"));
-    }
-    let change = Change::Status { status: req.status, reason };
-    let customer = changes::change(&s.pool, &s.ledger, &s.revisions, id, change).await?;
+    let reason = checked_reason(req.status, req.reason.as_deref()).map_err(|d| ApiError::validation("reason", d))?;
+    let customer =
+        changes::change(&s.pool, &s.ledger, &s.revisions, id, &[Change::Status { status: req.status, reason }]).await?;
     tracing::info!(customer_id = %id, status = req.status.as_str(), "customer status changed");
     Ok(Json(customer))
+}
+
+/// A restriction needs a reason (at most 500 characters); the error is about the `reason` field.
+fn checked_reason(status: CustomerStatus, reason: Option<&str>) -> Result<Option<&str>, &'static str> {
+    let reason = reason.map(str::trim).filter(|r| !r.is_empty());
+    if status != CustomerStatus::Active && reason.is_none() {
+        return Err("a reason is required when restricting a customer");
+    }
+    if reason.is_some_and(|r| r.chars().count() > 500) {
+        return Err("reason must be at most 500 characters");
+    }
+    Ok(reason)
 }
 
 async fn change_tax_category(
@@ -79,7 +85,30 @@ async fn change_tax_category(
     body: Body<ChangeTaxCategory>,
 ) -> ApiResult<Json<Customer>> {
     let category = body.value.tax_category;
-    let customer = changes::change(&s.pool, &s.ledger, &s.revisions, id, Change::TaxCategory(category)).await?;
+    let customer = changes::change(&s.pool, &s.ledger, &s.revisions, id, &[Change::TaxCategory(category)]).await?;
     tracing::info!(customer_id = %id, tax_category = category.as_str(), "customer tax category changed");
+    Ok(Json(customer))
+}
+
+/// `PATCH /v1/customers/{id}`: the status (with its reason) and/or the tax category, in one change.
+async fn amend(
+    State(s): State<AppState>,
+    Path(id): Path<Uuid>,
+    body: Body<AmendCustomer>,
+) -> ApiResult<Json<Customer>> {
+    let req = body.value;
+    let mut changes = Vec::new();
+    if let Some(status) = req.status {
+        let reason = checked_reason(status, req.reason.as_deref()).map_err(|d| ApiError::validation("reason", d))?;
+        changes.push(Change::Status { status, reason });
+    }
+    if let Some(category) = req.tax_category {
+        changes.push(Change::TaxCategory(category));
+    }
+    if changes.is_empty() {
+        return Err(ApiError::validation("status", "nothing to change: give status and/or tax_category"));
+    }
+    let customer = changes::change(&s.pool, &s.ledger, &s.revisions, id, &changes).await?;
+    tracing::info!(customer_id = %id, "customer amended");
     Ok(Json(customer))
 }
