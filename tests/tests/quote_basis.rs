@@ -119,8 +119,8 @@ async fn funded(stack: &Stack, product: &str, category: &str) -> (Uuid, Uuid) {
     (c, a)
 }
 
-async fn put(stack: &Stack, svc: &str, path: &str, body: Value) -> e2e::Response {
-    stack.call(svc, Method::PUT, path, Some(body), &[]).await
+async fn put(stack: &Stack, svc: &str, path: String, body: Value) -> e2e::Response {
+    stack.call(svc, Method::PUT, &path, Some(body), &[]).await
 }
 
 /// Runs a payout and, inside its pause between quote and booking, `change`.
@@ -134,6 +134,28 @@ async fn pay_while<F: std::future::Future<Output = e2e::Response>>(
         tokio::time::sleep(CHANGE_AFTER).await;
         change.await
     })
+}
+
+/// A payout refused with `code` because of `change(customer, account)`, committed inside its
+/// quote window (the change succeeds): nothing written. Returns the ids and the change's answer.
+async fn refused_while<F, Fut>(
+    stack: &Stack,
+    product: &str,
+    category: &str,
+    code: &str,
+    change: F,
+) -> (Uuid, Uuid, e2e::Response)
+where
+    F: FnOnce(Uuid, Uuid) -> Fut,
+    Fut: std::future::Future<Output = e2e::Response>,
+{
+    let (c, a) = funded(stack, product, category).await;
+    let key = product.to_lowercase();
+    let (p, r) = pay_while(stack, a, &key, change(c, a)).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!((p.status, p.body["code"].as_str()), (StatusCode::FORBIDDEN, Some(code)), "{:?}", p.body);
+    assert_nothing_paid(stack, a, 100_000_000).await;
+    (c, a, r)
 }
 
 #[tokio::test]
@@ -175,22 +197,19 @@ async fn a_change_inside_the_quote_window_is_never_paid_on_stale_inputs() {
     let r = stack.post("interest", "/v1/interest/products/PB/rate-schedules", late).await;
     assert_eq!((r.status, r.body["code"].as_str()), (StatusCode::CONFLICT, Some("RATE_SCHEDULE_AFFECTS_PAID_PERIOD")));
 
-    // (c) The customer restricted: refused, nothing written; the same key replays the refusal.
-    let (c, acc) = funded(&stack, "PC", "TAX_FREE").await;
-    let restrict = json!({"status": "HACKING_VICTIM", "reason": "reported"});
-    let (p, r) =
-        pay_while(&stack, acc, "c", put(&stack, "customer", &format!("/v1/customers/{c}/status"), restrict)).await;
+    // (c) The customer restricted: refused, nothing written; the same key ("pc") replays the refusal.
+    let (c, acc, _) = refused_while(&stack, "PC", "GENERAL", "CUSTOMER_RESTRICTED", |c, _| {
+        put(
+            &stack,
+            "customer",
+            format!("/v1/customers/{c}/status"),
+            json!({"status": "HACKING_VICTIM", "reason": "reported"}),
+        )
+    })
+    .await;
+    let r = put(&stack, "customer", format!("/v1/customers/{c}/status"), json!({"status": "ACTIVE"})).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-    assert_eq!(
-        (p.status, p.body["code"].as_str()),
-        (StatusCode::FORBIDDEN, Some("CUSTOMER_RESTRICTED")),
-        "{:?}",
-        p.body
-    );
-    assert_nothing_paid(&stack, acc, 100_000_000).await;
-    let r = put(&stack, "customer", &format!("/v1/customers/{c}/status"), json!({"status": "ACTIVE"})).await;
-    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-    let again = stack.pay(acc, "c").await;
+    let again = stack.pay(acc, "pc").await;
     assert_eq!((again.status, again.body["code"].as_str()), (StatusCode::FORBIDDEN, Some("CUSTOMER_RESTRICTED")));
     let other = stack.pay(acc, "c-after-lifting").await;
     assert_eq!(other.status, StatusCode::CREATED, "{:?}", other.body);
@@ -199,59 +218,37 @@ async fn a_change_inside_the_quote_window_is_never_paid_on_stale_inputs() {
     let (c, acc) = funded(&stack, "PD", "GENERAL").await;
     let category = json!({"tax_category": "PREFERENTIAL"});
     let (p, r) =
-        pay_while(&stack, acc, "d", put(&stack, "customer", &format!("/v1/customers/{c}/tax-category"), category))
-            .await;
+        pay_while(&stack, acc, "d", put(&stack, "customer", format!("/v1/customers/{c}/tax-category"), category)).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(p.status, StatusCode::CREATED, "{:?}", p.body);
     assert_eq!(p.body["tax_category"], "PREFERENTIAL");
     assert_paid_exactly(&stack, "PD", acc, TaxCategory::Preferential, &p.body).await;
 
     // (d') The same through PATCH /v1/customers/{id}, with a restriction at once: refused.
-    let (c, acc) = funded(&stack, "PD2", "GENERAL").await;
-    let amend = json!({"tax_category": "TAX_FREE", "status": "DECEASED", "reason": "registry"});
-    let (p, r) = pay_while(
-        &stack,
-        acc,
-        "d2",
-        stack.call("customer", Method::PATCH, &format!("/v1/customers/{c}"), Some(amend), &[]),
-    )
+    let s = &stack;
+    let (c, _, r) = refused_while(s, "PD2", "GENERAL", "CUSTOMER_RESTRICTED", |c, _| async move {
+        let amend = json!({"tax_category": "TAX_FREE", "status": "DECEASED", "reason": "registry"});
+        s.call("customer", Method::PATCH, &format!("/v1/customers/{c}"), Some(amend), &[]).await
+    })
     .await;
-    assert_eq!(
-        (r.status, r.body["tax_category"].as_str(), r.body["status"].as_str()),
-        (StatusCode::OK, Some("TAX_FREE"), Some("DECEASED")),
-        "{:?}",
-        r.body
-    );
-    assert_eq!(
-        (p.status, p.body["code"].as_str()),
-        (StatusCode::FORBIDDEN, Some("CUSTOMER_RESTRICTED")),
-        "{:?}",
-        p.body
-    );
-    assert_nothing_paid(&stack, acc, 100_000_000).await;
+    assert_eq!((r.body["tax_category"].as_str(), r.body["status"].as_str()), (Some("TAX_FREE"), Some("DECEASED")));
     let empty = stack.call("customer", Method::PATCH, &format!("/v1/customers/{c}"), Some(json!({})), &[]).await;
     assert_eq!(empty.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", empty.body);
 
     // (e) A deposit hold, and dormancy: refused, nothing written.
-    let (_, acc) = funded(&stack, "PE", "TAX_FREE").await;
-    let hold = json!({"deposit_suspended": true, "withdrawal_suspended": false});
-    let (p, r) =
-        pay_while(&stack, acc, "e", put(&stack, "account-info", &format!("/v1/accounts/{acc}/holds"), hold)).await;
-    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-    assert_eq!((p.status, p.body["code"].as_str()), (StatusCode::FORBIDDEN, Some("DEPOSIT_SUSPENDED")), "{:?}", p.body);
-    assert_nothing_paid(&stack, acc, 100_000_000).await;
-    let (_, acc) = funded(&stack, "PF", "TAX_FREE").await;
-    let dormant = json!({"status": "DORMANT"});
-    let (p, r) =
-        pay_while(&stack, acc, "f", put(&stack, "account-info", &format!("/v1/accounts/{acc}/status"), dormant)).await;
-    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-    assert_eq!(
-        (p.status, p.body["code"].as_str()),
-        (StatusCode::FORBIDDEN, Some("ACCOUNT_NOT_ACTIVE")),
-        "{:?}",
-        p.body
-    );
-    assert_nothing_paid(&stack, acc, 100_000_000).await;
+    refused_while(&stack, "PE", "TAX_FREE", "DEPOSIT_SUSPENDED", |_, a| {
+        put(
+            &stack,
+            "account-info",
+            format!("/v1/accounts/{a}/holds"),
+            json!({"deposit_suspended": true, "withdrawal_suspended": false}),
+        )
+    })
+    .await;
+    refused_while(&stack, "PF", "TAX_FREE", "ACCOUNT_NOT_ACTIVE", |_, a| {
+        put(&stack, "account-info", format!("/v1/accounts/{a}/status"), json!({"status": "DORMANT"}))
+    })
+    .await;
 
     stack.assert_ledger_consistent().await;
     stack.shutdown().await;
@@ -507,7 +504,7 @@ async fn payouts_racing_every_kind_of_change_pay_exactly() {
                         put(
                             s,
                             "customer",
-                            &format!("/v1/customers/{c}/tax-category"),
+                            format!("/v1/customers/{c}/tax-category"),
                             json!({"tax_category": categories[(i + 1) % 3]}),
                         )
                         .await
@@ -516,7 +513,7 @@ async fn payouts_racing_every_kind_of_change_pay_exactly() {
                         put(
                             s,
                             "customer",
-                            &format!("/v1/customers/{c}/status"),
+                            format!("/v1/customers/{c}/status"),
                             json!({"status": "IDENTITY_THEFT", "reason": "race"}),
                         )
                         .await
@@ -525,7 +522,7 @@ async fn payouts_racing_every_kind_of_change_pay_exactly() {
                         put(
                             s,
                             "account-info",
-                            &format!("/v1/accounts/{a}/holds"),
+                            format!("/v1/accounts/{a}/holds"),
                             json!({"deposit_suspended": true, "withdrawal_suspended": false}),
                         )
                         .await
