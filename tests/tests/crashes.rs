@@ -147,3 +147,27 @@ async fn account_info_crash_after_raising_its_fence() {
 async fn interest_crash_after_raising_the_rates_fence() {
     owner_crash_after_fence("interest", "rates.after_fence").await;
 }
+
+/// A fence left ahead without any crash (the owner lost the ledger's answer and rolled back): the
+/// running owner catches up by itself, and the account's payouts go through again.
+#[tokio::test]
+async fn a_fence_left_ahead_heals_while_the_owner_runs() {
+    let stack = Stack::start_with(&[("FENCE_CATCH_UP_MS", "500")]).await;
+    let (c, a) = account_with_a_day_unpaid(&stack).await;
+    let r = stack
+        .post("accounting", "/v1/ledger/payout-fences", json!({"subject": format!("customer:{c}"), "rev": 7}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let mut paid = stack.pay(a, "k-0").await;
+    for i in 1..40 {
+        if paid.status == StatusCode::CREATED {
+            break;
+        }
+        assert_eq!(paid.body["code"], "QUOTE_STALE", "{:?}", paid.body);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        paid = stack.pay(a, &format!("k-{i}")).await;
+    }
+    assert_eq!(paid.status, StatusCode::CREATED, "{:?}", paid.body);
+    assert_eq!(stack.get("customer", &format!("/v1/customers/{c}")).await.body["rev"], 7);
+    stack.shutdown().await;
+}

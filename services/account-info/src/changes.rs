@@ -7,6 +7,8 @@ use contracts::{Account, PayoutFence};
 use platform::client::ServiceClient;
 use platform::revision;
 use platform::{ApiError, ApiResult};
+use std::time::Duration;
+
 use uuid::Uuid;
 
 use crate::store::{self, Change};
@@ -30,12 +32,16 @@ pub async fn change(s: &AppState, id: Uuid, change: Change) -> ApiResult<Account
     Ok(account)
 }
 
-/// At start-up, until the ledger answers: accounts whose fence is ahead of their revision (this
-/// service died between raising a fence and committing) catch up with it, so their payouts are
-/// not refused as stale until their next change.
-pub async fn catch_up_with_fences(s: AppState, ledger: ServiceClient) {
+/// For the life of the process: accounts whose fence is ahead of their revision (this service died,
+/// or lost the ledger's answer, between raising a fence and committing) catch up with it, so their
+/// payouts are not refused as stale until their next change. At start-up over the last day, then
+/// every `every` (`FENCE_CATCH_UP_MS`, 30 s) over the last 10 minutes; a change in progress holds
+/// the row, so this waits for it.
+pub async fn catch_up_with_fences(s: AppState, ledger: ServiceClient, every: Duration) {
+    let mut window = 86_400;
     loop {
-        match ledger.get::<Vec<PayoutFence>>("/v1/ledger/payout-fences?prefix=account:").await {
+        let path = format!("/v1/ledger/payout-fences?prefix=account:&within_secs={window}");
+        match ledger.get::<Vec<PayoutFence>>(&path).await {
             Ok(fences) => {
                 for f in fences {
                     let Some(id) = f.subject.strip_prefix("account:").and_then(|i| i.parse::<Uuid>().ok()) else {
@@ -47,10 +53,10 @@ pub async fn catch_up_with_fences(s: AppState, ledger: ServiceClient) {
                         Err(e) => tracing::warn!(error = %e, account_id = %id, "revision not caught up with its fence"),
                     }
                 }
-                return;
+                window = 600;
             }
-            Err(e) => tracing::warn!(error = %e, "payout fences not readable yet; retrying"),
+            Err(e) => tracing::warn!(error = %e, "payout fences not readable; retrying"),
         }
-        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        tokio::time::sleep(if window == 600 { every } else { Duration::from_secs(2) }).await;
     }
 }

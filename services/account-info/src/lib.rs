@@ -44,7 +44,8 @@ pub async fn run() -> anyhow::Result<()> {
     // Its own breaker (and metric label): failures while the ledger starts up must not open the
     // breaker requests use.
     let startup_ledger = ServiceClient::new("accounting-sync", &ledger_url, client)?;
-    tokio::spawn(changes::catch_up_with_fences(state.clone(), startup_ledger));
+    let catch_up_every = config::millis("FENCE_CATCH_UP_MS", 30_000)?;
+    tokio::spawn(changes::catch_up_with_fences(state.clone(), startup_ledger, catch_up_every));
     platform::runtime::serve(
         &common,
         include_str!("../openapi.json"),

@@ -408,7 +408,9 @@ async fn verify_basis(
 /// refuses bookings quoted at an older revision.
 pub async fn raise_fence(state: &AppState, fence: &PayoutFence) -> Result<i64, LedgerError> {
     let mut tx = state.pool.begin().await?;
-    sqlx::query("SET LOCAL lock_timeout = '5s'").execute(&mut *tx).await?;
+    // Bookings hold the subject for one short transaction each; give up well before the owner's
+    // HTTP timeout (3 s by default) so the owner learns the fence was not raised.
+    store::set_lock_timeout(&mut tx, 2000).await?;
     store::lock_fence(&mut tx, &fence.subject).await?;
     if let (Some(product), Some(from)) = (contracts::fence::rates_product(&fence.subject), fence.effective_from) {
         if let Some(paid) = store::product_paid_through(&mut tx, product).await?.filter(|p| from <= *p) {

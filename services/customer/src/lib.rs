@@ -18,10 +18,11 @@ pub async fn run() -> anyhow::Result<()> {
     // Its own breaker (and metric label): failures while the ledger starts up must not open the
     // breaker requests use.
     let startup_ledger = ServiceClient::new("accounting-sync", &ledger_url, client)?;
+    let catch_up_every = config::millis("FENCE_CATCH_UP_MS", 30_000)?;
     let _telemetry = platform::telemetry::init(common.service, common.otlp_endpoint.as_deref())?;
     let infra = platform::runtime::start(&common, &MIGRATOR, true, 10).await?;
     let revisions = Publisher::start(infra.redis.clone());
-    tokio::spawn(changes::catch_up_with_fences(infra.pool.clone(), startup_ledger, revisions.clone()));
+    tokio::spawn(changes::catch_up_with_fences(infra.pool.clone(), startup_ledger, revisions.clone(), catch_up_every));
     platform::runtime::serve(
         &common,
         include_str!("../openapi.json"),
