@@ -21,10 +21,9 @@ pub async fn change(s: &AppState, id: Uuid, change: Change) -> ApiResult<Account
         .ok_or_else(|| ApiError::not_found("ACCOUNT_NOT_FOUND", format!("no account {id}")))?;
     let fence = PayoutFence { subject: contracts::fence::account(id), rev: account.rev, effective_from: None };
     let raised: PayoutFence = s.ledger.post("/v1/ledger/payout-fences", &fence, &[]).await?;
-    if raised.rev > account.rev {
-        // An earlier change raised the fence and then failed to commit here: catch up with it.
-        store::set_rev(&mut tx, id, raised.rev).await?;
-        account.rev = raised.rev;
+    // Higher only if an earlier change raised the fence and then failed to commit here.
+    if let Some(rev) = store::catch_up(&mut *tx, id, raised.rev).await? {
+        account.rev = rev;
     }
     platform::fault::point("account.after_fence");
     tx.commit().await?;

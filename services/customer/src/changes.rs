@@ -30,10 +30,9 @@ pub async fn change(
     let mut customer = changed.ok_or_else(|| ApiError::not_found("CUSTOMER_NOT_FOUND", format!("no customer {id}")))?;
     let fence = PayoutFence { subject: contracts::fence::customer(id), rev: customer.rev, effective_from: None };
     let raised: PayoutFence = ledger.post("/v1/ledger/payout-fences", &fence, &[]).await?;
-    if raised.rev > customer.rev {
-        // An earlier change raised the fence and then failed to commit here: catch up with it.
-        store::set_rev(&mut tx, id, raised.rev).await?;
-        customer.rev = raised.rev;
+    // Higher only if an earlier change raised the fence and then failed to commit here.
+    if let Some(rev) = store::catch_up(&mut *tx, id, raised.rev).await? {
+        customer.rev = rev;
     }
     platform::fault::point("customer.after_fence");
     tx.commit().await?;

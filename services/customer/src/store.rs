@@ -86,22 +86,12 @@ pub async fn apply(conn: &mut PgConnection, id: Uuid, change: &Change<'_>) -> Re
     to_customer(&row).map(Some)
 }
 
-/// Raises the revision to what the ledger's fence holds (see `changes`).
-pub async fn set_rev(conn: &mut PgConnection, id: Uuid, rev: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE customers SET rev = $2 WHERE customer_id = $1")
-        .bind(id)
-        .bind(rev)
-        .execute(conn)
-        .await
-        .map(|_| ())
-}
-
 /// Raises the revision to `rev` unless it is there already (waits for a change in progress);
 /// returns the new revision if it moved.
-pub async fn catch_up(pool: &PgPool, id: Uuid, rev: i64) -> Result<Option<i64>, sqlx::Error> {
+pub async fn catch_up(conn: impl sqlx::PgExecutor<'_>, id: Uuid, rev: i64) -> Result<Option<i64>, sqlx::Error> {
     sqlx::query_scalar("UPDATE customers SET rev = $2 WHERE customer_id = $1 AND rev < $2 RETURNING rev")
         .bind(id)
         .bind(rev)
-        .fetch_optional(pool)
+        .fetch_optional(conn)
         .await
 }

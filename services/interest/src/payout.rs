@@ -457,12 +457,11 @@ async fn book(
     state.outbox_wake.notify_one();
     if let Some(redis) = &state.redis {
         // The key names the date, so the day after it is never read; the TTL only frees memory.
-        let marker = paid_marker(e.account.account_id, e.today);
+        let marker = paid_marker(posting.request.account_id, e.today);
         if let Err(err) = redis.set_px(&marker, key, std::time::Duration::from_secs(26 * 3600)).await {
             tracing::warn!(error = %err, "paid marker not set; later attempts queue on the lock instead");
         }
     }
-    let id = e.account.account_id;
-    tracing::info!(account_id = %id, payout_id = %posting.request.payout_id, gross = posting.request.gross, net = posting.request.net, "interest paid");
+    tracing::info!(account_id = %posting.request.account_id, payout_id = %posting.request.payout_id, gross = posting.request.gross, net = posting.request.net, "interest paid");
     Ok(Ok(Booked::Paid(store::payout_from_posting(&posting))))
 }
