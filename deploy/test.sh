@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs the full test suite: starts the infrastructure it needs (deploy/infra.sh), checks format
-# and lints, builds the service binaries, then runs every test (unit, property, vectors,
-# docker-compose contract, and the end-to-end suite against real PostgreSQL, Redis and Kafka).
+# and lints, builds the service binaries, then runs every test (unit, property, vectors, each
+# service on its own, docker-compose contract, and the end-to-end suite against real PostgreSQL,
+# Redis and Kafka), then the end-to-end suite again with the services in one process
+# (TOPOLOGY=monolith, the `bank` binary).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -13,7 +15,7 @@ export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
 export KAFKA_BROKERS="${KAFKA_BROKERS:-127.0.0.1:9092}"
 
 # Databases left behind by an interrupted earlier run of the end-to-end suite.
-for db in $(su postgres -c "psql -X -tA -c \"SELECT datname FROM pg_database WHERE datname LIKE 'e2e%'\""); do
+for db in $(su postgres -c "psql -X -tA -c \"SELECT datname FROM pg_database WHERE datname LIKE 'e2e%' OR datname LIKE 'unit\\_%'\""); do
   su postgres -c "psql -X -q -c 'DROP DATABASE IF EXISTS $db WITH (FORCE)'" || true
 done
 
@@ -25,3 +27,5 @@ echo "[test] building the service binaries the end-to-end tests start"
 cargo build --workspace --bins --locked -q
 echo "[test] cargo test"
 cargo test --workspace --locked --no-fail-fast 2>&1 | tee "${TEST_LOG:-/dev/null}"
+echo "[test] the end-to-end suite against the one-process topology (TOPOLOGY=monolith)"
+TOPOLOGY=monolith cargo test -p e2e --locked --no-fail-fast 2>&1 | tee -a "${TEST_LOG:-/dev/null}"

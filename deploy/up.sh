@@ -3,7 +3,9 @@
 # start), demo data, then prints the URLs and a curl walk-through. Stop it all with deploy/down.sh.
 # Env overrides: CLOCK_MODE (default manual here, so the demo can live through days; "system" uses
 # the real Seoul date), CUSTOMER_PORT ACCOUNT_INFO_PORT ACCOUNTING_PORT INTEREST_PORT TAX_PORT,
-# DATABASE_URL_BASE, REDIS_URL, KAFKA_BROKERS, OTEL_EXPORTER_OTLP_ENDPOINT, DEMO_DATA=0 to skip data.
+# DATABASE_URL_BASE, REDIS_URL, KAFKA_BROKERS, OTEL_EXPORTER_OTLP_ENDPOINT, DEMO_DATA=0 to skip data,
+# TOPOLOGY=monolith to run the same five services in one process (the `bank` binary: same ports,
+# same databases, calls between services in-process instead of over HTTP).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -33,11 +35,22 @@ start() { # name port database
   PORT="$2" DATABASE_URL="$DB/$3" setsid "$BIN/$1" >"$STATE/logs/$1.log" 2>&1 </dev/null &
   echo $! >"$STATE/pids/$1.pid"
 }
-start customer "$CUSTOMER_PORT" customer
-start interest "$INTEREST_PORT" interest
-start account-info "$ACCOUNT_INFO_PORT" account_info
-start accounting "$ACCOUNTING_PORT" accounting
-start tax-consumer "$TAX_PORT" tax
+if [ "${TOPOLOGY:-services}" = "monolith" ]; then
+  echo "[up] starting bank (all five services in one process) on :$CUSTOMER_PORT-:$TAX_PORT"
+  CUSTOMER_PORT="$CUSTOMER_PORT" CUSTOMER_DATABASE_URL="$DB/customer" \
+  ACCOUNT_INFO_PORT="$ACCOUNT_INFO_PORT" ACCOUNT_INFO_DATABASE_URL="$DB/account_info" \
+  ACCOUNTING_PORT="$ACCOUNTING_PORT" ACCOUNTING_DATABASE_URL="$DB/accounting" \
+  INTEREST_PORT="$INTEREST_PORT" INTEREST_DATABASE_URL="$DB/interest" \
+  TAX_CONSUMER_PORT="$TAX_PORT" TAX_CONSUMER_DATABASE_URL="$DB/tax" \
+    setsid "$BIN/bank" >"$STATE/logs/bank.log" 2>&1 </dev/null &
+  echo $! >"$STATE/pids/bank.pid"
+else
+  start customer "$CUSTOMER_PORT" customer
+  start interest "$INTEREST_PORT" interest
+  start account-info "$ACCOUNT_INFO_PORT" account_info
+  start accounting "$ACCOUNTING_PORT" accounting
+  start tax-consumer "$TAX_PORT" tax
+fi
 for url in "$CUSTOMER_URL" "$ACCOUNT_INFO_URL" "$ACCOUNTING_URL" "$INTEREST_URL" "$TAX_URL"; do
   for i in $(seq 1 120); do
     curl -sf "$url/health/ready" >/dev/null && break

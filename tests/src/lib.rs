@@ -1,5 +1,6 @@
-//! Test harness: starts the five service binaries as real processes, each with a fresh database,
-//! on free loopback ports, sharing the machine's PostgreSQL, Redis and Kafka-protocol broker
+//! Test harness: starts the five services as real processes — five binaries, or with
+//! `TOPOLOGY=monolith` the one `bank` binary running all five — each service with a fresh
+//! database, on free loopback ports, sharing the machine's PostgreSQL, Redis and Kafka-protocol broker
 //! (started by deploy/infra.sh) but isolated by database names, Redis key prefix, topic prefix and
 //! consumer group. Addresses come from TEST_DATABASE_URL, REDIS_URL and KAFKA_BROKERS.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -25,6 +26,18 @@ pub const SERVICES: [(&str, &str); 5] = [
 
 pub fn database_base() -> String {
     std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432".into())
+}
+
+/// Whether the services run as one process (`TOPOLOGY=monolith`, the `bank` binary) rather than
+/// five. In one process a service cannot die alone: killing or restarting any of them is the
+/// whole process's crash or restart.
+pub fn monolith() -> bool {
+    std::env::var("TOPOLOGY").is_ok_and(|t| t == "monolith")
+}
+
+/// The env-var prefix of a service's own settings in the one-process topology.
+fn prefix(svc: &str) -> String {
+    svc.to_ascii_uppercase().replace('-', "_")
 }
 
 pub fn kafka_brokers() -> String {
@@ -125,8 +138,12 @@ impl Stack {
             env,
             log_dir,
         };
-        for (svc, _) in SERVICES {
-            stack.spawn(svc, &dbs[svc]);
+        if monolith() {
+            stack.spawn_with("bank", &[]);
+        } else {
+            for (svc, _) in SERVICES {
+                stack.spawn_with(svc, &[]);
+            }
         }
         for (svc, _) in SERVICES {
             stack.wait_ready(svc).await;
@@ -137,26 +154,49 @@ impl Stack {
         stack
     }
 
-    fn spawn(&mut self, svc: &'static str, db: &str) {
-        self.spawn_with(svc, db, &[]);
+    fn database_url(&self, svc: &str) -> String {
+        format!("{}/{}_{}", database_base(), self.run, SERVICES.iter().find(|(s, _)| *s == svc).unwrap().1)
     }
 
-    fn spawn_with(&mut self, svc: &'static str, db: &str, overrides: &[(&str, &str)]) {
+    /// The process that runs `svc`: its own binary, or `bank` for all of them.
+    fn process_of(svc: &'static str) -> &'static str {
+        if monolith() {
+            "bank"
+        } else {
+            svc
+        }
+    }
+
+    /// Starts a process: one service's binary, or `bank` with each service's port and database
+    /// under its prefix.
+    fn spawn_with(&mut self, process: &'static str, overrides: &[(&str, &str)]) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.log_dir.join(format!("{svc}.log")))
+            .open(self.log_dir.join(format!("{process}.log")))
             .unwrap();
-        let child = Command::new(bin_dir().join(svc))
+        let own: Vec<(String, String)> = if process == "bank" {
+            SERVICES
+                .iter()
+                .flat_map(|(svc, _)| {
+                    [
+                        (format!("{}_PORT", prefix(svc)), self.ports[svc].to_string()),
+                        (format!("{}_DATABASE_URL", prefix(svc)), self.database_url(svc)),
+                    ]
+                })
+                .collect()
+        } else {
+            vec![("PORT".into(), self.ports[process].to_string()), ("DATABASE_URL".into(), self.database_url(process))]
+        };
+        let child = Command::new(bin_dir().join(process))
             .envs(self.env.iter().cloned())
-            .env("PORT", self.ports[svc].to_string())
-            .env("DATABASE_URL", format!("{}/{db}", database_base()))
+            .envs(own)
             .envs(overrides.iter().map(|(k, v)| (k.to_string(), v.to_string())))
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {svc} (build the binaries first: cargo build --bins): {e}"));
-        self.children.insert(svc, child);
+            .unwrap_or_else(|e| panic!("cannot start {process} (build the binaries first: cargo build --bins): {e}"));
+        self.children.insert(process, child);
     }
 
     pub async fn wait_ready(&self, svc: &str) {
@@ -171,9 +211,9 @@ impl Stack {
         panic!("{svc} did not become ready; logs in {}", self.log_dir.display());
     }
 
-    /// kill -9, as a crash would.
+    /// kill -9 of the service's process, as a crash would (all services, in one process).
     pub fn kill(&mut self, svc: &'static str) {
-        if let Some(mut c) = self.children.remove(svc) {
+        if let Some(mut c) = self.children.remove(Self::process_of(svc)) {
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -182,18 +222,23 @@ impl Stack {
     /// Restarts a service (killing it first if it still runs) with some env vars overridden.
     pub async fn restart_with(&mut self, svc: &'static str, overrides: &[(&str, &str)]) {
         self.kill(svc);
-        let db = format!("{}_{}", self.run, SERVICES.iter().find(|(s, _)| *s == svc).unwrap().1);
-        self.spawn_with(svc, &db, overrides);
-        self.wait_ready(svc).await;
+        self.spawn_with(Self::process_of(svc), overrides);
+        if monolith() {
+            for (svc, _) in SERVICES {
+                self.wait_ready(svc).await;
+            }
+        } else {
+            self.wait_ready(svc).await;
+        }
     }
 
     /// Waits for a service process to exit on its own (a crash injected with FAULT_POINT).
     pub async fn wait_exit(&mut self, svc: &'static str, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         while tokio::time::Instant::now() < deadline {
-            if let Some(c) = self.children.get_mut(svc) {
+            if let Some(c) = self.children.get_mut(Self::process_of(svc)) {
                 if c.try_wait().unwrap().is_some() {
-                    self.children.remove(svc);
+                    self.children.remove(Self::process_of(svc));
                     return true;
                 }
             }
@@ -269,8 +314,14 @@ impl Stack {
         sum
     }
 
-    /// Outbound calls the interest service made to one target so far.
+    /// Calls the interest service made to one other service so far, over HTTP or in-process.
     pub async fn calls_to(&self, target: &str) -> f64 {
+        self.metric("interest", "peer_calls_total", &[("caller", "interest"), ("target", target)]).await
+    }
+
+    /// Requests the interest service put on the wire to one target so far (an open breaker's
+    /// refusals are not sent).
+    pub async fn wire_attempts_to(&self, target: &str) -> f64 {
         self.metric("interest", "http_client_requests_total", &[("target", target)]).await
     }
 

@@ -73,10 +73,14 @@ pub struct ClientSettings {
 
 impl ClientSettings {
     pub fn from_env() -> Result<Self, crate::config::ConfigError> {
+        Self::from(&crate::config::Env::process())
+    }
+
+    pub fn from(env: &crate::config::Env) -> Result<Self, crate::config::ConfigError> {
         Ok(Self {
-            timeout: crate::config::millis("HTTP_CLIENT_TIMEOUT_MS", 3000)?,
-            failures_to_open: crate::config::parse("CIRCUIT_FAILURES", "5")?,
-            open_for: crate::config::millis("CIRCUIT_OPEN_MS", 5000)?,
+            timeout: env.millis("HTTP_CLIENT_TIMEOUT_MS", 3000)?,
+            failures_to_open: env.parse("CIRCUIT_FAILURES", "5")?,
+            open_for: env.millis("CIRCUIT_OPEN_MS", 5000)?,
         })
     }
 }

@@ -12,32 +12,105 @@ pub struct ConfigError {
     pub reason: String,
 }
 
+/// Where a service reads its settings: the process environment as is (one service per process),
+/// or, when several services share a process (`bank`), each service's own prefix first
+/// (`INTEREST_PORT`, `ACCOUNTING_DATABASE_URL`…) and then the shared name (`REDIS_URL`).
+/// A service's port and database are never taken from the shared name in a shared process.
+#[derive(Clone, Debug, Default)]
+pub struct Env {
+    prefix: Option<String>,
+}
+
+/// Settings that belong to one service and must not leak from the shared environment into
+/// another service of the same process.
+const OWN: [&str; 2] = ["PORT", "DATABASE_URL"];
+
+impl Env {
+    /// The process environment, unprefixed.
+    pub fn process() -> Self {
+        Self { prefix: None }
+    }
+
+    /// A service's view of a shared process's environment: `account-info` reads `ACCOUNT_INFO_*`.
+    pub fn for_service(service: &str) -> Self {
+        Self { prefix: Some(service.to_ascii_uppercase().replace('-', "_")) }
+    }
+
+    /// The variable's name as this view reads it first (for messages).
+    pub fn name(&self, name: &str) -> String {
+        match &self.prefix {
+            Some(p) => format!("{p}_{name}"),
+            None => name.to_string(),
+        }
+    }
+
+    fn lookup(&self, name: &str) -> Option<String> {
+        let get = |n: &str| std::env::var(n).ok().filter(|v| !v.is_empty());
+        match &self.prefix {
+            None => get(name),
+            Some(_) if OWN.contains(&name) => get(&self.name(name)),
+            Some(_) => get(&self.name(name)).or_else(|| get(name)),
+        }
+    }
+
+    pub fn var(&self, name: &str, default: &str) -> String {
+        self.lookup(name).unwrap_or_else(|| default.to_string())
+    }
+
+    pub fn optional(&self, name: &str) -> Option<String> {
+        self.lookup(name)
+    }
+
+    pub fn parse<T: FromStr>(&self, name: &str, default: &str) -> Result<T, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        let value = self.var(name, default);
+        value.parse().map_err(|e: T::Err| ConfigError {
+            name: self.name(name),
+            value: value.clone(),
+            reason: e.to_string(),
+        })
+    }
+
+    pub fn millis(&self, name: &str, default_ms: u64) -> Result<Duration, ConfigError> {
+        Ok(Duration::from_millis(self.parse(name, &default_ms.to_string())?))
+    }
+
+    pub fn url(&self, name: &str, default: &str) -> Result<String, ConfigError> {
+        let value = self.var(name, default);
+        if !(value.starts_with("http://") || value.starts_with("https://")) {
+            return Err(ConfigError {
+                name: self.name(name),
+                value,
+                reason: "must start with http:// or https://".into(),
+            });
+        }
+        Ok(value.trim_end_matches('/').to_string())
+    }
+}
+
 pub fn var(name: &str, default: &str) -> String {
-    std::env::var(name).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_string())
+    Env::process().var(name, default)
 }
 
 pub fn optional(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
+    Env::process().optional(name)
 }
 
 pub fn parse<T: FromStr>(name: &str, default: &str) -> Result<T, ConfigError>
 where
     T::Err: std::fmt::Display,
 {
-    let value = var(name, default);
-    value.parse().map_err(|e: T::Err| ConfigError { name: name.into(), value: value.clone(), reason: e.to_string() })
+    Env::process().parse(name, default)
 }
 
 pub fn millis(name: &str, default_ms: u64) -> Result<Duration, ConfigError> {
-    Ok(Duration::from_millis(parse(name, &default_ms.to_string())?))
+    Env::process().millis(name, default_ms)
 }
 
 pub fn url(name: &str, default: &str) -> Result<String, ConfigError> {
-    let value = var(name, default);
-    if !(value.starts_with("http://") || value.starts_with("https://")) {
-        return Err(ConfigError { name: name.into(), value, reason: "must start with http:// or https://".into() });
-    }
-    Ok(value.trim_end_matches('/').to_string())
+    Env::process().url(name, default)
 }
 
 /// Settings every service has.
@@ -55,8 +128,13 @@ pub struct Common {
 
 impl Common {
     pub fn from_env(service: &'static str, default_port: u16, default_db: &str) -> Result<Self, ConfigError> {
+        Self::from(&Env::process(), service, default_port, default_db)
+    }
+
+    pub fn from(env: &Env, service: &'static str, default_port: u16, default_db: &str) -> Result<Self, ConfigError> {
+        let (var, optional) = (|n: &str, d: &str| env.var(n, d), |n: &str| env.optional(n));
         let host = var("HOST", "127.0.0.1");
-        let port: u16 = parse("PORT", &default_port.to_string())?;
+        let port: u16 = env.parse("PORT", &default_port.to_string())?;
         let bind = format!("{host}:{port}").parse().map_err(|e: std::net::AddrParseError| ConfigError {
             name: "HOST".into(),
             value: host,
@@ -65,7 +143,7 @@ impl Common {
         let database_url = var("DATABASE_URL", &format!("postgres://postgres:postgres@127.0.0.1:5432/{default_db}"));
         if !database_url.starts_with("postgres://") && !database_url.starts_with("postgresql://") {
             return Err(ConfigError {
-                name: "DATABASE_URL".into(),
+                name: env.name("DATABASE_URL"),
                 value: database_url,
                 reason: "must be a postgres:// URL".into(),
             });
@@ -110,5 +188,18 @@ mod tests {
     fn url_validation() {
         assert!(url("PLATFORM_TEST_UNSET_URL", "ftp://x").is_err());
         assert_eq!(url("PLATFORM_TEST_UNSET_URL", "http://x:1/").unwrap(), "http://x:1");
+    }
+
+    #[test]
+    fn a_shared_process_reads_each_services_own_settings_first() {
+        std::env::set_var("PLATFORM_TEST_SVC_PORT", "9001");
+        std::env::set_var("PORT", "9999");
+        std::env::set_var("PLATFORM_TEST_SHARED", "shared");
+        let env = Env::for_service("platform-test-svc");
+        assert_eq!(env.var("PORT", "1"), "9001");
+        assert_eq!(env.var("PLATFORM_TEST_SHARED", ""), "shared");
+        // A service's own settings never come from the shared name.
+        assert_eq!(env.var("DATABASE_URL", "own-default"), "own-default");
+        assert_eq!(env.name("PORT"), "PLATFORM_TEST_SVC_PORT");
     }
 }

@@ -26,10 +26,14 @@ pub struct KafkaConfig {
 
 impl KafkaConfig {
     pub fn from_env() -> Result<Self, crate::config::ConfigError> {
+        Self::from(&crate::config::Env::process())
+    }
+
+    pub fn from(env: &crate::config::Env) -> Result<Self, crate::config::ConfigError> {
         Ok(Self {
-            brokers: crate::config::var("KAFKA_BROKERS", "127.0.0.1:9092"),
-            topic_prefix: crate::config::var("KAFKA_TOPIC_PREFIX", ""),
-            partitions: crate::config::parse("KAFKA_PARTITIONS", "3")?,
+            brokers: env.var("KAFKA_BROKERS", "127.0.0.1:9092"),
+            topic_prefix: env.var("KAFKA_TOPIC_PREFIX", ""),
+            partitions: env.parse("KAFKA_PARTITIONS", "3")?,
         })
     }
 

@@ -7,7 +7,6 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod db;
-pub mod directory;
 pub mod extract;
 pub mod fault;
 pub mod kafka;

@@ -1,7 +1,10 @@
 //! Start-up shared by every service: the database (connected and migrated), Redis where the
 //! service needs it (always with the manual clock), the clock, and a bound listener.
 
+use std::future::Future;
 use std::time::Duration;
+
+use futures::future::BoxFuture;
 
 use sqlx::migrate::Migrator;
 use sqlx::PgPool;
@@ -71,19 +74,55 @@ pub async fn bind(common: &Common) -> anyhow::Result<tokio::net::TcpListener> {
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", common.bind))
 }
 
-/// Wraps the service's routes with the platform's, listens, and serves until a shutdown signal
-/// lets in-flight requests finish.
-pub async fn serve(
-    common: &Common,
-    openapi: &'static str,
-    clock: Clock,
-    checks: Vec<(&'static str, ReadinessCheck)>,
-    routes: axum::Router,
-) -> anyhow::Result<()> {
-    let platform = crate::server::Platform { service: common.service, openapi, clock, checks };
-    let app = crate::server::app(routes, platform);
-    let listener = bind(common).await?;
-    tracing::info!(service = common.service, addr = %common.bind, "listening");
-    crate::server::serve(listener, app).await?;
-    Ok(())
+/// A service built and listening (its port bound, port 0 picks a free one), not yet serving.
+/// `state` is what the service's own routes use, so a process hosting several services can hand
+/// one service's state to another's in-process peer.
+pub struct App<S> {
+    pub state: S,
+    service: &'static str,
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    after_stop: Vec<BoxFuture<'static, ()>>,
+}
+
+impl<S> App<S> {
+    /// Wraps the service's routes with the platform's and binds the listener.
+    pub async fn bind(
+        common: &Common,
+        openapi: &'static str,
+        clock: Clock,
+        checks: Vec<(&'static str, ReadinessCheck)>,
+        routes: axum::Router,
+        state: S,
+    ) -> anyhow::Result<Self> {
+        let platform = crate::server::Platform { service: common.service, openapi, clock, checks };
+        let router = crate::server::app(routes, platform);
+        let listener = bind(common).await?;
+        Ok(Self { state, service: common.service, listener, router, after_stop: Vec::new() })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// Work to finish once requests have drained (a relay publishing what they recorded).
+    pub fn after_stop(mut self, work: impl Future<Output = ()> + Send + 'static) -> Self {
+        self.after_stop.push(Box::pin(work));
+        self
+    }
+
+    /// Serves until SIGTERM or Ctrl-C.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.run_until(crate::server::shutdown_signal()).await
+    }
+
+    /// Serves until `stop` completes; in-flight requests finish, then the after-stop work runs.
+    pub async fn run_until(self, stop: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        tracing::info!(service = self.service, port = self.port(), "listening");
+        axum::serve(self.listener, self.router).with_graceful_shutdown(stop).await?;
+        for work in self.after_stop {
+            work.await;
+        }
+        Ok(())
+    }
 }

@@ -88,7 +88,7 @@ pub fn app(service_routes: Router, platform: Platform) -> Router {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "method not allowed on this route")
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::from_fn(record_metrics))
+        .layer(middleware::from_fn(move |req, next| record_metrics(service, req, next)))
         .layer(CatchPanicLayer::custom(|_| ApiError::internal("unexpected failure").into_response()))
         .layer(TraceLayer::new_for_http().make_span_with(move |req: &Request| {
             let request_id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
@@ -109,16 +109,17 @@ pub fn app(service_routes: Router, platform: Platform) -> Router {
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }
 
-async fn record_metrics(req: Request, next: Next) -> Response {
+/// `service` in the labels: services sharing a process (`bank`) share one registry.
+async fn record_metrics(service: &'static str, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let route =
         req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
     let method = req.method().to_string();
     let resp = next.run(req).await;
     let status = resp.status().as_u16().to_string();
-    metrics::counter!("http_server_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+    metrics::counter!("http_server_requests_total", "service" => service, "method" => method.clone(), "route" => route.clone(), "status" => status)
         .increment(1);
-    metrics::histogram!("http_server_request_duration_seconds", "method" => method, "route" => route)
+    metrics::histogram!("http_server_request_duration_seconds", "service" => service, "method" => method, "route" => route)
         .record(start.elapsed().as_secs_f64());
     resp
 }
@@ -177,11 +178,6 @@ async fn set_clock(
 ) -> Result<Json<contracts::Clock>, ApiError> {
     let now = s.clock.set(body.value.today, body.value.time.unwrap_or_default()).await?;
     Ok(Json(clock_body(now)))
-}
-
-/// Serves until SIGTERM or Ctrl-C; in-flight requests finish before this returns.
-pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await
 }
 
 pub async fn shutdown_signal() {

@@ -3,24 +3,48 @@
 //! ledger's fence for the account is raised to the new revision, which waits for bookings in
 //! flight on the account and refuses, from then on, any quoted at an older revision.
 
-use contracts::{Account, PayoutFence};
-use platform::client::ServiceClient;
-use platform::revision;
-use platform::{ApiError, ApiResult};
+use std::sync::Arc;
 use std::time::Duration;
 
+use contracts::{Account, AccountPage, PayoutFence};
+use domain::AccountStatus;
+use peers::Ledger;
+use platform::revision;
+use platform::{ApiError, ApiResult};
 use uuid::Uuid;
 
+use crate::state::AppState;
 use crate::store::{self, Change};
-use crate::AppState;
+
+fn not_found(id: Uuid) -> ApiError {
+    ApiError::not_found("ACCOUNT_NOT_FOUND", format!("no account {id}"))
+}
+
+pub async fn read(s: &AppState, id: Uuid) -> ApiResult<Account> {
+    store::find(&s.pool, id).await?.ok_or_else(|| not_found(id))
+}
+
+/// One keyset page of accounts in id order, optionally of one product and status.
+pub async fn list(
+    s: &AppState,
+    product_code: Option<&str>,
+    status: Option<AccountStatus>,
+    after: Option<Uuid>,
+    limit: i64,
+) -> ApiResult<AccountPage> {
+    if !(1..=5000).contains(&limit) {
+        return Err(ApiError::validation("limit", "limit must be 1 to 5000"));
+    }
+    let accounts = store::list(&s.pool, product_code, status, after, limit).await?;
+    let next_after = if accounts.len() as i64 == limit { accounts.last().map(|a| a.account_id) } else { None };
+    Ok(AccountPage { accounts, next_after })
+}
 
 pub async fn change(s: &AppState, id: Uuid, change: Change) -> ApiResult<Account> {
     let mut tx = s.pool.begin().await?;
-    let mut account = store::apply(&mut tx, id, &change)
-        .await?
-        .ok_or_else(|| ApiError::not_found("ACCOUNT_NOT_FOUND", format!("no account {id}")))?;
+    let mut account = store::apply(&mut tx, id, &change).await?.ok_or_else(|| not_found(id))?;
     let fence = PayoutFence { subject: contracts::fence::account(id), rev: account.rev, effective_from: None };
-    let raised: PayoutFence = s.ledger.post("/v1/ledger/payout-fences", &fence, &[]).await?;
+    let raised = s.ledger.raise_fence(&fence).await?;
     // Higher only if an earlier change raised the fence and then failed to commit here.
     if let Some(rev) = store::catch_up(&mut *tx, id, raised.rev).await? {
         account.rev = rev;
@@ -31,31 +55,18 @@ pub async fn change(s: &AppState, id: Uuid, change: Change) -> ApiResult<Account
     Ok(account)
 }
 
-/// For the life of the process: accounts whose fence is ahead of their revision (this service died,
-/// or lost the ledger's answer, between raising a fence and committing) catch up with it, so their
-/// payouts are not refused as stale until their next change. At start-up over the last day, then
-/// every `every` (`FENCE_CATCH_UP_MS`, 30 s) over the last 10 minutes; a change in progress holds
-/// the row, so this waits for it.
-pub async fn catch_up_with_fences(s: AppState, ledger: ServiceClient, every: Duration) {
-    let mut window = 86_400;
-    loop {
-        let path = format!("/v1/ledger/payout-fences?prefix=account:&within_secs={window}");
-        match ledger.get::<Vec<PayoutFence>>(&path).await {
-            Ok(fences) => {
-                for f in fences {
-                    let Some(id) = f.subject.strip_prefix("account:").and_then(|i| i.parse::<Uuid>().ok()) else {
-                        continue;
-                    };
-                    match store::catch_up(&s.pool, id, f.rev).await {
-                        Ok(Some(rev)) => s.revisions.publish(revision::account_key(id), rev).await,
-                        Ok(None) => {}
-                        Err(e) => tracing::warn!(error = %e, account_id = %id, "revision not caught up with its fence"),
-                    }
-                }
-                window = 600;
+/// Accounts whose fence is ahead of their revision catch up with it (see [`peers::fences`]); a
+/// change in progress holds the row, so this waits for it.
+pub async fn catch_up_with_fences(s: AppState, ledger: Arc<dyn Ledger>, every: Duration) {
+    peers::fences::catch_up(ledger, "account:", every, |id, fence_rev| {
+        let s = s.clone();
+        async move {
+            match store::catch_up(&s.pool, id, fence_rev).await {
+                Ok(Some(rev)) => s.revisions.publish(revision::account_key(id), rev).await,
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, account_id = %id, "revision not caught up with its fence"),
             }
-            Err(e) => tracing::warn!(error = %e, "payout fences not readable; retrying"),
         }
-        tokio::time::sleep(if window == 600 { every } else { Duration::from_secs(2) }).await;
-    }
+    })
+    .await
 }

@@ -4,15 +4,16 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use contracts::{Account, AccountPage, ChangeAccountStatus, ChangeHolds, Customer, OpenAccount, Product};
+use contracts::{Account, AccountPage, ChangeAccountStatus, ChangeHolds, OpenAccount};
 use domain::AccountStatus;
 use platform::extract::{Json as Body, Path, Query};
 use platform::{ApiError, ApiResult};
 use serde::Deserialize;
 use uuid::Uuid;
 
+use crate::changes;
+use crate::state::AppState;
 use crate::store::{self, Change};
-use crate::{changes, AppState};
 
 pub fn routes(state: AppState) -> Router {
     Router::new()
@@ -23,14 +24,10 @@ pub fn routes(state: AppState) -> Router {
         .with_state(state)
 }
 
-fn not_found(id: Uuid) -> ApiError {
-    ApiError::not_found("ACCOUNT_NOT_FOUND", format!("no account {id}"))
-}
-
 async fn open(State(s): State<AppState>, body: Body<OpenAccount>) -> ApiResult<(StatusCode, Json<Account>)> {
     let req = body.value;
     // The owner and the product must exist; their services are the source of truth.
-    let customer: Result<Customer, _> = s.customers.get(&format!("/v1/customers/{}", req.customer_id)).await;
+    let customer = s.customers.customer(req.customer_id).await;
     match customer {
         Err(e) if e.is_not_found() => {
             return Err(ApiError::unprocessable("CUSTOMER_NOT_FOUND", format!("no customer {}", req.customer_id))
@@ -42,7 +39,7 @@ async fn open(State(s): State<AppState>, body: Body<OpenAccount>) -> ApiResult<(
     if req.product_code.is_empty() || req.product_code.len() > 64 {
         return Err(ApiError::validation("product_code", "product_code must be 1 to 64 characters"));
     }
-    let product: Result<Product, _> = s.interest.get(&format!("/v1/interest/products/{}", req.product_code)).await;
+    let product = s.products.product(&req.product_code).await;
     match product {
         Err(e) if e.is_not_found() => {
             return Err(ApiError::unprocessable("PRODUCT_NOT_FOUND", format!("no product {}", req.product_code))
@@ -58,7 +55,7 @@ async fn open(State(s): State<AppState>, body: Body<OpenAccount>) -> ApiResult<(
 }
 
 async fn read(State(s): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<Json<Account>> {
-    store::find(&s.pool, id).await?.map(Json).ok_or_else(|| not_found(id))
+    Ok(Json(changes::read(&s, id).await?))
 }
 
 async fn change_status(
@@ -94,11 +91,6 @@ async fn list(State(s): State<AppState>, Query(q): Query<ListQuery>) -> ApiResul
         None => None,
         Some(v) => Some(AccountStatus::parse(v).ok_or_else(|| ApiError::validation("status", "unknown status"))?),
     };
-    let limit = q.limit.unwrap_or(500);
-    if !(1..=5000).contains(&limit) {
-        return Err(ApiError::validation("limit", "limit must be 1 to 5000"));
-    }
-    let accounts = store::list(&s.pool, q.product_code.as_deref(), status, q.after, limit).await?;
-    let next_after = if accounts.len() as i64 == limit { accounts.last().map(|a| a.account_id) } else { None };
-    Ok(Json(AccountPage { accounts, next_after }))
+    let page = changes::list(&s, q.product_code.as_deref(), status, q.after, q.limit.unwrap_or(500)).await?;
+    Ok(Json(page))
 }

@@ -3,56 +3,58 @@
 
 mod changes;
 mod http;
+mod peer;
+mod state;
 mod store;
 
-use platform::client::{ClientSettings, ServiceClient};
-use platform::clock::Clock;
-use platform::config::{self, Common};
+use std::time::Duration;
+
+use peers::Peers;
+use platform::config::{Common, Env};
 use platform::revision::Publisher;
-use sqlx::PgPool;
+use platform::runtime::App;
+
+pub use peer::accounts as in_process_peer;
+pub use state::AppState;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/account_info");
 
-#[derive(Clone)]
-pub struct AppState {
-    pub pool: PgPool,
-    pub clock: Clock,
-    pub customers: ServiceClient,
-    pub interest: ServiceClient,
-    /// The ledger, whose payout fence each status or holds change raises before it commits.
-    pub ledger: ServiceClient,
-    pub revisions: Publisher,
+/// Account-info's settings.
+pub struct Config {
+    pub common: Common,
+    /// How often accounts catch up with payout fences raised ahead of them (`FENCE_CATCH_UP_MS`).
+    pub fence_catch_up: Duration,
 }
 
-pub async fn run() -> anyhow::Result<()> {
-    let common = Common::from_env("account-info", 8082, "account_info")?;
-    let customer_url = config::url("CUSTOMER_URL", "http://127.0.0.1:8081")?;
-    let interest_url = config::url("INTEREST_URL", "http://127.0.0.1:8084")?;
-    let ledger_url = config::url("ACCOUNTING_URL", "http://127.0.0.1:8083")?;
-    let client = ClientSettings::from_env()?;
-    let _telemetry = platform::telemetry::init(common.service, common.otlp_endpoint.as_deref())?;
-    let infra = platform::runtime::start(&common, &MIGRATOR, true, 10).await?;
-    let revisions = Publisher::start(infra.redis.clone());
+impl Config {
+    pub fn from_env(env: &Env) -> anyhow::Result<Self> {
+        Ok(Self {
+            common: Common::from(env, "account-info", 8082, "account_info")?,
+            fence_catch_up: env.millis("FENCE_CATCH_UP_MS", 30_000)?,
+        })
+    }
+}
+
+/// Connects, migrates, starts catching up with fences, and binds; `run_until_stopped` serves.
+pub async fn build(config: Config, peers: Peers) -> anyhow::Result<App<AppState>> {
+    let infra = platform::runtime::start(&config.common, &MIGRATOR, true, 10).await?;
     let state = AppState {
         pool: infra.pool.clone(),
         clock: infra.clock.clone(),
-        customers: ServiceClient::new("customer", &customer_url, client)?,
-        interest: ServiceClient::new("interest", &interest_url, client)?,
-        ledger: ServiceClient::new("accounting", &ledger_url, client)?,
-        revisions,
+        customers: peers.customers,
+        products: peers.products,
+        ledger: peers.ledger,
+        revisions: Publisher::start(infra.redis.clone()),
     };
-    // Its own breaker (and metric label): failures while the ledger starts up must not open the
-    // breaker requests use.
-    let startup_ledger = ServiceClient::new("accounting-sync", &ledger_url, client)?;
-    let catch_up_every = config::millis("FENCE_CATCH_UP_MS", 30_000)?;
-    tokio::spawn(changes::catch_up_with_fences(state.clone(), startup_ledger, catch_up_every));
-    platform::runtime::serve(
-        &common,
-        include_str!("../openapi.json"),
-        infra.clock.clone(),
-        infra.checks(),
-        http::routes(state),
-    )
-    .await?;
-    Ok(())
+    tokio::spawn(changes::catch_up_with_fences(state.clone(), peers.ledger_sync, config.fence_catch_up));
+    let openapi = include_str!("../openapi.json");
+    App::bind(&config.common, openapi, infra.clock.clone(), infra.checks(), http::routes(state.clone()), state).await
+}
+
+/// The service as its own process: settings and peers from the environment, until SIGTERM.
+pub async fn run() -> anyhow::Result<()> {
+    let env = Env::process();
+    let config = Config::from_env(&env)?;
+    let _telemetry = platform::telemetry::init(config.common.service, config.common.otlp_endpoint.as_deref())?;
+    build(config, peers::http::peers("account-info", &env)?).await?.run_until_stopped().await
 }

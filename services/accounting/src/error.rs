@@ -12,6 +12,9 @@ pub enum LedgerError {
     /// The request conflicts with what the ledger already holds.
     #[error("{1}")]
     Conflict(&'static str, String),
+    /// A request field out of its range.
+    #[error("{1}")]
+    Invalid(&'static str, String),
     #[error("no account {0}")]
     AccountNotFound(uuid::Uuid),
     #[error("the same Idempotency-Key was used with a different request")]
@@ -37,6 +40,7 @@ impl From<LedgerError> for ApiError {
         match e {
             LedgerError::Refused(code, detail) => ApiError::unprocessable(code, detail),
             LedgerError::Conflict(code, detail) => ApiError::conflict(code, detail),
+            LedgerError::Invalid(field, detail) => ApiError::validation(field, detail),
             LedgerError::AccountNotFound(id) => ApiError::not_found("ACCOUNT_NOT_FOUND", format!("no account {id}")),
             LedgerError::KeyReused => ApiError::unprocessable("IDEMPOTENCY_KEY_REUSED", e.to_string()),
             LedgerError::Busy => {

@@ -10,14 +10,15 @@ use contracts::{
     Balance, DailyBalances, Entries, InterestPosting, InterestPostingFeed, InterestPostingRequest, MoneyMovement,
     PayoutFence, Transfer,
 };
-use platform::directory::LookupError;
+use peers::directory::LookupError;
 use platform::extract::{IdempotencyKey, Json as Body, Path, Query};
 use platform::{ApiError, ApiResult};
 use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::ledger::{self, Direction, Idempotency};
-use crate::{store, AppState};
+use crate::state::AppState;
+use crate::store;
 
 pub fn routes(state: AppState) -> Router {
     Router::new()
@@ -112,9 +113,6 @@ async fn daily_balances(
     Path(id): Path<Uuid>,
     Query(q): Query<RangeQuery>,
 ) -> ApiResult<Json<DailyBalances>> {
-    if q.to < q.from {
-        return Err(ApiError::validation("to", "to must not be before from"));
-    }
     Ok(Json(ledger::daily_balances(&s, id, q.from, q.to).await?))
 }
 
@@ -127,12 +125,7 @@ async fn book_interest(
 }
 
 async fn raise_fence(State(s): State<AppState>, body: Body<PayoutFence>) -> ApiResult<Json<PayoutFence>> {
-    let f = body.value;
-    if f.subject.is_empty() || f.subject.len() > 200 || f.rev < 0 {
-        return Err(ApiError::validation("subject", "subject must be 1 to 200 characters and rev not negative"));
-    }
-    let rev = ledger::raise_fence(&s, &f).await?;
-    Ok(Json(PayoutFence { rev, ..f }))
+    Ok(Json(ledger::raise_fence(&s, &body.value).await?))
 }
 
 #[derive(Deserialize)]
@@ -141,18 +134,11 @@ struct RecentFencesQuery {
     within_secs: Option<i64>,
 }
 
-/// Fences raised lately, for an owner that restarts to catch its revisions up with (a crash between
-/// raising a fence and committing leaves the fence ahead).
 async fn recent_fences(
     State(s): State<AppState>,
     Query(q): Query<RecentFencesQuery>,
 ) -> ApiResult<Json<Vec<PayoutFence>>> {
-    let within = q.within_secs.unwrap_or(86_400);
-    if !(1..=31 * 86_400).contains(&within) {
-        return Err(ApiError::validation("within_secs", "within_secs must be 1 to 2678400"));
-    }
-    let fences = store::recent_fences(&s.pool, &q.prefix, within, 100_000).await?;
-    Ok(Json(fences.into_iter().map(|(subject, rev)| PayoutFence { subject, rev, effective_from: None }).collect()))
+    Ok(Json(ledger::recent_fences(&s, &q.prefix, q.within_secs.unwrap_or(86_400)).await?))
 }
 
 #[derive(Deserialize)]
@@ -162,6 +148,5 @@ struct FeedQuery {
 }
 
 async fn interest_feed(State(s): State<AppState>, Query(q): Query<FeedQuery>) -> ApiResult<Json<InterestPostingFeed>> {
-    let limit = q.limit.unwrap_or(500).clamp(1, 5000);
-    Ok(Json(InterestPostingFeed { postings: store::interest_feed(&s.pool, q.after_seq.unwrap_or(0), limit).await? }))
+    Ok(Json(ledger::interest_feed(&s, q.after_seq.unwrap_or(0), q.limit.unwrap_or(500)).await?))
 }

@@ -7,19 +7,19 @@ use std::time::Duration;
 
 use chrono::NaiveDate;
 use contracts::{
-    Account, BalancePoint, DailyBalances, InterestPosting, InterestPostingRequest, PayoutFence, Posting,
-    TransferPosting,
+    Account, BalancePoint, DailyBalances, InterestPosting, InterestPostingFeed, InterestPostingRequest, PayoutFence,
+    Posting, TransferPosting,
 };
 use domain::{AccountStatus, Amount};
-use platform::directory::LookupError;
+use peers::directory::LookupError;
 use platform::revision;
 use rand::Rng;
 use sqlx::Acquire;
 use uuid::Uuid;
 
 use crate::error::LedgerError;
+use crate::state::AppState;
 use crate::store::{self, Line};
-use crate::AppState;
 
 const DEPOSITS: &str = "CUSTOMER_DEPOSITS";
 const CASH: &str = "CASH";
@@ -406,7 +406,11 @@ async fn verify_basis(
 /// Raises an owner's fence (see `contracts::PayoutFence`): waits for the bookings in flight on the
 /// subject, refuses a rate schedule that starts inside a booked period, and from its commit on
 /// refuses bookings quoted at an older revision.
-pub async fn raise_fence(state: &AppState, fence: &PayoutFence) -> Result<i64, LedgerError> {
+pub async fn raise_fence(state: &AppState, fence: &PayoutFence) -> Result<PayoutFence, LedgerError> {
+    if fence.subject.is_empty() || fence.subject.len() > 200 || fence.rev < 0 {
+        let detail = "subject must be 1 to 200 characters and rev not negative";
+        return Err(LedgerError::Invalid("subject", detail.into()));
+    }
     let mut tx = state.pool.begin().await?;
     // Bookings hold the subject for one short transaction each; give up well before the owner's
     // HTTP timeout (3 s by default) so the owner learns the fence was not raised.
@@ -422,7 +426,23 @@ pub async fn raise_fence(state: &AppState, fence: &PayoutFence) -> Result<i64, L
     }
     let rev = store::raise_fence(&mut tx, &fence.subject, fence.rev).await?;
     tx.commit().await?;
-    Ok(rev)
+    Ok(PayoutFence { rev, ..fence.clone() })
+}
+
+/// Fences raised lately, for an owner catching its revisions up with them (a crash between raising
+/// a fence and committing leaves the fence ahead).
+pub async fn recent_fences(state: &AppState, prefix: &str, within_secs: i64) -> Result<Vec<PayoutFence>, LedgerError> {
+    if !(1..=31 * 86_400).contains(&within_secs) {
+        return Err(LedgerError::Invalid("within_secs", "within_secs must be 1 to 2678400".into()));
+    }
+    let fences = store::recent_fences(&state.pool, prefix, within_secs, 100_000).await?;
+    Ok(fences.into_iter().map(|(subject, rev)| PayoutFence { subject, rev, effective_from: None }).collect())
+}
+
+/// Booked payouts in booking order after `after_seq`, for the interest service's recovery.
+pub async fn interest_feed(state: &AppState, after_seq: i64, limit: i64) -> Result<InterestPostingFeed, LedgerError> {
+    let limit = limit.clamp(1, 5000);
+    Ok(InterestPostingFeed { postings: store::interest_feed(&state.pool, after_seq, limit).await? })
 }
 
 /// End-of-day balances for `[from, to]` and the last booked payout, read in one snapshot.
@@ -432,6 +452,9 @@ pub async fn daily_balances(
     from: NaiveDate,
     to: NaiveDate,
 ) -> Result<DailyBalances, LedgerError> {
+    if to < from {
+        return Err(LedgerError::Invalid("to", "to must not be before from".into()));
+    }
     let mut conn = state.pool.acquire().await?;
     let mut tx = conn.begin().await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *tx).await?;

@@ -5,61 +5,66 @@
 mod error;
 mod http;
 mod ledger;
+mod peer;
+mod state;
 mod store;
 
 use std::time::Duration;
 
-use platform::client::{ClientSettings, ServiceClient};
-use platform::clock::Clock;
-use platform::config::{self, Common};
-use platform::directory::Directory;
+use peers::directory::Directory;
+use peers::Peers;
+use platform::config::{Common, Env};
 use platform::revision::{self, Publisher};
-use sqlx::PgPool;
+use platform::runtime::App;
+
+pub use peer::ledger as in_process_peer;
+pub use state::AppState;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/accounting");
 
-#[derive(Clone)]
-pub struct AppState {
-    pub pool: PgPool,
-    pub clock: Clock,
-    pub accounts: Directory,
-    pub revisions: Publisher,
-    /// How long one attempt waits for a busy balance row before backing off.
+/// The ledger's settings.
+pub struct Config {
+    pub common: Common,
     pub lock_timeout: Duration,
-    /// Total time a request keeps retrying a busy row before answering 503 ACCOUNT_BUSY.
     pub lock_budget: Duration,
+    pub max_connections: u32,
 }
 
-pub async fn run() -> anyhow::Result<()> {
-    let common = Common::from_env("accounting", 8083, "accounting")?;
-    let account_info_url = config::url("ACCOUNT_INFO_URL", "http://127.0.0.1:8082")?;
-    let client = ClientSettings::from_env()?;
-    let lock_timeout = config::millis("LEDGER_LOCK_TIMEOUT_MS", 300)?;
-    let lock_budget = config::millis("LEDGER_LOCK_BUDGET_MS", 5000)?;
-    let max_conn: u32 = config::parse("DATABASE_MAX_CONNECTIONS", "20")?;
-    let _telemetry = platform::telemetry::init(common.service, common.otlp_endpoint.as_deref())?;
-    let infra = platform::runtime::start(&common, &MIGRATOR, true, max_conn).await?;
+impl Config {
+    pub fn from_env(env: &Env) -> anyhow::Result<Self> {
+        Ok(Self {
+            common: Common::from(env, "accounting", 8083, "accounting")?,
+            lock_timeout: env.millis("LEDGER_LOCK_TIMEOUT_MS", 300)?,
+            lock_budget: env.millis("LEDGER_LOCK_BUDGET_MS", 5000)?,
+            max_connections: env.parse("DATABASE_MAX_CONNECTIONS", "20")?,
+        })
+    }
+}
+
+/// Connects, migrates, republishes revisions and binds; `run_until_stopped` serves.
+pub async fn build(config: Config, peers: Peers) -> anyhow::Result<App<AppState>> {
+    let infra = platform::runtime::start(&config.common, &MIGRATOR, true, config.max_connections).await?;
     let revisions = Publisher::start(infra.redis.clone());
     // A crash between a commit and its publication leaves a revision unpublished: republish the
     // last day's (nothing older can be behind a cached estimate).
     let recent = store::recent_history_revisions(&infra.pool).await?;
     revisions.publish_all(recent.into_iter().map(|(id, rev)| (revision::ledger_key(id), rev)).collect()).await;
-    let account_info = ServiceClient::new("account-info", &account_info_url, client)?;
     let state = AppState {
         pool: infra.pool.clone(),
         clock: infra.clock.clone(),
-        accounts: Directory::new(infra.redis.clone(), account_info, None),
+        accounts: Directory::new(infra.redis.clone(), peers.accounts, None),
         revisions,
-        lock_timeout,
-        lock_budget,
+        lock_timeout: config.lock_timeout,
+        lock_budget: config.lock_budget,
     };
-    platform::runtime::serve(
-        &common,
-        include_str!("../openapi.json"),
-        infra.clock.clone(),
-        infra.checks(),
-        http::routes(state),
-    )
-    .await?;
-    Ok(())
+    let openapi = include_str!("../openapi.json");
+    App::bind(&config.common, openapi, infra.clock.clone(), infra.checks(), http::routes(state.clone()), state).await
+}
+
+/// The service as its own process: settings and peers from the environment, until SIGTERM.
+pub async fn run() -> anyhow::Result<()> {
+    let env = Env::process();
+    let config = Config::from_env(&env)?;
+    let _telemetry = platform::telemetry::init(config.common.service, config.common.otlp_endpoint.as_deref())?;
+    build(config, peers::http::peers("accounting", &env)?).await?.run_until_stopped().await
 }

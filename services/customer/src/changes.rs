@@ -3,21 +3,30 @@
 //! the ledger's fence for the customer is raised to the new revision, which waits for bookings in
 //! flight on the customer and refuses, from then on, any quoted at an older revision.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use contracts::{Customer, PayoutFence};
-use platform::client::ServiceClient;
+use peers::Ledger;
 use platform::revision::{self, Publisher};
 use platform::{ApiError, ApiResult};
 use sqlx::PgPool;
-use std::time::Duration;
-
 use uuid::Uuid;
 
 use crate::store::{self, Change};
 
+fn not_found(id: Uuid) -> ApiError {
+    ApiError::not_found("CUSTOMER_NOT_FOUND", format!("no customer {id}"))
+}
+
+pub async fn read(pool: &PgPool, id: Uuid) -> ApiResult<Customer> {
+    store::find(pool, id).await?.ok_or_else(|| not_found(id))
+}
+
 /// Applies the changes (one or more, in one transaction) behind one fence.
 pub async fn change(
     pool: &PgPool,
-    ledger: &ServiceClient,
+    ledger: &dyn Ledger,
     revisions: &Publisher,
     id: Uuid,
     changes: &[Change<'_>],
@@ -27,9 +36,9 @@ pub async fn change(
     for change in changes {
         changed = store::apply(&mut tx, id, change).await?;
     }
-    let mut customer = changed.ok_or_else(|| ApiError::not_found("CUSTOMER_NOT_FOUND", format!("no customer {id}")))?;
+    let mut customer = changed.ok_or_else(|| not_found(id))?;
     let fence = PayoutFence { subject: contracts::fence::customer(id), rev: customer.rev, effective_from: None };
-    let raised: PayoutFence = ledger.post("/v1/ledger/payout-fences", &fence, &[]).await?;
+    let raised = ledger.raise_fence(&fence).await?;
     // Higher only if an earlier change raised the fence and then failed to commit here.
     if let Some(rev) = store::catch_up(&mut *tx, id, raised.rev).await? {
         customer.rev = rev;
@@ -40,33 +49,18 @@ pub async fn change(
     Ok(customer)
 }
 
-/// For the life of the process: customers whose fence is ahead of their revision (this service died,
-/// or lost the ledger's answer, between raising a fence and committing) catch up with it, so their
-/// payouts are not refused as stale until their next change. At start-up over the last day, then
-/// every `every` (`FENCE_CATCH_UP_MS`, 30 s) over the last 10 minutes; a change in progress holds
-/// the row, so this waits for it.
-pub async fn catch_up_with_fences(pool: PgPool, ledger: ServiceClient, revisions: Publisher, every: Duration) {
-    let mut window = 86_400;
-    loop {
-        let path = format!("/v1/ledger/payout-fences?prefix=customer:&within_secs={window}");
-        match ledger.get::<Vec<PayoutFence>>(&path).await {
-            Ok(fences) => {
-                for f in fences {
-                    let Some(id) = f.subject.strip_prefix("customer:").and_then(|i| i.parse::<Uuid>().ok()) else {
-                        continue;
-                    };
-                    match store::catch_up(&pool, id, f.rev).await {
-                        Ok(Some(rev)) => revisions.publish(revision::customer_key(id), rev).await,
-                        Ok(None) => {}
-                        Err(e) => {
-                            tracing::warn!(error = %e, customer_id = %id, "revision not caught up with its fence")
-                        }
-                    }
-                }
-                window = 600;
+/// Customers whose fence is ahead of their revision catch up with it (see [`peers::fences`]); a
+/// change in progress holds the row, so this waits for it.
+pub async fn catch_up_with_fences(pool: PgPool, ledger: Arc<dyn Ledger>, revisions: Publisher, every: Duration) {
+    peers::fences::catch_up(ledger, "customer:", every, |id, fence_rev| {
+        let (pool, revisions) = (pool.clone(), revisions.clone());
+        async move {
+            match store::catch_up(&pool, id, fence_rev).await {
+                Ok(Some(rev)) => revisions.publish(revision::customer_key(id), rev).await,
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, customer_id = %id, "revision not caught up with its fence"),
             }
-            Err(e) => tracing::warn!(error = %e, "payout fences not readable; retrying"),
         }
-        tokio::time::sleep(if window == 600 { every } else { Duration::from_secs(2) }).await;
-    }
+    })
+    .await
 }

@@ -6,23 +6,13 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use contracts::{AmendCustomer, ChangeCustomerStatus, ChangeTaxCategory, CreateCustomer, Customer};
 use domain::CustomerStatus;
-use platform::client::ServiceClient;
 use platform::extract::{Json as Body, Path};
-use platform::revision::Publisher;
 use platform::{ApiError, ApiResult};
-use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::changes;
+use crate::state::AppState;
 use crate::store::{self, Change};
-
-#[derive(Clone)]
-pub struct AppState {
-    pub pool: PgPool,
-    pub revisions: Publisher,
-    /// The ledger, whose payout fence each change raises before it commits.
-    pub ledger: ServiceClient,
-}
 
 pub fn routes(state: AppState) -> Router {
     Router::new()
@@ -31,10 +21,6 @@ pub fn routes(state: AppState) -> Router {
         .route("/v1/customers/{id}/status", put(change_status))
         .route("/v1/customers/{id}/tax-category", put(change_tax_category))
         .with_state(state)
-}
-
-fn not_found(id: Uuid) -> ApiError {
-    ApiError::not_found("CUSTOMER_NOT_FOUND", format!("no customer {id}"))
 }
 
 async fn create(
@@ -51,7 +37,7 @@ async fn create(
 }
 
 async fn read(State(AppState { pool, .. }): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<Json<Customer>> {
-    store::find(&pool, id).await?.map(Json).ok_or_else(|| not_found(id))
+    Ok(Json(changes::read(&pool, id).await?))
 }
 
 async fn change_status(
@@ -62,7 +48,8 @@ async fn change_status(
     let req = body.value;
     let reason = checked_reason(req.status, req.reason.as_deref()).map_err(|d| ApiError::validation("reason", d))?;
     let customer =
-        changes::change(&s.pool, &s.ledger, &s.revisions, id, &[Change::Status { status: req.status, reason }]).await?;
+        changes::change(&s.pool, s.ledger.as_ref(), &s.revisions, id, &[Change::Status { status: req.status, reason }])
+            .await?;
     tracing::info!(customer_id = %id, status = req.status.as_str(), "customer status changed");
     Ok(Json(customer))
 }
@@ -85,7 +72,8 @@ async fn change_tax_category(
     body: Body<ChangeTaxCategory>,
 ) -> ApiResult<Json<Customer>> {
     let category = body.value.tax_category;
-    let customer = changes::change(&s.pool, &s.ledger, &s.revisions, id, &[Change::TaxCategory(category)]).await?;
+    let customer =
+        changes::change(&s.pool, s.ledger.as_ref(), &s.revisions, id, &[Change::TaxCategory(category)]).await?;
     tracing::info!(customer_id = %id, tax_category = category.as_str(), "customer tax category changed");
     Ok(Json(customer))
 }
@@ -108,7 +96,7 @@ async fn amend(
     if changes.is_empty() {
         return Err(ApiError::validation("status", "nothing to change: give status and/or tax_category"));
     }
-    let customer = changes::change(&s.pool, &s.ledger, &s.revisions, id, &changes).await?;
+    let customer = changes::change(&s.pool, s.ledger.as_ref(), &s.revisions, id, &changes).await?;
     tracing::info!(customer_id = %id, "customer amended");
     Ok(Json(customer))
 }

@@ -2,34 +2,54 @@
 
 mod changes;
 mod http;
+mod peer;
+mod state;
 mod store;
 
-use platform::client::{ClientSettings, ServiceClient};
-use platform::config::{self, Common};
+use std::time::Duration;
+
+use peers::Peers;
+use platform::config::{Common, Env};
 use platform::revision::Publisher;
+use platform::runtime::App;
+
+pub use peer::customers as in_process_peer;
+pub use state::AppState;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/customer");
 
-pub async fn run() -> anyhow::Result<()> {
-    let common = Common::from_env("customer", 8081, "customer")?;
-    let ledger_url = config::url("ACCOUNTING_URL", "http://127.0.0.1:8083")?;
-    let client = ClientSettings::from_env()?;
-    let ledger = ServiceClient::new("accounting", &ledger_url, client)?;
-    // Its own breaker (and metric label): failures while the ledger starts up must not open the
-    // breaker requests use.
-    let startup_ledger = ServiceClient::new("accounting-sync", &ledger_url, client)?;
-    let catch_up_every = config::millis("FENCE_CATCH_UP_MS", 30_000)?;
-    let _telemetry = platform::telemetry::init(common.service, common.otlp_endpoint.as_deref())?;
-    let infra = platform::runtime::start(&common, &MIGRATOR, true, 10).await?;
+/// The customer service's settings.
+pub struct Config {
+    pub common: Common,
+    /// How often customers catch up with payout fences raised ahead of them (`FENCE_CATCH_UP_MS`).
+    pub fence_catch_up: Duration,
+}
+
+impl Config {
+    pub fn from_env(env: &Env) -> anyhow::Result<Self> {
+        Ok(Self {
+            common: Common::from(env, "customer", 8081, "customer")?,
+            fence_catch_up: env.millis("FENCE_CATCH_UP_MS", 30_000)?,
+        })
+    }
+}
+
+/// Connects, migrates, starts catching up with fences, and binds; `run_until_stopped` serves.
+pub async fn build(config: Config, peers: Peers) -> anyhow::Result<App<AppState>> {
+    let infra = platform::runtime::start(&config.common, &MIGRATOR, true, 10).await?;
     let revisions = Publisher::start(infra.redis.clone());
-    tokio::spawn(changes::catch_up_with_fences(infra.pool.clone(), startup_ledger, revisions.clone(), catch_up_every));
-    platform::runtime::serve(
-        &common,
-        include_str!("../openapi.json"),
-        infra.clock.clone(),
-        infra.checks(),
-        http::routes(http::AppState { pool: infra.pool.clone(), revisions, ledger }),
-    )
-    .await?;
-    Ok(())
+    let catch_up =
+        changes::catch_up_with_fences(infra.pool.clone(), peers.ledger_sync, revisions.clone(), config.fence_catch_up);
+    tokio::spawn(catch_up);
+    let state = AppState { pool: infra.pool.clone(), revisions, ledger: peers.ledger };
+    let openapi = include_str!("../openapi.json");
+    App::bind(&config.common, openapi, infra.clock.clone(), infra.checks(), http::routes(state.clone()), state).await
+}
+
+/// The service as its own process: settings and peers from the environment, until SIGTERM.
+pub async fn run() -> anyhow::Result<()> {
+    let env = Env::process();
+    let config = Config::from_env(&env)?;
+    let _telemetry = platform::telemetry::init(config.common.service, config.common.otlp_endpoint.as_deref())?;
+    build(config, peers::http::peers("customer", &env)?).await?.run_until_stopped().await
 }

@@ -2,8 +2,8 @@
 
 use axum::http::StatusCode;
 use domain::Refusal;
+use peers::directory::LookupError;
 use platform::client::ClientError;
-use platform::directory::LookupError;
 use platform::ApiError;
 
 #[derive(Debug, thiserror::Error)]

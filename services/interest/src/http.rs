@@ -12,7 +12,8 @@ use platform::extract::{IdempotencyKey, Json as Body, Path, Query};
 use platform::ApiResult;
 use uuid::Uuid;
 
-use crate::{payout, rates, runs, AppState};
+use crate::state::AppState;
+use crate::{payout, rates, runs};
 
 pub fn routes(state: AppState) -> Router {
     Router::new()

@@ -8,53 +8,34 @@ mod estimate_cache;
 mod http;
 mod outbox;
 mod payout;
+mod peer;
 mod rates;
 mod run_store;
 mod runs;
+mod state;
 mod store;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use platform::client::{ClientSettings, ServiceClient};
-use platform::clock::Clock;
-use platform::config::{self, Common};
-use platform::directory::Directory;
+use peers::directory::Directory;
+use peers::{Ledger, Peers};
+use platform::config::{Common, Env};
 use platform::kafka::KafkaConfig;
-use platform::redis::Redis;
 use platform::revision::{self, Publisher};
-use sqlx::PgPool;
+use platform::runtime::App;
 use tokio::sync::Notify;
+
+pub use peer::products as in_process_peer;
+pub use runs::RunSettings;
+pub use state::AppState;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/interest");
 
-#[derive(Clone)]
-pub struct AppState {
-    pub pool: PgPool,
-    pub clock: Clock,
-    /// Redis for the payout lock (`None` when PAYOUT_REDIS_LOCK=false).
-    pub redis: Option<Redis>,
-    /// Redis for the estimate cache.
-    pub redis_cache: Option<Redis>,
-    pub directory: Directory,
-    pub ledger: ServiceClient,
-    pub flights: estimate_cache::Flights,
-    /// Wakes the payout-run workers when a run starts.
-    pub run_wake: Arc<Notify>,
-    pub revisions: Publisher,
-    /// Wakes the outbox relay right after a payout is recorded.
-    pub outbox_wake: Arc<Notify>,
-    pub lock_lease: Duration,
-    pub lock_wait: Duration,
-    /// Test-only (`PAYOUT_PAUSE_BEFORE_BOOKING_MS`, 0 = off): a pause between a payout's quote and
-    /// its booking, so tests can commit changes inside that window.
-    pub pause_before_booking: Duration,
-}
-
 /// Retried until the ledger answers (services start in any order).
-async fn sync_rates_fences(state: AppState, ledger: ServiceClient) {
+async fn sync_rates_fences(state: AppState, ledger: Arc<dyn Ledger>) {
     loop {
-        match rates::sync_rates_fences(&state, &ledger).await {
+        match rates::sync_rates_fences(&state, ledger.as_ref()).await {
             Ok(()) => return,
             Err(e) => tracing::warn!(error = %e, "rates fences not synced with the ledger yet; retrying"),
         }
@@ -62,23 +43,38 @@ async fn sync_rates_fences(state: AppState, ledger: ServiceClient) {
     }
 }
 
-pub async fn run() -> anyhow::Result<()> {
-    let common = Common::from_env("interest", 8084, "interest")?;
-    let client = ClientSettings::from_env()?;
-    let customers = ServiceClient::new("customer", &config::url("CUSTOMER_URL", "http://127.0.0.1:8081")?, client)?;
-    let accounts =
-        ServiceClient::new("account-info", &config::url("ACCOUNT_INFO_URL", "http://127.0.0.1:8082")?, client)?;
-    let ledger_url = config::url("ACCOUNTING_URL", "http://127.0.0.1:8083")?;
-    let ledger = ServiceClient::new("accounting", &ledger_url, client)?;
-    // Its own breaker (and metric label): failures while the ledger starts up must not open the
-    // breaker payouts use.
-    let startup_ledger = ServiceClient::new("accounting-sync", &ledger_url, client)?;
-    let kafka = KafkaConfig::from_env()?;
-    let run_settings = runs::RunSettings::from_env()?;
-    let use_redis_lock = config::parse::<bool>("PAYOUT_REDIS_LOCK", "true")?;
-    let max_conn: u32 = config::parse("DATABASE_MAX_CONNECTIONS", "20")?;
-    let _telemetry = platform::telemetry::init(common.service, common.otlp_endpoint.as_deref())?;
-    let infra = platform::runtime::start(&common, &MIGRATOR, true, max_conn).await?;
+/// The interest service's settings.
+pub struct Config {
+    pub common: Common,
+    pub kafka: KafkaConfig,
+    pub runs: RunSettings,
+    pub use_redis_lock: bool,
+    pub max_connections: u32,
+    pub lock_lease: Duration,
+    pub lock_wait: Duration,
+    pub pause_before_booking: Duration,
+}
+
+impl Config {
+    pub fn from_env(env: &Env) -> anyhow::Result<Self> {
+        Ok(Self {
+            common: Common::from(env, "interest", 8084, "interest")?,
+            kafka: KafkaConfig::from(env)?,
+            runs: RunSettings::from(env)?,
+            use_redis_lock: env.parse::<bool>("PAYOUT_REDIS_LOCK", "true")?,
+            max_connections: env.parse("DATABASE_MAX_CONNECTIONS", "20")?,
+            lock_lease: env.millis("PAYOUT_LOCK_LEASE_MS", 10_000)?,
+            lock_wait: env.millis("PAYOUT_LOCK_WAIT_MS", 3_000)?,
+            pause_before_booking: env.millis("PAYOUT_PAUSE_BEFORE_BOOKING_MS", 0)?,
+        })
+    }
+}
+
+/// Connects, migrates, republishes rates revisions, ensures the topics, starts the relay, the
+/// recovery worker and the run worker, and binds; `run_until_stopped` serves, then lets the relay
+/// publish what requests recorded.
+pub async fn build(config: Config, peers: Peers) -> anyhow::Result<App<AppState>> {
+    let infra = platform::runtime::start(&config.common, &MIGRATOR, true, config.max_connections).await?;
     // Dashboards see both series from the start.
     for result in ["hit", "miss"] {
         metrics::counter!("interest_estimate_cache_total", "result" => result).increment(0);
@@ -91,48 +87,51 @@ pub async fn run() -> anyhow::Result<()> {
     // Republish every product's rates revision (a crash may have come between commit and publication).
     let rates = store::rates_revisions(&infra.pool).await?;
     revisions.publish_all(rates.into_iter().map(|(code, rev)| (revision::rates_key(&code), rev)).collect()).await;
+    let kafka = config.kafka;
     kafka.ensure_topics(&[platform::kafka::TAX_TOPIC, platform::kafka::TAX_DLQ_TOPIC]).await?;
     let producer = kafka.producer()?;
 
     let state = AppState {
         pool: infra.pool.clone(),
         clock: infra.clock.clone(),
-        redis: if use_redis_lock { infra.redis.clone() } else { None },
+        redis: if config.use_redis_lock { infra.redis.clone() } else { None },
         redis_cache: infra.redis.clone(),
-        directory: Directory::new(infra.redis.clone(), accounts, Some(customers)),
-        ledger,
+        directory: Directory::new(infra.redis.clone(), peers.accounts, Some(peers.customers)),
+        ledger: peers.ledger,
         flights: estimate_cache::Flights::default(),
         run_wake: Arc::new(Notify::new()),
         revisions,
         outbox_wake: Arc::new(Notify::new()),
-        lock_lease: config::millis("PAYOUT_LOCK_LEASE_MS", 10_000)?,
-        lock_wait: config::millis("PAYOUT_LOCK_WAIT_MS", 3_000)?,
-        pause_before_booking: config::millis("PAYOUT_PAUSE_BEFORE_BOOKING_MS", 0)?,
+        lock_lease: config.lock_lease,
+        lock_wait: config.lock_wait,
+        pause_before_booking: config.pause_before_booking,
     };
-    tokio::spawn(sync_rates_fences(state.clone(), startup_ledger));
+    tokio::spawn(sync_rates_fences(state.clone(), peers.ledger_sync));
     let mut checks = infra.checks();
-    let probe = kafka.consumer("interest-readiness")?;
-    let probe = Arc::new(probe);
+    let probe = Arc::new(kafka.consumer("interest-readiness")?);
     checks.push(("kafka", platform::kafka::readiness_check(probe)));
     // Tells the background workers to stop once requests have drained.
     let shutdown = Arc::new(Notify::new());
     let relay = tokio::spawn(outbox::relay(state.clone(), kafka.clone(), producer, shutdown.clone()));
     let recovery = tokio::spawn(outbox::recover_from_ledger(state.clone(), shutdown.clone()));
-    let run_worker = tokio::spawn(runs::worker(state.clone(), run_settings, shutdown.clone()));
+    let run_worker = tokio::spawn(runs::worker(state.clone(), config.runs, shutdown.clone()));
+    let openapi = include_str!("../openapi.json");
+    let app =
+        App::bind(&config.common, openapi, infra.clock.clone(), checks, http::routes(state.clone()), state).await?;
+    Ok(app.after_stop(async move {
+        // Requests have finished; let the relay publish what they recorded, then stop.
+        shutdown.notify_waiters();
+        let _ = tokio::time::timeout(Duration::from_secs(10), relay).await;
+        recovery.abort();
+        // A chunk in flight finishes or its claim lapses; either way the run resumes on restart.
+        let _ = tokio::time::timeout(Duration::from_secs(5), run_worker).await;
+    }))
+}
 
-    platform::runtime::serve(
-        &common,
-        include_str!("../openapi.json"),
-        infra.clock.clone(),
-        checks,
-        http::routes(state),
-    )
-    .await?;
-    // Requests have finished; let the relay publish what they recorded, then stop.
-    shutdown.notify_waiters();
-    let _ = tokio::time::timeout(Duration::from_secs(10), relay).await;
-    recovery.abort();
-    // A chunk in flight finishes or its claim lapses; either way the run resumes on restart.
-    let _ = tokio::time::timeout(Duration::from_secs(5), run_worker).await;
-    Ok(())
+/// The service as its own process: settings and peers from the environment, until SIGTERM.
+pub async fn run() -> anyhow::Result<()> {
+    let env = Env::process();
+    let config = Config::from_env(&env)?;
+    let _telemetry = platform::telemetry::init(config.common.service, config.common.otlp_endpoint.as_deref())?;
+    build(config, peers::http::peers("interest", &env)?).await?.run_until_stopped().await
 }

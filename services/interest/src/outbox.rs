@@ -20,7 +20,8 @@ use sqlx::Row;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::{store, AppState};
+use crate::state::AppState;
+use crate::store;
 
 const BATCH: i64 = 500;
 
@@ -146,8 +147,7 @@ pub async fn recover_once(state: &AppState) -> anyhow::Result<u64> {
     let mut cursor = store::feed_cursor(&state.pool).await?;
     let mut recovered = 0;
     loop {
-        let feed: InterestPostingFeed =
-            state.ledger.get(&format!("/v1/ledger/interest-postings?after_seq={cursor}&limit={BATCH}")).await?;
+        let feed: InterestPostingFeed = state.ledger.interest_feed(cursor, BATCH).await?;
         if feed.postings.is_empty() {
             return Ok(recovered);
         }

@@ -12,13 +12,14 @@ use contracts::{
 use domain::{check_eligibility, payout_period, quote, BalanceHistory, Quote, Refusal};
 use uuid::Uuid;
 
-use platform::client::ClientError;
+use peers::PeerError as ClientError;
 use platform::redis::Lock;
 use platform::revision;
 
 use crate::error::InterestError;
+use crate::state::AppState;
 use crate::store::PriorOutcome;
-use crate::{estimate_cache, rates, store, AppState};
+use crate::{estimate_cache, rates, store};
 
 /// Everything a payout decision needs, gathered for one account on one business date.
 pub struct Evaluation {
@@ -47,7 +48,7 @@ async fn fetch_balances(
     from: NaiveDate,
     to: NaiveDate,
 ) -> Result<DailyBalances, InterestError> {
-    Ok(state.ledger.get(&format!("/v1/ledger/accounts/{id}/daily-balances?from={from}&to={to}")).await?)
+    Ok(state.ledger.daily_balances(id, from, to).await?)
 }
 
 /// SPEC §5 refusals that come from statuses and holds (checked first).
@@ -437,7 +438,7 @@ async fn book(
         // Test-only (PAYOUT_PAUSE_BEFORE_BOOKING_MS): widens the window between quote and booking.
         tokio::time::sleep(state.pause_before_booking).await;
     }
-    let posting: InterestPosting = match state.ledger.post("/v1/ledger/interest-postings", &request, &[]).await {
+    let posting: InterestPosting = match state.ledger.book_interest(&request).await {
         Ok(p) => p,
         Err(ClientError::Problem { code, .. }) if code == "ALREADY_PAID_TODAY" => {
             return Ok(Err(Refusal::AlreadyPaidToday))

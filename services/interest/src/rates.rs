@@ -2,13 +2,13 @@
 
 use contracts::{PayoutFence, Product, RateScheduleBody};
 use domain::{AnnualRate, Band, RateSchedule, RateTable};
-use platform::client::{ClientError, ServiceClient};
+use peers::{Ledger, PeerError as ClientError};
 use platform::revision;
 use sqlx::PgPool;
 
 use crate::error::InterestError;
+use crate::state::AppState;
 use crate::store;
-use crate::AppState;
 
 fn invalid(field: impl Into<String>, detail: impl Into<String>) -> InterestError {
     InterestError::Invalid { field: field.into(), detail: detail.into() }
@@ -98,7 +98,7 @@ pub async fn add_schedule(state: &AppState, code: &str, body: &RateScheduleBody)
             format!("{code} already has a schedule effective from {}", body.effective_from),
         ));
     }
-    let rev = raise_rates_fence(&state.ledger, &mut tx, code, rev + 1, Some(canonical.effective_from)).await?;
+    let rev = raise_rates_fence(state.ledger.as_ref(), &mut tx, code, rev + 1, Some(canonical.effective_from)).await?;
     platform::fault::point("rates.after_fence");
     tx.commit().await?;
     state.revisions.publish(revision::rates_key(code), rev).await;
@@ -116,14 +116,14 @@ fn affects_paid_period(code: &str, paid: chrono::NaiveDate) -> InterestError {
 /// revision the fence reports: higher than `rev` only if an earlier change raised it and then
 /// failed to commit here, which this heals.
 async fn raise_rates_fence(
-    ledger: &ServiceClient,
+    ledger: &dyn Ledger,
     tx: &mut sqlx::PgConnection,
     code: &str,
     rev: i64,
     effective_from: Option<chrono::NaiveDate>,
 ) -> Result<i64, InterestError> {
     let fence = PayoutFence { subject: contracts::fence::rates(code), rev, effective_from };
-    let raised: PayoutFence = match ledger.post("/v1/ledger/payout-fences", &fence, &[]).await {
+    let raised: PayoutFence = match ledger.raise_fence(&fence).await {
         Ok(f) => f,
         Err(ClientError::Problem { code, detail, .. }) if code == "RATE_SCHEDULE_AFFECTS_PAID_PERIOD" => {
             return Err(InterestError::Conflict("RATE_SCHEDULE_AFFECTS_PAID_PERIOD", detail))
@@ -137,7 +137,7 @@ async fn raise_rates_fence(
 /// At start-up: every product's rates revision catches up with its fence (a crash between raising
 /// the fence and committing the schedule would otherwise leave the product's payouts refused as
 /// stale until its next schedule change).
-pub async fn sync_rates_fences(state: &AppState, ledger: &ServiceClient) -> Result<(), InterestError> {
+pub async fn sync_rates_fences(state: &AppState, ledger: &dyn Ledger) -> Result<(), InterestError> {
     for (code, _) in store::product_codes(&state.pool).await? {
         let mut tx = state.pool.begin().await?;
         let Some(rev) = store::lock_product_rates(&mut tx, &code).await? else { continue };

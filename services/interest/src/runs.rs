@@ -11,14 +11,15 @@ use std::time::Duration;
 
 use contracts::{AccountPage, PayoutRun, StartPayoutRun};
 use futures::StreamExt;
-use platform::config;
+use platform::config::{ConfigError, Env};
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::error::InterestError;
+use crate::payout;
 use crate::run_store::{self, Outcome, Run};
-use crate::{payout, AppState};
+use crate::state::AppState;
 
 #[derive(Clone, Copy, Debug)]
 pub struct RunSettings {
@@ -31,17 +32,17 @@ pub struct RunSettings {
     /// Attempts before an account fails for a transient reason.
     pub max_attempts: i32,
     /// Accounts per listing page.
-    pub page: usize,
+    pub page: i64,
 }
 
 impl RunSettings {
-    pub fn from_env() -> Result<Self, config::ConfigError> {
+    pub fn from(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self {
-            concurrency: config::parse("RUN_CONCURRENCY", "8")?,
-            chunk: config::parse("RUN_CHUNK", "200")?,
-            lease_ms: config::parse("RUN_CLAIM_LEASE_MS", "30000")?,
-            max_attempts: config::parse("RUN_MAX_ATTEMPTS", "5")?,
-            page: config::parse("RUN_PAGE", "1000")?,
+            concurrency: env.parse("RUN_CONCURRENCY", "8")?,
+            chunk: env.parse("RUN_CHUNK", "200")?,
+            lease_ms: env.parse("RUN_CLAIM_LEASE_MS", "30000")?,
+            max_attempts: env.parse("RUN_MAX_ATTEMPTS", "5")?,
+            page: env.parse("RUN_PAGE", "1000")?,
         })
     }
 }
@@ -151,11 +152,7 @@ async fn list_page(state: &AppState, run: &Run, settings: &RunSettings) -> anyho
     if done {
         return Ok(false);
     }
-    let mut path = format!("/v1/accounts?limit={}", settings.page);
-    if let Some(a) = after {
-        path.push_str(&format!("&after={a}"));
-    }
-    let page: AccountPage = state.directory.account_info().get(&path).await?;
+    let page: AccountPage = state.directory.account_info().list(after, settings.page).await?;
     let ids: Vec<Uuid> = page.accounts.iter().map(|a| a.account_id).collect();
     run_store::add_items(&mut tx, run.run_id, &ids).await?;
     let next = page.next_after.or(after);

@@ -31,7 +31,6 @@ pub struct Worker {
     pub dlq: FutureProducer,
     pub topic: String,
     pub dlq_topic: String,
-    pub max_attempts: u32,
     pub healthy: Arc<AtomicBool>,
 }
 
@@ -254,7 +253,6 @@ impl Worker {
     ) -> anyhow::Result<()> {
         let payload = String::from_utf8_lossy(msg.payload().unwrap_or_default()).to_string();
         let key = msg.key().map(|k| String::from_utf8_lossy(k).to_string());
-        let attempts = self.max_attempts.to_string();
         let partition = msg.partition().to_string();
         let offset = msg.offset().to_string();
         let mut out = OwnedHeaders::new();
@@ -263,7 +261,9 @@ impl Worker {
         }
         for (k, v) in [
             ("dlq.error", error),
-            ("dlq.attempts", attempts.as_str()),
+            // Poison is permanent (malformed, unknown schema, impossible amounts): retrying cannot
+            // help, so it is dead-lettered on its first reading; transient failures never get here.
+            ("dlq.attempts", "1"),
             ("dlq.source.topic", msg.topic()),
             ("dlq.source.partition", partition.as_str()),
             ("dlq.source.offset", offset.as_str()),
@@ -283,7 +283,7 @@ impl Worker {
                 payload: &payload,
                 headers: serde_json::to_value(headers)?,
                 error,
-                attempts: self.max_attempts as i32,
+                attempts: 1,
             },
         )
         .await?;

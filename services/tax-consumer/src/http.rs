@@ -10,8 +10,8 @@ use platform::{ApiError, ApiResult};
 use serde::Deserialize;
 use uuid::Uuid;
 
+use crate::state::AppState;
 use crate::store::{self, Source};
-use crate::AppState;
 
 pub fn routes(state: AppState) -> Router {
     Router::new()

@@ -4,41 +4,54 @@
 
 mod consumer;
 mod http;
+mod state;
 mod store;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use platform::config::{self, Common};
+use platform::config::{Common, Env};
 use platform::kafka::KafkaConfig;
+use platform::runtime::App;
 use platform::server::check;
-use sqlx::PgPool;
+
+pub use state::AppState;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/tax");
 
-#[derive(Clone)]
-pub struct AppState {
-    pub pool: PgPool,
+/// The tax consumer's settings.
+pub struct Config {
+    pub common: Common,
+    pub kafka: KafkaConfig,
+    /// The Kafka client group id (positions are kept in the tax database, not in the group).
+    pub group: String,
 }
 
-pub async fn run() -> anyhow::Result<()> {
-    let common = Common::from_env("tax-consumer", 8085, "tax")?;
-    let kafka = KafkaConfig::from_env()?;
-    let group = config::var("TAX_CONSUMER_GROUP", "tax-consumer");
-    let max_attempts: u32 = config::parse("TAX_CONSUMER_MAX_ATTEMPTS", "5")?;
-    let _telemetry = platform::telemetry::init(common.service, common.otlp_endpoint.as_deref())?;
-    let infra = platform::runtime::start(&common, &MIGRATOR, false, 10).await?;
+impl Config {
+    pub fn from_env(env: &Env) -> anyhow::Result<Self> {
+        Ok(Self {
+            common: Common::from(env, "tax-consumer", 8085, "tax")?,
+            kafka: KafkaConfig::from(env)?,
+            group: env.var("TAX_CONSUMER_GROUP", "tax-consumer"),
+        })
+    }
+}
+
+/// Connects, migrates, ensures the topics, starts consuming and binds; `run_until_stopped` serves,
+/// then stops consuming after the batch in hand.
+pub async fn build(config: Config) -> anyhow::Result<App<AppState>> {
+    let infra = platform::runtime::start(&config.common, &MIGRATOR, false, 10).await?;
+    let kafka = config.kafka;
     kafka.ensure_topics(&[platform::kafka::TAX_TOPIC, platform::kafka::TAX_DLQ_TOPIC]).await?;
 
     let healthy = Arc::new(AtomicBool::new(true));
     let worker = consumer::Worker {
         pool: infra.pool.clone(),
-        consumer: Arc::new(kafka.consumer(&group)?),
+        consumer: Arc::new(kafka.consumer(&config.group)?),
         dlq: kafka.producer()?,
         topic: kafka.topic(platform::kafka::TAX_TOPIC),
         dlq_topic: kafka.topic(platform::kafka::TAX_DLQ_TOPIC),
-        max_attempts,
         healthy: healthy.clone(),
     };
     let probe = worker.consumer.clone();
@@ -61,15 +74,18 @@ pub async fn run() -> anyhow::Result<()> {
     let consuming = tokio::spawn(worker.run(stop.clone()));
 
     let state = AppState { pool: infra.pool.clone() };
-    platform::runtime::serve(
-        &common,
-        include_str!("../openapi.json"),
-        infra.clock.clone(),
-        checks,
-        http::routes(state),
-    )
-    .await?;
-    stop.notify_waiters();
-    let _ = tokio::time::timeout(Duration::from_secs(10), consuming).await;
-    Ok(())
+    let openapi = include_str!("../openapi.json");
+    let app =
+        App::bind(&config.common, openapi, infra.clock.clone(), checks, http::routes(state.clone()), state).await?;
+    Ok(app.after_stop(async move {
+        stop.notify_waiters();
+        let _ = tokio::time::timeout(Duration::from_secs(10), consuming).await;
+    }))
+}
+
+/// The service as its own process: settings from the environment, until SIGTERM.
+pub async fn run() -> anyhow::Result<()> {
+    let config = Config::from_env(&Env::process())?;
+    let _telemetry = platform::telemetry::init(config.common.service, config.common.otlp_endpoint.as_deref())?;
+    build(config).await?.run_until_stopped().await
 }

@@ -8,7 +8,8 @@ use uuid::Uuid;
 
 #[derive(Default, Clone)]
 pub struct HttpMetrics {
-    pub client_calls: f64,
+    /// Calls between services, over HTTP or in-process (`peer_calls_total`).
+    pub peer_calls: f64,
     /// "service METHOD route" → (seconds, requests).
     pub server: std::collections::HashMap<String, (f64, f64)>,
 }
@@ -139,8 +140,10 @@ impl Api {
         Ok(status)
     }
 
-    /// Calls between services so far (the sum of `http_client_requests_total` over all five), and
-    /// each service's time serving each route (`http_server_request_duration_seconds` sum, count).
+    /// Calls between services so far (`peer_calls_total` made by each of the five), and each
+    /// service's time serving each route (`http_server_request_duration_seconds` sum, count).
+    /// Only each service's own series are read from its scrape: in one process (`bank`) every
+    /// port serves the same registry.
     pub async fn http_metrics(&self) -> anyhow::Result<HttpMetrics> {
         let mut m = HttpMetrics::default();
         let services = [
@@ -152,11 +155,14 @@ impl Api {
         ];
         for (name, base) in services {
             let text = self.http.get(format!("{base}/metrics")).send().await?.text().await?;
+            let (caller, own) = (format!("caller=\"{name}\""), format!("service=\"{name}\""));
             for line in text.lines() {
                 let Some((series, value)) = line.rsplit_once(' ') else { continue };
                 let Ok(value) = value.parse::<f64>() else { continue };
-                if series.starts_with("http_client_requests_total") {
-                    m.client_calls += value;
+                if series.starts_with("peer_calls_total") && series.contains(&caller) {
+                    m.peer_calls += value;
+                } else if !series.contains(&own) {
+                    continue;
                 } else if let Some(labels) = series.strip_prefix("http_server_request_duration_seconds_sum") {
                     m.server.entry(format!("{name} {}", route(labels))).or_default().0 += value;
                 } else if let Some(labels) = series.strip_prefix("http_server_request_duration_seconds_count") {

@@ -123,13 +123,13 @@ pub fn report(before: &Snapshot, after: &Snapshot, payouts: u64, detail: bool) -
     let total = per_db.iter().fold((0.0, 0.0, 0.0, 0.0), |t, d| (t.0 + d.1, t.1 + d.2, t.2 + d.3, t.3 + d.4));
     out.push(format!(
         "  per payout: {:.1} DML, {:.1} SELECT, {:.1} other statements (BEGIN/COMMIT/SET), {:.2} commits, \
-         {:.2} WAL syncs (cluster), {:.2} HTTP calls between services",
+         {:.2} WAL syncs (cluster), {:.2} calls between services",
         total.0,
         total.1,
         total.2,
         total.3,
         (after.wal_syncs - before.wal_syncs) as f64 / p,
-        (after.http.client_calls - before.http.client_calls) / p
+        (after.http.peer_calls - before.http.peer_calls) / p
     ));
     for (db, dml, sel, other, commits) in &per_db {
         out.push(format!("    {db:<13} {dml:>5.2} DML {sel:>5.2} SELECT {other:>5.2} other {commits:>5.2} commits"));

@@ -2,17 +2,18 @@
 //!
 //! Immutable fields (owner, product, opening date) never go stale, so an entry is
 //! always good for them. Mutable fields (statuses, holds, tax category) are trusted only while the owner's
-//! revision in Redis is the one read just before the entry was fetched (see [`crate::revision`]),
+//! revision in Redis is the one read just before the entry was fetched (see [`platform::revision`]),
 //! and for at most a minute even then; when Redis cannot be read they are trusted for one second.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use contracts::{Account, Customer};
+use platform::redis::Redis;
+use platform::revision::{self, Rev};
 use uuid::Uuid;
 
-use crate::client::{ClientError, ServiceClient};
-use crate::redis::Redis;
-use crate::revision::{self, Rev};
+use crate::{Accounts, Customers, PeerError};
 
 /// How long mutable fields are trusted without a revision to check them against.
 const UNCHECKED_MAX_AGE: Duration = Duration::from_secs(1);
@@ -44,7 +45,7 @@ pub enum LookupError {
     #[error("no customer {0}")]
     CustomerNotFound(Uuid),
     #[error(transparent)]
-    Dependency(#[from] ClientError),
+    Dependency(#[from] PeerError),
 }
 
 /// An account, its owner, and any extra keys read from Redis in the same round trip.
@@ -63,14 +64,14 @@ fn bounded<T: Clone + Send + Sync + 'static>() -> moka::future::Cache<Uuid, Entr
 #[derive(Clone)]
 pub struct Directory {
     redis: Option<Redis>,
-    account_info: ServiceClient,
-    customer: Option<ServiceClient>,
+    account_info: Arc<dyn Accounts>,
+    customer: Option<Arc<dyn Customers>>,
     accounts: moka::future::Cache<Uuid, Entry<Account>>,
     customers: moka::future::Cache<Uuid, Entry<Customer>>,
 }
 
 impl Directory {
-    pub fn new(redis: Option<Redis>, account_info: ServiceClient, customer: Option<ServiceClient>) -> Self {
+    pub fn new(redis: Option<Redis>, account_info: Arc<dyn Accounts>, customer: Option<Arc<dyn Customers>>) -> Self {
         Self { redis, account_info, customer, accounts: bounded(), customers: bounded() }
     }
 
@@ -81,8 +82,8 @@ impl Directory {
         self.customers.invalidate(&customer_id).await;
     }
 
-    /// The account-info client, for calls the directory does not cache (listings).
-    pub fn account_info(&self) -> &ServiceClient {
+    /// Account-info, for calls the directory does not cache (listings).
+    pub fn account_info(&self) -> &Arc<dyn Accounts> {
         &self.account_info
     }
 
@@ -101,7 +102,7 @@ impl Directory {
         if let Some(e) = self.accounts.get(&id).await.filter(|e| e.current(rev)) {
             return Ok(e.value);
         }
-        let account: Account = match self.account_info.get(&format!("/v1/accounts/{id}")).await {
+        let account = match self.account_info.account(id).await {
             Ok(a) => a,
             Err(e) if e.is_not_found() => return Err(LookupError::AccountNotFound(id)),
             Err(e) => return Err(e.into()),
@@ -110,11 +111,11 @@ impl Directory {
         Ok(account)
     }
 
-    async fn customer_at(&self, client: &ServiceClient, id: Uuid, rev: Option<Rev>) -> Result<Customer, LookupError> {
+    async fn customer_at(&self, client: &dyn Customers, id: Uuid, rev: Option<Rev>) -> Result<Customer, LookupError> {
         if let Some(e) = self.customers.get(&id).await.filter(|e| e.current(rev)) {
             return Ok(e.value);
         }
-        let customer: Customer = match client.get(&format!("/v1/customers/{id}")).await {
+        let customer = match client.customer(id).await {
             Ok(c) => c,
             Err(e) if e.is_not_found() => return Err(LookupError::CustomerNotFound(id)),
             Err(e) => return Err(e.into()),
@@ -152,7 +153,7 @@ impl Directory {
         let customer = match &self.customer {
             Some(client) => {
                 let rev = values.as_ref().map(|v| revision::parse_rev(&v[1]));
-                Some(self.customer_at(client, account.customer_id, rev).await?)
+                Some(self.customer_at(client.as_ref(), account.customer_id, rev).await?)
             }
             None => None,
         };

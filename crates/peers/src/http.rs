@@ -1,0 +1,130 @@
+//! The peers over HTTP: each call is the owner's public route, through the platform client
+//! (timeouts, one retry of a read, breaker, trace context, problem decoding).
+
+use async_trait::async_trait;
+use chrono::NaiveDate;
+use contracts::{
+    Account, AccountPage, Customer, DailyBalances, InterestPosting, InterestPostingFeed, InterestPostingRequest,
+    PayoutFence, Product,
+};
+use platform::client::{ClientSettings, ServiceClient};
+use platform::config::{ConfigError, Env};
+use uuid::Uuid;
+
+use crate::{count, PeerError, Peers};
+
+/// One owner's HTTP client, as one calling service uses it.
+#[derive(Clone)]
+pub struct Http {
+    caller: &'static str,
+    target: &'static str,
+    client: ServiceClient,
+}
+
+impl Http {
+    pub fn new(
+        caller: &'static str,
+        target: &'static str,
+        base: &str,
+        settings: ClientSettings,
+    ) -> Result<Self, reqwest::Error> {
+        Ok(Self { caller, target, client: ServiceClient::new(target, base, settings)? })
+    }
+
+    fn counted<T>(&self, r: Result<T, PeerError>) -> Result<T, PeerError> {
+        let status = match &r {
+            Ok(_) => "200".to_string(),
+            Err(PeerError::Problem { status, .. }) => status.to_string(),
+            Err(_) => "unavailable".to_string(),
+        };
+        count(self.caller, self.target, "http", status);
+        r
+    }
+
+    async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, PeerError> {
+        self.counted(self.client.get(path).await)
+    }
+
+    async fn post<B: serde::Serialize + Sync, T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, PeerError> {
+        self.counted(self.client.post(path, body, &[]).await)
+    }
+}
+
+#[async_trait]
+impl crate::Ledger for Http {
+    async fn daily_balances(
+        &self,
+        account_id: Uuid,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<DailyBalances, PeerError> {
+        self.get(&format!("/v1/ledger/accounts/{account_id}/daily-balances?from={from}&to={to}")).await
+    }
+    async fn book_interest(&self, request: &InterestPostingRequest) -> Result<InterestPosting, PeerError> {
+        self.post("/v1/ledger/interest-postings", request).await
+    }
+    async fn interest_feed(&self, after_seq: i64, limit: i64) -> Result<InterestPostingFeed, PeerError> {
+        self.get(&format!("/v1/ledger/interest-postings?after_seq={after_seq}&limit={limit}")).await
+    }
+    async fn raise_fence(&self, fence: &PayoutFence) -> Result<PayoutFence, PeerError> {
+        self.post("/v1/ledger/payout-fences", fence).await
+    }
+    async fn recent_fences(&self, prefix: &str, within_secs: i64) -> Result<Vec<PayoutFence>, PeerError> {
+        self.get(&format!("/v1/ledger/payout-fences?prefix={prefix}&within_secs={within_secs}")).await
+    }
+}
+
+#[async_trait]
+impl crate::Accounts for Http {
+    async fn account(&self, id: Uuid) -> Result<Account, PeerError> {
+        self.get(&format!("/v1/accounts/{id}")).await
+    }
+    async fn list(&self, after: Option<Uuid>, limit: i64) -> Result<AccountPage, PeerError> {
+        let mut path = format!("/v1/accounts?limit={limit}");
+        if let Some(a) = after {
+            path.push_str(&format!("&after={a}"));
+        }
+        self.get(&path).await
+    }
+}
+
+#[async_trait]
+impl crate::Customers for Http {
+    async fn customer(&self, id: Uuid) -> Result<Customer, PeerError> {
+        self.get(&format!("/v1/customers/{id}")).await
+    }
+}
+
+#[async_trait]
+impl crate::Products for Http {
+    async fn product(&self, code: &str) -> Result<Product, PeerError> {
+        self.get(&format!("/v1/interest/products/{code}")).await
+    }
+}
+
+/// Every peer over HTTP, at `CUSTOMER_URL`, `ACCOUNT_INFO_URL`, `ACCOUNTING_URL` and
+/// `INTEREST_URL` (local defaults), with the client settings from the environment.
+pub fn peers(caller: &'static str, env: &Env) -> Result<Peers, PeerConfigError> {
+    let settings = ClientSettings::from(env)?;
+    let ledger_url = env.url("ACCOUNTING_URL", "http://127.0.0.1:8083")?;
+    let http = |target, url: &str| Http::new(caller, target, url, settings);
+    Ok(Peers {
+        ledger: std::sync::Arc::new(http("accounting", &ledger_url)?),
+        ledger_sync: std::sync::Arc::new(http("accounting-sync", &ledger_url)?),
+        accounts: std::sync::Arc::new(http("account-info", &env.url("ACCOUNT_INFO_URL", "http://127.0.0.1:8082")?)?),
+        customers: std::sync::Arc::new(http("customer", &env.url("CUSTOMER_URL", "http://127.0.0.1:8081")?)?),
+        products: std::sync::Arc::new(http("interest", &env.url("INTEREST_URL", "http://127.0.0.1:8084")?)?),
+    })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PeerConfigError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot build the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+}

@@ -1,0 +1,144 @@
+//! For one service's own tests (feature `testing`): in-memory peers that keep what they are told
+//! and record what they are asked, and the settings of a service started in-process on port 0
+//! against a scratch database of the machine's PostgreSQL and its Redis.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::NaiveDate;
+use contracts::{
+    Account, AccountPage, Customer, DailyBalances, InterestPosting, InterestPostingFeed, InterestPostingRequest,
+    PayoutFence, Product,
+};
+use platform::config::Common;
+use uuid::Uuid;
+
+use crate::{PeerError, Peers};
+
+fn not_found(target: &'static str, code: &str) -> PeerError {
+    PeerError::Problem { target, status: 404, code: code.into(), detail: "not here".into() }
+}
+
+/// Peers held in memory. The ledger keeps fences (raising never lowers one) and answers nothing
+/// else; `down` makes every call find the peer unavailable.
+#[derive(Default)]
+pub struct Fakes {
+    pub fences: Mutex<HashMap<String, i64>>,
+    pub accounts: Mutex<HashMap<Uuid, Account>>,
+    pub customers: Mutex<HashMap<Uuid, Customer>>,
+    pub products: Mutex<HashMap<String, Product>>,
+    pub down: std::sync::atomic::AtomicBool,
+}
+
+impl Fakes {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    pub fn peers(self: &Arc<Self>) -> Peers {
+        Peers {
+            ledger: self.clone(),
+            ledger_sync: self.clone(),
+            accounts: self.clone(),
+            customers: self.clone(),
+            products: self.clone(),
+        }
+    }
+
+    pub fn fence(&self, subject: &str) -> Option<i64> {
+        self.fences.lock().unwrap().get(subject).copied()
+    }
+
+    fn up(&self, target: &'static str) -> Result<(), PeerError> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(PeerError::Unavailable { target, detail: "down (test)".into() });
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl crate::Ledger for Fakes {
+    async fn daily_balances(&self, _: Uuid, _: NaiveDate, _: NaiveDate) -> Result<DailyBalances, PeerError> {
+        Err(PeerError::Unavailable { target: "accounting", detail: "not faked".into() })
+    }
+    async fn book_interest(&self, _: &InterestPostingRequest) -> Result<InterestPosting, PeerError> {
+        Err(PeerError::Unavailable { target: "accounting", detail: "not faked".into() })
+    }
+    async fn interest_feed(&self, _: i64, _: i64) -> Result<InterestPostingFeed, PeerError> {
+        self.up("accounting")?;
+        Ok(InterestPostingFeed { postings: Vec::new() })
+    }
+    async fn raise_fence(&self, fence: &PayoutFence) -> Result<PayoutFence, PeerError> {
+        self.up("accounting")?;
+        let mut fences = self.fences.lock().unwrap();
+        let rev = fences.entry(fence.subject.clone()).or_insert(fence.rev);
+        *rev = (*rev).max(fence.rev);
+        Ok(PayoutFence { rev: *rev, ..fence.clone() })
+    }
+    async fn recent_fences(&self, prefix: &str, _: i64) -> Result<Vec<PayoutFence>, PeerError> {
+        self.up("accounting")?;
+        let fences = self.fences.lock().unwrap();
+        Ok(fences
+            .iter()
+            .filter(|(s, _)| s.starts_with(prefix))
+            .map(|(s, r)| PayoutFence { subject: s.clone(), rev: *r, effective_from: None })
+            .collect())
+    }
+}
+
+#[async_trait]
+impl crate::Accounts for Fakes {
+    async fn account(&self, id: Uuid) -> Result<Account, PeerError> {
+        self.up("account-info")?;
+        self.accounts.lock().unwrap().get(&id).cloned().ok_or_else(|| not_found("account-info", "ACCOUNT_NOT_FOUND"))
+    }
+    async fn list(&self, after: Option<Uuid>, limit: i64) -> Result<AccountPage, PeerError> {
+        self.up("account-info")?;
+        let mut accounts: Vec<Account> = self.accounts.lock().unwrap().values().cloned().collect();
+        accounts.sort_by_key(|a| a.account_id);
+        accounts.retain(|a| after.is_none_or(|x| a.account_id > x));
+        accounts.truncate(limit as usize);
+        let next_after = (accounts.len() as i64 == limit).then(|| accounts.last().map(|a| a.account_id)).flatten();
+        Ok(AccountPage { accounts, next_after })
+    }
+}
+
+#[async_trait]
+impl crate::Customers for Fakes {
+    async fn customer(&self, id: Uuid) -> Result<Customer, PeerError> {
+        self.up("customer")?;
+        self.customers.lock().unwrap().get(&id).cloned().ok_or_else(|| not_found("customer", "CUSTOMER_NOT_FOUND"))
+    }
+}
+
+#[async_trait]
+impl crate::Products for Fakes {
+    async fn product(&self, code: &str) -> Result<Product, PeerError> {
+        self.up("interest")?;
+        self.products.lock().unwrap().get(code).cloned().ok_or_else(|| not_found("interest", "PRODUCT_NOT_FOUND"))
+    }
+}
+
+/// A scratch database named `{service}_{random}` on `TEST_DATABASE_URL` (default: local
+/// PostgreSQL), and settings to start the service on port 0 with the manual clock and its own Redis
+/// key prefix. The database is left for `deploy/test.sh` to sweep (name starts with `unit_`).
+pub async fn common(service: &'static str) -> Common {
+    use sqlx::Connection;
+    let base =
+        std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432".into());
+    let run = format!("unit_{}_{}", service.replace('-', "_"), &Uuid::new_v4().simple().to_string()[..10]);
+    let mut admin = sqlx::PgConnection::connect(&format!("{base}/postgres")).await.expect("postgres reachable");
+    sqlx::query(&format!("CREATE DATABASE {run}")).execute(&mut admin).await.unwrap();
+    Common {
+        service,
+        bind: "127.0.0.1:0".parse().unwrap(),
+        database_url: format!("{base}/{run}"),
+        redis_url: std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+        redis_prefix: run,
+        clock_manual: true,
+        otlp_endpoint: None,
+    }
+}

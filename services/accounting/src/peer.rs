@@ -1,0 +1,59 @@
+//! The ledger as an in-process peer: the same use cases its routes call, for services running in
+//! the same process (`bank`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::NaiveDate;
+use contracts::{DailyBalances, InterestPosting, InterestPostingFeed, InterestPostingRequest, PayoutFence};
+use peers::{in_process, PeerError};
+use platform::ApiError;
+use uuid::Uuid;
+
+use crate::ledger;
+use crate::state::AppState;
+
+struct Ledger {
+    state: AppState,
+    caller: &'static str,
+    timeout: Duration,
+}
+
+/// The ledger for `caller`, answering within `timeout` (the HTTP client's).
+pub fn ledger(state: &AppState, caller: &'static str, timeout: Duration) -> Arc<dyn peers::Ledger> {
+    Arc::new(Ledger { state: state.clone(), caller, timeout })
+}
+
+impl Ledger {
+    async fn call<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, crate::error::LedgerError>>,
+    ) -> Result<T, PeerError> {
+        in_process(self.caller, "accounting", self.timeout, async { work.await.map_err(ApiError::from) }).await
+    }
+}
+
+#[async_trait]
+impl peers::Ledger for Ledger {
+    async fn daily_balances(
+        &self,
+        account_id: Uuid,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<DailyBalances, PeerError> {
+        self.call(ledger::daily_balances(&self.state, account_id, from, to)).await
+    }
+    async fn book_interest(&self, request: &InterestPostingRequest) -> Result<InterestPosting, PeerError> {
+        self.call(ledger::book_interest(&self.state, request)).await
+    }
+    async fn interest_feed(&self, after_seq: i64, limit: i64) -> Result<InterestPostingFeed, PeerError> {
+        self.call(ledger::interest_feed(&self.state, after_seq, limit)).await
+    }
+    async fn raise_fence(&self, fence: &PayoutFence) -> Result<PayoutFence, PeerError> {
+        self.call(ledger::raise_fence(&self.state, fence)).await
+    }
+    async fn recent_fences(&self, prefix: &str, within_secs: i64) -> Result<Vec<PayoutFence>, PeerError> {
+        self.call(ledger::recent_fences(&self.state, prefix, within_secs)).await
+    }
+}

@@ -1,0 +1,20 @@
+//! What the ledger's use cases share.
+
+use std::time::Duration;
+
+use peers::directory::Directory;
+use platform::clock::Clock;
+use platform::revision::Publisher;
+use sqlx::PgPool;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub clock: Clock,
+    pub accounts: Directory,
+    pub revisions: Publisher,
+    /// How long one attempt waits for a busy balance row before backing off.
+    pub lock_timeout: Duration,
+    /// Total time a request keeps retrying a busy row before answering 503 ACCOUNT_BUSY.
+    pub lock_budget: Duration,
+}

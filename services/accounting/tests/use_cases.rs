@@ -1,0 +1,108 @@
+//! The ledger on its own, started in-process on port 0 with in-memory peers, called through its
+//! routes and through its in-process peer: both answer alike; a booking whose quote basis moved is
+//! refused and writes nothing; a fence never goes down.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use chrono::{NaiveDate, Utc};
+use contracts::{Account, InterestPostingRequest, PayoutFence, QuoteBasis};
+use domain::{AccountStatus, TaxCategory};
+use peers::testing::{common, Fakes};
+use peers::PeerError;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+async fn send(req: reqwest::RequestBuilder) -> (u16, Value) {
+    let r = req.send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+fn date(s: &str) -> NaiveDate {
+    s.parse().unwrap()
+}
+
+#[tokio::test]
+async fn routes_and_the_in_process_peer_agree_and_a_stale_booking_writes_nothing() {
+    let fakes = Fakes::new();
+    let (account_id, customer_id) = (Uuid::new_v4(), Uuid::new_v4());
+    let account = Account {
+        account_id,
+        customer_id,
+        product_code: "SAVE".into(),
+        opened_on: date("2024-01-01"),
+        status: AccountStatus::Active,
+        deposit_suspended: false,
+        withdrawal_suspended: false,
+        created_at: Utc::now(),
+        rev: 0,
+    };
+    fakes.accounts.lock().unwrap().insert(account_id, account);
+    let config = accounting::Config {
+        common: common("accounting").await,
+        lock_timeout: Duration::from_millis(300),
+        lock_budget: Duration::from_secs(5),
+        max_connections: 5,
+    };
+    let app = accounting::build(config, fakes.peers()).await.unwrap();
+    let ledger = accounting::in_process_peer(&app.state, "test", Duration::from_secs(3));
+    let url = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until(std::future::pending()));
+    let http = reqwest::Client::new();
+    let (status, _) = send(http.put(format!("{url}/v1/admin/clock")).json(&json!({"today": "2024-02-01"}))).await;
+    assert_eq!(status, 200);
+    let deposit = json!({"amount": 1_000_000, "value_date": "2024-01-02"});
+    let (status, body) = send(
+        http.post(format!("{url}/v1/ledger/accounts/{account_id}/deposits"))
+            .header("Idempotency-Key", "d1")
+            .json(&deposit),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+
+    let (from, to) = (date("2024-01-01"), date("2024-01-31"));
+    let balances = ledger.daily_balances(account_id, from, to).await.unwrap();
+    let (_, over_http) =
+        send(http.get(format!("{url}/v1/ledger/accounts/{account_id}/daily-balances?from={from}&to={to}"))).await;
+    assert_eq!(serde_json::to_value(&balances).unwrap(), over_http);
+    let backwards = ledger.daily_balances(account_id, to, from).await.unwrap_err();
+    assert!(matches!(backwards, PeerError::Problem { status: 422, .. }), "{backwards}");
+
+    let request = InterestPostingRequest {
+        payout_id: Uuid::new_v4(),
+        account_id,
+        customer_id,
+        product_code: "SAVE".into(),
+        business_date: date("2024-02-01"),
+        period_from: from,
+        period_to: to,
+        gross: 1000,
+        income_tax: 140,
+        local_tax: 10,
+        rural_special_tax: 0,
+        net: 850,
+        carry_in_units: 0,
+        carry_out_units: 0,
+        tax_category: TaxCategory::General,
+        idempotency_key: "p1".into(),
+        request_hash: "h".into(),
+        basis: QuoteBasis {
+            history_rev: balances.history_rev - 1,
+            balances_digest: balances.digest.clone(),
+            ..Default::default()
+        },
+    };
+    let stale = ledger.book_interest(&request).await.unwrap_err();
+    assert_eq!(stale.code(), Some("QUOTE_STALE"), "{stale}");
+    assert!(ledger.interest_feed(0, 10).await.unwrap().postings.is_empty(), "nothing booked");
+    let (_, balance) = send(http.get(format!("{url}/v1/ledger/accounts/{account_id}/balance"))).await;
+    assert_eq!(balance["balance"], 1_000_000);
+
+    let subject = format!("account:{account_id}");
+    let fence = |rev| PayoutFence { subject: subject.clone(), rev, effective_from: None };
+    assert_eq!(ledger.raise_fence(&fence(5)).await.unwrap().rev, 5);
+    assert_eq!(ledger.raise_fence(&fence(3)).await.unwrap().rev, 5, "a fence never goes down");
+    let recent = ledger.recent_fences("account:", 60).await.unwrap();
+    assert_eq!(recent.iter().map(|f| (f.subject.as_str(), f.rev)).collect::<Vec<_>>(), vec![(subject.as_str(), 5)]);
+    assert!(ledger.recent_fences("account:", 0).await.is_err(), "the route's validation, in process too");
+}
