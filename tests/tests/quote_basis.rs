@@ -70,10 +70,10 @@ async fn assert_paid_exactly(stack: &Stack, product: &str, account: Uuid, catego
     let table = rate_table(stack, product).await;
     let history = final_history(stack, account, to).await;
     let rules = TaxRules::korea_since_2015();
-    let q = quote(&table, &history, (from, to), 0, rules.rule_for(category, date(TODAY)).unwrap());
+    let q = quote(&table, &history, (from, to), 0, rules.rule_for(category, date(TODAY)).unwrap()).unwrap();
     assert_eq!(
         (payout["gross"].as_i64(), payout["income_tax"].as_i64(), payout["rural_special_tax"].as_i64()),
-        (Some(q.gross), Some(q.tax.income_tax), Some(q.tax.rural_special_tax)),
+        (Some(q.amounts.gross()), Some(q.amounts.taxes().income_tax), Some(q.amounts.taxes().rural_special_tax)),
         "paid {payout} but the final history gives {q:?}"
     );
     let booked: i64 = sqlx::query_scalar(
@@ -84,9 +84,12 @@ async fn assert_paid_exactly(stack: &Stack, product: &str, account: Uuid, catego
     .fetch_one(&stack.dbs["accounting"])
     .await
     .unwrap();
-    assert_eq!(booked, q.gross, "the ledger booked what was paid");
+    assert_eq!(booked, q.amounts.gross(), "the ledger booked what was paid");
     let w = stack.wait_withholding(account, payout["payout_id"].as_str().unwrap()).await;
-    assert_eq!((w["gross"].as_i64(), w["income_tax"].as_i64()), (Some(q.gross), Some(q.tax.income_tax)));
+    assert_eq!(
+        (w["gross"].as_i64(), w["income_tax"].as_i64()),
+        (Some(q.amounts.gross()), Some(q.amounts.taxes().income_tax))
+    );
     assert_eq!(w["tax_category"], category.as_str());
 }
 
@@ -327,9 +330,9 @@ async fn payouts_racing_back_dated_deposits_lose_nothing() {
             }
             let to = date(p.body["period_to"].as_str().unwrap());
             let history = final_history(&stack, a, to).await;
-            let q = quote(&table, &history, (date(OPENED), to), 0, &rule);
-            if p.body["gross"].as_i64() != Some(q.gross) {
-                stale_losses.push((a, p.body["gross"].clone(), q.gross));
+            let q = quote(&table, &history, (date(OPENED), to), 0, &rule).unwrap();
+            if p.body["gross"].as_i64() != Some(q.amounts.gross()) {
+                stale_losses.push((a, p.body["gross"].clone(), q.amounts.gross()));
             }
         }
     }
@@ -447,9 +450,9 @@ async fn payouts_racing_rate_schedules_pay_the_rates_the_product_ends_with() {
             }
             let to = date(p.body["period_to"].as_str().unwrap());
             let table = rate_table(&stack, product).await;
-            let q = quote(&table, &final_history(&stack, a, to).await, (date(OPENED), to), 0, &rule);
-            if p.body["gross"].as_i64() != Some(q.gross) {
-                wrong.push((product.clone(), p.body["gross"].clone(), q.gross));
+            let q = quote(&table, &final_history(&stack, a, to).await, (date(OPENED), to), 0, &rule).unwrap();
+            if p.body["gross"].as_i64() != Some(q.amounts.gross()) {
+                wrong.push((product.clone(), p.body["gross"].clone(), q.amounts.gross()));
             }
         }
     }
@@ -564,11 +567,19 @@ async fn payouts_racing_every_kind_of_change_pay_exactly() {
             (date(OPENED), to),
             0,
             rules.rule_for(category, date(TODAY)).unwrap(),
-        );
+        )
+        .unwrap();
         let paid =
             (p["gross"].as_i64(), p["income_tax"].as_i64(), p["local_tax"].as_i64(), p["rural_special_tax"].as_i64());
-        if paid != (Some(q.gross), Some(q.tax.income_tax), Some(q.tax.local_tax), Some(q.tax.rural_special_tax)) {
-            wrong.push((a, p["product_code"].clone(), paid, q.gross));
+        if paid
+            != (
+                Some(q.amounts.gross()),
+                Some(q.amounts.taxes().income_tax),
+                Some(q.amounts.taxes().local_tax),
+                Some(q.amounts.taxes().rural_special_tax),
+            )
+        {
+            wrong.push((a, p["product_code"].clone(), paid, q.amounts.gross()));
         }
     }
     eprintln!(

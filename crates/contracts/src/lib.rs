@@ -3,7 +3,7 @@
 //! amounts are whole won; dates are `YYYY-MM-DD`.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use domain::{AccountStatus, Amount, CustomerStatus, TaxCategory};
+use domain::{AccountStatus, Amount, CustomerStatus, TaxBreakdown, TaxCategory, Withheld};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -198,11 +198,9 @@ pub struct InterestPostingRequest {
     pub business_date: NaiveDate,
     pub period_from: NaiveDate,
     pub period_to: NaiveDate,
-    pub gross: i64,
-    pub income_tax: i64,
-    pub local_tax: i64,
-    pub rural_special_tax: i64,
-    pub net: i64,
+    /// Gross, each tax, net (serialized flat).
+    #[serde(flatten)]
+    pub amounts: Withheld,
     pub carry_in_units: i64,
     pub carry_out_units: i64,
     pub tax_category: TaxCategory,
@@ -324,11 +322,9 @@ pub struct Estimate {
     pub business_date: NaiveDate,
     pub period_from: NaiveDate,
     pub period_to: NaiveDate,
-    pub gross: i64,
-    pub income_tax: i64,
-    pub local_tax: i64,
-    pub rural_special_tax: i64,
-    pub net: i64,
+    /// Gross, each tax, net (serialized flat).
+    #[serde(flatten)]
+    pub amounts: Withheld,
     pub carry_in_units: i64,
     pub payable: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -343,11 +339,9 @@ pub struct Payout {
     pub business_date: NaiveDate,
     pub period_from: NaiveDate,
     pub period_to: NaiveDate,
-    pub gross: i64,
-    pub income_tax: i64,
-    pub local_tax: i64,
-    pub rural_special_tax: i64,
-    pub net: i64,
+    /// Gross, each tax, net (serialized flat).
+    #[serde(flatten)]
+    pub amounts: Withheld,
     pub tax_category: TaxCategory,
     pub carry_units: i64,
     pub balance_after: i64,
@@ -375,9 +369,9 @@ pub struct TaxWithholdingEvent {
     pub customer_id: Uuid,
     pub business_date: NaiveDate,
     pub gross: i64,
-    pub income_tax: i64,
-    pub local_tax: i64,
-    pub rural_special_tax: i64,
+    /// Each tax (serialized flat).
+    #[serde(flatten)]
+    pub taxes: TaxBreakdown,
     pub tax_category: TaxCategory,
     pub occurred_at: DateTime<Utc>,
 }
@@ -390,9 +384,9 @@ pub struct Withholding {
     pub customer_id: Uuid,
     pub business_date: NaiveDate,
     pub gross: i64,
-    pub income_tax: i64,
-    pub local_tax: i64,
-    pub rural_special_tax: i64,
+    /// Each tax (serialized flat).
+    #[serde(flatten)]
+    pub taxes: TaxBreakdown,
     pub tax_category: TaxCategory,
     pub occurred_at: DateTime<Utc>,
     pub recorded_at: DateTime<Utc>,
@@ -411,9 +405,9 @@ pub struct MonthlyReport {
     pub month: String,
     pub payouts: i64,
     pub gross: i64,
-    pub income_tax: i64,
-    pub local_tax: i64,
-    pub rural_special_tax: i64,
+    /// Each tax (serialized flat).
+    #[serde(flatten)]
+    pub taxes: TaxBreakdown,
     pub total_tax: i64,
     pub due_date: NaiveDate,
 }
@@ -455,14 +449,8 @@ pub struct StartPayoutRun {
     pub account_ids: Option<Vec<Uuid>>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct RunTotals {
-    pub gross: i64,
-    pub income_tax: i64,
-    pub local_tax: i64,
-    pub rural_special_tax: i64,
-    pub net: i64,
-}
+/// What a run paid in total (serialized flat: gross, each tax, net).
+pub type RunTotals = Withheld;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PayoutRun {

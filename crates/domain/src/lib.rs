@@ -14,6 +14,9 @@ pub use date::{next_day, previous_day, BusinessDate};
 pub use money::{Amount, AmountError, MAX_AMOUNT};
 pub use rate::{AnnualRate, Band, RateError, RateSchedule, RateTable, ScheduleError};
 pub use status::{check_eligibility, AccountStatus, CustomerStatus, Refusal};
-pub use tax::{TaxBase, TaxBreakdown, TaxCategory, TaxComponent, TaxComponentRule, TaxError, TaxRule, TaxRules};
+pub use tax::{
+    TaxBase, TaxBreakdown, TaxCategory, TaxComponent, TaxComponentRule, TaxError, TaxRule, TaxRules, Withheld,
+    WithheldError,
+};
 pub mod quote;
 pub use quote::{payout_period, quote, Quote};

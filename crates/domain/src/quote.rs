@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::accrual::{accrue_units, settle, BalanceHistory};
 use crate::date::{next_day, previous_day};
 use crate::rate::RateTable;
-use crate::tax::{TaxBreakdown, TaxRule};
+use crate::tax::{TaxError, TaxRule, Withheld};
 
 /// The period a payout on `today` covers: the day after the last paid period (or the opening date)
 /// through yesterday. Today earns nothing until it ends.
@@ -24,10 +24,8 @@ pub struct Quote {
     pub period_from: NaiveDate,
     pub period_to: NaiveDate,
     pub carry_in_units: i64,
-    pub gross: i64,
     #[serde(flatten)]
-    pub tax: TaxBreakdown,
-    pub net: i64,
+    pub amounts: Withheld,
     pub carry_out_units: i64,
     pub payable: bool,
 }
@@ -38,20 +36,23 @@ pub fn quote(
     period: (NaiveDate, NaiveDate),
     carry_in_units: i64,
     tax_rule: &TaxRule,
-) -> Quote {
+) -> Result<Quote, TaxError> {
     let units = accrue_units(rates, balances, period.0, period.1);
     let s = settle(carry_in_units, units);
-    let tax = if s.payable { tax_rule.withhold(s.gross) } else { TaxBreakdown::default() };
-    Quote {
+    // Nothing payable, nothing withheld (the gross is still reported).
+    let amounts = if s.payable { tax_rule.withhold(s.gross)? } else { untaxed(s.gross) };
+    Ok(Quote {
         period_from: period.0,
         period_to: period.1,
         carry_in_units,
-        gross: s.gross,
-        tax,
-        net: s.gross - tax.total(),
+        amounts,
         carry_out_units: s.carry_out_units,
         payable: s.payable,
-    }
+    })
+}
+
+fn untaxed(gross: i64) -> Withheld {
+    Withheld::new(gross.max(0), Default::default()).unwrap_or_default()
 }
 
 #[cfg(test)]

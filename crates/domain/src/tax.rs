@@ -112,6 +112,102 @@ impl TaxBreakdown {
     }
 }
 
+/// A gross amount and the taxes withheld from it; the customer receives the rest, [`net`]. The one
+/// home of "net = gross − taxes": a `Withheld` exists only with a gross and taxes that are not
+/// negative and taxes that do not exceed the gross. Serialized flat — `gross`, `income_tax`,
+/// `local_tax`, `rural_special_tax`, `net` — and read back only if `net` agrees.
+///
+/// [`net`]: Withheld::net
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "WithheldFields", try_from = "WithheldFields")]
+pub struct Withheld {
+    gross: i64,
+    taxes: TaxBreakdown,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WithheldError {
+    #[error("gross and taxes must not be negative")]
+    Negative,
+    #[error("taxes {taxes} exceed the gross {gross}")]
+    TaxesExceedGross { gross: i64, taxes: i64 },
+    #[error("net {net} is not gross {gross} less taxes {taxes}")]
+    NetMismatch { gross: i64, taxes: i64, net: i64 },
+}
+
+impl Withheld {
+    pub fn new(gross: i64, taxes: TaxBreakdown) -> Result<Self, WithheldError> {
+        if gross < 0 || taxes.income_tax < 0 || taxes.local_tax < 0 || taxes.rural_special_tax < 0 {
+            return Err(WithheldError::Negative);
+        }
+        if taxes.total() > gross {
+            return Err(WithheldError::TaxesExceedGross { gross, taxes: taxes.total() });
+        }
+        Ok(Self { gross, taxes })
+    }
+
+    /// As [`Withheld::new`], and `net` must be what is left.
+    pub fn with_net(gross: i64, taxes: TaxBreakdown, net: i64) -> Result<Self, WithheldError> {
+        let w = Self::new(gross, taxes)?;
+        if w.net() != net {
+            return Err(WithheldError::NetMismatch { gross, taxes: taxes.total(), net });
+        }
+        Ok(w)
+    }
+
+    pub fn gross(&self) -> i64 {
+        self.gross
+    }
+
+    pub fn taxes(&self) -> TaxBreakdown {
+        self.taxes
+    }
+
+    pub fn net(&self) -> i64 {
+        self.gross - self.taxes.total()
+    }
+}
+
+/// Totals over many payouts (a run, a report): still gross = net + taxes.
+impl std::ops::Add for Withheld {
+    type Output = Withheld;
+    fn add(self, o: Withheld) -> Withheld {
+        let t = TaxBreakdown {
+            income_tax: self.taxes.income_tax + o.taxes.income_tax,
+            local_tax: self.taxes.local_tax + o.taxes.local_tax,
+            rural_special_tax: self.taxes.rural_special_tax + o.taxes.rural_special_tax,
+        };
+        Withheld { gross: self.gross + o.gross, taxes: t }
+    }
+}
+
+impl std::iter::Sum for Withheld {
+    fn sum<I: Iterator<Item = Withheld>>(iter: I) -> Self {
+        iter.fold(Withheld::default(), |a, b| a + b)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct WithheldFields {
+    gross: i64,
+    #[serde(flatten)]
+    taxes: TaxBreakdown,
+    net: i64,
+}
+
+impl From<Withheld> for WithheldFields {
+    fn from(w: Withheld) -> Self {
+        Self { gross: w.gross, taxes: w.taxes, net: w.net() }
+    }
+}
+
+impl TryFrom<WithheldFields> for Withheld {
+    type Error = WithheldError;
+    fn try_from(f: WithheldFields) -> Result<Self, Self::Error> {
+        Withheld::with_net(f.gross, f.taxes, f.net)
+    }
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TaxError {
     #[error("no tax rule for category {0} in force on {1}")]
@@ -120,6 +216,8 @@ pub enum TaxError {
     BadBase(&'static str),
     #[error("tax rule rate must be between 0 and 100%")]
     BadRate,
+    #[error("tax rule for {0} withholds more than the gross")]
+    ExceedsGross(&'static str),
 }
 
 /// Truncates to a multiple of 10 won (amounts below 10 won are not collected).
@@ -142,7 +240,12 @@ impl TaxRule {
         Ok(())
     }
 
-    pub fn withhold(&self, gross: i64) -> TaxBreakdown {
+    /// The taxes on `gross` (none on nothing), with the gross they were withheld from.
+    pub fn withhold(&self, gross: i64) -> Result<Withheld, TaxError> {
+        Withheld::new(gross.max(0), self.taxes_on(gross)).map_err(|_| TaxError::ExceedsGross(self.category.as_str()))
+    }
+
+    fn taxes_on(&self, gross: i64) -> TaxBreakdown {
         let mut out = TaxBreakdown::default();
         if gross <= 0 {
             return out;
@@ -182,8 +285,8 @@ impl TaxRules {
             .ok_or(TaxError::NoRule(category.as_str(), on))
     }
 
-    pub fn withhold(&self, category: TaxCategory, on: NaiveDate, gross: i64) -> Result<TaxBreakdown, TaxError> {
-        Ok(self.rule_for(category, on)?.withhold(gross))
+    pub fn withhold(&self, category: TaxCategory, on: NaiveDate, gross: i64) -> Result<Withheld, TaxError> {
+        self.rule_for(category, on)?.withhold(gross)
     }
 
     /// The rules in force in Korea since 2015 (the same data the interest migration seeds); for tests
@@ -220,12 +323,42 @@ mod tests {
     fn published_general_figures() {
         let rules = TaxRules::korea_since_2015();
         let on = NaiveDate::from_ymd_opt(2023, 8, 14).unwrap();
-        let t = rules.withhold(TaxCategory::General, on, 109).unwrap();
-        assert_eq!((t.income_tax, t.local_tax, 109 - t.total()), (10, 0, 99));
-        let t = rules.withhold(TaxCategory::General, on, 2739).unwrap();
-        assert_eq!((t.income_tax, t.local_tax, 2739 - t.total()), (380, 30, 2329));
-        let t = rules.withhold(TaxCategory::General, on, 5479).unwrap();
-        assert_eq!((t.income_tax, t.local_tax, 5479 - t.total()), (760, 70, 4649));
+        for (gross, income, local, net) in [(109, 10, 0, 99), (2739, 380, 30, 2329), (5479, 760, 70, 4649)] {
+            let w = rules.withhold(TaxCategory::General, on, gross).unwrap();
+            assert_eq!((w.taxes().income_tax, w.taxes().local_tax, w.net()), (income, local, net));
+        }
+    }
+
+    #[test]
+    fn withheld_amounts_balance_and_serialize_flat() {
+        let taxes = TaxBreakdown { income_tax: 380, local_tax: 30, rural_special_tax: 0 };
+        let w = Withheld::new(2739, taxes).unwrap();
+        let json = serde_json::to_value(w).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"gross": 2739, "income_tax": 380, "local_tax": 30, "rural_special_tax": 0, "net": 2329})
+        );
+        assert_eq!(serde_json::from_value::<Withheld>(json.clone()).unwrap(), w);
+        let mut wrong = json;
+        wrong["net"] = 2330.into();
+        assert!(serde_json::from_value::<Withheld>(wrong).is_err(), "net must be gross less taxes");
+        assert_eq!(
+            Withheld::new(100, TaxBreakdown { income_tax: 101, ..taxes }).map(|_| ()),
+            Err(WithheldError::TaxesExceedGross { gross: 100, taxes: 131 })
+        );
+        assert!(Withheld::new(100, TaxBreakdown { income_tax: -1, ..Default::default() }).is_err());
+        assert_eq!([w, w].into_iter().sum::<Withheld>().net(), 2 * 2329);
+    }
+
+    #[test]
+    fn a_rule_withholding_more_than_the_gross_is_refused() {
+        let c = |component, rate_millionths| TaxComponentRule { component, base: TaxBase::Gross, rate_millionths };
+        let greedy = TaxRule {
+            category: TaxCategory::General,
+            effective_from: NaiveDate::from_ymd_opt(2020, 1, 1).unwrap(),
+            components: vec![c(TaxComponent::IncomeTax, 800_000), c(TaxComponent::LocalTax, 800_000)],
+        };
+        assert_eq!(greedy.withhold(1000), Err(TaxError::ExceedsGross("GENERAL")));
     }
 
     #[test]

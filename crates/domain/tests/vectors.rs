@@ -57,10 +57,9 @@ fn every_vector_case_passes() {
         );
         let balances = BalanceHistory::new(case.daily_balances.into_iter().collect());
         let rule = tax_rules.rule_for(case.tax_category, case.period_to).expect("rule");
-        let q = quote(&rates, &balances, (case.period_from, case.period_to), case.carry_in_units, rule);
-        let e = &case.expected;
-        let got =
-            (q.gross, q.tax.income_tax, q.tax.local_tax, q.tax.rural_special_tax, q.net, q.carry_out_units, q.payable);
+        let q = quote(&rates, &balances, (case.period_from, case.period_to), case.carry_in_units, rule).expect("quote");
+        let (e, a, t) = (&case.expected, q.amounts, q.amounts.taxes());
+        let got = (a.gross(), t.income_tax, t.local_tax, t.rural_special_tax, a.net(), q.carry_out_units, q.payable);
         let want = (e.gross, e.income_tax, e.local_tax, e.rural_special_tax, e.net, e.carry_out_units, e.payable);
         assert_eq!(got, want, "case {}", case.name);
     }

@@ -21,6 +21,9 @@ pub enum LedgerError {
     KeyReused,
     #[error("the account stayed busy; retry shortly")]
     Busy,
+    /// A bug: the lines of an entry did not balance; nothing was written.
+    #[error(transparent)]
+    Entry(#[from] crate::journal::EntryError),
     #[error(transparent)]
     Db(#[from] sqlx::Error),
     #[error(transparent)]
@@ -46,6 +49,7 @@ impl From<LedgerError> for ApiError {
             LedgerError::Busy => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ACCOUNT_BUSY", e.to_string()).with_retry_after(1)
             }
+            LedgerError::Entry(e) => ApiError::internal(e.to_string()),
             LedgerError::Db(db) => db.into(),
             LedgerError::Dependency(c) => c.into(),
         }

@@ -18,11 +18,9 @@ use sqlx::Acquire;
 use uuid::Uuid;
 
 use crate::error::LedgerError;
+use crate::journal::{Entry, EntryHeader, EntryKind, LedgerAccount, Line};
 use crate::state::AppState;
-use crate::store::{self, Line};
-
-const DEPOSITS: &str = "CUSTOMER_DEPOSITS";
-const CASH: &str = "CASH";
+use crate::store;
 
 /// A money-moving response, fresh or replayed for a repeated Idempotency-Key.
 pub struct Response {
@@ -139,8 +137,8 @@ pub async fn move_money(
     let today = state.clock.today().await.map_err(|e| LedgerError::Conflict("CLOCK_UNAVAILABLE", e.to_string()))?;
     let value_date = value_date.unwrap_or(today);
     let (operation, kind) = match direction {
-        Direction::Deposit => ("deposit", "DEPOSIT"),
-        Direction::Withdrawal => ("withdrawal", "WITHDRAWAL"),
+        Direction::Deposit => ("deposit", EntryKind::Deposit),
+        Direction::Withdrawal => ("withdrawal", EntryKind::Withdrawal),
     };
     retrying(state, || async {
         let mut tx = state.pool.begin().await?;
@@ -166,32 +164,22 @@ pub async fn move_money(
             ));
         }
         let entry_id = Uuid::new_v4();
-        let (customer_line, cash_line) = match direction {
-            Direction::Deposit => (
-                Line { ledger_account: DEPOSITS, account_id: Some(account_id), debit: 0, credit: amount.won() },
-                Line { ledger_account: CASH, account_id: None, debit: amount.won(), credit: 0 },
-            ),
-            Direction::Withdrawal => (
-                Line { ledger_account: DEPOSITS, account_id: Some(account_id), debit: amount.won(), credit: 0 },
-                Line { ledger_account: CASH, account_id: None, debit: 0, credit: amount.won() },
-            ),
+        let lines = match direction {
+            Direction::Deposit => {
+                [Line::debit(LedgerAccount::Cash, amount.won()), Line::credit_customer(account_id, amount.won())]
+            }
+            Direction::Withdrawal => {
+                [Line::credit(LedgerAccount::Cash, amount.won()), Line::debit_customer(account_id, amount.won())]
+            }
         };
+        let entry = Entry::new(kind, lines)?;
         let history_rev = store::set_balance(&mut tx, account_id, balance_after, None, value_date < today).await?;
-        store::insert_entry(
-            &mut tx,
-            entry_id,
-            kind,
-            account_id,
-            today,
-            value_date,
-            balance_after,
-            None,
-            &[cash_line, customer_line],
-        )
-        .await?;
+        let header =
+            EntryHeader { entry_id, account_id, business_date: today, value_date, balance_after, payout: None };
+        store::insert_entry(&mut tx, &header, &entry).await?;
         store::apply_to_daily_balances(&mut tx, account_id, value_date, today, delta, balance_after).await?;
         let posting =
-            Posting { entry_id, account_id, kind: kind.into(), amount: amount.won(), value_date, balance_after };
+            Posting { entry_id, account_id, kind: kind.code().into(), amount: amount.won(), value_date, balance_after };
         let body = serde_json::to_value(&posting).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
         store::save_idempotent(&mut tx, account_id, idem.key, operation, idem.request_hash, 201, &body).await?;
         tx.commit().await?;
@@ -260,11 +248,17 @@ pub async fn transfer(
         // Dated today: no estimate can see it yet, so no history revision.
         store::set_balance(&mut tx, from, from_after, None, false).await?;
         store::set_balance(&mut tx, to, to_after, None, false).await?;
-        let lines = [
-            Line { ledger_account: DEPOSITS, account_id: Some(from), debit: amount.won(), credit: 0 },
-            Line { ledger_account: DEPOSITS, account_id: Some(to), debit: 0, credit: amount.won() },
-        ];
-        store::insert_entry(&mut tx, entry_id, "TRANSFER", from, today, today, from_after, None, &lines).await?;
+        let lines = [Line::debit_customer(from, amount.won()), Line::credit_customer(to, amount.won())];
+        let entry = Entry::new(EntryKind::Transfer, lines)?;
+        let header = EntryHeader {
+            entry_id,
+            account_id: from,
+            business_date: today,
+            value_date: today,
+            balance_after: from_after,
+            payout: None,
+        };
+        store::insert_entry(&mut tx, &header, &entry).await?;
         store::apply_to_daily_balances(&mut tx, from, today, today, -amount.won(), from_after).await?;
         store::apply_to_daily_balances(&mut tx, to, today, today, amount.won(), to_after).await?;
         let posting = TransferPosting {
@@ -289,12 +283,9 @@ pub async fn transfer(
 /// computed from has changed since (`QUOTE_STALE` otherwise, nothing written); the same
 /// idempotency key again returns the booked posting.
 pub async fn book_interest(state: &AppState, req: &InterestPostingRequest) -> Result<InterestPosting, LedgerError> {
-    let taxes = req.income_tax + req.local_tax + req.rural_special_tax;
-    if req.gross < 1 || req.net < 0 || taxes < 0 || req.net + taxes != req.gross || req.period_to < req.period_from {
-        return Err(LedgerError::Refused(
-            "UNBALANCED_PAYOUT",
-            "gross must equal net plus taxes, and be at least 1".into(),
-        ));
+    // Gross = net + taxes holds by construction of the amounts; a payout pays something.
+    if req.amounts.gross() < 1 || req.period_to < req.period_from {
+        return Err(LedgerError::Refused("UNBALANCED_PAYOUT", "a payout's gross must be at least 1".into()));
     }
     let today = state.clock.today().await.map_err(|e| LedgerError::Conflict("CLOCK_UNAVAILABLE", e.to_string()))?;
     if req.business_date > today || req.period_to >= req.business_date {
@@ -330,34 +321,31 @@ pub async fn book_interest(state: &AppState, req: &InterestPostingRequest) -> Re
             ));
         }
         verify_basis(&mut tx, req, acct.history_rev).await?;
-        let balance_after = acct.balance + req.net;
+        let (net, taxes) = (req.amounts.net(), req.amounts.taxes());
+        let balance_after = acct.balance + net;
         let entry_id = Uuid::new_v4();
-        let lines = [
-            Line { ledger_account: "INTEREST_EXPENSE", account_id: None, debit: req.gross, credit: 0 },
-            Line { ledger_account: DEPOSITS, account_id: Some(id), debit: 0, credit: req.net },
-            Line { ledger_account: "INCOME_TAX_PAYABLE", account_id: None, debit: 0, credit: req.income_tax },
-            Line { ledger_account: "LOCAL_TAX_PAYABLE", account_id: None, debit: 0, credit: req.local_tax },
-            Line {
-                ledger_account: "RURAL_SPECIAL_TAX_PAYABLE",
-                account_id: None,
-                debit: 0,
-                credit: req.rural_special_tax,
-            },
-        ];
+        // SPEC §6: Dr interest expense gross; Cr the customer net; Cr each tax payable.
+        let entry = Entry::new(
+            EntryKind::InterestPayout,
+            [
+                Line::debit(LedgerAccount::InterestExpense, req.amounts.gross()),
+                Line::credit_customer(id, net),
+                Line::credit(LedgerAccount::IncomeTaxPayable, taxes.income_tax),
+                Line::credit(LedgerAccount::LocalTaxPayable, taxes.local_tax),
+                Line::credit(LedgerAccount::RuralSpecialTaxPayable, taxes.rural_special_tax),
+            ],
+        )?;
         let history_rev = store::set_balance(&mut tx, id, balance_after, Some(req.period_to), true).await?;
-        let (seq, posted_at) = store::insert_entry(
-            &mut tx,
+        let header = EntryHeader {
             entry_id,
-            "INTEREST_PAYOUT",
-            id,
-            req.business_date,
-            req.business_date,
+            account_id: id,
+            business_date: req.business_date,
+            value_date: req.business_date,
             balance_after,
-            Some(req),
-            &lines,
-        )
-        .await?;
-        store::apply_to_daily_balances(&mut tx, id, req.business_date, today, req.net, balance_after).await?;
+            payout: Some(req),
+        };
+        let (seq, posted_at) = store::insert_entry(&mut tx, &header, &entry).await?;
+        store::apply_to_daily_balances(&mut tx, id, req.business_date, today, net, balance_after).await?;
         tx.commit().await?;
         state.revisions.publish(revision::ledger_key(id), history_rev).await;
         Ok(InterestPosting { request: req.clone(), entry_id, balance_after, posted_at, seq })

@@ -4,6 +4,7 @@
 
 mod error;
 mod http;
+mod journal;
 mod ledger;
 mod peer;
 mod state;

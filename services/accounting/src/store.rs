@@ -5,19 +5,14 @@ use contracts::{BalancePoint, Entry, EntryLine, InterestPosting, InterestPosting
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
+use crate::journal::{Entry as JournalEntry, EntryHeader};
+
 pub struct LedgerAccount {
     pub balance: i64,
     pub opened_on: NaiveDate,
     pub paid_through: Option<NaiveDate>,
     /// Bumped by every posting that changes a past day's balance and by every payout.
     pub history_rev: i64,
-}
-
-pub struct Line {
-    pub ledger_account: &'static str,
-    pub account_id: Option<Uuid>,
-    pub debit: i64,
-    pub credit: i64,
 }
 
 pub async fn set_lock_timeout(conn: &mut PgConnection, ms: u128) -> Result<(), sqlx::Error> {
@@ -95,29 +90,23 @@ pub async fn recent_history_revisions(pool: &PgPool) -> Result<Vec<(Uuid, i64)>,
     .await
 }
 
-#[allow(clippy::too_many_arguments)]
 pub async fn insert_entry(
     conn: &mut PgConnection,
-    entry_id: Uuid,
-    kind: &str,
-    account_id: Uuid,
-    business_date: NaiveDate,
-    value_date: NaiveDate,
-    balance_after: i64,
-    payout: Option<&InterestPostingRequest>,
-    lines: &[Line],
+    header: &EntryHeader<'_>,
+    entry: &JournalEntry,
 ) -> Result<(i64, chrono::DateTime<chrono::Utc>), sqlx::Error> {
+    let payout = header.payout;
     let payout_json = payout.map(serde_json::to_value).transpose().map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     let row = sqlx::query(
         "INSERT INTO journal_entries (entry_id, kind, account_id, business_date, value_date, balance_after, payout_id, payout)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING seq, created_at",
     )
-    .bind(entry_id)
-    .bind(kind)
-    .bind(account_id)
-    .bind(business_date)
-    .bind(value_date)
-    .bind(balance_after)
+    .bind(header.entry_id)
+    .bind(entry.kind().code())
+    .bind(header.account_id)
+    .bind(header.business_date)
+    .bind(header.value_date)
+    .bind(header.balance_after)
     .bind(payout.map(|p| p.payout_id))
     .bind(payout_json)
     .fetch_one(&mut *conn)
@@ -128,10 +117,10 @@ pub async fn insert_entry(
     let mut debits = Vec::new();
     let mut credits = Vec::new();
     let mut line_nos = Vec::new();
-    for (i, l) in lines.iter().filter(|l| l.debit != 0 || l.credit != 0).enumerate() {
+    for (i, l) in entry.lines().iter().enumerate() {
         line_nos.push(i as i16 + 1);
-        ledger_accounts.push(l.ledger_account.to_string());
-        account_ids.push(l.account_id);
+        ledger_accounts.push(l.account.code());
+        account_ids.push(l.customer_account);
         debits.push(l.debit);
         credits.push(l.credit);
     }
@@ -139,7 +128,7 @@ pub async fn insert_entry(
         "INSERT INTO journal_lines (entry_id, line_no, ledger_account, account_id, debit, credit)
          SELECT $1, * FROM UNNEST($2::int2[], $3::text[], $4::uuid[], $5::int8[], $6::int8[])",
     )
-    .bind(entry_id)
+    .bind(header.entry_id)
     .bind(&line_nos)
     .bind(&ledger_accounts)
     .bind(&account_ids)

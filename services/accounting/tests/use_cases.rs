@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{NaiveDate, Utc};
 use contracts::{Account, InterestPostingRequest, PayoutFence, QuoteBasis};
-use domain::{AccountStatus, TaxCategory};
+use domain::{AccountStatus, TaxBreakdown, TaxCategory, Withheld};
 use peers::testing::{common, Fakes};
 use peers::PeerError;
 use serde_json::{json, Value};
@@ -76,11 +76,7 @@ async fn routes_and_the_in_process_peer_agree_and_a_stale_booking_writes_nothing
         business_date: date("2024-02-01"),
         period_from: from,
         period_to: to,
-        gross: 1000,
-        income_tax: 140,
-        local_tax: 10,
-        rural_special_tax: 0,
-        net: 850,
+        amounts: Withheld::new(1000, TaxBreakdown { income_tax: 140, local_tax: 10, rural_special_tax: 0 }).unwrap(),
         carry_in_units: 0,
         carry_out_units: 0,
         tax_category: TaxCategory::General,

@@ -97,9 +97,7 @@ async fn publish_batch(state: &AppState, producer: &FutureProducer, topic: &str)
             customer_id: r.try_get("customer_id")?,
             business_date: r.try_get::<NaiveDate, _>("business_date")?,
             gross: r.try_get("gross")?,
-            income_tax: r.try_get("income_tax")?,
-            local_tax: r.try_get("local_tax")?,
-            rural_special_tax: r.try_get("rural_special_tax")?,
+            taxes: store::taxes(r)?,
             tax_category: TaxCategory::parse(&category).ok_or_else(|| anyhow::anyhow!("bad category {category}"))?,
             occurred_at: r.try_get::<DateTime<Utc>, _>("created_at")?,
         };

@@ -150,7 +150,8 @@ async fn assess(
         let rule =
             tax_rules.rule_for(customer.tax_category, today).map_err(|e| InterestError::Inconsistent(e.to_string()))?;
         let carry = last.as_ref().map_or(0, |p| p.carry_units);
-        let quote = quote(&table, &history, period, carry, rule);
+        let quote =
+            quote(&table, &history, period, carry, rule).map_err(|e| InterestError::Inconsistent(e.to_string()))?;
         let refusal = last
             .as_ref()
             .filter(|p| p.business_date == today)
@@ -194,11 +195,7 @@ fn to_estimate(id: Uuid, today: NaiveDate, q: &Quote, refusal: Option<Refusal>) 
         business_date: today,
         period_from: q.period_from,
         period_to: q.period_to,
-        gross: q.gross,
-        income_tax: q.tax.income_tax,
-        local_tax: q.tax.local_tax,
-        rural_special_tax: q.tax.rural_special_tax,
-        net: q.net,
+        amounts: q.amounts,
         carry_in_units: q.carry_in_units,
         payable: refusal.is_none(),
         code: refusal.map(|r| r.code().to_string()),
@@ -421,11 +418,7 @@ async fn book(
         business_date: e.today,
         period_from: q.period_from,
         period_to: q.period_to,
-        gross: q.gross,
-        income_tax: q.tax.income_tax,
-        local_tax: q.tax.local_tax,
-        rural_special_tax: q.tax.rural_special_tax,
-        net: q.net,
+        amounts: q.amounts,
         carry_in_units: q.carry_in_units,
         carry_out_units: q.carry_out_units,
         tax_category: e.customer.tax_category,
@@ -463,6 +456,6 @@ async fn book(
             tracing::warn!(error = %err, "paid marker not set; later attempts queue on the lock instead");
         }
     }
-    tracing::info!(account_id = %posting.request.account_id, payout_id = %posting.request.payout_id, gross = posting.request.gross, net = posting.request.net, "interest paid");
+    tracing::info!(account_id = %posting.request.account_id, payout_id = %posting.request.payout_id, gross = posting.request.amounts.gross(), net = posting.request.amounts.net(), "interest paid");
     Ok(Ok(Booked::Paid(store::payout_from_posting(&posting))))
 }

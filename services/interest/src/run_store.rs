@@ -241,11 +241,7 @@ pub async fn report(pool: &PgPool, run_id: Uuid) -> Result<Option<PayoutRun>, sq
         match state.as_str() {
             "PAID" => {
                 run.paid += n;
-                run.totals.gross += row.try_get::<i64, _>("gross")?;
-                run.totals.income_tax += row.try_get::<i64, _>("income_tax")?;
-                run.totals.local_tax += row.try_get::<i64, _>("local_tax")?;
-                run.totals.rural_special_tax += row.try_get::<i64, _>("rural_special_tax")?;
-                run.totals.net += row.try_get::<i64, _>("net")?;
+                run.totals = run.totals + crate::store::amounts(&row)?;
             }
             "SKIPPED" => {
                 let reason: Option<String> = row.try_get("reason")?;

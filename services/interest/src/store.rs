@@ -2,7 +2,7 @@
 
 use chrono::NaiveDate;
 use contracts::{InterestPosting, Payout, RateScheduleBody};
-use domain::{TaxCategory, TaxComponentRule, TaxRule, TaxRules};
+use domain::{TaxBreakdown, TaxCategory, TaxComponentRule, TaxRule, TaxRules, Withheld};
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
@@ -20,6 +20,20 @@ pub struct StoredPayout {
 const PAYOUT_COLUMNS: &str = "payout_id, account_id, customer_id, business_date, period_from, period_to, gross, income_tax,
     local_tax, rural_special_tax, net, tax_category, carry_units, balance_after, entry_id, created_at, idempotency_key, request_hash";
 
+/// The taxes of a row with `income_tax`, `local_tax` and `rural_special_tax` columns.
+pub fn taxes(r: &sqlx::postgres::PgRow) -> Result<TaxBreakdown, sqlx::Error> {
+    Ok(TaxBreakdown {
+        income_tax: r.try_get("income_tax")?,
+        local_tax: r.try_get("local_tax")?,
+        rural_special_tax: r.try_get("rural_special_tax")?,
+    })
+}
+
+/// A row's `gross`, taxes and `net`, read back only if they balance.
+pub fn amounts(r: &sqlx::postgres::PgRow) -> Result<Withheld, sqlx::Error> {
+    Withheld::with_net(r.try_get("gross")?, taxes(r)?, r.try_get("net")?).map_err(|e| sqlx::Error::Decode(e.into()))
+}
+
 fn to_payout(r: &sqlx::postgres::PgRow) -> Result<StoredPayout, sqlx::Error> {
     let category: String = r.try_get("tax_category")?;
     Ok(StoredPayout {
@@ -30,11 +44,7 @@ fn to_payout(r: &sqlx::postgres::PgRow) -> Result<StoredPayout, sqlx::Error> {
             business_date: r.try_get("business_date")?,
             period_from: r.try_get("period_from")?,
             period_to: r.try_get("period_to")?,
-            gross: r.try_get("gross")?,
-            income_tax: r.try_get("income_tax")?,
-            local_tax: r.try_get("local_tax")?,
-            rural_special_tax: r.try_get("rural_special_tax")?,
-            net: r.try_get("net")?,
+            amounts: amounts(r)?,
             tax_category: TaxCategory::parse(&category).ok_or_else(|| sqlx::Error::Decode(category.into()))?,
             carry_units: r.try_get("carry_units")?,
             balance_after: r.try_get("balance_after")?,
@@ -152,11 +162,7 @@ pub fn payout_from_posting(p: &InterestPosting) -> Payout {
         business_date: r.business_date,
         period_from: r.period_from,
         period_to: r.period_to,
-        gross: r.gross,
-        income_tax: r.income_tax,
-        local_tax: r.local_tax,
-        rural_special_tax: r.rural_special_tax,
-        net: r.net,
+        amounts: r.amounts,
         tax_category: r.tax_category,
         carry_units: r.carry_out_units,
         balance_after: p.balance_after,
@@ -198,11 +204,11 @@ async fn insert_payout(
     .bind(r.business_date)
     .bind(r.period_from)
     .bind(r.period_to)
-    .bind(r.gross)
-    .bind(r.income_tax)
-    .bind(r.local_tax)
-    .bind(r.rural_special_tax)
-    .bind(r.net)
+    .bind(r.amounts.gross())
+    .bind(r.amounts.taxes().income_tax)
+    .bind(r.amounts.taxes().local_tax)
+    .bind(r.amounts.taxes().rural_special_tax)
+    .bind(r.amounts.net())
     .bind(r.tax_category.as_str())
     .bind(r.carry_in_units)
     .bind(r.carry_out_units)

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use contracts::{TaxWithholdingEvent, TAX_EVENT_SCHEMA_VERSION};
+use domain::Withheld;
 use futures::{FutureExt, StreamExt};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
@@ -42,7 +43,7 @@ pub enum Poison {
     #[error("unknown schema_version {0}")]
     UnknownSchema(u32),
     #[error("invalid amounts: {0}")]
-    InvalidAmounts(&'static str),
+    InvalidAmounts(String),
 }
 
 pub fn parse(payload: &[u8]) -> Result<TaxWithholdingEvent, Poison> {
@@ -53,13 +54,10 @@ pub fn parse(payload: &[u8]) -> Result<TaxWithholdingEvent, Poison> {
     }
     let e: TaxWithholdingEvent = serde_json::from_value(v).map_err(|e| Poison::Malformed(e.to_string()))?;
     if e.gross < 1 {
-        return Err(Poison::InvalidAmounts("gross must be at least 1"));
+        return Err(Poison::InvalidAmounts("gross must be at least 1".into()));
     }
-    if e.income_tax < 0 || e.local_tax < 0 || e.rural_special_tax < 0 {
-        return Err(Poison::InvalidAmounts("taxes must not be negative"));
-    }
-    if e.income_tax + e.local_tax + e.rural_special_tax > e.gross {
-        return Err(Poison::InvalidAmounts("taxes exceed gross"));
+    if let Err(e) = Withheld::new(e.gross, e.taxes) {
+        return Err(Poison::InvalidAmounts(e.to_string()));
     }
     Ok(e)
 }

@@ -2,7 +2,7 @@
 
 use chrono::NaiveDate;
 use contracts::{MonthlyReport, TaxWithholdingEvent, Withholding};
-use domain::TaxCategory;
+use domain::{TaxBreakdown, TaxCategory};
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
@@ -79,9 +79,9 @@ async fn insert_withholding_on(
     .bind(e.customer_id)
     .bind(e.business_date)
     .bind(e.gross)
-    .bind(e.income_tax)
-    .bind(e.local_tax)
-    .bind(e.rural_special_tax)
+    .bind(e.taxes.income_tax)
+    .bind(e.taxes.local_tax)
+    .bind(e.taxes.rural_special_tax)
     .bind(e.tax_category.as_str())
     .bind(e.occurred_at)
     .bind(src.topic)
@@ -126,9 +126,11 @@ pub async fn withholdings(
                 customer_id: r.try_get("customer_id")?,
                 business_date: r.try_get("business_date")?,
                 gross: r.try_get("gross")?,
-                income_tax: r.try_get("income_tax")?,
-                local_tax: r.try_get("local_tax")?,
-                rural_special_tax: r.try_get("rural_special_tax")?,
+                taxes: TaxBreakdown {
+                    income_tax: r.try_get("income_tax")?,
+                    local_tax: r.try_get("local_tax")?,
+                    rural_special_tax: r.try_get("rural_special_tax")?,
+                },
                 tax_category: TaxCategory::parse(&category).ok_or_else(|| sqlx::Error::Decode(category.into()))?,
                 occurred_at: r.try_get("occurred_at")?,
                 recorded_at: r.try_get("recorded_at")?,
@@ -153,15 +155,14 @@ pub async fn monthly(
     .bind(next)
     .fetch_one(pool)
     .await?;
-    let (it, lt, rt): (i64, i64, i64) = (r.try_get("it")?, r.try_get("lt")?, r.try_get("rt")?);
+    let taxes =
+        TaxBreakdown { income_tax: r.try_get("it")?, local_tax: r.try_get("lt")?, rural_special_tax: r.try_get("rt")? };
     Ok(MonthlyReport {
         month: month.to_string(),
         payouts: r.try_get("n")?,
         gross: r.try_get("gross")?,
-        income_tax: it,
-        local_tax: lt,
-        rural_special_tax: rt,
-        total_tax: it + lt + rt,
+        taxes,
+        total_tax: taxes.total(),
         due_date: due,
     })
 }

@@ -184,10 +184,14 @@ fn print_summary(run: &PayoutRun) {
         println!("  skipped   {n}  {reason}");
     }
     println!("  failed    {}", run.failed);
-    let t = &run.totals;
+    let (a, t) = (&run.totals, run.totals.taxes());
     println!(
         "  gross {} = net {} + income tax {} + local tax {} + rural special tax {}",
-        t.gross, t.net, t.income_tax, t.local_tax, t.rural_special_tax
+        a.gross(),
+        a.net(),
+        t.income_tax,
+        t.local_tax,
+        t.rural_special_tax
     );
     if let Some(f) = run.finished_at {
         let secs = (f - run.started_at).num_milliseconds() as f64 / 1000.0;

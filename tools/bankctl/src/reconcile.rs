@@ -100,16 +100,23 @@ async fn get<T: serde::de::DeserializeOwned>(http: &reqwest::Client, url: &str) 
     Ok(r.json().await?)
 }
 
-/// The figures of a payout, a ledger posting request or a withholding record (same field names).
+/// The figures of a payout, a ledger posting request (`figures!(x, amounts)`) or a withholding
+/// record (`figures!(x)`).
 macro_rules! figures {
+    ($x:expr, amounts) => {
+        figures!(@ $x, $x.amounts.gross(), $x.amounts.taxes())
+    };
     ($x:expr) => {
+        figures!(@ $x, $x.gross, $x.taxes)
+    };
+    (@ $x:expr, $gross:expr, $taxes:expr) => {
         Figures {
             account_id: $x.account_id,
             business_date: $x.business_date,
-            gross: $x.gross,
-            income_tax: $x.income_tax,
-            local_tax: $x.local_tax,
-            rural_special_tax: $x.rural_special_tax,
+            gross: $gross,
+            income_tax: $taxes.income_tax,
+            local_tax: $taxes.local_tax,
+            rural_special_tax: $taxes.rural_special_tax,
         }
     };
 }
@@ -141,7 +148,7 @@ pub async fn reconcile(http: &reqwest::Client, urls: &Urls, from: NaiveDate, to:
     // Interest service: recorded payouts.
     let interest =
         keyset(http, &format!("{}/v1/interest/payouts?from={from}&to={to}", urls.interest), |p: PayoutPage| {
-            (p.payouts.iter().map(|p| (p.payout_id, figures!(p))).collect(), p.next_after)
+            (p.payouts.iter().map(|p| (p.payout_id, figures!(p, amounts))).collect(), p.next_after)
         })
         .await?;
     // Ledger: its payout feed, in booking order (paged by sequence number).
@@ -157,7 +164,7 @@ pub async fn reconcile(http: &reqwest::Client, urls: &Urls, from: NaiveDate, to:
                 .iter()
                 .map(|p| &p.request)
                 .filter(|r| r.business_date >= from && r.business_date <= to)
-                .map(|r| (r.payout_id, figures!(r))),
+                .map(|r| (r.payout_id, figures!(r, amounts))),
         );
     }
     // Tax service: withholding records.
