@@ -2,6 +2,8 @@
 //! services, and the `tax.withholding.v1` Kafka event of SPEC §7. Field names are snake_case;
 //! amounts are whole won; dates are `YYYY-MM-DD`.
 
+pub mod problem;
+
 use chrono::{DateTime, NaiveDate, Utc};
 use domain::{AccountStatus, Amount, CustomerStatus, TaxBreakdown, TaxCategory, Withheld};
 use serde::{Deserialize, Serialize};

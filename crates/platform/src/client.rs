@@ -5,9 +5,11 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use reqwest::{Method, StatusCode};
+use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+
+use contracts::problem::Code;
 
 use crate::problem::ApiError;
 use crate::telemetry::current_trace_headers;
@@ -35,14 +37,22 @@ impl ClientError {
             _ => None,
         }
     }
+
+    /// The peer's refusal, as a code of the shared table (`None` for an unknown code or no refusal).
+    pub fn refusal(&self) -> Option<Code> {
+        self.code().and_then(Code::parse)
+    }
 }
 
-/// A dependency failing is a 503 for our caller; its 4xx answers are the caller's to map.
+/// A dependency failing is a 503 for our caller. A peer's refusal is the caller's to map into its
+/// own answer, explicitly (`ClientError::refusal`); one it did not map means we asked the peer
+/// something we should not have — a bug here, answered 500 naming the peer's refusal, never passed
+/// off as our own answer.
 impl From<ClientError> for ApiError {
     fn from(e: ClientError) -> Self {
         match &e {
-            ClientError::Problem { status, code, detail, .. } if *status < 500 => {
-                ApiError::new(StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST), code, detail.clone())
+            ClientError::Problem { target, code, detail, .. } => {
+                ApiError::internal(format!("{target} refused unexpectedly: {code}: {detail}"))
             }
             ClientError::CircuitOpen { retry_after_secs, .. } => {
                 ApiError::unavailable(e.to_string()).with_retry_after(*retry_after_secs)

@@ -27,7 +27,7 @@ pub enum ClockError {
 
 impl From<ClockError> for crate::ApiError {
     fn from(e: ClockError) -> Self {
-        crate::ApiError::unavailable(e.to_string())
+        crate::ApiError::of(contracts::problem::Code::ClockUnavailable, e.to_string())
     }
 }
 

@@ -45,3 +45,19 @@ pub fn is_unique_violation(e: &sqlx::Error, constraint: Option<&str>) -> bool {
         _ => false,
     }
 }
+
+/// A unique key that guards a rule: its violation is that rule's refusal, not a database failure
+/// (`journal_entries_one_payout_a_day` → 409 `ALREADY_PAID_TODAY`, `products_pkey` → 409
+/// `PRODUCT_EXISTS`). Other errors pass through as they are.
+pub trait GuardedBy<T> {
+    fn guarded_by<E: From<sqlx::Error>>(self, constraint: &str, refusal: impl FnOnce() -> E) -> Result<T, E>;
+}
+
+impl<T> GuardedBy<T> for Result<T, sqlx::Error> {
+    fn guarded_by<E: From<sqlx::Error>>(self, constraint: &str, refusal: impl FnOnce() -> E) -> Result<T, E> {
+        match self {
+            Err(e) if is_unique_violation(&e, Some(constraint)) => Err(refusal()),
+            other => other.map_err(E::from),
+        }
+    }
+}

@@ -4,6 +4,7 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
+use contracts::problem::Code;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
@@ -26,19 +27,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
             .and_then(|v| v.split(';').next())
             .is_some_and(|m| m.trim() == "application/json" || m.trim().ends_with("+json"));
         if !json_type {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "UNSUPPORTED_MEDIA_TYPE",
-                "send the body as application/json",
-            ));
+            return Err(ApiError::of(Code::UnsupportedMediaType, "send the body as application/json"));
         }
         let bytes = match axum::body::Bytes::from_request(req, state).await {
             Ok(b) => b,
             Err(e) => {
                 return Err(if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "BODY_TOO_LARGE", "request body is too large")
+                    ApiError::of(Code::BodyTooLarge, "request body is too large")
                 } else {
-                    ApiError::bad_request("MALFORMED_BODY", e.body_text())
+                    ApiError::of(Code::MalformedBody, e.body_text())
                 })
             }
         };
@@ -57,9 +54,9 @@ pub fn hash(bytes: &[u8]) -> String {
 
 fn json_problem(e: JsonRejection) -> ApiError {
     match e {
-        JsonRejection::JsonDataError(e) => ApiError::unprocessable("VALIDATION_FAILED", e.body_text()),
-        JsonRejection::JsonSyntaxError(e) => ApiError::bad_request("MALFORMED_JSON", e.body_text()),
-        other => ApiError::bad_request("MALFORMED_BODY", other.body_text()),
+        JsonRejection::JsonDataError(e) => ApiError::of(Code::ValidationFailed, e.body_text()),
+        JsonRejection::JsonSyntaxError(e) => ApiError::of(Code::MalformedJson, e.body_text()),
+        other => ApiError::of(Code::MalformedBody, other.body_text()),
     }
 }
 
@@ -73,9 +70,9 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T>
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(v)) => Ok(Self(v)),
             Err(PathRejection::FailedToDeserializePathParams(e)) => {
-                Err(ApiError::not_found("NOT_FOUND", format!("no such resource: {}", e.body_text())))
+                Err(ApiError::of(Code::NotFound, format!("no such resource: {}", e.body_text())))
             }
-            Err(e) => Err(ApiError::bad_request("MALFORMED_PATH", e.body_text())),
+            Err(e) => Err(ApiError::of(Code::MalformedPath, e.body_text())),
         }
     }
 }
@@ -89,9 +86,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(v)) => Ok(Self(v)),
             Err(QueryRejection::FailedToDeserializeQueryString(e)) => {
-                Err(ApiError::bad_request("MALFORMED_QUERY", e.body_text()))
+                Err(ApiError::of(Code::MalformedQuery, e.body_text()))
             }
-            Err(e) => Err(ApiError::bad_request("MALFORMED_QUERY", e.body_text())),
+            Err(e) => Err(ApiError::of(Code::MalformedQuery, e.body_text())),
         }
     }
 }
@@ -104,17 +101,14 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         let Some(v) = parts.headers.get("idempotency-key") else {
-            return Err(ApiError::bad_request("IDEMPOTENCY_KEY_REQUIRED", "the Idempotency-Key header is required"));
+            return Err(ApiError::of(Code::IdempotencyKeyRequired, "the Idempotency-Key header is required"));
         };
         let key = v
             .to_str()
             .ok()
             .filter(|k| !k.is_empty() && k.len() <= 200 && k.bytes().all(|b| b.is_ascii_graphic()))
             .ok_or_else(|| {
-                ApiError::bad_request(
-                    "IDEMPOTENCY_KEY_INVALID",
-                    "Idempotency-Key must be 1-200 visible ASCII characters",
-                )
+                ApiError::of(Code::IdempotencyKeyInvalid, "Idempotency-Key must be 1-200 visible ASCII characters")
             })?;
         Ok(Self(key.to_string()))
     }

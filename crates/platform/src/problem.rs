@@ -3,6 +3,7 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use contracts::problem::Code;
 use serde::Serialize;
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -32,6 +33,8 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// A problem with an explicit status: for answers given again as first given (a replayed
+    /// refusal); everything else goes through [`ApiError::of`] and the code table.
     pub fn new(status: StatusCode, code: &str, detail: impl Into<String>) -> Self {
         Self {
             status,
@@ -62,33 +65,41 @@ impl ApiError {
         self
     }
 
-    pub fn bad_request(code: &str, detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, code, detail)
+    /// The problem for `code`, with the status the code table gives it (`contracts::problem`).
+    /// A 503 carries `Retry-After: 1`: nothing was done, and a retry may succeed.
+    pub fn of(code: Code, detail: impl Into<String>) -> Self {
+        let status = StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let e = Self::new(status, code.as_str(), detail);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            e.with_retry_after(1)
+        } else {
+            e
+        }
+    }
+
+    /// A resource missing because the request body names it is the body's fault: 422 with the
+    /// field named, instead of the code's 404 (the code stays).
+    pub fn named_in(mut self, field: &str) -> Self {
+        if self.status == StatusCode::NOT_FOUND {
+            self.status = StatusCode::UNPROCESSABLE_ENTITY;
+            self.title = self.status.canonical_reason().unwrap_or("Error").to_string();
+            self.status_number = self.status.as_u16();
+            self.status_code = self.status.as_u16();
+        }
+        self.with_field(field)
     }
 
     pub fn validation(field: &str, detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED", detail).with_field(field)
-    }
-
-    pub fn not_found(code: &str, detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, code, detail)
-    }
-
-    pub fn conflict(code: &str, detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::CONFLICT, code, detail)
-    }
-
-    pub fn unprocessable(code: &str, detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
+        Self::of(Code::ValidationFailed, detail).with_field(field)
     }
 
     /// A dependency (database, Redis, another service) is down: retryable, nothing was done.
     pub fn unavailable(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "DEPENDENCY_UNAVAILABLE", detail).with_retry_after(1)
+        Self::of(Code::DependencyUnavailable, detail)
     }
 
     pub fn internal(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", detail)
+        Self::of(Code::Internal, detail)
     }
 }
 
@@ -128,8 +139,7 @@ impl From<sqlx::Error> for ApiError {
                 if db.code().as_deref() == Some("55P03") || db.code().as_deref() == Some("57014") =>
             {
                 // lock_not_available / statement timeout: the row stayed busy for too long.
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ACCOUNT_BUSY", "the account is busy; retry shortly")
-                    .with_retry_after(1)
+                ApiError::of(Code::AccountBusy, "the account is busy; retry shortly")
             }
             sqlx::Error::Database(db)
                 if db.code().as_deref().is_some_and(|c| c.starts_with("08") || c.starts_with("57P")) =>

@@ -2,12 +2,13 @@
 //! `/openapi.json`, the manual clock's `/v1/admin/clock`, request ids, tracing spans joined to the
 //! caller's W3C context, problem responses for unknown routes and panics, and graceful shutdown.
 
+use contracts::problem::Code;
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -83,9 +84,9 @@ pub fn app(service_routes: Router, platform: Platform) -> Router {
     let service = platform.service;
     service_routes
         .merge(own)
-        .fallback(|| async { ApiError::not_found("ROUTE_NOT_FOUND", "no such route") })
+        .fallback(|| async { ApiError::of(Code::RouteNotFound, "no such route") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "method not allowed on this route")
+            ApiError::of(Code::MethodNotAllowed, "method not allowed on this route")
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(move |req, next| record_metrics(service, req, next)))
@@ -145,9 +146,7 @@ async fn ready(State(s): State<PlatformState>) -> Response {
     if failures.is_empty() {
         Json(serde_json::json!({"status": "ready", "service": s.service})).into_response()
     } else {
-        let mut e = ApiError::unavailable(serde_json::Value::Object(failures).to_string());
-        e.code = "NOT_READY".into();
-        e.into_response()
+        ApiError::of(Code::NotReady, serde_json::Value::Object(failures).to_string()).into_response()
     }
 }
 

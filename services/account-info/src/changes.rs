@@ -3,6 +3,7 @@
 //! ledger's fence for the account is raised to the new revision, which waits for bookings in
 //! flight on the account and refuses, from then on, any quoted at an older revision.
 
+use contracts::problem::Code;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use crate::state::AppState;
 use crate::store::{self, Change};
 
 fn not_found(id: Uuid) -> ApiError {
-    ApiError::not_found("ACCOUNT_NOT_FOUND", format!("no account {id}"))
+    ApiError::of(Code::AccountNotFound, format!("no account {id}"))
 }
 
 pub async fn read(s: &AppState, id: Uuid) -> ApiResult<Account> {

@@ -4,6 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
+use contracts::problem::Code;
 use contracts::{Account, AccountPage, ChangeAccountStatus, ChangeHolds, OpenAccount};
 use domain::AccountStatus;
 use platform::extract::{Json as Body, Path, Query};
@@ -27,11 +28,11 @@ pub fn routes(state: AppState) -> Router {
 async fn open(State(s): State<AppState>, body: Body<OpenAccount>) -> ApiResult<(StatusCode, Json<Account>)> {
     let req = body.value;
     // The owner and the product must exist; their services are the source of truth.
-    let customer = s.customers.customer(req.customer_id).await;
-    match customer {
-        Err(e) if e.is_not_found() => {
-            return Err(ApiError::unprocessable("CUSTOMER_NOT_FOUND", format!("no customer {}", req.customer_id))
-                .with_field("customer_id"))
+    // The owners' refusals, mapped into ours: a missing customer or product is the body's fault.
+    match s.customers.customer(req.customer_id).await {
+        Err(e) if e.refusal() == Some(Code::CustomerNotFound) => {
+            let detail = format!("no customer {}", req.customer_id);
+            return Err(ApiError::of(Code::CustomerNotFound, detail).named_in("customer_id"));
         }
         Err(e) => return Err(e.into()),
         Ok(_) => {}
@@ -39,11 +40,10 @@ async fn open(State(s): State<AppState>, body: Body<OpenAccount>) -> ApiResult<(
     if req.product_code.is_empty() || req.product_code.len() > 64 {
         return Err(ApiError::validation("product_code", "product_code must be 1 to 64 characters"));
     }
-    let product = s.products.product(&req.product_code).await;
-    match product {
-        Err(e) if e.is_not_found() => {
-            return Err(ApiError::unprocessable("PRODUCT_NOT_FOUND", format!("no product {}", req.product_code))
-                .with_field("product_code"))
+    match s.products.product(&req.product_code).await {
+        Err(e) if e.refusal() == Some(Code::ProductNotFound) => {
+            let detail = format!("no product {}", req.product_code);
+            return Err(ApiError::of(Code::ProductNotFound, detail).named_in("product_code"));
         }
         Err(e) => return Err(e.into()),
         Ok(_) => {}

@@ -1,17 +1,14 @@
 //! Ledger errors and their stable API codes.
 
-use axum::http::StatusCode;
+use contracts::problem::Code;
 use platform::client::ClientError;
 use platform::ApiError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
-    /// A business rule refused the request; nothing was written.
+    /// A rule refused the request (its status is the code's); nothing was written.
     #[error("{1}")]
-    Refused(&'static str, String),
-    /// The request conflicts with what the ledger already holds.
-    #[error("{1}")]
-    Conflict(&'static str, String),
+    Refused(Code, String),
     /// A request field out of its range.
     #[error("{1}")]
     Invalid(&'static str, String),
@@ -28,6 +25,8 @@ pub enum LedgerError {
     Db(#[from] sqlx::Error),
     #[error(transparent)]
     Dependency(#[from] ClientError),
+    #[error(transparent)]
+    Clock(#[from] platform::clock::ClockError),
 }
 
 impl LedgerError {
@@ -41,17 +40,15 @@ impl LedgerError {
 impl From<LedgerError> for ApiError {
     fn from(e: LedgerError) -> Self {
         match e {
-            LedgerError::Refused(code, detail) => ApiError::unprocessable(code, detail),
-            LedgerError::Conflict(code, detail) => ApiError::conflict(code, detail),
+            LedgerError::Refused(code, detail) => ApiError::of(code, detail),
             LedgerError::Invalid(field, detail) => ApiError::validation(field, detail),
-            LedgerError::AccountNotFound(id) => ApiError::not_found("ACCOUNT_NOT_FOUND", format!("no account {id}")),
-            LedgerError::KeyReused => ApiError::unprocessable("IDEMPOTENCY_KEY_REUSED", e.to_string()),
-            LedgerError::Busy => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ACCOUNT_BUSY", e.to_string()).with_retry_after(1)
-            }
+            LedgerError::AccountNotFound(id) => ApiError::of(Code::AccountNotFound, format!("no account {id}")),
+            LedgerError::KeyReused => ApiError::of(Code::IdempotencyKeyReused, e.to_string()),
+            LedgerError::Busy => ApiError::of(Code::AccountBusy, e.to_string()),
             LedgerError::Entry(e) => ApiError::internal(e.to_string()),
             LedgerError::Db(db) => db.into(),
             LedgerError::Dependency(c) => c.into(),
+            LedgerError::Clock(c) => c.into(),
         }
     }
 }

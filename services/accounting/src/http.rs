@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::NaiveDate;
+use contracts::problem::Code;
 use contracts::{
     Balance, DailyBalances, Entries, InterestPosting, InterestPostingFeed, InterestPostingRequest, MoneyMovement,
     PayoutFence, Transfer,
@@ -78,7 +79,7 @@ async fn balance(State(s): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<J
             match s.accounts.lookup(id, |_| Vec::new()).await {
                 Ok(_) => 0,
                 Err(LookupError::Dependency(e)) => return Err(e.into()),
-                Err(_) => return Err(ApiError::not_found("ACCOUNT_NOT_FOUND", format!("no account {id}"))),
+                Err(_) => return Err(ApiError::of(Code::AccountNotFound, format!("no account {id}"))),
             }
         }
     };

@@ -2,6 +2,8 @@
 //! short lock timeout), write one balanced entry, and retry a busy row with backoff and jitter
 //! inside a bounded budget.
 
+use contracts::problem::Code;
+use platform::db::GuardedBy;
 use std::future::Future;
 use std::time::Duration;
 
@@ -74,7 +76,7 @@ async fn account_for_posting(state: &AppState, id: Uuid) -> Result<Account, Ledg
 fn require_active(a: &Account) -> Result<(), LedgerError> {
     if a.status != AccountStatus::Active {
         return Err(LedgerError::Refused(
-            "ACCOUNT_NOT_ACTIVE",
+            Code::AccountNotActive,
             format!("account {} is {}", a.account_id, a.status.as_str()),
         ));
     }
@@ -84,20 +86,20 @@ fn require_active(a: &Account) -> Result<(), LedgerError> {
 fn check_value_date(acct: &store::LedgerAccount, value_date: NaiveDate, today: NaiveDate) -> Result<(), LedgerError> {
     if value_date > today {
         return Err(LedgerError::Refused(
-            "VALUE_DATE_IN_FUTURE",
+            Code::ValueDateInFuture,
             format!("value_date {value_date} is after today {today}"),
         ));
     }
     if value_date < acct.opened_on {
         return Err(LedgerError::Refused(
-            "VALUE_DATE_BEFORE_OPENING",
+            Code::ValueDateBeforeOpening,
             format!("value_date {value_date} is before the account opened on {}", acct.opened_on),
         ));
     }
     if let Some(paid) = acct.paid_through {
         if value_date <= paid {
             return Err(LedgerError::Refused(
-                "VALUE_DATE_IN_PAID_PERIOD",
+                Code::ValueDateInPaidPeriod,
                 format!("interest is already paid through {paid}; value_date must be later"),
             ));
         }
@@ -124,17 +126,17 @@ pub async fn move_money(
     require_active(&account)?;
     match direction {
         Direction::Deposit if account.deposit_suspended => {
-            return Err(LedgerError::Refused("DEPOSIT_SUSPENDED", "deposits to this account are suspended".into()))
+            return Err(LedgerError::Refused(Code::DepositSuspended, "deposits to this account are suspended".into()))
         }
         Direction::Withdrawal if account.withdrawal_suspended => {
             return Err(LedgerError::Refused(
-                "WITHDRAWAL_SUSPENDED",
+                Code::WithdrawalSuspended,
                 "withdrawals from this account are suspended".into(),
             ))
         }
         _ => {}
     }
-    let today = state.clock.today().await.map_err(|e| LedgerError::Conflict("CLOCK_UNAVAILABLE", e.to_string()))?;
+    let today = state.clock.today().await?;
     let value_date = value_date.unwrap_or(today);
     let (operation, kind) = match direction {
         Direction::Deposit => ("deposit", EntryKind::Deposit),
@@ -156,10 +158,10 @@ pub async fn move_money(
             .balance
             .checked_add(delta)
             .filter(|b| *b <= domain::MAX_AMOUNT * 1000)
-            .ok_or_else(|| LedgerError::Refused("AMOUNT_TOO_LARGE", "the balance would overflow".into()))?;
+            .ok_or_else(|| LedgerError::Refused(Code::AmountTooLarge, "the balance would overflow".into()))?;
         if balance_after < 0 {
             return Err(LedgerError::Refused(
-                "INSUFFICIENT_FUNDS",
+                Code::InsufficientFunds,
                 format!("balance {} is less than {}", acct.balance, amount.won()),
             ));
         }
@@ -208,21 +210,24 @@ pub async fn transfer(
     idem: Idempotency<'_>,
 ) -> Result<Response, LedgerError> {
     if from == to {
-        return Err(LedgerError::Refused("SAME_ACCOUNT", "from_account_id and to_account_id must differ".into()));
+        return Err(LedgerError::Refused(Code::SameAccount, "from_account_id and to_account_id must differ".into()));
     }
     let (source, target) = tokio::try_join!(account_for_posting(state, from), account_for_posting(state, to))?;
     require_active(&source)?;
     require_active(&target)?;
     if source.withdrawal_suspended {
         return Err(LedgerError::Refused(
-            "WITHDRAWAL_SUSPENDED",
+            Code::WithdrawalSuspended,
             "withdrawals from the source account are suspended".into(),
         ));
     }
     if target.deposit_suspended {
-        return Err(LedgerError::Refused("DEPOSIT_SUSPENDED", "deposits to the target account are suspended".into()));
+        return Err(LedgerError::Refused(
+            Code::DepositSuspended,
+            "deposits to the target account are suspended".into(),
+        ));
     }
-    let today = state.clock.today().await.map_err(|e| LedgerError::Conflict("CLOCK_UNAVAILABLE", e.to_string()))?;
+    let today = state.clock.today().await?;
     retrying(state, || async {
         let mut tx = state.pool.begin().await?;
         store::set_lock_timeout(&mut tx, state.lock_timeout.as_millis()).await?;
@@ -235,7 +240,7 @@ pub async fn transfer(
         }
         if src.balance < amount.won() {
             return Err(LedgerError::Refused(
-                "INSUFFICIENT_FUNDS",
+                Code::InsufficientFunds,
                 format!("balance {} is less than {}", src.balance, amount.won()),
             ));
         }
@@ -243,7 +248,7 @@ pub async fn transfer(
         let to_after = dst
             .balance
             .checked_add(amount.won())
-            .ok_or_else(|| LedgerError::Refused("AMOUNT_TOO_LARGE", "the balance would overflow".into()))?;
+            .ok_or_else(|| LedgerError::Refused(Code::AmountTooLarge, "the balance would overflow".into()))?;
         let entry_id = Uuid::new_v4();
         // Dated today: no estimate can see it yet, so no history revision.
         store::set_balance(&mut tx, from, from_after, None, false).await?;
@@ -285,12 +290,12 @@ pub async fn transfer(
 pub async fn book_interest(state: &AppState, req: &InterestPostingRequest) -> Result<InterestPosting, LedgerError> {
     // Gross = net + taxes holds by construction of the amounts; a payout pays something.
     if req.amounts.gross() < 1 || req.period_to < req.period_from {
-        return Err(LedgerError::Refused("UNBALANCED_PAYOUT", "a payout's gross must be at least 1".into()));
+        return Err(LedgerError::Refused(Code::UnbalancedPayout, "a payout's gross must be at least 1".into()));
     }
-    let today = state.clock.today().await.map_err(|e| LedgerError::Conflict("CLOCK_UNAVAILABLE", e.to_string()))?;
+    let today = state.clock.today().await?;
     if req.business_date > today || req.period_to >= req.business_date {
         return Err(LedgerError::Refused(
-            "BAD_PAYOUT_DATES",
+            Code::BadPayoutDates,
             "the period must end before the business date, which is not after today".into(),
         ));
     }
@@ -305,8 +310,8 @@ pub async fn book_interest(state: &AppState, req: &InterestPostingRequest) -> Re
             if existing.request.idempotency_key == req.idempotency_key {
                 return Ok(existing);
             }
-            return Err(LedgerError::Conflict(
-                "ALREADY_PAID_TODAY",
+            return Err(LedgerError::Refused(
+                Code::AlreadyPaidToday,
                 format!("payout {} was booked on {}", existing.request.payout_id, req.business_date),
             ));
         }
@@ -315,8 +320,8 @@ pub async fn book_interest(state: &AppState, req: &InterestPostingRequest) -> Re
         }
         let expected_from = acct.paid_through.map_or(acct.opened_on, domain::next_day);
         if req.period_from != expected_from {
-            return Err(LedgerError::Conflict(
-                "PAYOUT_PERIOD_MISMATCH",
+            return Err(LedgerError::Refused(
+                Code::PayoutPeriodMismatch,
                 format!("the next payout must start on {expected_from}, not {}", req.period_from),
             ));
         }
@@ -344,7 +349,12 @@ pub async fn book_interest(state: &AppState, req: &InterestPostingRequest) -> Re
             balance_after,
             payout: Some(req),
         };
-        let (seq, posted_at) = store::insert_entry(&mut tx, &header, &entry).await?;
+        // Checked above under the row lock; the unique index is the final guard of the rule.
+        let (seq, posted_at) = store::insert_entry(&mut tx, &header, &entry)
+            .await
+            .guarded_by("journal_entries_one_payout_a_day", || {
+                LedgerError::Refused(Code::AlreadyPaidToday, format!("{id} was already paid on {}", req.business_date))
+            })?;
         store::apply_to_daily_balances(&mut tx, id, req.business_date, today, net, balance_after).await?;
         tx.commit().await?;
         state.revisions.publish(revision::ledger_key(id), history_rev).await;
@@ -354,7 +364,7 @@ pub async fn book_interest(state: &AppState, req: &InterestPostingRequest) -> Re
 }
 
 fn stale(detail: String) -> LedgerError {
-    LedgerError::Conflict("QUOTE_STALE", format!("the payout's inputs changed since it was quoted: {detail}"))
+    LedgerError::Refused(Code::QuoteStale, format!("the payout's inputs changed since it was quoted: {detail}"))
 }
 
 /// A fingerprint of a period's end-of-day balance points: what a quote read, compared with what
@@ -406,8 +416,8 @@ pub async fn raise_fence(state: &AppState, fence: &PayoutFence) -> Result<Payout
     store::lock_fence(&mut tx, &fence.subject).await?;
     if let (Some(product), Some(from)) = (contracts::fence::rates_product(&fence.subject), fence.effective_from) {
         if let Some(paid) = store::product_paid_through(&mut tx, product).await?.filter(|p| from <= *p) {
-            return Err(LedgerError::Conflict(
-                "RATE_SCHEDULE_AFFECTS_PAID_PERIOD",
+            return Err(LedgerError::Refused(
+                Code::RateScheduleAffectsPaidPeriod,
                 format!("interest of {product} is already paid through {paid}; a new schedule must start after it"),
             ));
         }

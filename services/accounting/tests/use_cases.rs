@@ -94,6 +94,19 @@ async fn routes_and_the_in_process_peer_agree_and_a_stale_booking_writes_nothing
     let (_, balance) = send(http.get(format!("{url}/v1/ledger/accounts/{account_id}/balance"))).await;
     assert_eq!(balance["balance"], 1_000_000);
 
+    // One code, one status, whichever service answers: an account's state forbids it (403).
+    let dormant = Uuid::new_v4();
+    let mut closed = fakes.accounts.lock().unwrap()[&account_id].clone();
+    (closed.account_id, closed.status) = (dormant, AccountStatus::Dormant);
+    fakes.accounts.lock().unwrap().insert(dormant, closed);
+    let (status, body) = send(
+        http.post(format!("{url}/v1/ledger/accounts/{dormant}/deposits"))
+            .header("Idempotency-Key", "d2")
+            .json(&json!({"amount": 5})),
+    )
+    .await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("ACCOUNT_NOT_ACTIVE")), "{body}");
+
     let subject = format!("account:{account_id}");
     let fence = |rev| PayoutFence { subject: subject.clone(), rev, effective_from: None };
     assert_eq!(ledger.raise_fence(&fence(5)).await.unwrap().rev, 5);
@@ -101,4 +114,24 @@ async fn routes_and_the_in_process_peer_agree_and_a_stale_booking_writes_nothing
     let recent = ledger.recent_fences("account:", 60).await.unwrap();
     assert_eq!(recent.iter().map(|f| (f.subject.as_str(), f.rev)).collect::<Vec<_>>(), vec![(subject.as_str(), 5)]);
     assert!(ledger.recent_fences("account:", 0).await.is_err(), "the route's validation, in process too");
+}
+
+#[tokio::test]
+async fn a_unique_key_guarding_a_rule_is_that_rules_refusal() {
+    use platform::db::GuardedBy;
+    use platform::ApiError;
+    let common = common("accounting").await;
+    let pool = sqlx::PgPool::connect(&common.database_url).await.unwrap();
+    sqlx::query("CREATE TABLE guarded (k int CONSTRAINT guarded_k UNIQUE, v int CONSTRAINT guarded_v UNIQUE)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let insert = |k: i32, v: i32| sqlx::query("INSERT INTO guarded VALUES ($1, $2)").bind(k).bind(v).execute(&pool);
+    let refusal = || ApiError::of(contracts::problem::Code::AlreadyPaidToday, "once");
+    assert!(insert(1, 1).await.guarded_by("guarded_k", refusal).is_ok());
+    let again = insert(1, 2).await.guarded_by("guarded_k", refusal).unwrap_err();
+    assert_eq!((again.status.as_u16(), again.code.as_str()), (409, "ALREADY_PAID_TODAY"));
+    // Another key's violation is not this rule's: it stays a database error (a 500).
+    let other = insert(2, 1).await.guarded_by("guarded_k", refusal).unwrap_err();
+    assert_eq!(other.status.as_u16(), 500);
 }

@@ -3,6 +3,7 @@
 //! the ledger's fence for the customer is raised to the new revision, which waits for bookings in
 //! flight on the customer and refuses, from then on, any quoted at an older revision.
 
+use contracts::problem::Code;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use uuid::Uuid;
 use crate::store::{self, Change};
 
 fn not_found(id: Uuid) -> ApiError {
-    ApiError::not_found("CUSTOMER_NOT_FOUND", format!("no customer {id}"))
+    ApiError::of(Code::CustomerNotFound, format!("no customer {id}"))
 }
 
 pub async fn read(pool: &PgPool, id: Uuid) -> ApiResult<Customer> {

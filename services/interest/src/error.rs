@@ -1,6 +1,7 @@
 //! Interest errors and their stable API codes.
 
 use axum::http::StatusCode;
+use contracts::problem::Code;
 use domain::Refusal;
 use peers::directory::LookupError;
 use platform::client::ClientError;
@@ -15,8 +16,9 @@ pub enum InterestError {
     AccountNotFound(uuid::Uuid),
     #[error("no product {0}")]
     ProductNotFound(String),
+    /// A rule of this service refused the request (its status is the code's).
     #[error("{1}")]
-    Conflict(&'static str, String),
+    Rule(Code, String),
     #[error("a run for that business date and scope exists: {0}")]
     RunExists(uuid::Uuid),
     #[error("no payout run {0}")]
@@ -54,32 +56,24 @@ impl From<LookupError> for InterestError {
 impl From<InterestError> for ApiError {
     fn from(e: InterestError) -> Self {
         match e {
-            InterestError::Refused(r) => {
-                let status = match r {
-                    Refusal::AlreadyPaidToday => StatusCode::CONFLICT,
-                    Refusal::CustomerRestricted(_) | Refusal::AccountNotActive(_) | Refusal::DepositSuspended => {
-                        StatusCode::FORBIDDEN
-                    }
-                    Refusal::NothingToPay => StatusCode::UNPROCESSABLE_ENTITY,
-                };
-                ApiError::new(status, r.code(), r.detail())
+            InterestError::Refused(r) => ApiError::of(Code::from(&r), r.detail()),
+            InterestError::AccountNotFound(id) => ApiError::of(Code::AccountNotFound, format!("no account {id}")),
+            InterestError::ProductNotFound(c) => ApiError::of(Code::ProductNotFound, format!("no product {c}")),
+            InterestError::Rule(Code::PayoutInProgress, detail) => {
+                ApiError::of(Code::PayoutInProgress, detail).with_retry_after(1)
             }
-            InterestError::AccountNotFound(id) => ApiError::not_found("ACCOUNT_NOT_FOUND", format!("no account {id}")),
-            InterestError::ProductNotFound(c) => ApiError::not_found("PRODUCT_NOT_FOUND", format!("no product {c}")),
-            InterestError::Conflict(code, detail) if code == "PAYOUT_IN_PROGRESS" => {
-                ApiError::conflict(code, detail).with_retry_after(1)
-            }
-            InterestError::Conflict(code, detail) => ApiError::conflict(code, detail),
+            InterestError::Rule(code, detail) => ApiError::of(code, detail),
             InterestError::RunExists(id) => {
-                ApiError::conflict("RUN_EXISTS", e.to_string()).with_instance(format!("/v1/interest/payout-runs/{id}"))
+                ApiError::of(Code::RunExists, e.to_string()).with_instance(format!("/v1/interest/payout-runs/{id}"))
             }
-            InterestError::RunNotFound(id) => ApiError::not_found("RUN_NOT_FOUND", format!("no payout run {id}")),
+            InterestError::RunNotFound(id) => ApiError::of(Code::RunNotFound, format!("no payout run {id}")),
             InterestError::Invalid { field, detail } => ApiError::validation(&field, detail),
-            InterestError::KeyReused => ApiError::unprocessable("IDEMPOTENCY_KEY_REUSED", e.to_string()),
+            InterestError::KeyReused => ApiError::of(Code::IdempotencyKeyReused, e.to_string()),
+            // Given again exactly as first answered (the table may have changed since).
             InterestError::Replayed { status, code, detail } => {
                 ApiError::new(StatusCode::from_u16(status).unwrap_or(StatusCode::CONFLICT), &code, detail)
             }
-            InterestError::QuoteStale(_) => ApiError::conflict("QUOTE_STALE", e.to_string()).with_retry_after(1),
+            InterestError::QuoteStale(_) => ApiError::of(Code::QuoteStale, e.to_string()).with_retry_after(1),
             InterestError::Inconsistent(d) => ApiError::internal(d),
             InterestError::Db(db) => db.into(),
             InterestError::Dependency(c) => c.into(),

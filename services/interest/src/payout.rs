@@ -6,13 +6,13 @@
 //! (non-durable commit, recoverable from the ledger) → wake the outbox relay.
 
 use chrono::NaiveDate;
+use contracts::problem::Code;
 use contracts::{
     Account, Customer, DailyBalances, Estimate, InterestPosting, InterestPostingRequest, Payout, QuoteBasis,
 };
 use domain::{check_eligibility, payout_period, quote, BalanceHistory, Quote, Refusal};
 use uuid::Uuid;
 
-use peers::PeerError as ClientError;
 use platform::redis::Lock;
 use platform::revision;
 
@@ -301,8 +301,8 @@ pub async fn pay(state: &AppState, id: Uuid, key: &str, request_hash: &str) -> R
                 }
                 Ok(Lock::Done(_)) => None,
                 Ok(Lock::Busy) => {
-                    return Err(InterestError::Conflict(
-                        "PAYOUT_IN_PROGRESS",
+                    return Err(InterestError::Rule(
+                        Code::PayoutInProgress,
                         "another payout of this account is in progress; retry".into(),
                     ))
                 }
@@ -433,13 +433,14 @@ async fn book(
     }
     let posting: InterestPosting = match state.ledger.book_interest(&request).await {
         Ok(p) => p,
-        Err(ClientError::Problem { code, .. }) if code == "ALREADY_PAID_TODAY" => {
-            return Ok(Err(Refusal::AlreadyPaidToday))
-        }
-        Err(ClientError::Problem { code, detail, .. }) if code == "QUOTE_STALE" || code == "PAYOUT_PERIOD_MISMATCH" => {
-            return Ok(Ok(Booked::Stale(detail)))
-        }
-        Err(err) => return Err(err.into()),
+        // The ledger's refusals, mapped into ours; any other is a bug (500).
+        Err(err) => match err.refusal() {
+            Some(Code::AlreadyPaidToday) => return Ok(Err(Refusal::AlreadyPaidToday)),
+            Some(Code::QuoteStale | Code::PayoutPeriodMismatch) => {
+                return Ok(Ok(Booked::Stale(err.to_string())));
+            }
+            _ => return Err(err.into()),
+        },
     };
     if posting.request.request_hash != request_hash {
         return Err(InterestError::KeyReused);

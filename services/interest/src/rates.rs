@@ -1,8 +1,10 @@
 //! Products and rate schedules: validation into domain types, and the product's rate table.
 
+use contracts::problem::Code;
 use contracts::{PayoutFence, Product, RateScheduleBody};
 use domain::{AnnualRate, Band, RateSchedule, RateTable};
-use peers::{Ledger, PeerError as ClientError};
+use peers::Ledger;
+use platform::db::GuardedBy;
 use platform::revision;
 use sqlx::PgPool;
 
@@ -45,13 +47,10 @@ pub async fn create_product(pool: &PgPool, code: &str, name: &str) -> Result<Pro
     if name.is_empty() || name.chars().count() > 200 {
         return Err(invalid("name", "name must be 1 to 200 characters"));
     }
-    match store::insert_product(pool, code, name).await {
-        Err(e) if platform::db::is_unique_violation(&e, None) => {
-            Err(InterestError::Conflict("PRODUCT_EXISTS", format!("product {code} already exists")))
-        }
-        Err(e) => Err(e.into()),
-        Ok(()) => Ok(Product { code: code.into(), name: name.into(), rate_schedules: vec![] }),
-    }
+    store::insert_product(pool, code, name).await.guarded_by("products_pkey", || {
+        InterestError::Rule(Code::ProductExists, format!("product {code} already exists"))
+    })?;
+    Ok(Product { code: code.into(), name: name.into(), rate_schedules: vec![] })
 }
 
 pub async fn product(pool: &PgPool, code: &str) -> Result<Product, InterestError> {
@@ -93,8 +92,8 @@ pub async fn add_schedule(state: &AppState, code: &str, body: &RateScheduleBody)
         return Err(affects_paid_period(code, p));
     }
     if !store::insert_schedule(&mut tx, code, &canonical).await? {
-        return Err(InterestError::Conflict(
-            "RATE_SCHEDULE_EXISTS",
+        return Err(InterestError::Rule(
+            Code::RateScheduleExists,
             format!("{code} already has a schedule effective from {}", body.effective_from),
         ));
     }
@@ -106,8 +105,8 @@ pub async fn add_schedule(state: &AppState, code: &str, body: &RateScheduleBody)
 }
 
 fn affects_paid_period(code: &str, paid: chrono::NaiveDate) -> InterestError {
-    InterestError::Conflict(
-        "RATE_SCHEDULE_AFFECTS_PAID_PERIOD",
+    InterestError::Rule(
+        Code::RateScheduleAffectsPaidPeriod,
         format!("interest of {code} is already paid through {paid}; a new schedule must start after it"),
     )
 }
@@ -125,8 +124,9 @@ async fn raise_rates_fence(
     let fence = PayoutFence { subject: contracts::fence::rates(code), rev, effective_from };
     let raised: PayoutFence = match ledger.raise_fence(&fence).await {
         Ok(f) => f,
-        Err(ClientError::Problem { code, detail, .. }) if code == "RATE_SCHEDULE_AFFECTS_PAID_PERIOD" => {
-            return Err(InterestError::Conflict("RATE_SCHEDULE_AFFECTS_PAID_PERIOD", detail))
+        Err(e) if e.refusal() == Some(Code::RateScheduleAffectsPaidPeriod) => {
+            let detail = format!("interest of {code} is already paid through the schedule's start (the ledger: {e})");
+            return Err(InterestError::Rule(Code::RateScheduleAffectsPaidPeriod, detail));
         }
         Err(e) => return Err(e.into()),
     };

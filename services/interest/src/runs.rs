@@ -6,6 +6,7 @@
 //! another replica takes over after a crash). A bounded number of payouts per replica are in flight,
 //! so on-demand payouts keep their share of accounting.
 
+use contracts::problem::Code;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -176,7 +177,9 @@ async fn pay_one(state: &AppState, run_id: Uuid, id: Uuid, attempts: i32, settin
         Err(InterestError::Refused(r)) => outcome("SKIPPED", Some(r.code().to_string()), None, 0),
         // A resumed item whose first attempt was refused: the key replays that refusal.
         Err(InterestError::Replayed { code, .. }) => outcome("SKIPPED", Some(code), None, 0),
-        Err(InterestError::AccountNotFound(_)) => outcome("FAILED", Some("ACCOUNT_NOT_FOUND".into()), None, 0),
+        Err(InterestError::AccountNotFound(_)) => {
+            outcome("FAILED", Some(Code::AccountNotFound.as_str().into()), None, 0)
+        }
         Err(e) if attempts >= settings.max_attempts => {
             tracing::warn!(%run_id, account_id = %id, error = %e, "run payout failed for good");
             outcome("FAILED", Some(e.to_string().chars().take(500).collect()), None, 0)
