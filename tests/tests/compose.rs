@@ -68,4 +68,32 @@ fn compose_sets_only_variables_the_services_read() {
         assert!(db.contains("@postgres:5432/"), "{svc}: database on the compose postgres");
     }
     assert!(root.join("deploy/docker/Dockerfile").exists());
+    bank_sets_each_service_its_own_variables(root, &doc, &platform);
+}
+
+/// The one-process service (`bank`, profile `monolith`) reads each service's settings under its
+/// prefix first, then the shared name: everything it sets is one or the other, and each service
+/// gets its own port and database.
+fn bank_sets_each_service_its_own_variables(root: &Path, doc: &serde_yaml::Value, platform: &BTreeSet<String>) {
+    let bank = &doc["services"]["bank"];
+    assert_eq!(bank["build"]["args"]["SERVICE"].as_str(), Some("bank"));
+    assert_eq!(bank["profiles"][0].as_str(), Some("monolith"), "bank runs only when asked for");
+    let env = bank["environment"].as_mapping().expect("bank has environment");
+    let set: BTreeSet<String> = env.keys().map(|k| k.as_str().unwrap().to_string()).collect();
+    let mut shared = platform.clone();
+    let mut own = Vec::new();
+    for svc in ["customer", "account-info", "accounting", "interest", "tax-consumer"] {
+        let prefix = format!("{}_", svc.to_ascii_uppercase().replace('-', "_"));
+        let mut read = platform.clone();
+        env_names_in(&root.join("services").join(svc).join("src"), &mut read);
+        for required in ["PORT", "DATABASE_URL"] {
+            assert!(set.contains(&format!("{prefix}{required}")), "bank: {prefix}{required} not set");
+        }
+        shared.extend(read.iter().cloned());
+        own.push((prefix, read));
+    }
+    for name in &set {
+        let prefixed = own.iter().any(|(p, read)| name.strip_prefix(p.as_str()).is_some_and(|n| read.contains(n)));
+        assert!(prefixed || shared.contains(name), "bank: sets {name}, which no service reads");
+    }
 }

@@ -251,6 +251,34 @@ pub struct PayoutFence {
 }
 
 /// Fence subjects: one per account, customer and product.
+/// The Redis keys under which owners publish the revision of data other services cache (the
+/// mechanism is `platform::revision`; these names are the contract between owner and reader).
+pub mod revision {
+    use uuid::Uuid;
+
+    /// Mutable fields of an account (status, holds), owned by account-info.
+    pub fn account(id: Uuid) -> String {
+        format!("rev:account:{id}")
+    }
+
+    /// Mutable fields of a customer (status, tax category), owned by customer.
+    pub fn customer(id: Uuid) -> String {
+        format!("rev:customer:{id}")
+    }
+
+    /// The part of an account's ledger history an estimate depends on: back-dated postings and
+    /// interest payouts (a posting dated today cannot change an estimate, which ends yesterday).
+    /// Owned by accounting.
+    pub fn ledger(id: Uuid) -> String {
+        format!("rev:ledger:{id}")
+    }
+
+    /// A product's rate schedules, owned by interest.
+    pub fn rates(product_code: &str) -> String {
+        format!("rev:rates:{product_code}")
+    }
+}
+
 pub mod fence {
     use uuid::Uuid;
 
@@ -360,6 +388,9 @@ pub struct Payouts {
 // ---- tax ----
 
 pub const TAX_EVENT_SCHEMA_VERSION: u32 = 1;
+/// The topic of [`TaxWithholdingEvent`]s, and where those the consumer cannot process go.
+pub const TAX_TOPIC: &str = "tax.withholding.v1";
+pub const TAX_DLQ_TOPIC: &str = "tax.withholding.v1.dlq";
 
 /// The value of a `tax.withholding.v1` message; key = account id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -129,9 +129,9 @@ impl Directory {
     pub async fn lookup(&self, id: Uuid, extra: impl Fn(&Account) -> Vec<String>) -> Result<Lookup, LookupError> {
         let with_customer = self.customer.is_some();
         let revs_for = |a: &Account| {
-            let mut keys = vec![revision::account_key(id)];
+            let mut keys = vec![contracts::revision::account(id)];
             if with_customer {
-                keys.push(revision::customer_key(a.customer_id));
+                keys.push(contracts::revision::customer(a.customer_id));
             }
             keys.extend(extra(a));
             keys
@@ -145,7 +145,7 @@ impl Directory {
                 (account, values)
             }
             None => {
-                let rev = self.read(&[revision::account_key(id)]).await.map(|v| revision::parse_rev(&v[0]));
+                let rev = self.read(&[contracts::revision::account(id)]).await.map(|v| revision::parse_rev(&v[0]));
                 let account = self.account_at(id, rev).await?;
                 (account.clone(), self.read(&revs_for(&account)).await)
             }

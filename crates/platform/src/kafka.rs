@@ -13,9 +13,6 @@ use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::FutureProducer;
 use rdkafka::types::RDKafkaErrorCode;
 
-pub const TAX_TOPIC: &str = "tax.withholding.v1";
-pub const TAX_DLQ_TOPIC: &str = "tax.withholding.v1.dlq";
-
 #[derive(Debug, Clone)]
 pub struct KafkaConfig {
     pub brokers: String,

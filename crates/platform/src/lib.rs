@@ -1,7 +1,8 @@
-//! Platform pieces shared by the five services: env-based configuration, telemetry (JSON logs and
-//! OpenTelemetry), the HTTP server bootstrap (health, metrics, OpenAPI, problems, graceful shutdown),
-//! an HTTP client with timeouts and trace propagation, the business-date clock, and thin wrappers
-//! over PostgreSQL, Redis and Kafka.
+//! Infrastructure shared by the five services, and nothing about accounts, customers or payouts:
+//! env-based configuration, telemetry (JSON logs and OpenTelemetry), the HTTP server bootstrap
+//! (health, metrics, OpenAPI, problems, graceful shutdown), an HTTP client with timeouts and trace
+//! propagation, the business-date clock, revisions (the mechanism; the keys are
+//! `contracts::revision`), and thin wrappers over PostgreSQL, Redis and (feature `kafka`) Kafka.
 
 pub mod client;
 pub mod clock;
@@ -9,6 +10,7 @@ pub mod config;
 pub mod db;
 pub mod extract;
 pub mod fault;
+#[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod problem;
 pub mod redis;

@@ -6,34 +6,13 @@
 //! together; a cached value is used only while the revision in Redis is still the one it was read
 //! at. Every committed change is eventually published: a failed publication is retried every second
 //! until Redis answers, and owners republish recent changes at start-up (a crash between commit and
-//! publication).
+//! publication). The keys' names are `contracts::revision`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::redis::{Redis, RedisError};
-
-/// Mutable fields of an account (status, holds), owned by account-info.
-pub fn account_key(id: uuid::Uuid) -> String {
-    format!("rev:account:{id}")
-}
-
-/// Mutable fields of a customer (status, tax category), owned by customer.
-pub fn customer_key(id: uuid::Uuid) -> String {
-    format!("rev:customer:{id}")
-}
-
-/// The part of an account's ledger history an estimate depends on: back-dated postings and interest
-/// payouts (a posting dated today cannot change an estimate, which ends yesterday). Owned by accounting.
-pub fn ledger_key(id: uuid::Uuid) -> String {
-    format!("rev:ledger:{id}")
-}
-
-/// A product's rate schedules, owned by interest.
-pub fn rates_key(product_code: &str) -> String {
-    format!("rev:rates:{product_code}")
-}
 
 /// A revision as read from Redis: `None` if never published (or evicted).
 pub type Rev = Option<i64>;

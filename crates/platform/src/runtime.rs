@@ -68,6 +68,13 @@ impl Infra {
     }
 }
 
+/// A service as its own process: telemetry for it, then the app `build` makes, served until SIGTERM.
+/// (`build` is a future, so nothing in it runs before telemetry is set up.)
+pub async fn run_alone<S>(common: &Common, build: impl Future<Output = anyhow::Result<App<S>>>) -> anyhow::Result<()> {
+    let _telemetry = crate::telemetry::init(common.service, common.otlp_endpoint.as_deref())?;
+    build.await?.run_until_stopped().await
+}
+
 pub async fn bind(common: &Common) -> anyhow::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(common.bind)
         .await

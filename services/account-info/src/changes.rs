@@ -10,7 +10,6 @@ use std::time::Duration;
 use contracts::{Account, AccountPage, PayoutFence};
 use domain::AccountStatus;
 use peers::Ledger;
-use platform::revision;
 use platform::{ApiError, ApiResult};
 use uuid::Uuid;
 
@@ -52,7 +51,7 @@ pub async fn change(s: &AppState, id: Uuid, change: Change) -> ApiResult<Account
     }
     platform::fault::point("account.after_fence");
     tx.commit().await?;
-    s.revisions.publish(revision::account_key(id), account.rev).await;
+    s.revisions.publish(contracts::revision::account(id), account.rev).await;
     Ok(account)
 }
 
@@ -63,7 +62,7 @@ pub async fn catch_up_with_fences(s: AppState, ledger: Arc<dyn Ledger>, every: D
         let s = s.clone();
         async move {
             match store::catch_up(&s.pool, id, fence_rev).await {
-                Ok(Some(rev)) => s.revisions.publish(revision::account_key(id), rev).await,
+                Ok(Some(rev)) => s.revisions.publish(contracts::revision::account(id), rev).await,
                 Ok(None) => {}
                 Err(e) => tracing::warn!(error = %e, account_id = %id, "revision not caught up with its fence"),
             }

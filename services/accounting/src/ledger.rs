@@ -14,7 +14,6 @@ use contracts::{
 };
 use domain::{AccountStatus, Amount};
 use peers::directory::LookupError;
-use platform::revision;
 use rand::Rng;
 use sqlx::Acquire;
 use uuid::Uuid;
@@ -186,7 +185,7 @@ pub async fn move_money(
         store::save_idempotent(&mut tx, account_id, idem.key, operation, idem.request_hash, 201, &body).await?;
         tx.commit().await?;
         if value_date < today {
-            state.revisions.publish(revision::ledger_key(account_id), history_rev).await;
+            state.revisions.publish(contracts::revision::ledger(account_id), history_rev).await;
         }
         Ok(Response { status: 201, body })
     })
@@ -357,7 +356,7 @@ pub async fn book_interest(state: &AppState, req: &InterestPostingRequest) -> Re
             })?;
         store::apply_to_daily_balances(&mut tx, id, req.business_date, today, net, balance_after).await?;
         tx.commit().await?;
-        state.revisions.publish(revision::ledger_key(id), history_rev).await;
+        state.revisions.publish(contracts::revision::ledger(id), history_rev).await;
         Ok(InterestPosting { request: req.clone(), entry_id, balance_after, posted_at, seq })
     })
     .await

@@ -15,7 +15,7 @@ use std::time::Duration;
 use peers::directory::Directory;
 use peers::Peers;
 use platform::config::{Common, Env};
-use platform::revision::{self, Publisher};
+use platform::revision::Publisher;
 use platform::runtime::App;
 
 pub use peer::ledger as in_process_peer;
@@ -49,7 +49,7 @@ pub async fn build(config: Config, peers: Peers) -> anyhow::Result<App<AppState>
     // A crash between a commit and its publication leaves a revision unpublished: republish the
     // last day's (nothing older can be behind a cached estimate).
     let recent = store::recent_history_revisions(&infra.pool).await?;
-    revisions.publish_all(recent.into_iter().map(|(id, rev)| (revision::ledger_key(id), rev)).collect()).await;
+    revisions.publish_all(recent.into_iter().map(|(id, rev)| (contracts::revision::ledger(id), rev)).collect()).await;
     let state = AppState {
         pool: infra.pool.clone(),
         clock: infra.clock.clone(),
@@ -66,6 +66,6 @@ pub async fn build(config: Config, peers: Peers) -> anyhow::Result<App<AppState>
 pub async fn run() -> anyhow::Result<()> {
     let env = Env::process();
     let config = Config::from_env(&env)?;
-    let _telemetry = platform::telemetry::init(config.common.service, config.common.otlp_endpoint.as_deref())?;
-    build(config, peers::http::peers("accounting", &env)?).await?.run_until_stopped().await
+    let peers = peers::http::peers("accounting", &env)?;
+    platform::runtime::run_alone(&config.common.clone(), build(config, peers)).await
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use contracts::{Customer, PayoutFence};
 use peers::Ledger;
-use platform::revision::{self, Publisher};
+use platform::revision::Publisher;
 use platform::{ApiError, ApiResult};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -46,7 +46,7 @@ pub async fn change(
     }
     platform::fault::point("customer.after_fence");
     tx.commit().await?;
-    revisions.publish(revision::customer_key(id), customer.rev).await;
+    revisions.publish(contracts::revision::customer(id), customer.rev).await;
     Ok(customer)
 }
 
@@ -57,7 +57,7 @@ pub async fn catch_up_with_fences(pool: PgPool, ledger: Arc<dyn Ledger>, revisio
         let (pool, revisions) = (pool.clone(), revisions.clone());
         async move {
             match store::catch_up(&pool, id, fence_rev).await {
-                Ok(Some(rev)) => revisions.publish(revision::customer_key(id), rev).await,
+                Ok(Some(rev)) => revisions.publish(contracts::revision::customer(id), rev).await,
                 Ok(None) => {}
                 Err(e) => tracing::warn!(error = %e, customer_id = %id, "revision not caught up with its fence"),
             }

@@ -50,6 +50,6 @@ pub async fn build(config: Config, peers: Peers) -> anyhow::Result<App<AppState>
 pub async fn run() -> anyhow::Result<()> {
     let env = Env::process();
     let config = Config::from_env(&env)?;
-    let _telemetry = platform::telemetry::init(config.common.service, config.common.otlp_endpoint.as_deref())?;
-    build(config, peers::http::peers("customer", &env)?).await?.run_until_stopped().await
+    let peers = peers::http::peers("customer", &env)?;
+    platform::runtime::run_alone(&config.common.clone(), build(config, peers)).await
 }

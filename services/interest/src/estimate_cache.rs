@@ -47,7 +47,7 @@ pub fn key(id: Uuid, today: NaiveDate) -> String {
 
 /// The keys read together, in this order, before using or computing an entry.
 pub fn keys(id: Uuid, product_code: &str, today: NaiveDate) -> Vec<String> {
-    vec![revision::ledger_key(id), revision::rates_key(product_code), key(id, today)]
+    vec![contracts::revision::ledger(id), contracts::revision::rates(product_code), key(id, today)]
 }
 
 /// The revisions read with an entry, and the entry if it is still good for `tax_category`.

@@ -22,7 +22,7 @@ use peers::directory::Directory;
 use peers::{Ledger, Peers};
 use platform::config::{Common, Env};
 use platform::kafka::KafkaConfig;
-use platform::revision::{self, Publisher};
+use platform::revision::Publisher;
 use platform::runtime::App;
 use tokio::sync::Notify;
 
@@ -86,9 +86,11 @@ pub async fn build(config: Config, peers: Peers) -> anyhow::Result<App<AppState>
     let revisions = Publisher::start(infra.redis.clone());
     // Republish every product's rates revision (a crash may have come between commit and publication).
     let rates = store::rates_revisions(&infra.pool).await?;
-    revisions.publish_all(rates.into_iter().map(|(code, rev)| (revision::rates_key(&code), rev)).collect()).await;
+    revisions
+        .publish_all(rates.into_iter().map(|(code, rev)| (contracts::revision::rates(&code), rev)).collect())
+        .await;
     let kafka = config.kafka;
-    kafka.ensure_topics(&[platform::kafka::TAX_TOPIC, platform::kafka::TAX_DLQ_TOPIC]).await?;
+    kafka.ensure_topics(&[contracts::TAX_TOPIC, contracts::TAX_DLQ_TOPIC]).await?;
     let producer = kafka.producer()?;
 
     let state = AppState {
@@ -132,6 +134,6 @@ pub async fn build(config: Config, peers: Peers) -> anyhow::Result<App<AppState>
 pub async fn run() -> anyhow::Result<()> {
     let env = Env::process();
     let config = Config::from_env(&env)?;
-    let _telemetry = platform::telemetry::init(config.common.service, config.common.otlp_endpoint.as_deref())?;
-    build(config, peers::http::peers("interest", &env)?).await?.run_until_stopped().await
+    let peers = peers::http::peers("interest", &env)?;
+    platform::runtime::run_alone(&config.common.clone(), build(config, peers)).await
 }

@@ -33,7 +33,7 @@ const FAILURES_BEFORE_NEW_PRODUCER: u32 = 5;
 /// 0.6.0, restarted after a storage panic, panics again on every produce from the old producer id)
 /// and an idempotent producer can also hit fatal errors that only a new instance clears.
 pub async fn relay(state: AppState, kafka: KafkaConfig, mut producer: FutureProducer, shutdown: Arc<Notify>) {
-    let topic = kafka.topic(platform::kafka::TAX_TOPIC);
+    let topic = kafka.topic(contracts::TAX_TOPIC);
     let mut stopping = false;
     let mut failures = 0u32;
     loop {

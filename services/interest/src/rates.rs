@@ -5,7 +5,6 @@ use contracts::{PayoutFence, Product, RateScheduleBody};
 use domain::{AnnualRate, Band, RateSchedule, RateTable};
 use peers::Ledger;
 use platform::db::GuardedBy;
-use platform::revision;
 use sqlx::PgPool;
 
 use crate::error::InterestError;
@@ -100,7 +99,7 @@ pub async fn add_schedule(state: &AppState, code: &str, body: &RateScheduleBody)
     let rev = raise_rates_fence(state.ledger.as_ref(), &mut tx, code, rev + 1, Some(canonical.effective_from)).await?;
     platform::fault::point("rates.after_fence");
     tx.commit().await?;
-    state.revisions.publish(revision::rates_key(code), rev).await;
+    state.revisions.publish(contracts::revision::rates(code), rev).await;
     product(&state.pool, code).await
 }
 
@@ -143,7 +142,7 @@ pub async fn sync_rates_fences(state: &AppState, ledger: &dyn Ledger) -> Result<
         let Some(rev) = store::lock_product_rates(&mut tx, &code).await? else { continue };
         let rev = raise_rates_fence(ledger, &mut tx, &code, rev, None).await?;
         tx.commit().await?;
-        state.revisions.publish(revision::rates_key(&code), rev).await;
+        state.revisions.publish(contracts::revision::rates(&code), rev).await;
     }
     Ok(())
 }

@@ -43,15 +43,15 @@ impl Config {
 pub async fn build(config: Config) -> anyhow::Result<App<AppState>> {
     let infra = platform::runtime::start(&config.common, &MIGRATOR, false, 10).await?;
     let kafka = config.kafka;
-    kafka.ensure_topics(&[platform::kafka::TAX_TOPIC, platform::kafka::TAX_DLQ_TOPIC]).await?;
+    kafka.ensure_topics(&[contracts::TAX_TOPIC, contracts::TAX_DLQ_TOPIC]).await?;
 
     let healthy = Arc::new(AtomicBool::new(true));
     let worker = consumer::Worker {
         pool: infra.pool.clone(),
         consumer: Arc::new(kafka.consumer(&config.group)?),
         dlq: kafka.producer()?,
-        topic: kafka.topic(platform::kafka::TAX_TOPIC),
-        dlq_topic: kafka.topic(platform::kafka::TAX_DLQ_TOPIC),
+        topic: kafka.topic(contracts::TAX_TOPIC),
+        dlq_topic: kafka.topic(contracts::TAX_DLQ_TOPIC),
         healthy: healthy.clone(),
     };
     let probe = worker.consumer.clone();
@@ -86,6 +86,5 @@ pub async fn build(config: Config) -> anyhow::Result<App<AppState>> {
 /// The service as its own process: settings from the environment, until SIGTERM.
 pub async fn run() -> anyhow::Result<()> {
     let config = Config::from_env(&Env::process())?;
-    let _telemetry = platform::telemetry::init(config.common.service, config.common.otlp_endpoint.as_deref())?;
-    build(config).await?.run_until_stopped().await
+    platform::runtime::run_alone(&config.common.clone(), build(config)).await
 }

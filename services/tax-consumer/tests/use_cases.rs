@@ -30,7 +30,7 @@ async fn an_event_delivered_twice_is_one_withholding_record() {
     })
     .to_string();
     let producer = kafka.producer().unwrap();
-    let topic = kafka.topic(platform::kafka::TAX_TOPIC);
+    let topic = kafka.topic(contracts::TAX_TOPIC);
     let key = payout_id.to_string();
     for _ in 0..2 {
         let record = FutureRecord::to(&topic).key(&key).payload(&event);

@@ -1,6 +1,6 @@
 //! What a payout costs in SQL statements, commits, WAL flushes and HTTP calls: snapshots of
 //! `pg_stat_statements` (statements per database and text), `pg_stat_database` (commits),
-//! `pg_stat_wal` (WAL syncs) and every service's `http_client_requests_total`, diffed around a
+//! `pg_stat_wal` (WAL syncs) and every service's `peer_calls_total`, diffed around a
 //! measurement and divided by the payouts made. Background work (the outbox relay, the tax
 //! consumer, sweepers) lands in the same counters; it is part of a payout's cost.
 
