@@ -8,7 +8,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 STATE="${BANK_STATE_DIR:-$ROOT/.local}"
 C="${CUSTOMER_URL:-http://127.0.0.1:8081}"; A="${ACCOUNT_INFO_URL:-http://127.0.0.1:8082}"
 L="${ACCOUNTING_URL:-http://127.0.0.1:8083}"; I="${INTEREST_URL:-http://127.0.0.1:8084}"
-T="${TAX_URL:-http://127.0.0.1:8085}"
+T="${TAX_URL:-http://127.0.0.1:8085}"; G="${GATEWAY_URL:-http://127.0.0.1:8080}"
 json() { curl -sS -f -H 'content-type: application/json' "$@"; }
 field() { sed -n "s/.*\"$1\":\"\\([^\"]*\\)\".*/\\1/p"; }
 
@@ -72,29 +72,43 @@ if [ ! -f "$STATE/demo.env" ]; then
 fi
 # shellcheck disable=SC1091
 . "$STATE/demo.env"
+KIM="$(curl -sf "$A/v1/accounts/$ACCOUNT_1" | field customer_id)"
+token() { "${BANKCTL:-bankctl}" token --key "${ISSUER_KEY:-$STATE/auth/issuer.key.pem}" --minutes 720 "$@"; }
+{
+  echo "KIM_TOKEN=$(token --sub "$KIM" --scope customer)"
+  echo "OPS_TOKEN=$(token --sub ops-demo --scope 'ops:read ops:write')"
+  echo "BATCH_TOKEN=$(token --sub payout-job --scope batch)"
+} >"$STATE/demo-tokens.env"
 cat <<MSG
 
-Services:
+The gateway (the one public entry: bearer tokens, each customer sees only their own accounts):
+  $G
+Demo tokens (12 hours, signed by the local issuer in $STATE/auth):
+  . $STATE/demo-tokens.env     # sets KIM_TOKEN (customer Kim), OPS_TOKEN (ops:read ops:write), BATCH_TOKEN
+
+Walk-through through the gateway (Kim's account $ACCOUNT_1):
+  curl -s -H "Authorization: Bearer \$KIM_TOKEN" $G/v1/me/accounts
+  curl -s -H "Authorization: Bearer \$KIM_TOKEN" $G/v1/me/accounts/$ACCOUNT_1/interest          # estimate
+  curl -s -X POST -H "Authorization: Bearer \$KIM_TOKEN" -H 'Idempotency-Key: demo-1' $G/v1/me/accounts/$ACCOUNT_1/payouts
+  curl -s -X POST -H "Authorization: Bearer \$KIM_TOKEN" -H 'Idempotency-Key: demo-1' $G/v1/me/accounts/$ACCOUNT_1/payouts   # same answer
+  curl -s -X POST -H "Authorization: Bearer \$KIM_TOKEN" -H 'Idempotency-Key: demo-2' $G/v1/me/accounts/$ACCOUNT_1/payouts   # ALREADY_PAID_TODAY
+  curl -s -H "Authorization: Bearer \$KIM_TOKEN" $G/v1/me/accounts/$ACCOUNT_1/payouts          # history
+  curl -s -H "Authorization: Bearer \$KIM_TOKEN" $G/v1/me/accounts/$ACCOUNT_4/interest          # Choi's account: 404 for Kim
+  curl -s $G/v1/me/accounts                                                          # no token: 401
+  curl -s -H "Authorization: Bearer \$OPS_TOKEN" "$G/v1/ops/tax/withholdings?account_id=$ACCOUNT_1"
+  curl -s -H "Authorization: Bearer \$OPS_TOKEN" "$G/v1/ops/tax/reports/monthly?month=$(date +%Y-%m)"
+  curl -s -X POST -H "Authorization: Bearer \$BATCH_TOKEN" -H 'content-type: application/json' $G/v1/ops/payout-runs -d '{}'
+
+The services behind it (internal: the gateway's upstreams and ops tooling, not for the channel):
   customer      $C      (OpenAPI: $C/openapi.json)
   account-info  $A
-  accounting    $L
-  interest      $I
+  accounting    $L      e.g. curl -s $L/v1/ledger/accounts/$ACCOUNT_1/entries
+  interest      $I      e.g. curl -s $I/v1/interest/accounts/$ACCOUNT_4   (restricted customer: payable false)
   tax-consumer  $T
-  metrics at /metrics, health at /health/live and /health/ready on each.
-
-Walk-through (Kim's account $ACCOUNT_1):
-  curl -s $L/v1/ledger/accounts/$ACCOUNT_1/balance
-  curl -s $I/v1/interest/accounts/$ACCOUNT_1                       # estimate
-  curl -s -X POST -H 'Idempotency-Key: demo-1' $I/v1/interest/accounts/$ACCOUNT_1/payouts
-  curl -s -X POST -H 'Idempotency-Key: demo-1' $I/v1/interest/accounts/$ACCOUNT_1/payouts   # same answer
-  curl -s -X POST -H 'Idempotency-Key: demo-2' $I/v1/interest/accounts/$ACCOUNT_1/payouts   # ALREADY_PAID_TODAY
-  curl -s $L/v1/ledger/accounts/$ACCOUNT_1/entries
-  curl -s "$T/v1/tax/withholdings?account_id=$ACCOUNT_1"
-  curl -s "$T/v1/tax/reports/monthly?month=$(date +%Y-%m)"
-  curl -s $I/v1/interest/accounts/$ACCOUNT_4                       # restricted customer: payable false
+  metrics at /metrics, health at /health/live and /health/ready on each (and on the gateway).
 MSG
 if [ "$manual" = 1 ]; then
-  echo "  curl -s -X PUT -H 'content-type: application/json' $I/v1/admin/clock -d '{\"today\":\"$(date -d "$today +1 day" +%F)\"}'   # live through a day"
+  echo "  curl -s -X PUT -H \"Authorization: Bearer \$OPS_TOKEN\" -H 'content-type: application/json' $G/v1/ops/clock -d '{\"today\":\"$(date -d "$today +1 day" +%F)\"}'   # live through a day"
 fi
 echo
 echo "Stop everything with: bash deploy/down.sh"

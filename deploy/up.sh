@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Brings the whole system up locally: infrastructure, the five services (migrations run at their
-# start), demo data, then prints the URLs and a curl walk-through. Stop it all with deploy/down.sh.
+# Brings the whole system up locally: infrastructure, the five services and the gateway in front of
+# them (migrations run at their start), a local token issuer's key pair, demo data, then prints
+# the URLs, demo tokens and a curl walk-through. Stop it all with deploy/down.sh.
 # Env overrides: CLOCK_MODE (default manual here, so the demo can live through days; "system" uses
-# the real Seoul date), CUSTOMER_PORT ACCOUNT_INFO_PORT ACCOUNTING_PORT INTEREST_PORT TAX_PORT,
+# the real Seoul date), CUSTOMER_PORT ACCOUNT_INFO_PORT ACCOUNTING_PORT INTEREST_PORT TAX_PORT GATEWAY_PORT,
 # DATABASE_URL_BASE, REDIS_URL, KAFKA_BROKERS, OTEL_EXPORTER_OTLP_ENDPOINT, DEMO_DATA=0 to skip data,
 # TOPOLOGY=monolith to run the same five services in one process (the `bank` binary: same ports,
 # same databases, calls between services in-process instead of over HTTP).
@@ -22,7 +23,18 @@ CUSTOMER_PORT="${CUSTOMER_PORT:-8081}"; ACCOUNT_INFO_PORT="${ACCOUNT_INFO_PORT:-
 ACCOUNTING_PORT="${ACCOUNTING_PORT:-8083}"; INTEREST_PORT="${INTEREST_PORT:-8084}"; TAX_PORT="${TAX_PORT:-8085}"
 export CUSTOMER_URL="http://127.0.0.1:$CUSTOMER_PORT" ACCOUNT_INFO_URL="http://127.0.0.1:$ACCOUNT_INFO_PORT"
 export ACCOUNTING_URL="http://127.0.0.1:$ACCOUNTING_PORT" INTEREST_URL="http://127.0.0.1:$INTEREST_PORT"
-TAX_URL="http://127.0.0.1:$TAX_PORT"
+export TAX_URL="http://127.0.0.1:$TAX_PORT"
+GATEWAY_PORT="${GATEWAY_PORT:-8080}"; GATEWAY_URL="http://127.0.0.1:$GATEWAY_PORT"
+
+# A local token issuer for the gateway (demo only: production tokens come from the bank's identity
+# provider, whose public keys the gateway is given).
+AUTH_DIR="$STATE/auth"
+mkdir -p "$AUTH_DIR"
+if [ ! -f "$AUTH_DIR/issuer.key.pem" ]; then
+  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$AUTH_DIR/issuer.key.pem" 2>/dev/null
+  openssl pkey -in "$AUTH_DIR/issuer.key.pem" -pubout -out "$AUTH_DIR/issuer.pub.pem"
+  chmod 600 "$AUTH_DIR/issuer.key.pem"
+fi
 
 echo "[up] building the services"
 cargo build --release --bins -q
@@ -51,16 +63,18 @@ else
   start accounting "$ACCOUNTING_PORT" accounting
   start tax-consumer "$TAX_PORT" tax
 fi
-for url in "$CUSTOMER_URL" "$ACCOUNT_INFO_URL" "$ACCOUNTING_URL" "$INTEREST_URL" "$TAX_URL"; do
+AUTH_PUBLIC_KEY_FILE="$AUTH_DIR/issuer.pub.pem" start gateway "$GATEWAY_PORT" gateway
+for url in "$CUSTOMER_URL" "$ACCOUNT_INFO_URL" "$ACCOUNTING_URL" "$INTEREST_URL" "$TAX_URL" "$GATEWAY_URL"; do
   for i in $(seq 1 120); do
     curl -sf "$url/health/ready" >/dev/null && break
     [ "$i" = 120 ] && { echo "[up] $url did not become ready; see $STATE/logs"; exit 1; }
     sleep 0.5
   done
 done
-echo "[up] all five services are ready"
+echo "[up] all five services and the gateway are ready"
 
 if [ "${DEMO_DATA:-1}" = "1" ]; then
   CUSTOMER_URL="$CUSTOMER_URL" ACCOUNT_INFO_URL="$ACCOUNT_INFO_URL" ACCOUNTING_URL="$ACCOUNTING_URL" \
-    INTEREST_URL="$INTEREST_URL" bash deploy/demo-data.sh
+    INTEREST_URL="$INTEREST_URL" GATEWAY_URL="$GATEWAY_URL" BANKCTL="$BIN/bankctl" \
+    ISSUER_KEY="$AUTH_DIR/issuer.key.pem" bash deploy/demo-data.sh
 fi

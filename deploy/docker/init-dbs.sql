@@ -3,3 +3,4 @@ CREATE DATABASE account_info;
 CREATE DATABASE accounting;
 CREATE DATABASE interest;
 CREATE DATABASE tax;
+CREATE DATABASE gateway;

@@ -62,7 +62,7 @@ SERVICES = {
         "/v1/customers/{id}/tax-category": [("put", "Change a customer's tax category (fenced in the ledger before it commits)", "ChangeTaxCategory", "Customer")],
     }),
     "account-info": ("Account-info service", {
-        "/v1/accounts": [("post", "Open an account (opening date = business date)", "OpenAccount", "Account"), ("get", "List accounts by product and status, keyset-paged (?product_code=&status=&after=&limit=)", None, "AccountPage")],
+        "/v1/accounts": [("post", "Open an account (opening date = business date)", "OpenAccount", "Account"), ("get", "List accounts by product, status or customer, keyset-paged (?product_code=&status=&customer_id=&after=&limit=)", None, "AccountPage")],
         "/v1/accounts/{id}": [("get", "Read an account", None, "Account")],
         "/v1/accounts/{id}/status": [("put", "Change an account's status", "ChangeAccountStatus", "Account")],
         "/v1/accounts/{id}/holds": [("put", "Set deposit/withdrawal holds", "ChangeHolds", "Account")],
@@ -93,11 +93,26 @@ SERVICES = {
         "/v1/tax/dead-letters": [("get", "Dead-lettered messages", None, "DeadLetters")],
         "/v1/tax/dead-letters/replay": [("post", "Replay dead letters", "Replay", "ReplayResult")],
     }),
+    "gateway": ("Gateway (the public entry; every route needs Authorization: Bearer <ES256 JWT>; 401 without a valid token, 403 INSUFFICIENT_SCOPE, 429 RATE_LIMITED with Retry-After)", {
+        "/v1/me/accounts": [("get", "My accounts (scope customer; ?after=&limit=)", None, "AccountPage")],
+        "/v1/me/accounts/{id}": [("get", "One of my accounts (another customer's is 404)", None, "Account")],
+        "/v1/me/accounts/{id}/interest": [("get", "Estimate for one of my accounts (rate limited per customer)", None, "Estimate")],
+        "/v1/me/accounts/{id}/payouts": [("post", "Get interest now on one of my accounts (Idempotency-Key header; rate limited per customer; audited)", None, "Payout"), ("get", "My payout history on the account", None, "Payouts")],
+        "/v1/ops/payout-runs": [("post", "Start a payout run (scope ops:write or batch; audited)", "StartPayoutRun", "PayoutRun")],
+        "/v1/ops/payout-runs/{id}": [("get", "Follow a payout run (ops:read, ops:write or batch)", None, "PayoutRun")],
+        "/v1/ops/payouts": [("get", "Recorded payouts by business date (ops:read; ?from=&to=&after=&limit=)", None, "PayoutPage")],
+        "/v1/ops/dead-letters": [("get", "Dead letters (ops:read)", None, "DeadLetters")],
+        "/v1/ops/dead-letters/replay": [("post", "Replay dead letters (ops:write; audited)", "Replay", "ReplayResult")],
+        "/v1/ops/tax/withholdings": [("get", "Withholding records (ops:read; ?account_id=&from=&to=)", None, "Withholdings")],
+        "/v1/ops/tax/reports/monthly": [("get", "Monthly remittance report (ops:read; ?month=YYYY-MM)", None, "MonthlyReport")],
+        "/v1/ops/clock": [("get", "The manual clock (ops:read; only with CLOCK_MODE=manual)", None, None), ("put", "Move the manual clock (ops:write; audited)", None, None)],
+    }),
 }
 for name, (title, paths) in SERVICES.items():
     doc = {"openapi": "3.1.0", "info": {"title": title, "version": "1.0.0"}, "paths": {}, "components": {"schemas": {}}}
     used = {"Problem"}
-    for path, ops in {**paths, **COMMON}.items():
+    common = {k: v for k, v in COMMON.items() if not (name == "gateway" and k == "/v1/admin/clock")}
+    for path, ops in {**paths, **common}.items():
         item = {}
         for method, summary, req, resp in ops:
             op = {"summary": summary, "responses": {"200": {"description": "ok"}, "4XX": PROBLEM, "503": PROBLEM}}

@@ -40,6 +40,21 @@ fn prefix(svc: &str) -> String {
     svc.to_ascii_uppercase().replace('-', "_")
 }
 
+/// The gateway's test keys.
+pub fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../services/gateway/tests/fixtures")
+}
+
+/// A bearer token signed with one of the fixture keys, for the default issuer and `audience`.
+pub fn token_from(key_file: &str, subject: &str, scope: &str, audience: &str) -> String {
+    let pem = std::fs::read(fixtures().join(key_file)).unwrap();
+    let exp = chrono::Utc::now().timestamp() + 300;
+    let claims =
+        serde_json::json!({"sub": subject, "scope": scope, "iss": "interest-bank", "aud": audience, "exp": exp});
+    let key = jsonwebtoken::EncodingKey::from_ec_pem(&pem).unwrap();
+    jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256), &claims, &key).unwrap()
+}
+
 pub fn kafka_brokers() -> String {
     std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
 }
@@ -485,6 +500,53 @@ impl Stack {
         sqlx::query_scalar(sql).fetch_one(&self.dbs[svc]).await.unwrap()
     }
 
+    /// Starts the gateway in front of the stack (its own process and database), trusting the test
+    /// issuer's key (`services/gateway/tests/fixtures`); its URL is `urls["gateway"]`.
+    pub async fn start_gateway(&mut self, extra_env: &[(&str, &str)]) {
+        let db = format!("{}_gateway", self.run);
+        let mut admin = PgConnection::connect(&format!("{}/postgres", database_base())).await.unwrap();
+        sqlx::query(&format!("CREATE DATABASE {db}")).execute(&mut admin).await.unwrap();
+        let port = free_port();
+        self.urls.insert("gateway", format!("http://127.0.0.1:{port}"));
+        self.ports.insert("gateway", port);
+        let keys = fixtures().join("test-issuer.pub.pem");
+        let log = std::fs::File::create(self.log_dir.join("gateway.log")).unwrap();
+        let child = Command::new(bin_dir().join("gateway"))
+            .envs(self.env.iter().cloned())
+            .env("PORT", port.to_string())
+            .env("DATABASE_URL", format!("{}/{db}", database_base()))
+            .env("TAX_URL", &self.urls["tax-consumer"])
+            .env("AUTH_PUBLIC_KEY_FILE", keys)
+            .envs(extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("cannot start the gateway (cargo build --bins)");
+        self.children.insert("gateway", child);
+        self.wait_ready("gateway").await;
+        self.dbs.insert("gateway", PgPool::connect(&format!("{}/{db}", database_base())).await.unwrap());
+    }
+
+    /// A bearer token from the test issuer, valid for five minutes.
+    pub fn token(&self, subject: &str, scope: &str) -> String {
+        token_from("test-issuer.key.pem", subject, scope, "interest-bank-api")
+    }
+
+    /// A request to the gateway as `token`'s holder.
+    pub async fn as_caller(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Response {
+        let bearer = format!("Bearer {token}");
+        let mut all = vec![("Authorization", bearer.as_str())];
+        all.extend_from_slice(headers);
+        self.call("gateway", method, path, body, &all).await
+    }
+
     pub async fn shutdown(mut self) {
         for (_, mut c) in self.children.drain() {
             let _ = c.kill();
@@ -494,7 +556,7 @@ impl Stack {
             pool.close().await;
         }
         if let Ok(mut admin) = PgConnection::connect(&format!("{}/postgres", database_base())).await {
-            for (_, db) in SERVICES {
+            for db in SERVICES.iter().map(|(_, db)| *db).chain(["gateway"]) {
                 let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {}_{db} WITH (FORCE)", self.run))
                     .execute(&mut admin)
                     .await;

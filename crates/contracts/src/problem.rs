@@ -51,6 +51,13 @@ codes! {
     ValidationFailed = "VALIDATION_FAILED" => 422,
     /// The same Idempotency-Key with a different request.
     IdempotencyKeyReused = "IDEMPOTENCY_KEY_REUSED" => 422,
+    // Who asks (the gateway).
+    /// No valid bearer token (missing, malformed, bad signature, expired, wrong issuer or audience).
+    Unauthorized = "UNAUTHORIZED" => 401,
+    /// A valid token without the scope the route needs.
+    InsufficientScope = "INSUFFICIENT_SCOPE" => 403,
+    /// Too many requests from one customer; `Retry-After` says when to try again.
+    RateLimited = "RATE_LIMITED" => 429,
     // What the request names.
     NotFound = "NOT_FOUND" => 404,
     RouteNotFound = "ROUTE_NOT_FOUND" => 404,

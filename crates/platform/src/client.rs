@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use reqwest::Method;
+use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -60,6 +60,15 @@ impl From<ClientError> for ApiError {
             _ => ApiError::unavailable(e.to_string()),
         }
     }
+}
+
+/// A service's answer as it came.
+#[derive(Debug, Clone)]
+pub struct RawResponse {
+    pub status: StatusCode,
+    pub content_type: Option<String>,
+    pub retry_after: Option<String>,
+    pub body: Vec<u8>,
 }
 
 #[derive(serde::Deserialize)]
@@ -185,6 +194,51 @@ impl ServiceClient {
         body: Option<&B>,
         headers: &[(&str, &str)],
     ) -> Result<T, ClientError> {
+        let target = self.target;
+        let body = match body {
+            Some(b) => Some(serde_json::to_vec(b).map_err(|e| ClientError::Decode { target, detail: e.to_string() })?),
+            None => None,
+        };
+        let raw = self.exchange(method, path, body, headers).await?;
+        let status = raw.status;
+        let problem = serde_json::from_slice::<ProblemBody>(&raw.body).ok().filter(|p| !p.code.is_empty());
+        if status.is_success() {
+            return serde_json::from_slice(&raw.body)
+                .map_err(|e| ClientError::Decode { target, detail: e.to_string() });
+        }
+        if status.is_server_error() {
+            let detail =
+                problem.map_or_else(|| format!("HTTP {status}"), |p| format!("HTTP {status} {}: {}", p.code, p.detail));
+            return Err(ClientError::Unavailable { target, detail });
+        }
+        let p = problem.unwrap_or(ProblemBody { code: String::new(), detail: String::new() });
+        Err(ClientError::Problem { target, status: status.as_u16(), code: p.code, detail: p.detail })
+    }
+
+    /// One request as it is, answered as it is (any status, the body's bytes): for a gateway that
+    /// passes a service's answer through. Only silence, gateways and unexplained 5xx are errors.
+    pub async fn forward(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        headers: &[(&str, &str)],
+    ) -> Result<RawResponse, ClientError> {
+        let raw = self.exchange(method, path, body, headers).await?;
+        if raw.status.is_server_error() && serde_json::from_slice::<ProblemBody>(&raw.body).is_err() {
+            return Err(ClientError::Unavailable { target: self.target, detail: format!("HTTP {}", raw.status) });
+        }
+        Ok(raw)
+    }
+
+    /// The wire: trace context, breaker, timeout, counting.
+    async fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        headers: &[(&str, &str)],
+    ) -> Result<RawResponse, ClientError> {
         let mut req = self.http.request(method, format!("{}{}", self.base, path));
         for (k, v) in current_trace_headers() {
             req = req.header(k, v);
@@ -193,7 +247,7 @@ impl ServiceClient {
             req = req.header(*k, *v);
         }
         if let Some(b) = body {
-            req = req.json(b);
+            req = req.header(reqwest::header::CONTENT_TYPE, "application/json").body(b);
         }
         let target = self.target;
         self.admit()?;
@@ -208,6 +262,10 @@ impl ServiceClient {
         let status = resp.status();
         metrics::counter!("http_client_requests_total", "target" => target, "status" => status.as_u16().to_string())
             .increment(1);
+        let header = |name: reqwest::header::HeaderName| {
+            resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+        };
+        let (content_type, retry_after) = (header(reqwest::header::CONTENT_TYPE), header(reqwest::header::RETRY_AFTER));
         let bytes = match resp.bytes().await {
             Ok(b) => b,
             Err(e) => {
@@ -215,19 +273,10 @@ impl ServiceClient {
                 return Err(ClientError::Unavailable { target, detail: e.to_string() });
             }
         };
-        let problem = serde_json::from_slice::<ProblemBody>(&bytes).ok().filter(|p| !p.code.is_empty());
+        let explained = serde_json::from_slice::<ProblemBody>(&bytes).ok().is_some_and(|p| !p.code.is_empty());
         // A dependency that answers with a problem is alive (e.g. 503 ACCOUNT_BUSY under contention);
         // only silence, gateways and unexplained 5xx count against the breaker.
-        self.outcome(status.is_server_error() && problem.is_none());
-        if status.is_success() {
-            return serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode { target, detail: e.to_string() });
-        }
-        if status.is_server_error() {
-            let detail =
-                problem.map_or_else(|| format!("HTTP {status}"), |p| format!("HTTP {status} {}: {}", p.code, p.detail));
-            return Err(ClientError::Unavailable { target, detail });
-        }
-        let p = problem.unwrap_or(ProblemBody { code: String::new(), detail: String::new() });
-        Err(ClientError::Problem { target, status: status.as_u16(), code: p.code, detail: p.detail })
+        self.outcome(status.is_server_error() && !explained);
+        Ok(RawResponse { status, content_type, retry_after, body: bytes.to_vec() })
     }
 }

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use contracts::{Account, AccountPage, PayoutFence};
-use domain::AccountStatus;
 use peers::Ledger;
 use platform::{ApiError, ApiResult};
 use uuid::Uuid;
@@ -24,18 +23,12 @@ pub async fn read(s: &AppState, id: Uuid) -> ApiResult<Account> {
     store::find(&s.pool, id).await?.ok_or_else(|| not_found(id))
 }
 
-/// One keyset page of accounts in id order, optionally of one product and status.
-pub async fn list(
-    s: &AppState,
-    product_code: Option<&str>,
-    status: Option<AccountStatus>,
-    after: Option<Uuid>,
-    limit: i64,
-) -> ApiResult<AccountPage> {
+/// One keyset page of accounts in id order, optionally of one product, status or customer.
+pub async fn list(s: &AppState, filter: &store::Filter<'_>, after: Option<Uuid>, limit: i64) -> ApiResult<AccountPage> {
     if !(1..=5000).contains(&limit) {
         return Err(ApiError::validation("limit", "limit must be 1 to 5000"));
     }
-    let accounts = store::list(&s.pool, product_code, status, after, limit).await?;
+    let accounts = store::list(&s.pool, filter, after, limit).await?;
     let next_after = if accounts.len() as i64 == limit { accounts.last().map(|a| a.account_id) } else { None };
     Ok(AccountPage { accounts, next_after })
 }

@@ -82,6 +82,7 @@ async fn change_holds(
 struct ListQuery {
     product_code: Option<String>,
     status: Option<String>,
+    customer_id: Option<Uuid>,
     after: Option<Uuid>,
     limit: Option<i64>,
 }
@@ -91,6 +92,7 @@ async fn list(State(s): State<AppState>, Query(q): Query<ListQuery>) -> ApiResul
         None => None,
         Some(v) => Some(AccountStatus::parse(v).ok_or_else(|| ApiError::validation("status", "unknown status"))?),
     };
-    let page = changes::list(&s, q.product_code.as_deref(), status, q.after, q.limit.unwrap_or(500)).await?;
+    let filter = store::Filter { product_code: q.product_code.as_deref(), status, customer_id: q.customer_id };
+    let page = changes::list(&s, &filter, q.after, q.limit.unwrap_or(500)).await?;
     Ok(Json(page))
 }

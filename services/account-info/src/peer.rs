@@ -28,7 +28,12 @@ impl peers::Accounts for Accounts {
         in_process(self.caller, "account-info", self.timeout, changes::read(&self.state, id)).await
     }
     async fn list(&self, after: Option<Uuid>, limit: i64) -> Result<AccountPage, PeerError> {
-        in_process(self.caller, "account-info", self.timeout, changes::list(&self.state, None, None, after, limit))
-            .await
+        in_process(
+            self.caller,
+            "account-info",
+            self.timeout,
+            changes::list(&self.state, &Default::default(), after, limit),
+        )
+        .await
     }
 }

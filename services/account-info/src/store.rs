@@ -87,24 +87,28 @@ pub async fn apply(conn: &mut PgConnection, id: Uuid, change: &Change) -> Result
 }
 
 /// Keyset page ordered by account id: streams any number of accounts without OFFSET.
-pub async fn list(
-    pool: &PgPool,
-    product_code: Option<&str>,
-    status: Option<AccountStatus>,
-    after: Option<Uuid>,
-    limit: i64,
-) -> Result<Vec<Account>, sqlx::Error> {
+/// Which accounts a listing returns (every condition optional).
+#[derive(Default)]
+pub struct Filter<'a> {
+    pub product_code: Option<&'a str>,
+    pub status: Option<AccountStatus>,
+    pub customer_id: Option<Uuid>,
+}
+
+pub async fn list(pool: &PgPool, f: &Filter<'_>, after: Option<Uuid>, limit: i64) -> Result<Vec<Account>, sqlx::Error> {
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM accounts
          WHERE ($1::text IS NULL OR product_code = $1)
            AND ($2::text IS NULL OR status = $2)
            AND ($3::uuid IS NULL OR account_id > $3)
+           AND ($5::uuid IS NULL OR customer_id = $5)
          ORDER BY account_id LIMIT $4"
     ))
-    .bind(product_code)
-    .bind(status.map(AccountStatus::as_str))
+    .bind(f.product_code)
+    .bind(f.status.map(AccountStatus::as_str))
     .bind(after)
     .bind(limit)
+    .bind(f.customer_id)
     .fetch_all(pool)
     .await?;
     rows.iter().map(to_account).collect()

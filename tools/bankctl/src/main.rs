@@ -4,13 +4,16 @@
 //! bankctl payout-run [--date YYYY-MM-DD] [--accounts FILE] [--no-progress]
 //! bankctl payout-run --follow RUN_ID
 //! bankctl reconcile --from YYYY-MM-DD --to YYYY-MM-DD [--json]
+//! bankctl token --key PEM --sub SUBJECT --scope "SCOPES" [--minutes N]
 //! ```
 //! Starts today's payout run (every account, or the ids in FILE, one per line), follows it with a
 //! progress bar until it ends, and prints the summary. If a run for that date and scope already
 //! exists, follows that one. Exit code: 0 completed with no failed account, 1 completed with
 //! failures or expired, 2 could not start or follow. `reconcile` compares interest payouts, ledger
 //! postings and withholding records (exit 0 clean, 1 differences, 2 could not read).
-//! `INTEREST_URL`, `ACCOUNTING_URL`, `TAX_URL` (default the local ports).
+//! `INTEREST_URL`, `ACCOUNTING_URL`, `TAX_URL` (default the local ports). `token` signs a bearer
+//! token for the gateway (ES256) with a local issuer's private key — for demos and local tests;
+//! production tokens come from the bank's identity provider (`AUTH_ISSUER`, `AUTH_AUDIENCE`).
 
 mod reconcile;
 
@@ -56,7 +59,8 @@ async fn main() -> ExitCode {
 }
 
 const USAGE: &str = "usage: bankctl payout-run [--date YYYY-MM-DD] [--accounts FILE] [--follow RUN_ID] [--no-progress]
-       bankctl reconcile --from YYYY-MM-DD --to YYYY-MM-DD [--json]";
+       bankctl reconcile --from YYYY-MM-DD --to YYYY-MM-DD [--json]
+       bankctl token --key PEM --sub SUBJECT --scope \"customer | ops:read | ops:write | batch\" [--minutes N]";
 
 fn url(var: &str, default: &str) -> String {
     std::env::var(var).unwrap_or_else(|_| default.to_string())
@@ -67,8 +71,36 @@ async fn run() -> anyhow::Result<bool> {
     match it.next().as_deref() {
         Some("payout-run") => payout_run(args(it)?).await,
         Some("reconcile") => reconcile_cmd(it).await,
+        Some("token") => token_cmd(it),
         _ => bail!("{USAGE}"),
     }
+}
+
+fn token_cmd(mut it: impl Iterator<Item = String>) -> anyhow::Result<bool> {
+    let (mut key, mut sub, mut scope, mut minutes) = (None, None, None, 60i64);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--key" => key = Some(it.next().context("--key needs a PEM file")?),
+            "--sub" => sub = Some(it.next().context("--sub needs a subject")?),
+            "--scope" => scope = Some(it.next().context("--scope needs scopes")?),
+            "--minutes" => minutes = it.next().context("--minutes needs a number")?.parse()?,
+            other => bail!("unknown argument {other}\n{USAGE}"),
+        }
+    }
+    let key = key.context("--key is required")?;
+    let pem = std::fs::read(&key).with_context(|| format!("cannot read {key}"))?;
+    let claims = serde_json::json!({
+        "sub": sub.context("--sub is required")?,
+        "scope": scope.context("--scope is required")?,
+        "iss": url("AUTH_ISSUER", "interest-bank"),
+        "aud": url("AUTH_AUDIENCE", "interest-bank-api"),
+        "iat": chrono::Utc::now().timestamp(),
+        "exp": chrono::Utc::now().timestamp() + 60 * minutes,
+    });
+    let key =
+        jsonwebtoken::EncodingKey::from_ec_pem(&pem).context("the key must be an EC P-256 private key (PKCS#8 PEM)")?;
+    println!("{}", jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256), &claims, &key)?);
+    Ok(true)
 }
 
 async fn reconcile_cmd(mut it: impl Iterator<Item = String>) -> anyhow::Result<bool> {

@@ -1,0 +1,51 @@
+//! The gateway's own refusals and their problems.
+
+use axum::response::{IntoResponse, Response};
+use contracts::problem::Code;
+use platform::client::ClientError;
+use platform::ApiError;
+use uuid::Uuid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("this route needs the scope {0}")]
+    Scope(String),
+    #[error("too many requests; retry later")]
+    RateLimited { retry_after_secs: u64 },
+    /// Unknown, or another customer's: the same answer, so existence is not leaked.
+    #[error("no account {0}")]
+    AccountNotFound(Uuid),
+    #[error("the Idempotency-Key header is required")]
+    KeyRequired,
+    #[error("no such route (the clock is the system's)")]
+    NoClock,
+    #[error(transparent)]
+    Upstream(#[from] ClientError),
+}
+
+impl From<GatewayError> for ApiError {
+    fn from(e: GatewayError) -> Self {
+        let detail = e.to_string();
+        match e {
+            GatewayError::Unauthorized(_) => ApiError::of(Code::Unauthorized, detail),
+            GatewayError::Scope(_) => ApiError::of(Code::InsufficientScope, detail),
+            GatewayError::RateLimited { retry_after_secs } => {
+                ApiError::of(Code::RateLimited, detail).with_retry_after(retry_after_secs)
+            }
+            GatewayError::AccountNotFound(_) => ApiError::of(Code::AccountNotFound, detail),
+            GatewayError::KeyRequired => ApiError::of(Code::IdempotencyKeyRequired, detail),
+            GatewayError::NoClock => ApiError::of(Code::RouteNotFound, detail),
+            GatewayError::Upstream(c) => c.into(),
+        }
+    }
+}
+
+impl IntoResponse for GatewayError {
+    fn into_response(self) -> Response {
+        ApiError::from(self).into_response()
+    }
+}
+
+pub type GatewayResult<T> = Result<T, GatewayError>;

@@ -1,0 +1,219 @@
+//! The gateway's routes: the channel's `/v1/me/…` (a customer's own accounts only) and ops'
+//! `/v1/ops/…` (each with its scope). Every money-moving or ops request is audited.
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::HeaderMap;
+use axum::middleware;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use contracts::problem::Code;
+use contracts::Account;
+use platform::extract::{Path, Query};
+use reqwest::Method;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::audit;
+use crate::auth::{Caller, Scope};
+use crate::error::{GatewayError, GatewayResult};
+use crate::forward::forward;
+use crate::limits::Kind;
+use crate::state::AppState;
+
+const READ: &[Scope] = &[Scope::OpsRead, Scope::OpsWrite];
+const WRITE: &[Scope] = &[Scope::OpsWrite];
+const RUNS: &[Scope] = &[Scope::OpsWrite, Scope::Batch];
+const RUNS_READ: &[Scope] = &[Scope::OpsRead, Scope::OpsWrite, Scope::Batch];
+
+pub fn routes(state: AppState) -> Router {
+    let audited = Router::new()
+        .route("/v1/me/accounts/{id}/payouts", post(pay).get(history))
+        .route("/v1/ops/payout-runs", post(start_run))
+        .route("/v1/ops/payout-runs/{id}", get(read_run))
+        .route("/v1/ops/payouts", get(payouts))
+        .route("/v1/ops/dead-letters", get(dead_letters))
+        .route("/v1/ops/dead-letters/replay", post(replay))
+        .route("/v1/ops/tax/withholdings", get(withholdings))
+        .route("/v1/ops/tax/reports/monthly", get(monthly))
+        .route("/v1/ops/clock", get(read_clock).put(set_clock))
+        .route_layer(middleware::from_fn_with_state(state.clone(), audit::record));
+    Router::new()
+        .route("/v1/me/accounts", get(my_accounts))
+        .route("/v1/me/accounts/{id}", get(my_account))
+        .route("/v1/me/accounts/{id}/interest", get(estimate))
+        .merge(audited)
+        .with_state(state)
+}
+
+/// The account, if it is the caller's; another customer's account does not exist for them (404,
+/// as for an unknown one), so existence is never leaked.
+async fn own_account(s: &AppState, me: Uuid, id: Uuid) -> GatewayResult<Account> {
+    match s.upstreams.account_info.get::<Account>(&format!("/v1/accounts/{id}")).await {
+        Ok(a) if a.customer_id == me => Ok(a),
+        Ok(_) => Err(GatewayError::AccountNotFound(id)),
+        Err(e) if e.refusal() == Some(Code::AccountNotFound) => Err(GatewayError::AccountNotFound(id)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    after: Option<Uuid>,
+    limit: Option<u16>,
+}
+
+async fn my_accounts(State(s): State<AppState>, caller: Caller, Query(q): Query<PageQuery>) -> GatewayResult<Response> {
+    let me = caller.customer()?;
+    let mut path = format!("/v1/accounts?customer_id={me}&limit={}", q.limit.unwrap_or(100).clamp(1, 1000));
+    if let Some(a) = q.after {
+        path.push_str(&format!("&after={a}"));
+    }
+    forward(&s.upstreams.account_info, Method::GET, &path, None, &HeaderMap::new()).await
+}
+
+async fn my_account(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> GatewayResult<axum::Json<Account>> {
+    Ok(axum::Json(own_account(&s, caller.customer()?, id).await?))
+}
+
+async fn estimate(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+) -> GatewayResult<Response> {
+    let me = caller.customer()?;
+    s.limits.check(Kind::Estimate, me)?;
+    own_account(&s, me, id).await?;
+    forward(&s.upstreams.interest, Method::GET, &format!("/v1/interest/accounts/{id}"), None, &headers).await
+}
+
+/// "Get interest now" for one of my accounts (`Idempotency-Key` required, passed on).
+async fn pay(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+) -> GatewayResult<Response> {
+    let me = caller.customer()?;
+    s.limits.check(Kind::Payout, me)?;
+    if !headers.contains_key("idempotency-key") {
+        return Err(GatewayError::KeyRequired);
+    }
+    own_account(&s, me, id).await?;
+    forward(&s.upstreams.interest, Method::POST, &format!("/v1/interest/accounts/{id}/payouts"), None, &headers).await
+}
+
+async fn history(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+) -> GatewayResult<Response> {
+    let me = caller.customer()?;
+    own_account(&s, me, id).await?;
+    forward(&s.upstreams.interest, Method::GET, &format!("/v1/interest/accounts/{id}/payouts"), None, &headers).await
+}
+
+fn with_query(path: &str, q: Option<String>) -> String {
+    match q {
+        Some(q) if !q.is_empty() => format!("{path}?{q}"),
+        _ => path.to_string(),
+    }
+}
+
+async fn start_run(
+    State(s): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> GatewayResult<Response> {
+    caller.require(RUNS)?;
+    forward(&s.upstreams.interest, Method::POST, "/v1/interest/payout-runs", Some(body.to_vec()), &headers).await
+}
+
+async fn read_run(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+) -> GatewayResult<Response> {
+    caller.require(RUNS_READ)?;
+    forward(&s.upstreams.interest, Method::GET, &format!("/v1/interest/payout-runs/{id}"), None, &headers).await
+}
+
+async fn payouts(
+    State(s): State<AppState>,
+    caller: Caller,
+    RawQuery(q): RawQuery,
+    h: HeaderMap,
+) -> GatewayResult<Response> {
+    caller.require(READ)?;
+    forward(&s.upstreams.interest, Method::GET, &with_query("/v1/interest/payouts", q), None, &h).await
+}
+
+async fn dead_letters(
+    State(s): State<AppState>,
+    caller: Caller,
+    RawQuery(q): RawQuery,
+    h: HeaderMap,
+) -> GatewayResult<Response> {
+    caller.require(READ)?;
+    forward(&s.upstreams.tax, Method::GET, &with_query("/v1/tax/dead-letters", q), None, &h).await
+}
+
+async fn replay(State(s): State<AppState>, caller: Caller, headers: HeaderMap, body: Bytes) -> GatewayResult<Response> {
+    caller.require(WRITE)?;
+    forward(&s.upstreams.tax, Method::POST, "/v1/tax/dead-letters/replay", Some(body.to_vec()), &headers).await
+}
+
+async fn withholdings(
+    State(s): State<AppState>,
+    caller: Caller,
+    RawQuery(q): RawQuery,
+    h: HeaderMap,
+) -> GatewayResult<Response> {
+    caller.require(READ)?;
+    forward(&s.upstreams.tax, Method::GET, &with_query("/v1/tax/withholdings", q), None, &h).await
+}
+
+async fn monthly(
+    State(s): State<AppState>,
+    caller: Caller,
+    RawQuery(q): RawQuery,
+    h: HeaderMap,
+) -> GatewayResult<Response> {
+    caller.require(READ)?;
+    forward(&s.upstreams.tax, Method::GET, &with_query("/v1/tax/reports/monthly", q), None, &h).await
+}
+
+/// The manual clock exists only with `CLOCK_MODE=manual`; otherwise the route is not there.
+fn clock_route(s: &AppState) -> GatewayResult<()> {
+    if s.clock_manual {
+        Ok(())
+    } else {
+        Err(GatewayError::NoClock)
+    }
+}
+
+async fn read_clock(State(s): State<AppState>, caller: Caller, headers: HeaderMap) -> GatewayResult<Response> {
+    clock_route(&s)?;
+    caller.require(READ)?;
+    forward(&s.upstreams.interest, Method::GET, "/v1/admin/clock", None, &headers).await
+}
+
+async fn set_clock(
+    State(s): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> GatewayResult<Response> {
+    clock_route(&s)?;
+    caller.require(WRITE)?;
+    forward(&s.upstreams.interest, Method::PUT, "/v1/admin/clock", Some(body.to_vec()), &headers).await
+}

@@ -1,0 +1,114 @@
+//! The gateway: the only public entry for the mobile channel, ops and batch callers. It verifies
+//! bearer JWTs (ES256, keys from configuration), lets a customer see and pay only their own
+//! accounts (another's is a 404: existence is not leaked), gives each ops route its scope (403
+//! otherwise), limits each customer's estimates and payouts (429 with `Retry-After`), audits every
+//! money-moving or ops request in its own database, and forwards to the five services over HTTP.
+
+mod audit;
+mod auth;
+mod error;
+mod forward;
+mod http;
+mod limits;
+mod state;
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use platform::client::{ClientSettings, ServiceClient};
+use platform::clock::Clock;
+use platform::config::{Common, Env};
+use platform::runtime::App;
+
+pub use auth::Scope;
+pub use state::AppState;
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/gateway");
+
+/// The gateway's settings.
+pub struct Config {
+    pub common: Common,
+    pub client: ClientSettings,
+    /// `(customer, account-info, accounting, interest, tax-consumer)` base URLs.
+    pub upstreams: [String; 5],
+    /// A JWKS document or a PEM public key (`AUTH_JWKS`, or the file `AUTH_JWKS_FILE` /
+    /// `AUTH_PUBLIC_KEY_FILE` names).
+    pub keys: String,
+    pub issuer: String,
+    pub audience: String,
+    pub leeway_secs: u64,
+    pub estimates_per_minute: NonZeroU32,
+    pub payouts_per_minute: NonZeroU32,
+}
+
+impl Config {
+    pub fn from_env(env: &Env) -> anyhow::Result<Self> {
+        let keys =
+            match (env.optional("AUTH_JWKS"), env.optional("AUTH_JWKS_FILE"), env.optional("AUTH_PUBLIC_KEY_FILE")) {
+                (Some(inline), _, _) => inline,
+                (None, Some(path), _) | (None, None, Some(path)) => std::fs::read_to_string(&path)
+                    .map_err(|e| anyhow::anyhow!("cannot read the token keys from {path}: {e}"))?,
+                (None, None, None) => anyhow::bail!(
+                    "the gateway needs the public keys of its token issuer: set AUTH_JWKS_FILE (a JWKS document), \
+                 AUTH_PUBLIC_KEY_FILE (a PEM public key) or AUTH_JWKS (inline); deploy/up.sh makes a local pair"
+                ),
+            };
+        Ok(Self {
+            common: Common::from(env, "gateway", 8080, "gateway")?,
+            client: ClientSettings::from(env)?,
+            upstreams: [
+                env.url("CUSTOMER_URL", "http://127.0.0.1:8081")?,
+                env.url("ACCOUNT_INFO_URL", "http://127.0.0.1:8082")?,
+                env.url("ACCOUNTING_URL", "http://127.0.0.1:8083")?,
+                env.url("INTEREST_URL", "http://127.0.0.1:8084")?,
+                env.url("TAX_URL", "http://127.0.0.1:8085")?,
+            ],
+            keys,
+            issuer: env.var("AUTH_ISSUER", "interest-bank"),
+            audience: env.var("AUTH_AUDIENCE", "interest-bank-api"),
+            leeway_secs: env.parse("AUTH_LEEWAY_SECS", "30")?,
+            estimates_per_minute: env.parse("RATE_LIMIT_ESTIMATES_PER_MINUTE", "120")?,
+            payouts_per_minute: env.parse("RATE_LIMIT_PAYOUTS_PER_MINUTE", "10")?,
+        })
+    }
+}
+
+/// Connects and migrates the audit database, loads the keys, and binds.
+pub async fn build(config: Config) -> anyhow::Result<App<AppState>> {
+    let verifier = auth::Verifier::new(&config.keys, &config.issuer, &config.audience, config.leeway_secs)
+        .map_err(|e| anyhow::anyhow!("the token keys are not usable: {e}"))?;
+    let pool = platform::db::connect(&config.common.database_url, 10, std::time::Duration::from_secs(30)).await?;
+    platform::db::migrate(&pool, &MIGRATOR).await?;
+    let client = |target, url: &str| ServiceClient::new(target, url, config.client);
+    let [customer, account_info, accounting, interest, tax] = &config.upstreams;
+    let upstreams = state::Upstreams {
+        customer: client("customer", customer)?,
+        account_info: client("account-info", account_info)?,
+        accounting: client("accounting", accounting)?,
+        interest: client("interest", interest)?,
+        tax: client("tax-consumer", tax)?,
+    };
+    let state = AppState {
+        pool: pool.clone(),
+        verifier: Arc::new(verifier),
+        upstreams,
+        limits: Arc::new(limits::Limits::new(config.estimates_per_minute, config.payouts_per_minute)),
+        clock_manual: config.common.clock_manual,
+    };
+    let checks = vec![(
+        "database",
+        platform::server::check(move || {
+            let pool = pool.clone();
+            async move { platform::db::ping(&pool).await.map_err(|e| e.to_string()) }
+        }),
+    )];
+    // The gateway serves no clock of its own: the manual clock is an ops route, with its scope.
+    let openapi = include_str!("../openapi.json");
+    App::bind(&config.common, openapi, Clock::System, checks, http::routes(state.clone()), state).await
+}
+
+/// The gateway as its own process: settings from the environment, until SIGTERM.
+pub async fn run() -> anyhow::Result<()> {
+    let config = Config::from_env(&Env::process())?;
+    platform::runtime::run_alone(&config.common.clone(), build(config)).await
+}
