@@ -9,6 +9,8 @@ STATE="${BANK_STATE_DIR:-$ROOT/.local}"
 C="${CUSTOMER_URL:-http://127.0.0.1:8081}"; A="${ACCOUNT_INFO_URL:-http://127.0.0.1:8082}"
 L="${ACCOUNTING_URL:-http://127.0.0.1:8083}"; I="${INTEREST_URL:-http://127.0.0.1:8084}"
 T="${TAX_URL:-http://127.0.0.1:8085}"; G="${GATEWAY_URL:-http://127.0.0.1:8080}"
+# The internal services want their credential (deploy/up.sh exports SERVICE_TOKEN).
+curl() { command curl -H "x-service-token: ${SERVICE_TOKEN:-}" "$@"; }
 json() { curl -sS -f -H 'content-type: application/json' "$@"; }
 field() { sed -n "s/.*\"$1\":\"\\([^\"]*\\)\".*/\\1/p"; }
 
@@ -99,13 +101,16 @@ Walk-through through the gateway (Kim's account $ACCOUNT_1):
   curl -s -H "Authorization: Bearer \$OPS_TOKEN" "$G/v1/ops/tax/reports/monthly?month=$(date +%Y-%m)"
   curl -s -X POST -H "Authorization: Bearer \$BATCH_TOKEN" -H 'content-type: application/json' $G/v1/ops/payout-runs -d '{}'
 
-The services behind it (internal: the gateway's upstreams and ops tooling, not for the channel):
+The services behind it (internal: the gateway's upstreams and ops tooling, not for the channel).
+They answer only callers presenting the service credential ($STATE/service-token):
+  export SERVICE_TOKEN=\$(cat $STATE/service-token)   # bankctl and the bench read it too; with curl:
+  curl -s -H "X-Service-Token: \$SERVICE_TOKEN" $L/v1/ledger/accounts/$ACCOUNT_1/balance
   customer      $C      (OpenAPI: $C/openapi.json)
   account-info  $A
-  accounting    $L      e.g. curl -s $L/v1/ledger/accounts/$ACCOUNT_1/entries
-  interest      $I      e.g. curl -s $I/v1/interest/accounts/$ACCOUNT_4   (restricted customer: payable false)
+  accounting    $L
+  interest      $I      e.g. curl -s -H "X-Service-Token: \$SERVICE_TOKEN" $I/v1/interest/accounts/$ACCOUNT_4   (restricted: payable false)
   tax-consumer  $T
-  metrics at /metrics, health at /health/live and /health/ready on each (and on the gateway).
+  metrics at /metrics (with the credential), health at /health/live and /health/ready on each (open).
 MSG
 if [ "$manual" = 1 ]; then
   echo "  curl -s -X PUT -H \"Authorization: Bearer \$OPS_TOKEN\" -H 'content-type: application/json' $G/v1/ops/clock -d '{\"today\":\"$(date -d "$today +1 day" +%F)\"}'   # live through a day"

@@ -26,6 +26,13 @@ export ACCOUNTING_URL="http://127.0.0.1:$ACCOUNTING_PORT" INTEREST_URL="http://1
 export TAX_URL="http://127.0.0.1:$TAX_PORT"
 GATEWAY_PORT="${GATEWAY_PORT:-8080}"; GATEWAY_URL="http://127.0.0.1:$GATEWAY_PORT"
 
+# The internal services' shared credential (X-Service-Token): only the gateway, the services
+# themselves and ops tools holding it may call them.
+if [ ! -f "$STATE/service-token" ]; then
+  mkdir -p "$STATE"; openssl rand -hex 32 >"$STATE/service-token"; chmod 600 "$STATE/service-token"
+fi
+export SERVICE_TOKEN="${SERVICE_TOKEN:-$(cat "$STATE/service-token")}"
+
 # A local token issuer for the gateway (demo only: production tokens come from the bank's identity
 # provider, whose public keys the gateway is given).
 AUTH_DIR="$STATE/auth"
@@ -64,7 +71,7 @@ else
   start tax-consumer "$TAX_PORT" tax
 fi
 AUTH_PUBLIC_KEY_FILE="$AUTH_DIR/issuer.pub.pem" start gateway "$GATEWAY_PORT" gateway
-for url in "$CUSTOMER_URL" "$ACCOUNT_INFO_URL" "$ACCOUNTING_URL" "$INTEREST_URL" "$TAX_URL" "$GATEWAY_URL"; do
+for url in "$CUSTOMER_URL" "$ACCOUNT_INFO_URL" "$ACCOUNTING_URL" "$INTEREST_URL" "$TAX_URL" "$GATEWAY_URL"; do  # health: open
   for i in $(seq 1 120); do
     curl -sf "$url/health/ready" >/dev/null && break
     [ "$i" = 120 ] && { echo "[up] $url did not become ready; see $STATE/logs"; exit 1; }

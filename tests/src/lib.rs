@@ -55,6 +55,11 @@ pub fn token_from(key_file: &str, subject: &str, scope: &str, audience: &str) ->
     jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256), &claims, &key).unwrap()
 }
 
+/// The internal services' shared credential for a stack.
+pub fn service_token(run: &str) -> String {
+    format!("{run}-service-token")
+}
+
 pub fn kafka_brokers() -> String {
     std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
 }
@@ -138,17 +143,29 @@ impl Stack {
             ("INTEREST_URL".into(), urls["interest"].clone()),
             ("DATABASE_MAX_CONNECTIONS".into(), "10".into()),
             ("RUST_LOG".into(), "info,sqlx=warn,rdkafka=warn".into()),
+            // The internal services require the shared credential, as deployed; the harness's
+            // client and tools present it.
+            ("SERVICE_TOKEN".into(), service_token(&run)),
         ];
         env.extend(extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let log_dir = bin_dir().join("e2e-logs").join(&run);
         std::fs::create_dir_all(&log_dir).unwrap();
+        let token = service_token(&run);
         let mut stack = Stack {
             run,
             urls,
             ports,
             dbs: HashMap::new(),
             topic_prefix,
-            http: Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+            http: Client::builder()
+                .default_headers(
+                    [(reqwest::header::HeaderName::from_static("x-service-token"), token.parse().unwrap())]
+                        .into_iter()
+                        .collect(),
+                )
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
             children: HashMap::new(),
             env,
             log_dir,
@@ -482,6 +499,7 @@ impl Stack {
     pub fn reconcile(&self, from: &str, to: &str) -> Value {
         let out = Command::new(binary("bankctl"))
             .args(["reconcile", "--from", from, "--to", to, "--json"])
+            .env("SERVICE_TOKEN", service_token(&self.run))
             .env("INTEREST_URL", &self.urls["interest"])
             .env("ACCOUNTING_URL", &self.urls["accounting"])
             .env("TAX_URL", &self.urls["tax-consumer"])

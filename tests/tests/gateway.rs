@@ -40,6 +40,17 @@ async fn only_a_valid_token_gets_in() {
         let r = stack.as_caller(&forged, Method::GET, &format!("/v1/me/accounts/{acc_a}/interest"), None, &[]).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{:?}", r.body);
     }
+    // Behind the gateway, the services answer only callers with the service credential.
+    let direct = reqwest::Client::new();
+    for (svc, path) in [
+        ("accounting", format!("/v1/ledger/accounts/{acc_a}/balance")),
+        ("interest", format!("/v1/interest/accounts/{acc_a}")),
+    ] {
+        let r = direct.get(format!("{}{path}", stack.urls[svc])).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{svc} without the service credential");
+        let ready = direct.get(format!("{}/health/ready", stack.urls[svc])).send().await.unwrap();
+        assert_eq!(ready.status(), StatusCode::OK, "health stays open for probes");
+    }
     let ok = stack
         .as_caller(
             &stack.token(&a.to_string(), "customer"),

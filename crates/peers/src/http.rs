@@ -111,7 +111,7 @@ impl crate::Products for Http {
 pub fn peers(caller: &'static str, env: &Env) -> Result<Peers, PeerConfigError> {
     let settings = ClientSettings::from(env)?;
     let ledger_url = env.url("ACCOUNTING_URL", "http://127.0.0.1:8083")?;
-    let http = |target, url: &str| Http::new(caller, target, url, settings);
+    let http = |target, url: &str| Http::new(caller, target, url, settings.clone());
     Ok(Peers {
         ledger: std::sync::Arc::new(http("accounting", &ledger_url)?),
         ledger_sync: std::sync::Arc::new(http("accounting-sync", &ledger_url)?),

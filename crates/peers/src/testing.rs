@@ -140,5 +140,6 @@ pub async fn common(service: &'static str) -> Common {
         redis_prefix: run,
         clock_manual: true,
         otlp_endpoint: None,
+        service_token: None,
     }
 }

@@ -81,13 +81,15 @@ struct ProblemBody {
 
 /// Timeouts and breaker settings for outbound calls, from `HTTP_CLIENT_TIMEOUT_MS`,
 /// `CIRCUIT_FAILURES` and `CIRCUIT_OPEN_MS`.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ClientSettings {
     pub timeout: Duration,
     /// Consecutive failures that open the breaker.
     pub failures_to_open: u32,
     /// How long an open breaker refuses calls before letting one trial through.
     pub open_for: Duration,
+    /// The internal services' shared credential (`SERVICE_TOKEN`), sent as `X-Service-Token`.
+    pub service_token: Option<String>,
 }
 
 impl ClientSettings {
@@ -100,6 +102,7 @@ impl ClientSettings {
             timeout: env.millis("HTTP_CLIENT_TIMEOUT_MS", 3000)?,
             failures_to_open: env.parse("CIRCUIT_FAILURES", "5")?,
             open_for: env.millis("CIRCUIT_OPEN_MS", 5000)?,
+            service_token: env.optional("SERVICE_TOKEN"),
         })
     }
 }
@@ -123,7 +126,12 @@ pub struct ServiceClient {
 
 impl ServiceClient {
     pub fn new(target: &'static str, base: &str, settings: ClientSettings) -> Result<Self, reqwest::Error> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = settings.service_token.as_deref().and_then(|t| t.parse().ok()) {
+            headers.insert(crate::server::SERVICE_TOKEN_HEADER, token);
+        }
         let http = reqwest::Client::builder()
+            .default_headers(headers)
             .timeout(settings.timeout)
             .connect_timeout(Duration::from_millis(500))
             .pool_max_idle_per_host(64)

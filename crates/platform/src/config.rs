@@ -124,6 +124,10 @@ pub struct Common {
     pub redis_prefix: String,
     pub clock_manual: bool,
     pub otlp_endpoint: Option<String>,
+    /// The credential every caller must present (`X-Service-Token`) on every route but health:
+    /// `SERVICE_TOKEN`, the internal services' shared secret. `None` = open (the gateway, whose
+    /// callers prove who they are with their own tokens, or a local setup without one).
+    pub service_token: Option<String>,
 }
 
 impl Common {
@@ -176,6 +180,7 @@ impl Common {
             redis_prefix: var("REDIS_PREFIX", "bank"),
             clock_manual,
             otlp_endpoint: optional("OTEL_EXPORTER_OTLP_ENDPOINT"),
+            service_token: optional("SERVICE_TOKEN"),
         })
     }
 }

@@ -102,7 +102,13 @@ impl<S> App<S> {
         routes: axum::Router,
         state: S,
     ) -> anyhow::Result<Self> {
-        let platform = crate::server::Platform { service: common.service, openapi, clock, checks };
+        let platform = crate::server::Platform {
+            service: common.service,
+            openapi,
+            clock,
+            checks,
+            service_token: common.service_token.clone(),
+        };
         let router = crate::server::app(routes, platform);
         let listener = bind(common).await?;
         Ok(Self { state, service: common.service, listener, router, after_stop: Vec::new() })

@@ -41,6 +41,32 @@ pub struct Platform {
     pub openapi: &'static str,
     pub clock: Clock,
     pub checks: Vec<(&'static str, ReadinessCheck)>,
+    /// Required of every caller but health probes, when set (see [`SERVICE_TOKEN_HEADER`]).
+    pub service_token: Option<String>,
+}
+
+/// The header an internal service's callers (the gateway, other services, ops tools) present
+/// the shared service credential in.
+pub const SERVICE_TOKEN_HEADER: &str = "x-service-token";
+
+/// Refuses a caller without the service credential; health probes (the orchestrator's) pass.
+async fn require_service_token(token: Arc<str>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if path == "/health/live" || path == "/health/ready" {
+        return next.run(req).await;
+    }
+    let presented = req.headers().get(SERVICE_TOKEN_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
+    if !constant_time_eq(presented, token.as_bytes()) {
+        metrics::counter!("http_server_unauthenticated_total").increment(1);
+        return ApiError::of(Code::Unauthorized, "an internal service: the X-Service-Token header is required")
+            .into_response();
+    }
+    next.run(req).await
+}
+
+/// Compares without an early exit, so timing does not reveal how much of a guess was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[derive(Clone)]
@@ -82,8 +108,12 @@ pub fn app(service_routes: Router, platform: Platform) -> Router {
     }
     let own = own.with_state(state);
     let service = platform.service;
-    service_routes
-        .merge(own)
+    let mut routes = service_routes.merge(own);
+    if let Some(token) = platform.service_token.filter(|t| !t.is_empty()) {
+        let token: Arc<str> = token.into();
+        routes = routes.layer(middleware::from_fn(move |req, next| require_service_token(token.clone(), req, next)));
+    }
+    routes
         .fallback(|| async { ApiError::of(Code::RouteNotFound, "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::of(Code::MethodNotAllowed, "method not allowed on this route")

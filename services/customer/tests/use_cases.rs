@@ -88,3 +88,34 @@ async fn the_in_process_peer_answers_as_the_route_does() {
     let missing = peer.customer(uuid::Uuid::new_v4()).await.unwrap_err();
     assert_eq!((missing.code(), missing.is_not_found()), (Some("CUSTOMER_NOT_FOUND"), true));
 }
+
+#[tokio::test]
+async fn with_a_service_token_every_route_but_health_needs_it() {
+    let fakes = Fakes::new();
+    let common = peers::testing::common("customer").await;
+    let common = platform::config::Common { service_token: Some("s3cret-token".into()), ..common };
+    let app = customer::build(customer::Config { common, fence_catch_up: Duration::from_secs(30) }, fakes.peers())
+        .await
+        .unwrap();
+    let url = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until(std::future::pending()));
+    let http = reqwest::Client::new();
+    let body = json!({"name": "Han", "tax_category": "GENERAL"});
+    for token in [None, Some("wrong"), Some("s3cret-tokeN")] {
+        let mut req = http.post(format!("{url}/v1/customers")).json(&body);
+        if let Some(t) = token {
+            req = req.header("x-service-token", t);
+        }
+        let (status, problem) = send(req).await;
+        assert_eq!((status, problem["code"].as_str()), (401, Some("UNAUTHORIZED")), "{token:?}");
+    }
+    for path in ["/metrics", "/openapi.json"] {
+        assert_eq!(http.get(format!("{url}{path}")).send().await.unwrap().status(), 401, "{path}");
+    }
+    for path in ["/health/live", "/health/ready"] {
+        assert_eq!(http.get(format!("{url}{path}")).send().await.unwrap().status(), 200, "{path}");
+    }
+    let (status, _) =
+        send(http.post(format!("{url}/v1/customers")).header("x-service-token", "s3cret-token").json(&body)).await;
+    assert_eq!(status, 201);
+}

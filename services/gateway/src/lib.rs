@@ -53,8 +53,11 @@ impl Config {
                  AUTH_PUBLIC_KEY_FILE (a PEM public key) or AUTH_JWKS (inline); deploy/up.sh makes a local pair"
                 ),
             };
+        // Public: callers prove who they are with bearer tokens. SERVICE_TOKEN is what the gateway
+        // presents to the services behind it (the client settings), not what it asks of callers.
+        let common = Common { service_token: None, ..Common::from(env, "gateway", 8080, "gateway")? };
         Ok(Self {
-            common: Common::from(env, "gateway", 8080, "gateway")?,
+            common,
             client: ClientSettings::from(env)?,
             upstreams: [
                 env.url("CUSTOMER_URL", "http://127.0.0.1:8081")?,
@@ -79,7 +82,7 @@ pub async fn build(config: Config) -> anyhow::Result<App<AppState>> {
         .map_err(|e| anyhow::anyhow!("the token keys are not usable: {e}"))?;
     let pool = platform::db::connect(&config.common.database_url, 10, std::time::Duration::from_secs(30)).await?;
     platform::db::migrate(&pool, &MIGRATOR).await?;
-    let client = |target, url: &str| ServiceClient::new(target, url, config.client);
+    let client = |target, url: &str| ServiceClient::new(target, url, config.client.clone());
     let [customer, account_info, accounting, interest, tax] = &config.upstreams;
     let upstreams = state::Upstreams {
         customer: client("customer", customer)?,

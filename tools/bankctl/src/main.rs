@@ -11,7 +11,8 @@
 //! exists, follows that one. Exit code: 0 completed with no failed account, 1 completed with
 //! failures or expired, 2 could not start or follow. `reconcile` compares interest payouts, ledger
 //! postings and withholding records (exit 0 clean, 1 differences, 2 could not read).
-//! `INTEREST_URL`, `ACCOUNTING_URL`, `TAX_URL` (default the local ports). `token` signs a bearer
+//! `INTEREST_URL`, `ACCOUNTING_URL`, `TAX_URL` (default the local ports), `SERVICE_TOKEN` (the
+//! internal services' credential, when they require one). `token` signs a bearer
 //! token for the gateway (ES256) with a local issuer's private key — for demos and local tests;
 //! production tokens come from the bank's identity provider (`AUTH_ISSUER`, `AUTH_AUDIENCE`).
 
@@ -64,6 +65,16 @@ const USAGE: &str = "usage: bankctl payout-run [--date YYYY-MM-DD] [--accounts F
 
 fn url(var: &str, default: &str) -> String {
     std::env::var(var).unwrap_or_else(|_| default.to_string())
+}
+
+/// A client for the internal services: it presents `SERVICE_TOKEN` (the credential
+/// `deploy/up.sh` prints) when set.
+fn client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Ok(token) = std::env::var("SERVICE_TOKEN") {
+        headers.insert("x-service-token", token.parse().context("SERVICE_TOKEN is not a valid header value")?);
+    }
+    Ok(reqwest::Client::builder().default_headers(headers).timeout(timeout).build()?)
 }
 
 async fn run() -> anyhow::Result<bool> {
@@ -119,7 +130,7 @@ async fn reconcile_cmd(mut it: impl Iterator<Item = String>) -> anyhow::Result<b
         accounting: url("ACCOUNTING_URL", "http://127.0.0.1:8083"),
         tax: url("TAX_URL", "http://127.0.0.1:8085"),
     };
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
+    let http = client(Duration::from_secs(60))?;
     let report = reconcile::reconcile(&http, &urls, from, to).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -131,7 +142,7 @@ async fn reconcile_cmd(mut it: impl Iterator<Item = String>) -> anyhow::Result<b
 
 async fn payout_run(a: Args) -> anyhow::Result<bool> {
     let base = url("INTEREST_URL", "http://127.0.0.1:8084");
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
+    let http = client(Duration::from_secs(30))?;
     let run_id = match a.follow {
         Some(id) => id,
         None => start(&http, &base, &a).await?,

@@ -53,7 +53,14 @@ fn uuid(v: &Value, field: &str) -> anyhow::Result<Uuid> {
 impl Api {
     pub fn from_env() -> anyhow::Result<Self> {
         Ok(Self {
-            http: Client::builder().pool_max_idle_per_host(256).tcp_nodelay(true).build()?,
+            http: {
+                // The internal services' credential, when they require one (deploy/up.sh prints it).
+                let mut headers = reqwest::header::HeaderMap::new();
+                if let Ok(token) = std::env::var("SERVICE_TOKEN") {
+                    headers.insert("x-service-token", token.parse()?);
+                }
+                Client::builder().default_headers(headers).pool_max_idle_per_host(256).tcp_nodelay(true).build()?
+            },
             customer: url("CUSTOMER_URL", "http://127.0.0.1:8081"),
             account_info: url("ACCOUNT_INFO_URL", "http://127.0.0.1:8082"),
             accounting: url("ACCOUNTING_URL", "http://127.0.0.1:8083"),
