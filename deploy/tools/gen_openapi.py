@@ -53,6 +53,7 @@ SCHEMAS = {
     "DeadLetters": obj(["dead_letters"], dead_letters={"type": "array", "items": {"type": "object"}}),
     "Replay": obj([], ids={"type": "array", "items": I}, all=B, replayed_by=S),
     "ReplayResult": {"type": "object"},
+    "PayoutRuns": obj(["runs"], runs={"type": "array", "items": {"type": "object"}}),
 }
 SERVICES = {
     "customer": ("Customer service", {
@@ -84,8 +85,9 @@ SERVICES = {
         "/v1/interest/accounts/{id}": [("get", "Estimate interest payable now", None, "Estimate")],
         "/v1/interest/accounts/{id}/payouts": [("post", "Pay accrued interest now (Idempotency-Key header)", None, "Payout"), ("get", "Payout history", None, "Payouts")],
         "/v1/interest/payouts": [("get", "Recorded payouts with a business date in ?from=&to=, keyset-paged by ?after=&limit= (reconciliation)", None, "PayoutPage")],
-        "/v1/interest/payout-runs": [("post", "Start today's payout run over every account or the given ones (202; 409 RUN_EXISTS names the existing run in instance)", "StartPayoutRun", "PayoutRun")],
+        "/v1/interest/payout-runs": [("post", "Start today's payout run over every account or the given ones, or resume the same cancelled run (202; 409 RUN_EXISTS names the existing run in instance)", "StartPayoutRun", "PayoutRun"), ("get", "The latest runs, newest first (?limit=, default 50)", None, "PayoutRuns")],
         "/v1/interest/payout-runs/{id}": [("get", "A payout run's state, counts, totals and progress", None, "PayoutRun")],
+        "/v1/interest/payout-runs/{id}/cancel": [("post", "Cancel a running run: no account is claimed after it (idempotent; 409 RUN_FINISHED once it ended)", None, "PayoutRun")],
     }),
     "tax-consumer": ("Tax-consumer service", {
         "/v1/tax/withholdings": [("get", "Withholding records (?account_id=&from=&to=)", None, "Withholdings")],
@@ -98,8 +100,9 @@ SERVICES = {
         "/v1/me/accounts/{id}": [("get", "One of my accounts (another customer's is 404)", None, "Account")],
         "/v1/me/accounts/{id}/interest": [("get", "Estimate for one of my accounts (rate limited per customer)", None, "Estimate")],
         "/v1/me/accounts/{id}/payouts": [("post", "Get interest now on one of my accounts (Idempotency-Key header; rate limited per customer; audited)", None, "Payout"), ("get", "My payout history on the account", None, "Payouts")],
-        "/v1/ops/payout-runs": [("post", "Start a payout run (scope ops:write or batch; audited)", "StartPayoutRun", "PayoutRun")],
+        "/v1/ops/payout-runs": [("post", "Start (or resume a cancelled) payout run (scope ops:write or batch; audited)", "StartPayoutRun", "PayoutRun"), ("get", "The latest runs (ops:read, ops:write or batch)", None, "PayoutRuns")],
         "/v1/ops/payout-runs/{id}": [("get", "Follow a payout run (ops:read, ops:write or batch)", None, "PayoutRun")],
+        "/v1/ops/payout-runs/{id}/cancel": [("post", "Cancel a running run (ops:write or batch; audited)", None, "PayoutRun")],
         "/v1/ops/payouts": [("get", "Recorded payouts by business date (ops:read; ?from=&to=&after=&limit=)", None, "PayoutPage")],
         "/v1/ops/dead-letters": [("get", "Dead letters (ops:read)", None, "DeadLetters")],
         "/v1/ops/dead-letters/replay": [("post", "Replay dead letters (ops:write; audited)", "Replay", "ReplayResult")],

@@ -139,6 +139,8 @@ async fn each_ops_route_needs_its_scope_and_payouts_are_rate_limited() {
         (&read, Method::GET, "/v1/ops/dead-letters", None, StatusCode::OK),
         (&write, Method::PUT, "/v1/ops/clock", Some(json!({"today": "2024-03-11"})), StatusCode::OK),
         (&batch, Method::POST, "/v1/ops/payout-runs", Some(run.clone()), StatusCode::ACCEPTED),
+        (&read, Method::GET, "/v1/ops/payout-runs", None, StatusCode::OK),
+        (&customer, Method::GET, "/v1/ops/payout-runs", None, StatusCode::FORBIDDEN),
     ] {
         let r = stack.as_caller(token, method, path, body, &[]).await;
         assert_eq!(r.status, want, "{path}: {:?}", r.body);
@@ -147,7 +149,13 @@ async fn each_ops_route_needs_its_scope_and_payouts_are_rate_limited() {
         }
     }
     let ops_audited: i64 = stack.count("gateway", "SELECT count(*) FROM audit_log WHERE route LIKE '/v1/ops/%'").await;
-    assert_eq!(ops_audited, 9, "every ops request, allowed or not, is audited");
+    assert_eq!(ops_audited, 11, "every ops request, allowed or not, is audited");
+    let runs = stack.as_caller(&read, Method::GET, "/v1/ops/payout-runs", None, &[]).await.body;
+    let run_id = runs["runs"][0]["run_id"].as_str().unwrap().to_string();
+    let cancel = format!("/v1/ops/payout-runs/{run_id}/cancel");
+    assert_eq!(stack.as_caller(&read, Method::POST, &cancel, None, &[]).await.status, StatusCode::FORBIDDEN);
+    let r = stack.as_caller(&write, Method::POST, &cancel, None, &[]).await;
+    assert!(r.status == StatusCode::OK || r.body["code"] == "RUN_FINISHED", "{:?}", r.body);
 
     // Three payout attempts a minute per customer, then 429 with Retry-After (whatever the key).
     let mut statuses = Vec::new();

@@ -222,3 +222,44 @@ async fn a_killed_run_resumes_and_customers_paying_meanwhile_are_not_paid_twice(
     stack.assert_ledger_consistent().await;
     stack.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_cancelled_run_claims_nothing_more_and_starting_it_again_resumes_it() {
+    let stack = Stack::start_with(&[("RUN_CONCURRENCY", "1"), ("RUN_CHUNK", "5"), ("RUN_PAGE", "50")]).await;
+    setup_product(&stack).await;
+    accounts(&stack, 120, |i| 5_000_000 + i as i64 * 1_000).await;
+    stack.set_today("2024-06-01").await;
+
+    let run = start_run(&stack, json!({})).await;
+    wait_run(&stack, run, |r| r["paid"].as_i64().unwrap() >= 5).await;
+    let cancelled = stack.post("interest", &format!("/v1/interest/payout-runs/{run}/cancel"), json!({})).await;
+    assert_eq!(
+        (cancelled.status, cancelled.body["state"].as_str()),
+        (StatusCode::OK, Some("CANCELLED")),
+        "{:?}",
+        cancelled.body
+    );
+    // A chunk in flight finishes; then nothing moves.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let settled = stack.get("interest", &format!("/v1/interest/payout-runs/{run}")).await.body;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let later = stack.get("interest", &format!("/v1/interest/payout-runs/{run}")).await.body;
+    assert_eq!(settled["paid"], later["paid"], "nothing is paid after the cancellation settles");
+    assert!(later["paid"].as_i64().unwrap() < 120, "cancelled before the end: {later}");
+    assert_eq!(ledger_payouts(&stack).await.0, later["paid"].as_i64().unwrap(), "the ledger agrees with the run");
+    let again = stack.post("interest", &format!("/v1/interest/payout-runs/{run}/cancel"), json!({})).await;
+    assert_eq!(again.status, StatusCode::OK, "cancelling twice is the same");
+    let listed = stack.get("interest", "/v1/interest/payout-runs").await.body;
+    assert_eq!(listed["runs"][0]["run_id"], run.to_string());
+    assert_eq!(listed["runs"][0]["state"], "CANCELLED");
+
+    // Starting the same run again resumes it, and it pays the rest exactly once.
+    assert_eq!(start_run(&stack, json!({})).await, run);
+    let done = wait_run(&stack, run, |r| r["state"] != "RUNNING").await;
+    assert_eq!((done["state"].as_str(), done["paid"].as_i64()), (Some("COMPLETED"), Some(120)), "{done}");
+    assert_eq!(ledger_payouts(&stack).await, (120, 120));
+    let finished = stack.post("interest", &format!("/v1/interest/payout-runs/{run}/cancel"), json!({})).await;
+    assert_eq!((finished.status, finished.body["code"].as_str()), (StatusCode::CONFLICT, Some("RUN_FINISHED")));
+    stack.assert_ledger_consistent().await;
+    stack.shutdown().await;
+}

@@ -486,12 +486,31 @@ pub struct StartPayoutRun {
 pub type RunTotals = Withheld;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PayoutRunSummary {
+    pub run_id: Uuid,
+    pub business_date: NaiveDate,
+    pub scope: String,
+    pub state: String,
+    pub started_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// `GET /v1/interest/payout-runs`: the latest runs first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PayoutRuns {
+    pub runs: Vec<PayoutRunSummary>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PayoutRun {
     pub run_id: Uuid,
     pub business_date: NaiveDate,
     /// `ALL` or `ACCOUNTS` (an explicit list).
     pub scope: String,
-    /// `RUNNING`, `COMPLETED`, or `EXPIRED` (the business date ended first; the rest failed).
+    /// `RUNNING`, `COMPLETED`, `EXPIRED` (the business date ended first; the rest failed) or
+    /// `CANCELLED` (by ops: no account is claimed after that; the ones not reached stay pending,
+    /// and starting the same run again resumes it).
     pub state: String,
     /// Accounts enumerated so far, and whether the enumeration is complete.
     pub accounts: i64,

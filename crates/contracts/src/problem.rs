@@ -87,6 +87,7 @@ codes! {
     PayoutPeriodMismatch = "PAYOUT_PERIOD_MISMATCH" => 409,
     PayoutInProgress = "PAYOUT_IN_PROGRESS" => 409,
     RunExists = "RUN_EXISTS" => 409,
+    RunFinished = "RUN_FINISHED" => 409,
     ProductExists = "PRODUCT_EXISTS" => 409,
     RateScheduleExists = "RATE_SCHEDULE_EXISTS" => 409,
     RateScheduleAffectsPaidPeriod = "RATE_SCHEDULE_AFFECTS_PAID_PERIOD" => 409,

@@ -30,8 +30,9 @@ const RUNS_READ: &[Scope] = &[Scope::OpsRead, Scope::OpsWrite, Scope::Batch];
 pub fn routes(state: AppState) -> Router {
     let audited = Router::new()
         .route("/v1/me/accounts/{id}/payouts", post(pay).get(history))
-        .route("/v1/ops/payout-runs", post(start_run))
+        .route("/v1/ops/payout-runs", post(start_run).get(list_runs))
         .route("/v1/ops/payout-runs/{id}", get(read_run))
+        .route("/v1/ops/payout-runs/{id}/cancel", post(cancel_run))
         .route("/v1/ops/payouts", get(payouts))
         .route("/v1/ops/dead-letters", get(dead_letters))
         .route("/v1/ops/dead-letters/replay", post(replay))
@@ -145,6 +146,26 @@ async fn read_run(
 ) -> GatewayResult<Response> {
     caller.require(RUNS_READ)?;
     forward(&s.upstreams.interest, Method::GET, &format!("/v1/interest/payout-runs/{id}"), None, &headers).await
+}
+
+async fn list_runs(
+    State(s): State<AppState>,
+    caller: Caller,
+    RawQuery(q): RawQuery,
+    h: HeaderMap,
+) -> GatewayResult<Response> {
+    caller.require(RUNS_READ)?;
+    forward(&s.upstreams.interest, Method::GET, &with_query("/v1/interest/payout-runs", q), None, &h).await
+}
+
+async fn cancel_run(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    h: HeaderMap,
+) -> GatewayResult<Response> {
+    caller.require(RUNS)?;
+    forward(&s.upstreams.interest, Method::POST, &format!("/v1/interest/payout-runs/{id}/cancel"), None, &h).await
 }
 
 async fn payouts(

@@ -23,8 +23,9 @@ pub fn routes(state: AppState) -> Router {
         .route("/v1/interest/accounts/{id}", get(estimate))
         .route("/v1/interest/accounts/{id}/payouts", post(pay).get(history))
         .route("/v1/interest/payouts", get(payouts_between))
-        .route("/v1/interest/payout-runs", post(start_run))
+        .route("/v1/interest/payout-runs", post(start_run).get(list_runs))
         .route("/v1/interest/payout-runs/{id}", get(read_run))
+        .route("/v1/interest/payout-runs/{id}/cancel", post(cancel_run))
         .with_state(state)
 }
 
@@ -77,6 +78,19 @@ async fn start_run(State(s): State<AppState>, body: Body<StartPayoutRun>) -> Api
 
 async fn read_run(State(s): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<Json<PayoutRun>> {
     Ok(Json(runs::report(&s, id).await?))
+}
+
+async fn cancel_run(State(s): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<Json<PayoutRun>> {
+    Ok(Json(runs::cancel(&s, id).await?))
+}
+
+#[derive(serde::Deserialize)]
+struct RunsQuery {
+    limit: Option<i64>,
+}
+
+async fn list_runs(State(s): State<AppState>, Query(q): Query<RunsQuery>) -> ApiResult<Json<contracts::PayoutRuns>> {
+    Ok(Json(runs::list(&s, q.limit.unwrap_or(50)).await?))
 }
 
 #[derive(serde::Deserialize)]

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use contracts::{PayoutRun, RunTotals};
+use contracts::{PayoutRun, PayoutRunSummary, RunTotals};
 use sqlx::{PgPool, Postgres, Row, Transaction};
 use uuid::Uuid;
 
@@ -13,8 +13,8 @@ pub struct Run {
     pub listing_done: bool,
 }
 
-/// Creates a run (with its items when the scope is a list). `Err(existing id)` when a run for the
-/// same business date and scope exists.
+/// Creates a run (with its items when the scope is a list), or resumes the same date and scope's
+/// cancelled run. `Err(existing id)` when a run for them exists and was not cancelled.
 pub async fn create_run(
     pool: &PgPool,
     business_date: NaiveDate,
@@ -35,13 +35,21 @@ pub async fn create_run(
     .await?
     .rows_affected();
     if inserted == 0 {
-        let existing: Uuid =
-            sqlx::query_scalar("SELECT run_id FROM payout_runs WHERE business_date = $1 AND scope = $2")
+        let (existing, state): (Uuid, String) =
+            sqlx::query_as("SELECT run_id, state FROM payout_runs WHERE business_date = $1 AND scope = $2 FOR UPDATE")
                 .bind(business_date)
                 .bind(scope)
                 .fetch_one(&mut *tx)
                 .await?;
-        return Ok(Err(existing));
+        if state != "CANCELLED" {
+            return Ok(Err(existing));
+        }
+        sqlx::query("UPDATE payout_runs SET state = 'RUNNING', finished_at = NULL WHERE run_id = $1")
+            .bind(existing)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        return Ok(Ok(existing));
     }
     if let Some(ids) = accounts {
         add_items(&mut tx, run_id, ids).await?;
@@ -59,6 +67,42 @@ pub async fn add_items(tx: &mut Transaction<'_, Postgres>, run_id: Uuid, ids: &[
     .execute(&mut **tx)
     .await
     .map(|_| ())
+}
+
+/// Stops a running run: no account of it is claimed after this commits (a chunk in flight finishes
+/// and records its outcomes). The run's state after the attempt, `None` if there is no such run.
+pub async fn cancel(pool: &PgPool, run_id: Uuid) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query(
+        "UPDATE payout_runs SET state = 'CANCELLED', finished_at = now() WHERE run_id = $1 AND state = 'RUNNING'",
+    )
+    .bind(run_id)
+    .execute(pool)
+    .await?;
+    sqlx::query_scalar("SELECT state FROM payout_runs WHERE run_id = $1").bind(run_id).fetch_optional(pool).await
+}
+
+/// The latest runs, newest first.
+pub async fn list(pool: &PgPool, limit: i64) -> Result<Vec<PayoutRunSummary>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT run_id, business_date, scope, state, started_at, finished_at FROM payout_runs
+         ORDER BY started_at DESC LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let scope: String = r.try_get("scope")?;
+            Ok(PayoutRunSummary {
+                run_id: r.try_get("run_id")?,
+                business_date: r.try_get("business_date")?,
+                scope: if scope == "ALL" { scope } else { "ACCOUNTS".into() },
+                state: r.try_get("state")?,
+                started_at: r.try_get("started_at")?,
+                finished_at: r.try_get("finished_at")?,
+            })
+        })
+        .collect()
 }
 
 pub async fn running(pool: &PgPool) -> Result<Vec<Run>, sqlx::Error> {

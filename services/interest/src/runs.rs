@@ -10,7 +10,7 @@ use contracts::problem::Code;
 use std::sync::Arc;
 use std::time::Duration;
 
-use contracts::{AccountPage, PayoutRun, StartPayoutRun};
+use contracts::{AccountPage, PayoutRun, PayoutRuns, StartPayoutRun};
 use futures::StreamExt;
 use platform::config::{ConfigError, Env};
 use sha2::{Digest, Sha256};
@@ -87,6 +87,25 @@ pub async fn start(state: &AppState, req: StartPayoutRun) -> Result<PayoutRun, I
         }
         Err(existing) => Err(InterestError::RunExists(existing)),
     }
+}
+
+/// Cancels a running run (idempotent); a finished one cannot be (409 `RUN_FINISHED`).
+pub async fn cancel(state: &AppState, run_id: Uuid) -> Result<PayoutRun, InterestError> {
+    match run_store::cancel(&state.pool, run_id).await?.as_deref() {
+        None => Err(InterestError::RunNotFound(run_id)),
+        Some("CANCELLED") => {
+            tracing::info!(%run_id, "payout run cancelled");
+            report(state, run_id).await
+        }
+        Some(other) => Err(InterestError::Rule(Code::RunFinished, format!("run {run_id} is {other}"))),
+    }
+}
+
+pub async fn list(state: &AppState, limit: i64) -> Result<PayoutRuns, InterestError> {
+    if !(1..=1000).contains(&limit) {
+        return Err(InterestError::Invalid { field: "limit".into(), detail: "limit must be 1 to 1000".into() });
+    }
+    Ok(PayoutRuns { runs: run_store::list(&state.pool, limit).await? })
 }
 
 pub async fn report(state: &AppState, run_id: Uuid) -> Result<PayoutRun, InterestError> {
