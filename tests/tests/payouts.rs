@@ -685,3 +685,41 @@ async fn bad_input_gets_problems_and_changes_nothing() {
     }
     stack.shutdown().await;
 }
+
+/// Found by fuzzing (schemathesis): a product code with a `/` reached the interest service as a
+/// path (a 500), and an estimate with the clock before the account opened, on a date without a tax
+/// rule, was a 500 instead of nothing to pay.
+#[tokio::test]
+async fn odd_inputs_and_an_early_clock_are_answers_not_server_errors() {
+    let stack = Stack::start().await;
+    stack.set_today("2024-03-01").await;
+    stack.product("ODD", json!([{"from": 0, "rate": "2.0"}]), "2024-01-01").await;
+    let c = stack.customer("GENERAL").await;
+    for code in ["a/b", "x y", "../ODD", "é"] {
+        let r = stack.post("account-info", "/v1/accounts", json!({"customer_id": c, "product_code": code})).await;
+        assert_eq!(
+            (r.status, r.body["code"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("VALIDATION_FAILED")),
+            "{code}: {:?}",
+            r.body
+        );
+    }
+    let a = stack.account(c, "ODD").await;
+    assert_eq!(stack.deposit(a, 1_000_000, None).await.status, StatusCode::CREATED);
+    stack.set_today("2000-01-01").await;
+    let e = stack.get("interest", &format!("/v1/interest/accounts/{a}")).await;
+    assert_eq!(
+        (e.status, e.body["payable"].clone(), e.body["code"].as_str()),
+        (StatusCode::OK, json!(false), Some("NOTHING_TO_PAY")),
+        "{:?}",
+        e.body
+    );
+    let p = stack.pay(a, "early").await;
+    assert_eq!(
+        (p.status, p.body["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("NOTHING_TO_PAY")),
+        "{:?}",
+        p.body
+    );
+    stack.shutdown().await;
+}

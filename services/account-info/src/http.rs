@@ -37,8 +37,11 @@ async fn open(State(s): State<AppState>, body: Body<OpenAccount>) -> ApiResult<(
         Err(e) => return Err(e.into()),
         Ok(_) => {}
     }
-    if req.product_code.is_empty() || req.product_code.len() > 64 {
-        return Err(ApiError::validation("product_code", "product_code must be 1 to 64 characters"));
+    // The interest service's rule for product codes: a code outside it names no product.
+    let code_ok =
+        |c: &str| (1..=64).contains(&c.len()) && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !code_ok(&req.product_code) {
+        return Err(ApiError::validation("product_code", "product_code must be 1 to 64 letters, digits, '_' or '-'"));
     }
     match s.products.product(&req.product_code).await {
         Err(e) if e.refusal() == Some(Code::ProductNotFound) => {

@@ -10,7 +10,7 @@ use contracts::problem::Code;
 use contracts::{
     Account, Customer, DailyBalances, Estimate, InterestPosting, InterestPostingRequest, Payout, QuoteBasis,
 };
-use domain::{check_eligibility, payout_period, quote, BalanceHistory, Quote, Refusal};
+use domain::{check_eligibility, payout_period, quote, BalanceHistory, Quote, Refusal, TaxRule};
 use uuid::Uuid;
 
 use platform::redis::Lock;
@@ -147,11 +147,16 @@ async fn assess(
         let history = BalanceHistory::new(
             balances.map(|b| b.points.into_iter().map(|p| (p.date, p.balance)).collect()).unwrap_or_default(),
         );
-        let rule =
-            tax_rules.rule_for(customer.tax_category, today).map_err(|e| InterestError::Inconsistent(e.to_string()))?;
+        // A tax rule matters only for an amount that can be paid: with the clock before the account
+        // opened, or nothing accrued, there is nothing to withhold and no rule is needed.
+        let untaxed = TaxRule { category: customer.tax_category, effective_from: today, components: Vec::new() };
+        let rule = tax_rules.rule_for(customer.tax_category, today);
         let carry = last.as_ref().map_or(0, |p| p.carry_units);
-        let quote =
-            quote(&table, &history, period, carry, rule).map_err(|e| InterestError::Inconsistent(e.to_string()))?;
+        let quote = quote(&table, &history, period, carry, rule.as_ref().map_or(&untaxed, |r| *r))
+            .map_err(|e| InterestError::Inconsistent(e.to_string()))?;
+        if let (true, Err(e)) = (quote.payable, rule) {
+            return Err(InterestError::Inconsistent(e.to_string()));
+        }
         let refusal = last
             .as_ref()
             .filter(|p| p.business_date == today)
