@@ -14,6 +14,15 @@ export TEST_DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres:postgres@127.
 export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
 export KAFKA_BROKERS="${KAFKA_BROKERS:-127.0.0.1:9092}"
 
+# Schemathesis (PyPI, pinned) for the fuzz test, in a venv kept beside the build cache.
+VENV="${SCHEMATHESIS_VENV:-${CARGO_TARGET_DIR:-$ROOT/target}/schemathesis-venv}"
+if [ ! -x "$VENV/bin/schemathesis" ]; then
+  echo "[test] installing schemathesis into $VENV"
+  python3 -m venv "$VENV" 2>/dev/null || { apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null && python3 -m venv "$VENV"; }
+  "$VENV/bin/pip" install -q "schemathesis==4.32.5"
+fi
+export SCHEMATHESIS="$VENV/bin/schemathesis"
+
 # Databases left behind by an interrupted earlier run of the end-to-end suite.
 for db in $(su postgres -c "psql -X -tA -c \"SELECT datname FROM pg_database WHERE datname LIKE 'e2e%' OR datname LIKE 'unit\\_%'\""); do
   su postgres -c "psql -X -q -c 'DROP DATABASE IF EXISTS $db WITH (FORCE)'" || true

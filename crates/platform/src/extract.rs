@@ -39,12 +39,24 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
                 })
             }
         };
+        if escapes_nul(&bytes) {
+            // PostgreSQL text cannot hold NUL: refuse it here for every field of every body.
+            return Err(ApiError::of(Code::ValidationFailed, "text must not contain NUL (\\u0000) characters"));
+        }
         let body_hash = hash(&bytes);
         match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(value)) => Ok(Self { value, body_hash }),
             Err(e) => Err(json_problem(e)),
         }
     }
+}
+
+/// Whether a JSON text has a `\u0000` escape (a backslash preceded by an even number of
+/// backslashes: `\\u0000` is a backslash and the text "u0000"). A raw NUL is invalid JSON anyway.
+fn escapes_nul(json: &[u8]) -> bool {
+    json.windows(6)
+        .enumerate()
+        .any(|(i, w)| w == b"\\u0000" && json[..i].iter().rev().take_while(|b| **b == b'\\').count() % 2 == 0)
 }
 
 pub fn hash(bytes: &[u8]) -> String {
@@ -111,5 +123,18 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
                 ApiError::of(Code::IdempotencyKeyInvalid, "Idempotency-Key must be 1-200 visible ASCII characters")
             })?;
         Ok(Self(key.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod nul_tests {
+    use super::escapes_nul;
+
+    #[test]
+    fn a_nul_escape_is_found_and_an_escaped_backslash_is_not_one() {
+        assert!(escapes_nul(br#"{"name": "a\u0000b"}"#));
+        assert!(escapes_nul(br#"{"name": "\\\u0000"}"#), "an escaped backslash, then the escape");
+        assert!(!escapes_nul(br#"{"name": "\\u0000"}"#), "a backslash and the text u0000");
+        assert!(!escapes_nul(br#"{"name": "u0000"}"#));
     }
 }
