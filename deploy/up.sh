@@ -55,12 +55,13 @@ start() { # name port database
   echo $! >"$STATE/pids/$1.pid"
 }
 if [ "${TOPOLOGY:-services}" = "monolith" ]; then
-  echo "[up] starting bank (all five services in one process) on :$CUSTOMER_PORT-:$TAX_PORT"
+  echo "[up] starting bank (the five services and the gateway in one process) on :$CUSTOMER_PORT-:$TAX_PORT, :$GATEWAY_PORT"
   CUSTOMER_PORT="$CUSTOMER_PORT" CUSTOMER_DATABASE_URL="$DB/customer" \
   ACCOUNT_INFO_PORT="$ACCOUNT_INFO_PORT" ACCOUNT_INFO_DATABASE_URL="$DB/account_info" \
   ACCOUNTING_PORT="$ACCOUNTING_PORT" ACCOUNTING_DATABASE_URL="$DB/accounting" \
   INTEREST_PORT="$INTEREST_PORT" INTEREST_DATABASE_URL="$DB/interest" \
   TAX_CONSUMER_PORT="$TAX_PORT" TAX_CONSUMER_DATABASE_URL="$DB/tax" \
+  GATEWAY_PORT="$GATEWAY_PORT" GATEWAY_DATABASE_URL="$DB/gateway" AUTH_PUBLIC_KEY_FILE="$AUTH_DIR/issuer.pub.pem" \
     setsid "$BIN/bank" >"$STATE/logs/bank.log" 2>&1 </dev/null &
   echo $! >"$STATE/pids/bank.pid"
 else
@@ -69,8 +70,8 @@ else
   start account-info "$ACCOUNT_INFO_PORT" account_info
   start accounting "$ACCOUNTING_PORT" accounting
   start tax-consumer "$TAX_PORT" tax
+  AUTH_PUBLIC_KEY_FILE="$AUTH_DIR/issuer.pub.pem" start gateway "$GATEWAY_PORT" gateway
 fi
-AUTH_PUBLIC_KEY_FILE="$AUTH_DIR/issuer.pub.pem" start gateway "$GATEWAY_PORT" gateway
 for url in "$CUSTOMER_URL" "$ACCOUNT_INFO_URL" "$ACCOUNTING_URL" "$INTEREST_URL" "$TAX_URL" "$GATEWAY_URL"; do  # health: open
   for i in $(seq 1 120); do
     curl -sf "$url/health/ready" >/dev/null && break

@@ -1,4 +1,6 @@
-//! `bank`: the five services in one process, the same code as the five binaries. Each service
+//! `bank`: the five services in one process, the same code as the five binaries — and the gateway
+//! in front of them when its token keys are configured (`AUTH_PUBLIC_KEY_FILE`, …), forwarding to
+//! the services' own ports in this process. Each service
 //! keeps its own port, database and migrations and reads its settings under its own prefix first
 //! (`CUSTOMER_PORT`, `ACCOUNTING_DATABASE_URL`, … then the shared `REDIS_URL`, `CLOCK_MODE`, …).
 //! Calls between services go through the same peer traits as over HTTP, implemented by direct
@@ -67,6 +69,27 @@ async fn main() -> anyhow::Result<()> {
     let accounting = accounting::build(configs.2, wiring[2].peers()).await?;
     let interest = interest::build(configs.3, wiring[3].peers()).await?;
     let tax = tax_consumer::build(configs.4).await?;
+    // The gateway speaks HTTP to the services (it is their public face); here, to this process's ports.
+    let gateway_env = Env::for_service("gateway");
+    let has_keys =
+        ["AUTH_JWKS", "AUTH_JWKS_FILE", "AUTH_PUBLIC_KEY_FILE"].iter().any(|v| gateway_env.optional(v).is_some());
+    let gateway = match has_keys.then(|| gateway::Config::from_env(&gateway_env)).transpose()? {
+        Some(mut config) => {
+            let local = |port: u16| format!("http://127.0.0.1:{port}");
+            config.upstreams = [
+                local(customer.port()),
+                local(account_info.port()),
+                local(accounting.port()),
+                local(interest.port()),
+                local(tax.port()),
+            ];
+            Some(gateway::build(config).await?)
+        }
+        None => {
+            tracing::info!("no token keys configured (AUTH_PUBLIC_KEY_FILE, …): the gateway is not started");
+            None
+        }
+    };
     for w in &wiring {
         w.ledger.set(accounting::in_process_peer(&accounting.state, w.caller, timeout));
         w.accounts.set(account_info::in_process_peer(&account_info.state, w.caller, timeout));
@@ -79,7 +102,14 @@ async fn main() -> anyhow::Result<()> {
         platform::server::shutdown_signal().await;
         let _ = stop.send(true);
     });
+    let gateway = async {
+        match gateway {
+            Some(g) => g.run_until(stopped(stopping.clone())).await,
+            None => Ok(()),
+        }
+    };
     let serving = tokio::try_join!(
+        gateway,
         customer.run_until(stopped(stopping.clone())),
         account_info.run_until(stopped(stopping.clone())),
         accounting.run_until(stopped(stopping.clone())),
