@@ -6,7 +6,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use axum::middleware;
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 use contracts::problem::Code;
 use contracts::Account;
@@ -20,7 +20,8 @@ use crate::auth::{Caller, Scope};
 use crate::error::{GatewayError, GatewayResult};
 use crate::forward::forward;
 use crate::limits::Kind;
-use crate::state::AppState;
+use crate::state::{AppState, Upstreams};
+use platform::client::ServiceClient;
 
 const READ: &[Scope] = &[Scope::OpsRead, Scope::OpsWrite];
 const WRITE: &[Scope] = &[Scope::OpsWrite];
@@ -30,14 +31,22 @@ const RUNS_READ: &[Scope] = &[Scope::OpsRead, Scope::OpsWrite, Scope::Batch];
 pub fn routes(state: AppState) -> Router {
     let audited = Router::new()
         .route("/v1/me/accounts/{id}/payouts", post(pay).get(history))
-        .route("/v1/ops/payout-runs", post(start_run).get(list_runs))
+        .route(
+            "/v1/ops/payout-runs",
+            pass(Method::POST, RUNS, interest, "/v1/interest/payout-runs").merge(pass(
+                Method::GET,
+                RUNS_READ,
+                interest,
+                "/v1/interest/payout-runs",
+            )),
+        )
         .route("/v1/ops/payout-runs/{id}", get(read_run))
         .route("/v1/ops/payout-runs/{id}/cancel", post(cancel_run))
-        .route("/v1/ops/payouts", get(payouts))
-        .route("/v1/ops/dead-letters", get(dead_letters))
-        .route("/v1/ops/dead-letters/replay", post(replay))
-        .route("/v1/ops/tax/withholdings", get(withholdings))
-        .route("/v1/ops/tax/reports/monthly", get(monthly))
+        .route("/v1/ops/payouts", pass(Method::GET, READ, interest, "/v1/interest/payouts"))
+        .route("/v1/ops/dead-letters", pass(Method::GET, READ, tax, "/v1/tax/dead-letters"))
+        .route("/v1/ops/dead-letters/replay", pass(Method::POST, WRITE, tax, "/v1/tax/dead-letters/replay"))
+        .route("/v1/ops/tax/withholdings", pass(Method::GET, READ, tax, "/v1/tax/withholdings"))
+        .route("/v1/ops/tax/reports/monthly", pass(Method::GET, READ, tax, "/v1/tax/reports/monthly"))
         .route("/v1/ops/clock", get(read_clock).put(set_clock))
         .route_layer(middleware::from_fn_with_state(state.clone(), audit::record));
     Router::new()
@@ -121,21 +130,43 @@ async fn history(
     forward(&s.upstreams.interest, Method::GET, &format!("/v1/interest/accounts/{id}/payouts"), None, &headers).await
 }
 
+fn interest(u: &Upstreams) -> &ServiceClient {
+    &u.interest
+}
+
+fn tax(u: &Upstreams) -> &ServiceClient {
+    &u.tax
+}
+
+/// An ops route passed through as it is (query string and body included) to `path` of the
+/// service `to` picks, for callers with any of `scopes`.
+fn pass(
+    method: Method,
+    scopes: &'static [Scope],
+    to: fn(&Upstreams) -> &ServiceClient,
+    path: &'static str,
+) -> MethodRouter<AppState> {
+    let is_post = method == Method::POST;
+    let handler = move |State(s): State<AppState>, caller: Caller, RawQuery(q): RawQuery, h: HeaderMap, body: Bytes| {
+        let method = method.clone();
+        async move {
+            caller.require(scopes)?;
+            let body = (method == Method::POST).then(|| body.to_vec());
+            forward(to(&s.upstreams), method, &with_query(path, q), body, &h).await
+        }
+    };
+    if is_post {
+        post(handler)
+    } else {
+        get(handler)
+    }
+}
+
 fn with_query(path: &str, q: Option<String>) -> String {
     match q {
         Some(q) if !q.is_empty() => format!("{path}?{q}"),
         _ => path.to_string(),
     }
-}
-
-async fn start_run(
-    State(s): State<AppState>,
-    caller: Caller,
-    headers: HeaderMap,
-    body: Bytes,
-) -> GatewayResult<Response> {
-    caller.require(RUNS)?;
-    forward(&s.upstreams.interest, Method::POST, "/v1/interest/payout-runs", Some(body.to_vec()), &headers).await
 }
 
 async fn read_run(
@@ -148,16 +179,6 @@ async fn read_run(
     forward(&s.upstreams.interest, Method::GET, &format!("/v1/interest/payout-runs/{id}"), None, &headers).await
 }
 
-async fn list_runs(
-    State(s): State<AppState>,
-    caller: Caller,
-    RawQuery(q): RawQuery,
-    h: HeaderMap,
-) -> GatewayResult<Response> {
-    caller.require(RUNS_READ)?;
-    forward(&s.upstreams.interest, Method::GET, &with_query("/v1/interest/payout-runs", q), None, &h).await
-}
-
 async fn cancel_run(
     State(s): State<AppState>,
     caller: Caller,
@@ -166,51 +187,6 @@ async fn cancel_run(
 ) -> GatewayResult<Response> {
     caller.require(RUNS)?;
     forward(&s.upstreams.interest, Method::POST, &format!("/v1/interest/payout-runs/{id}/cancel"), None, &h).await
-}
-
-async fn payouts(
-    State(s): State<AppState>,
-    caller: Caller,
-    RawQuery(q): RawQuery,
-    h: HeaderMap,
-) -> GatewayResult<Response> {
-    caller.require(READ)?;
-    forward(&s.upstreams.interest, Method::GET, &with_query("/v1/interest/payouts", q), None, &h).await
-}
-
-async fn dead_letters(
-    State(s): State<AppState>,
-    caller: Caller,
-    RawQuery(q): RawQuery,
-    h: HeaderMap,
-) -> GatewayResult<Response> {
-    caller.require(READ)?;
-    forward(&s.upstreams.tax, Method::GET, &with_query("/v1/tax/dead-letters", q), None, &h).await
-}
-
-async fn replay(State(s): State<AppState>, caller: Caller, headers: HeaderMap, body: Bytes) -> GatewayResult<Response> {
-    caller.require(WRITE)?;
-    forward(&s.upstreams.tax, Method::POST, "/v1/tax/dead-letters/replay", Some(body.to_vec()), &headers).await
-}
-
-async fn withholdings(
-    State(s): State<AppState>,
-    caller: Caller,
-    RawQuery(q): RawQuery,
-    h: HeaderMap,
-) -> GatewayResult<Response> {
-    caller.require(READ)?;
-    forward(&s.upstreams.tax, Method::GET, &with_query("/v1/tax/withholdings", q), None, &h).await
-}
-
-async fn monthly(
-    State(s): State<AppState>,
-    caller: Caller,
-    RawQuery(q): RawQuery,
-    h: HeaderMap,
-) -> GatewayResult<Response> {
-    caller.require(READ)?;
-    forward(&s.upstreams.tax, Method::GET, &with_query("/v1/tax/reports/monthly", q), None, &h).await
 }
 
 /// The manual clock exists only with `CLOCK_MODE=manual`; otherwise the route is not there.
