@@ -53,6 +53,7 @@ SCHEMAS = {
     "DeadLetters": obj(["dead_letters"], dead_letters={"type": "array", "items": {"type": "object"}}),
     "Replay": obj([], ids={"type": "array", "items": I}, all=B, replayed_by=S),
     "ReplayResult": {"type": "object"},
+    "Reconciliation": {"type": "object"},
     "PayoutRuns": obj(["runs"], runs={"type": "array", "items": {"type": "object"}}),
 }
 SERVICES = {
@@ -108,6 +109,7 @@ SERVICES = {
         "/v1/ops/dead-letters/replay": [("post", "Replay dead letters (ops:write; audited)", "Replay", "ReplayResult")],
         "/v1/ops/tax/withholdings": [("get", "Withholding records (ops:read; ?account_id=&from=&to=)", None, "Withholdings")],
         "/v1/ops/tax/reports/monthly": [("get", "Monthly remittance report (ops:read; ?month=YYYY-MM)", None, "MonthlyReport")],
+        "/v1/ops/reconcile": [("get", "Reconcile interest payouts, ledger postings and withholding records of ?from=&to= (ops:read; at most 31 days)", None, "Reconciliation")],
         "/v1/ops/clock": [("get", "The manual clock (ops:read; only with CLOCK_MODE=manual)", None, None), ("put", "Move the manual clock (ops:write; audited)", None, None)],
     }),
 }

@@ -105,6 +105,29 @@ async fn a_customer_reaches_only_their_own_accounts_and_nothing_else_is_written(
     let history = stack.as_caller(&me, Method::GET, &format!("/v1/me/accounts/{acc_a}/payouts"), None, &[]).await;
     assert_eq!(history.body["payouts"].as_array().unwrap().len(), 1);
 
+    // Ops reconcile the day through the gateway once the withholding is recorded.
+    stack.wait_withholding(acc_a, paid.body["payout_id"].as_str().unwrap()).await;
+    let ops = stack.token("ops", "ops:read");
+    let day = "/v1/ops/reconcile?from=2024-03-11&to=2024-03-11";
+    let report = stack.as_caller(&ops, Method::GET, day, None, &[]).await;
+    assert_eq!(report.status, StatusCode::OK, "{:?}", report.body);
+    assert_eq!(
+        (
+            report.body["interest_payouts"].clone(),
+            report.body["ledger_postings"].clone(),
+            report.body["withholdings"].clone()
+        ),
+        (json!(1), json!(1), json!(1))
+    );
+    assert_eq!(report.body["mismatched"], json!([]));
+    assert_eq!(stack.as_caller(&me, Method::GET, day, None, &[]).await.status, StatusCode::FORBIDDEN);
+    let too_long =
+        stack.as_caller(&ops, Method::GET, "/v1/ops/reconcile?from=2024-01-01&to=2024-03-11", None, &[]).await;
+    assert_eq!(
+        (too_long.status, too_long.body["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("VALIDATION_FAILED"))
+    );
+
     // Audited: the refused attempts on b's account and the payout, with subject and account.
     let audited: Vec<(String, Option<Uuid>, i16)> =
         sqlx::query_as("SELECT subject, account_id, status FROM audit_log WHERE method = 'POST' ORDER BY id")

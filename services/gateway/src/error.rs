@@ -23,6 +23,10 @@ pub enum GatewayError {
     NoClock,
     #[error(transparent)]
     Upstream(#[from] ClientError),
+    #[error("{field}: {detail}")]
+    Invalid { field: &'static str, detail: String },
+    #[error("reconciliation could not read a service: {0}")]
+    Reconcile(String),
 }
 
 impl From<GatewayError> for ApiError {
@@ -38,6 +42,8 @@ impl From<GatewayError> for ApiError {
             GatewayError::KeyRequired => ApiError::of(Code::IdempotencyKeyRequired, detail),
             GatewayError::NoClock => ApiError::of(Code::RouteNotFound, detail),
             GatewayError::Upstream(c) => c.into(),
+            GatewayError::Invalid { field, detail } => ApiError::validation(field, detail),
+            GatewayError::Reconcile(_) => ApiError::unavailable(detail),
         }
     }
 }

@@ -48,6 +48,7 @@ pub fn routes(state: AppState) -> Router {
         .route("/v1/ops/tax/withholdings", pass(Method::GET, READ, tax, "/v1/tax/withholdings"))
         .route("/v1/ops/tax/reports/monthly", pass(Method::GET, READ, tax, "/v1/tax/reports/monthly"))
         .route("/v1/ops/clock", get(read_clock).put(set_clock))
+        .route("/v1/ops/reconcile", get(reconcile_range))
         .route_layer(middleware::from_fn_with_state(state.clone(), audit::record));
     Router::new()
         .route("/v1/me/accounts", get(my_accounts))
@@ -187,6 +188,30 @@ async fn cancel_run(
 ) -> GatewayResult<Response> {
     caller.require(RUNS)?;
     forward(&s.upstreams.interest, Method::POST, &format!("/v1/interest/payout-runs/{id}/cancel"), None, &h).await
+}
+
+#[derive(Deserialize)]
+struct RangeQuery {
+    from: chrono::NaiveDate,
+    to: chrono::NaiveDate,
+}
+
+/// Interest payouts, ledger postings and withholding records of business dates `from..=to`
+/// compared (at most 31 days per request: it reads every item of the range).
+async fn reconcile_range(
+    State(s): State<AppState>,
+    caller: Caller,
+    Query(q): Query<RangeQuery>,
+) -> GatewayResult<axum::Json<reconcile::Report>> {
+    caller.require(READ)?;
+    if q.to < q.from || (q.to - q.from).num_days() > 30 {
+        let detail = "to must be on or after from, at most 31 days in all".to_string();
+        return Err(GatewayError::Invalid { field: "to", detail });
+    }
+    let (http, urls) = &*s.reconcile;
+    let report =
+        reconcile::reconcile(http, urls, q.from, q.to).await.map_err(|e| GatewayError::Reconcile(e.to_string()))?;
+    Ok(axum::Json(report))
 }
 
 /// The manual clock exists only with `CLOCK_MODE=manual`; otherwise the route is not there.

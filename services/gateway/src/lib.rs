@@ -91,7 +91,16 @@ pub async fn build(config: Config) -> anyhow::Result<App<AppState>> {
         interest: client("interest", interest)?,
         tax: client("tax-consumer", tax)?,
     };
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = config.client.service_token.as_deref() {
+        headers.insert(platform::server::SERVICE_TOKEN_HEADER, token.parse()?);
+    }
+    let reconcile_http =
+        reqwest::Client::builder().default_headers(headers).timeout(std::time::Duration::from_secs(60)).build()?;
+    let reconcile_urls =
+        reconcile::Urls { interest: interest.clone(), accounting: accounting.clone(), tax: tax.clone() };
     let state = AppState {
+        reconcile: Arc::new((reconcile_http, reconcile_urls)),
         pool: pool.clone(),
         verifier: Arc::new(verifier),
         upstreams,

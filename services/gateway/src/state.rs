@@ -27,4 +27,6 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     /// Whether the manual clock's ops route exists (`CLOCK_MODE=manual`).
     pub clock_manual: bool,
+    /// Reconciliation reads three services' listings directly (with the service credential).
+    pub reconcile: Arc<(reqwest::Client, reconcile::Urls)>,
 }

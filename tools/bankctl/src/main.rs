@@ -16,8 +16,6 @@
 //! token for the gateway (ES256) with a local issuer's private key — for demos and local tests;
 //! production tokens come from the bank's identity provider (`AUTH_ISSUER`, `AUTH_AUDIENCE`).
 
-mod reconcile;
-
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -135,7 +133,7 @@ async fn reconcile_cmd(mut it: impl Iterator<Item = String>) -> anyhow::Result<b
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        report.print();
+        print!("{report}");
     }
     Ok(report.clean())
 }

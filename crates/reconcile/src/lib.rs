@@ -1,11 +1,11 @@
-//! `bankctl reconcile --from D --to D [--json]`: the proof of "nothing lost". For payouts with a
-//! business date in the range, compares what the interest service recorded, what the ledger booked
-//! (its interest postings, whose tax lines credit the tax-payable accounts) and what the tax service
-//! withheld, and reports missing, duplicate and mismatched items.
+//! Reconciliation, the proof of "nothing lost" (`bankctl reconcile`, and ops' `GET
+//! /v1/ops/reconcile` through the gateway). For payouts with a business date in the range,
+//! compares what the interest service recorded, what the ledger booked (its interest postings,
+//! whose tax lines credit the tax-payable accounts) and what the tax service withheld, through
+//! their HTTP APIs, and reports missing, duplicate and mismatched items.
 
 use std::collections::{BTreeMap, HashMap};
 
-use anyhow::Context;
 use chrono::NaiveDate;
 use contracts::{InterestPostingFeed, PayoutPage, Withholdings};
 use serde::Serialize;
@@ -54,16 +54,20 @@ impl Report {
             && self.duplicates.is_empty()
             && self.mismatched.is_empty()
     }
+}
 
-    pub fn print(&self) {
-        println!(
+/// The report as text, for a terminal.
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
             "reconciliation {} .. {}: interest {} · ledger {} · withholdings {}",
             self.from.map(|d| d.to_string()).unwrap_or_default(),
             self.to.map(|d| d.to_string()).unwrap_or_default(),
             self.interest_payouts,
             self.ledger_postings,
             self.withholdings
-        );
+        )?;
         let lists: [(&str, Vec<String>); 6] = [
             ("missing withholdings", self.missing_withholdings.iter().map(Uuid::to_string).collect()),
             ("missing in interest", self.missing_in_interest.iter().map(Uuid::to_string).collect()),
@@ -73,15 +77,15 @@ impl Report {
             ("mismatched", self.mismatched.iter().map(Uuid::to_string).collect()),
         ];
         for (name, items) in lists {
-            println!("  {name:<24} {}", items.len());
+            writeln!(f, "  {name:<24} {}", items.len())?;
             for i in items.iter().take(20) {
-                println!("      {i}");
+                writeln!(f, "      {i}")?;
             }
         }
         for (component, (payable, withheld)) in &self.tax_totals {
-            println!("  {component:<24} ledger payable {payable} · withheld {withheld}");
+            writeln!(f, "  {component:<24} ledger payable {payable} · withheld {withheld}")?;
         }
-        println!("  {}", if self.clean() { "CLEAN" } else { "DIFFERENCES FOUND" });
+        writeln!(f, "  {}", if self.clean() { "CLEAN" } else { "DIFFERENCES FOUND" })
     }
 }
 
@@ -91,13 +95,23 @@ pub struct Urls {
     pub tax: String,
 }
 
-async fn get<T: serde::de::DeserializeOwned>(http: &reqwest::Client, url: &str) -> anyhow::Result<T> {
-    let r = http.get(url).send().await.with_context(|| format!("GET {url}"))?;
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("GET {url}: {source}")]
+    Unreachable { url: String, source: reqwest::Error },
+    #[error("GET {url}: HTTP {status}: {body}")]
+    Refused { url: String, status: u16, body: String },
+}
+
+async fn get<T: serde::de::DeserializeOwned>(http: &reqwest::Client, url: &str) -> Result<T, ReconcileError> {
+    let unreachable = |source| ReconcileError::Unreachable { url: url.to_string(), source };
+    let r = http.get(url).send().await.map_err(unreachable)?;
     let status = r.status();
     if !status.is_success() {
-        anyhow::bail!("GET {url}: HTTP {status}: {}", r.text().await.unwrap_or_default());
+        let body = r.text().await.unwrap_or_default();
+        return Err(ReconcileError::Refused { url: url.to_string(), status: status.as_u16(), body });
     }
-    Ok(r.json().await?)
+    r.json().await.map_err(unreachable)
 }
 
 /// The figures of a payout, a ledger posting request (`figures!(x, amounts)`) or a withholding
@@ -127,7 +141,7 @@ async fn keyset<P: serde::de::DeserializeOwned>(
     http: &reqwest::Client,
     base: &str,
     split: impl Fn(P) -> (Vec<(Uuid, Figures)>, Option<Uuid>),
-) -> anyhow::Result<Vec<(Uuid, Figures)>> {
+) -> Result<Vec<(Uuid, Figures)>, ReconcileError> {
     let mut out = Vec::new();
     let mut after: Option<Uuid> = None;
     loop {
@@ -144,7 +158,12 @@ async fn keyset<P: serde::de::DeserializeOwned>(
     }
 }
 
-pub async fn reconcile(http: &reqwest::Client, urls: &Urls, from: NaiveDate, to: NaiveDate) -> anyhow::Result<Report> {
+pub async fn reconcile(
+    http: &reqwest::Client,
+    urls: &Urls,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<Report, ReconcileError> {
     // Interest service: recorded payouts.
     let interest =
         keyset(http, &format!("{}/v1/interest/payouts?from={from}&to={to}", urls.interest), |p: PayoutPage| {
