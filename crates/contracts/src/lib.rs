@@ -279,6 +279,12 @@ pub mod revision {
     }
 }
 
+/// A product code: 1 to 64 letters, digits, `_` or `-` (the interest service's rule and its
+/// table's check). A code outside it names no product, and is never spliced into a path.
+pub fn is_product_code(code: &str) -> bool {
+    (1..=64).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
 pub mod fence {
     use uuid::Uuid;
 

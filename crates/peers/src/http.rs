@@ -102,9 +102,7 @@ impl crate::Customers for Http {
 #[async_trait]
 impl crate::Products for Http {
     async fn product(&self, code: &str) -> Result<Product, PeerError> {
-        // Product codes are letters, digits, '_' and '-' (the owner's rule); anything else names no
-        // product, and must never be spliced into a path.
-        if code.is_empty() || !code.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+        if !contracts::is_product_code(code) {
             let detail = format!("no product {code:?}");
             return self.counted(Err(PeerError::Problem {
                 target: self.target,

@@ -37,10 +37,7 @@ async fn open(State(s): State<AppState>, body: Body<OpenAccount>) -> ApiResult<(
         Err(e) => return Err(e.into()),
         Ok(_) => {}
     }
-    // The interest service's rule for product codes: a code outside it names no product.
-    let code_ok =
-        |c: &str| (1..=64).contains(&c.len()) && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if !code_ok(&req.product_code) {
+    if !contracts::is_product_code(&req.product_code) {
         return Err(ApiError::validation("product_code", "product_code must be 1 to 64 letters, digits, '_' or '-'"));
     }
     match s.products.product(&req.product_code).await {

@@ -38,8 +38,7 @@ pub async fn rate_table(pool: &PgPool, code: &str) -> Result<(RateTable, i64), I
 }
 
 pub async fn create_product(pool: &PgPool, code: &str, name: &str) -> Result<Product, InterestError> {
-    if code.is_empty() || code.len() > 64 || !code.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    {
+    if !contracts::is_product_code(code) {
         return Err(invalid("code", "code must be 1-64 letters, digits, '_' or '-'"));
     }
     let name = name.trim();
