@@ -71,6 +71,11 @@ pub struct RawResponse {
     pub body: Vec<u8>,
 }
 
+/// The problem document a body is, if it is one (it has a `code`).
+fn problem_of(body: &[u8]) -> Option<ProblemBody> {
+    serde_json::from_slice::<ProblemBody>(body).ok().filter(|p| !p.code.is_empty())
+}
+
 #[derive(serde::Deserialize)]
 struct ProblemBody {
     #[serde(default)]
@@ -93,10 +98,6 @@ pub struct ClientSettings {
 }
 
 impl ClientSettings {
-    pub fn from_env() -> Result<Self, crate::config::ConfigError> {
-        Self::from(&crate::config::Env::process())
-    }
-
     pub fn from(env: &crate::config::Env) -> Result<Self, crate::config::ConfigError> {
         Ok(Self {
             timeout: env.millis("HTTP_CLIENT_TIMEOUT_MS", 3000)?,
@@ -209,7 +210,7 @@ impl ServiceClient {
         };
         let raw = self.exchange(method, path, body, headers).await?;
         let status = raw.status;
-        let problem = serde_json::from_slice::<ProblemBody>(&raw.body).ok().filter(|p| !p.code.is_empty());
+        let problem = problem_of(&raw.body);
         if status.is_success() {
             return serde_json::from_slice(&raw.body)
                 .map_err(|e| ClientError::Decode { target, detail: e.to_string() });
@@ -233,7 +234,7 @@ impl ServiceClient {
         headers: &[(&str, &str)],
     ) -> Result<RawResponse, ClientError> {
         let raw = self.exchange(method, path, body, headers).await?;
-        if raw.status.is_server_error() && serde_json::from_slice::<ProblemBody>(&raw.body).is_err() {
+        if raw.status.is_server_error() && problem_of(&raw.body).is_none() {
             return Err(ClientError::Unavailable { target: self.target, detail: format!("HTTP {}", raw.status) });
         }
         Ok(raw)
@@ -281,10 +282,9 @@ impl ServiceClient {
                 return Err(ClientError::Unavailable { target, detail: e.to_string() });
             }
         };
-        let explained = serde_json::from_slice::<ProblemBody>(&bytes).ok().is_some_and(|p| !p.code.is_empty());
         // A dependency that answers with a problem is alive (e.g. 503 ACCOUNT_BUSY under contention);
         // only silence, gateways and unexplained 5xx count against the breaker.
-        self.outcome(status.is_server_error() && !explained);
+        self.outcome(status.is_server_error() && problem_of(&bytes).is_none());
         Ok(RawResponse { status, content_type, retry_after, body: bytes.to_vec() })
     }
 }

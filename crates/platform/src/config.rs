@@ -90,29 +90,6 @@ impl Env {
     }
 }
 
-pub fn var(name: &str, default: &str) -> String {
-    Env::process().var(name, default)
-}
-
-pub fn optional(name: &str) -> Option<String> {
-    Env::process().optional(name)
-}
-
-pub fn parse<T: FromStr>(name: &str, default: &str) -> Result<T, ConfigError>
-where
-    T::Err: std::fmt::Display,
-{
-    Env::process().parse(name, default)
-}
-
-pub fn millis(name: &str, default_ms: u64) -> Result<Duration, ConfigError> {
-    Env::process().millis(name, default_ms)
-}
-
-pub fn url(name: &str, default: &str) -> Result<String, ConfigError> {
-    Env::process().url(name, default)
-}
-
 /// Settings every service has.
 #[derive(Debug, Clone)]
 pub struct Common {
@@ -131,10 +108,6 @@ pub struct Common {
 }
 
 impl Common {
-    pub fn from_env(service: &'static str, default_port: u16, default_db: &str) -> Result<Self, ConfigError> {
-        Self::from(&Env::process(), service, default_port, default_db)
-    }
-
     pub fn from(env: &Env, service: &'static str, default_port: u16, default_db: &str) -> Result<Self, ConfigError> {
         let (var, optional) = (|n: &str, d: &str| env.var(n, d), |n: &str| env.optional(n));
         let host = var("HOST", "127.0.0.1");
@@ -191,8 +164,9 @@ mod tests {
 
     #[test]
     fn url_validation() {
-        assert!(url("PLATFORM_TEST_UNSET_URL", "ftp://x").is_err());
-        assert_eq!(url("PLATFORM_TEST_UNSET_URL", "http://x:1/").unwrap(), "http://x:1");
+        let env = Env::process();
+        assert!(env.url("PLATFORM_TEST_UNSET_URL", "ftp://x").is_err());
+        assert_eq!(env.url("PLATFORM_TEST_UNSET_URL", "http://x:1/").unwrap(), "http://x:1");
     }
 
     #[test]

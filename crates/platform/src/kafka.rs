@@ -22,10 +22,6 @@ pub struct KafkaConfig {
 }
 
 impl KafkaConfig {
-    pub fn from_env() -> Result<Self, crate::config::ConfigError> {
-        Self::from(&crate::config::Env::process())
-    }
-
     pub fn from(env: &crate::config::Env) -> Result<Self, crate::config::ConfigError> {
         Ok(Self {
             brokers: env.var("KAFKA_BROKERS", "127.0.0.1:9092"),
