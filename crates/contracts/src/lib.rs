@@ -7,24 +7,29 @@ pub mod problem;
 use chrono::{DateTime, NaiveDate, Utc};
 use domain::{AccountStatus, Amount, CustomerStatus, TaxBreakdown, TaxCategory, Withheld};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 // ---- customer ----
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct CreateCustomer {
+    /// 1 to 200 characters, not only spaces.
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     pub name: String,
     pub tax_category: TaxCategory,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ChangeCustomerStatus {
     pub status: CustomerStatus,
+    /// Required (not only spaces) for any status but ACTIVE; at most 500 characters.
     #[serde(default)]
+    #[schema(max_length = 500)]
     pub reason: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Customer {
     pub customer_id: Uuid,
     pub name: String,
@@ -38,18 +43,20 @@ pub struct Customer {
     pub rev: i64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ChangeTaxCategory {
     pub tax_category: TaxCategory,
 }
 
 /// `PATCH /v1/customers/{id}`: any of the mutable fields.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AmendCustomer {
     #[serde(default)]
     pub status: Option<CustomerStatus>,
+    /// Required with a status other than ACTIVE; at most 500 characters.
     #[serde(default)]
+    #[schema(max_length = 500)]
     pub reason: Option<String>,
     #[serde(default)]
     pub tax_category: Option<TaxCategory>,
@@ -57,24 +64,25 @@ pub struct AmendCustomer {
 
 // ---- account-info ----
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct OpenAccount {
     pub customer_id: Uuid,
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub product_code: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ChangeAccountStatus {
     pub status: AccountStatus,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ChangeHolds {
     pub deposit_suspended: bool,
     pub withdrawal_suspended: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Account {
     pub account_id: Uuid,
     pub customer_id: Uuid,
@@ -90,7 +98,7 @@ pub struct Account {
 }
 
 /// A keyset page of accounts; pass `next_after` as `after` for the next page (absent on the last).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct AccountPage {
     pub accounts: Vec<Account>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -99,21 +107,21 @@ pub struct AccountPage {
 
 // ---- accounting ----
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct MoneyMovement {
     pub amount: Amount,
     #[serde(default)]
     pub value_date: Option<NaiveDate>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Transfer {
     pub from_account_id: Uuid,
     pub to_account_id: Uuid,
     pub amount: Amount,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Posting {
     pub entry_id: Uuid,
     pub account_id: Uuid,
@@ -123,7 +131,7 @@ pub struct Posting {
     pub balance_after: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct TransferPosting {
     pub entry_id: Uuid,
     pub from_account_id: Uuid,
@@ -134,14 +142,14 @@ pub struct TransferPosting {
     pub to_balance_after: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Balance {
     pub account_id: Uuid,
     pub balance: i64,
     pub as_of: NaiveDate,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct EntryLine {
     pub ledger_account: String,
     pub account_id: Option<Uuid>,
@@ -149,7 +157,7 @@ pub struct EntryLine {
     pub credit: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Entry {
     pub entry_id: Uuid,
     pub kind: String,
@@ -159,7 +167,7 @@ pub struct Entry {
     pub lines: Vec<EntryLine>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Entries {
     pub account_id: Uuid,
     pub entries: Vec<Entry>,
@@ -167,7 +175,7 @@ pub struct Entries {
 
 /// End-of-day balances for `[from, to]` as change points (the first point is the balance on
 /// `from`), plus what the ledger knows of the account's interest payouts.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct DailyBalances {
     pub account_id: Uuid,
     pub from: NaiveDate,
@@ -182,7 +190,7 @@ pub struct DailyBalances {
     pub digest: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct BalancePoint {
     pub date: NaiveDate,
     pub balance: i64,
@@ -191,7 +199,7 @@ pub struct BalancePoint {
 /// The interest service asks the ledger to book a payout. The ledger is the payout's commit point:
 /// it books at most one payout per account per business date, only for the period right after the
 /// last one, and a repeat of the same `payout_id` returns the booked posting.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct InterestPostingRequest {
     pub payout_id: Uuid,
     pub account_id: Uuid,
@@ -216,7 +224,7 @@ pub struct InterestPostingRequest {
 /// What a payout's quote was computed from, verified by the ledger when the booking commits (SPEC
 /// §7): the period's end-of-day balances (history revision and a digest of the points), the
 /// account's status and holds, the customer's status and tax category, the product's rates.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct QuoteBasis {
     pub history_rev: i64,
     pub balances_digest: String,
@@ -240,7 +248,7 @@ impl QuoteBasis {
 /// An owner of payout inputs (account-info, customer, interest's rates) raises a fence in the
 /// ledger *before* committing a change: from then on the ledger refuses bookings quoted at an
 /// older revision of that subject, and the fence waits for bookings in flight on it to finish.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PayoutFence {
     pub subject: String,
     pub rev: i64,
@@ -306,7 +314,7 @@ pub mod fence {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct InterestPosting {
     #[serde(flatten)]
     pub request: InterestPostingRequest,
@@ -317,42 +325,51 @@ pub struct InterestPosting {
     pub seq: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct InterestPostingFeed {
     pub postings: Vec<InterestPosting>,
 }
 
 // ---- interest ----
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct CreateProduct {
+    /// 1 to 64 letters, digits, `_` or `-`.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub code: String,
+    /// 1 to 200 characters, not only spaces.
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     pub name: String,
 }
 
 /// Rates travel as percentage strings ("2.3") so no float ever touches them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct BandBody {
+    /// The band's lowest balance, won (the first band starts at 0).
+    #[schema(minimum = 0)]
     pub from: i64,
+    /// The first balance above the band (absent on the last band).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<i64>,
+    /// Annual rate in percent, at most 4 decimals ("2.35").
+    #[schema(pattern = "^[0-9]{1,3}(\\.[0-9]{1,4})?$")]
     pub rate: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RateScheduleBody {
     pub effective_from: NaiveDate,
     pub bands: Vec<BandBody>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Product {
     pub code: String,
     pub name: String,
     pub rate_schedules: Vec<RateScheduleBody>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Estimate {
     pub account_id: Uuid,
     pub business_date: NaiveDate,
@@ -367,7 +384,7 @@ pub struct Estimate {
     pub code: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Payout {
     pub payout_id: Uuid,
     pub account_id: Uuid,
@@ -385,7 +402,7 @@ pub struct Payout {
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Payouts {
     pub account_id: Uuid,
     pub payouts: Vec<Payout>,
@@ -399,7 +416,7 @@ pub const TAX_TOPIC: &str = "tax.withholding.v1";
 pub const TAX_DLQ_TOPIC: &str = "tax.withholding.v1.dlq";
 
 /// The value of a `tax.withholding.v1` message; key = account id.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct TaxWithholdingEvent {
     pub event_id: Uuid,
     pub schema_version: u32,
@@ -415,7 +432,7 @@ pub struct TaxWithholdingEvent {
     pub occurred_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Withholding {
     pub payout_id: Uuid,
     pub event_id: Uuid,
@@ -431,7 +448,7 @@ pub struct Withholding {
     pub recorded_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Withholdings {
     pub withholdings: Vec<Withholding>,
     /// Pass as `after` for the next page (ordered by payout id); absent on the last page.
@@ -439,7 +456,7 @@ pub struct Withholdings {
     pub next_after: Option<Uuid>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct MonthlyReport {
     pub month: String,
     pub payouts: i64,
@@ -453,7 +470,7 @@ pub struct MonthlyReport {
 
 // ---- every service ----
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SetClock {
     pub today: NaiveDate,
     /// Seoul wall-clock time on `today`, frozen until the next change (default 00:00:00).
@@ -461,7 +478,7 @@ pub struct SetClock {
     pub time: Option<chrono::NaiveTime>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Clock {
     pub today: NaiveDate,
     pub time: chrono::NaiveTime,
@@ -470,7 +487,7 @@ pub struct Clock {
 
 /// `GET /v1/interest/payouts?from=&to=&after=&limit=`: recorded payouts by business date, keyset
 /// paged by payout id (reconciliation).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct PayoutPage {
     pub payouts: Vec<Payout>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -480,7 +497,7 @@ pub struct PayoutPage {
 // ---- payout runs ----
 
 /// `POST /v1/interest/payout-runs`: today's run over every account, or over the given ones.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct StartPayoutRun {
     #[serde(default)]
     pub business_date: Option<NaiveDate>,
@@ -491,7 +508,7 @@ pub struct StartPayoutRun {
 /// What a run paid in total (serialized flat: gross, each tax, net).
 pub type RunTotals = Withheld;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct PayoutRunSummary {
     pub run_id: Uuid,
     pub business_date: NaiveDate,
@@ -503,12 +520,12 @@ pub struct PayoutRunSummary {
 }
 
 /// `GET /v1/interest/payout-runs`: the latest runs first.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct PayoutRuns {
     pub runs: Vec<PayoutRunSummary>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct PayoutRun {
     pub run_id: Uuid,
     pub business_date: NaiveDate,
@@ -533,4 +550,62 @@ pub struct PayoutRun {
     pub started_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<DateTime<Utc>>,
+}
+
+// ---- dead letters ----
+
+/// A `tax.withholding.v1` message the tax consumer could not process, kept for ops to replay.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DeadLetter {
+    pub id: i64,
+    pub source_topic: String,
+    pub source_partition: i32,
+    pub source_offset: i64,
+    pub key: Option<String>,
+    pub payload: String,
+    /// The message's headers, name to value.
+    #[schema(value_type = Object)]
+    pub headers: serde_json::Value,
+    pub error: String,
+    pub attempts: i32,
+    pub created_at: DateTime<Utc>,
+    pub replayed_at: Option<DateTime<Utc>>,
+    pub replayed_by: Option<String>,
+    pub replay_result: Option<String>,
+    /// Every replay, oldest first.
+    pub replays: Vec<DeadLetterReplay>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DeadLetterReplay {
+    pub replayed_by: String,
+    pub replayed_at: DateTime<Utc>,
+    /// `recorded`, `duplicate` or `failed: <why>`.
+    pub result: String,
+}
+
+/// A page of dead letters by id; pass `next_after_id` as `after_id` for the next one.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DeadLetters {
+    pub dead_letters: Vec<DeadLetter>,
+    pub next_after_id: Option<i64>,
+}
+
+/// `POST /v1/tax/dead-letters/replay`: the given letters, or all of them, re-processed.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ReplayDeadLetters {
+    #[serde(default)]
+    pub ids: Option<Vec<i64>>,
+    #[serde(default)]
+    pub all: bool,
+    /// Who replays (recorded with each replay).
+    pub replayed_by: String,
+}
+
+/// What a replay did: withholdings recorded, already recorded, still failing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReplayOutcome {
+    pub recorded: i64,
+    pub duplicate: i64,
+    pub failed: i64,
 }

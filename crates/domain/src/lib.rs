@@ -5,6 +5,8 @@
 pub mod accrual;
 pub mod date;
 pub mod money;
+#[cfg(feature = "openapi")]
+mod openapi;
 pub mod rate;
 pub mod status;
 pub mod tax;

@@ -43,12 +43,24 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
             // PostgreSQL text cannot hold NUL: refuse it here for every field of every body.
             return Err(ApiError::of(Code::ValidationFailed, "text must not contain NUL (\\u0000) characters"));
         }
+        if !is_object(&bytes) {
+            // Every body of the API is an object; serde would read a struct from an array too.
+            return Err(match serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+                Ok(_) => ApiError::of(Code::ValidationFailed, "the body must be a JSON object"),
+                Err(e) => ApiError::of(Code::MalformedJson, e.to_string()),
+            });
+        }
         let body_hash = hash(&bytes);
         match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(value)) => Ok(Self { value, body_hash }),
             Err(e) => Err(json_problem(e)),
         }
     }
+}
+
+/// Whether a JSON text is an object (its first significant character is `{`).
+fn is_object(json: &[u8]) -> bool {
+    json.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
 }
 
 /// Whether a JSON text has a `\u0000` escape (a backslash preceded by an even number of
@@ -106,7 +118,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
 }
 
 /// The `Idempotency-Key` header: required on money-moving POSTs, 1–200 visible ASCII characters.
-pub struct IdempotencyKey(pub String);
+#[derive(utoipa::IntoParams)]
+#[into_params(names("Idempotency-Key"), parameter_in = Header)]
+pub struct IdempotencyKey(
+    /// The client's key for this operation: a retry with the same key and body gets the first
+    /// answer again, with another body 422 IDEMPOTENCY_KEY_REUSED.
+    #[param(pattern = "^[!-~]{1,200}$")]
+    pub String,
+);
 
 impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     type Rejection = ApiError;
@@ -128,6 +147,14 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
 
 #[cfg(test)]
 mod nul_tests {
+    #[test]
+    fn only_an_object_is_a_body() {
+        assert!(super::is_object(b" \n{\"a\": 1}"));
+        for text in [&b"[null, null]"[..], b"null", b"1", b"\"x\"", b""] {
+            assert!(!super::is_object(text), "{:?}", std::str::from_utf8(text));
+        }
+    }
+
     use super::escapes_nul;
 
     #[test]

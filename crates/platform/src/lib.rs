@@ -12,6 +12,7 @@ pub mod extract;
 pub mod fault;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+pub mod openapi;
 pub mod problem;
 pub mod redis;
 pub mod revision;

@@ -8,7 +8,9 @@ use serde::Serialize;
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
-#[derive(Debug, Clone, Serialize)]
+/// A problem document (RFC 9457) with our stable `code`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = Problem)]
 pub struct ApiError {
     #[serde(skip)]
     pub status: StatusCode,
@@ -20,6 +22,7 @@ pub struct ApiError {
     pub status_number: u16,
     /// The same number under the name clients of earlier versions read; kept for them.
     pub status_code: u16,
+    #[schema(schema_with = codes)]
     pub code: String,
     pub detail: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -30,6 +33,15 @@ pub struct ApiError {
     /// Seconds after which a retry may succeed (also sent as `Retry-After`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<u64>,
+}
+
+/// The `code` member: one of the table's codes (`contracts::problem`), each with one status.
+fn codes() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(Code::ALL.iter().map(|c| c.as_str())))
+        .description(Some("Stable: never changes meaning"))
+        .build()
 }
 
 impl ApiError {

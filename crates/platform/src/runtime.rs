@@ -96,10 +96,9 @@ impl<S> App<S> {
     /// Wraps the service's routes with the platform's and binds the listener.
     pub async fn bind(
         common: &Common,
-        openapi: &'static str,
         clock: Clock,
         checks: Vec<(&'static str, ReadinessCheck)>,
-        routes: axum::Router,
+        (routes, openapi): (axum::Router, utoipa::openapi::OpenApi),
         state: S,
     ) -> anyhow::Result<Self> {
         let platform = crate::server::Platform {

@@ -11,13 +11,14 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, HeaderValue};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::{Json, Router};
 use futures::future::BoxFuture;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::clock::Clock;
 use crate::problem::ApiError;
@@ -38,7 +39,8 @@ where
 
 pub struct Platform {
     pub service: &'static str,
-    pub openapi: &'static str,
+    /// The service's own operations (from its router); the platform adds its own.
+    pub openapi: utoipa::openapi::OpenApi,
     pub clock: Clock,
     pub checks: Vec<(&'static str, ReadinessCheck)>,
     /// Required of every caller but health probes, when set (see [`SERVICE_TOKEN_HEADER`]).
@@ -72,7 +74,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[derive(Clone)]
 struct PlatformState {
     service: &'static str,
-    openapi: &'static str,
+    openapi: Arc<str>,
     clock: Clock,
     checks: Arc<Vec<(&'static str, ReadinessCheck)>>,
 }
@@ -92,20 +94,21 @@ pub fn metrics_handle() -> PrometheusHandle {
 /// Adds the platform routes and layers around a service's own routes.
 pub fn app(service_routes: Router, platform: Platform) -> Router {
     let _ = metrics_handle();
+    let mut own = OpenApiRouter::new()
+        .routes(routes!(live))
+        .routes(routes!(ready))
+        .routes(routes!(metrics_text))
+        .routes(routes!(openapi));
+    if platform.clock.is_manual() {
+        own = own.routes(routes!(get_clock, set_clock));
+    }
+    let (own, documented) = own.split_for_parts();
     let state = PlatformState {
         service: platform.service,
-        openapi: platform.openapi,
+        openapi: crate::openapi::served(platform.openapi, documented).into(),
         clock: platform.clock.clone(),
         checks: Arc::new(platform.checks),
     };
-    let mut own = Router::new()
-        .route("/health/live", get(live))
-        .route("/health/ready", get(ready))
-        .route("/metrics", get(metrics_text))
-        .route("/openapi.json", get(openapi));
-    if platform.clock.is_manual() {
-        own = own.route("/v1/admin/clock", get(get_clock).put(set_clock));
-    }
     let own = own.with_state(state);
     let service = platform.service;
     let mut routes = service_routes.merge(own);
@@ -155,10 +158,22 @@ async fn record_metrics(service: &'static str, req: Request, next: Next) -> Resp
     resp
 }
 
-async fn live(State(s): State<PlatformState>) -> impl IntoResponse {
-    Json(serde_json::json!({"status": "ok", "service": s.service}))
+/// A health answer: `ok` (alive) or `ready`, and which service answered.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct Health {
+    status: &'static str,
+    service: &'static str,
 }
 
+/// Liveness: the process answers (no dependency is checked).
+#[utoipa::path(get, path = "/health/live", tag = "health", responses((status = 200, body = Health)))]
+async fn live(State(s): State<PlatformState>) -> Json<Health> {
+    Json(Health { status: "ok", service: s.service })
+}
+
+/// Readiness: the database and, where used, Redis and Kafka answer (503 NOT_READY names which
+/// do not).
+#[utoipa::path(get, path = "/health/ready", tag = "health", responses((status = 200, body = Health)))]
 async fn ready(State(s): State<PlatformState>) -> Response {
     let mut failures = serde_json::Map::new();
     for (name, check) in s.checks.iter() {
@@ -174,20 +189,24 @@ async fn ready(State(s): State<PlatformState>) -> Response {
         }
     }
     if failures.is_empty() {
-        Json(serde_json::json!({"status": "ready", "service": s.service})).into_response()
+        Json(Health { status: "ready", service: s.service }).into_response()
     } else {
         ApiError::of(Code::NotReady, serde_json::Value::Object(failures).to_string()).into_response()
     }
 }
 
+/// Prometheus metrics (text exposition format).
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain", body = String)))]
 async fn metrics_text() -> Response {
     let mut resp = metrics_handle().render().into_response();
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
     resp
 }
 
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations", responses((status = 200, content_type = "application/json", body = Object)))]
 async fn openapi(State(s): State<PlatformState>) -> Response {
-    let mut resp = s.openapi.into_response();
+    let mut resp = s.openapi.to_string().into_response();
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
 }
@@ -197,10 +216,14 @@ fn clock_body(now: chrono::DateTime<chrono::Utc>) -> contracts::Clock {
     contracts::Clock { today: local.date_naive(), time: local.time(), mode: "manual".into() }
 }
 
+/// The shared business clock: Seoul date and time (only with `CLOCK_MODE=manual`).
+#[utoipa::path(get, path = "/v1/admin/clock", tag = "clock", responses((status = 200, body = contracts::Clock)))]
 async fn get_clock(State(s): State<PlatformState>) -> Result<Json<contracts::Clock>, ApiError> {
     Ok(Json(clock_body(s.clock.now().await?)))
 }
 
+/// Sets the shared, frozen Seoul date and time (only with `CLOCK_MODE=manual`).
+#[utoipa::path(put, path = "/v1/admin/clock", tag = "clock", request_body = contracts::SetClock, responses((status = 200, body = contracts::Clock)))]
 async fn set_clock(
     State(s): State<PlatformState>,
     body: crate::extract::Json<contracts::SetClock>,

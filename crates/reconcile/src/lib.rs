@@ -22,7 +22,8 @@ struct Figures {
     rural_special_tax: i64,
 }
 
-#[derive(Debug, Default, Serialize)]
+/// What a reconciliation found; clean when every list is empty.
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct Report {
     pub from: Option<NaiveDate>,
     pub to: Option<NaiveDate>,
@@ -42,6 +43,7 @@ pub struct Report {
     /// The same payout with different amounts in two sources.
     pub mismatched: Vec<Uuid>,
     /// Per tax component: ledger tax payable vs withheld.
+    #[schema(value_type = BTreeMap<String, Vec<i64>>)]
     pub tax_totals: BTreeMap<String, (i64, i64)>,
 }
 

@@ -2,7 +2,6 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use contracts::problem::Code;
 use contracts::{Account, AccountPage, ChangeAccountStatus, ChangeHolds, OpenAccount};
@@ -10,21 +9,32 @@ use domain::AccountStatus;
 use platform::extract::{Json as Body, Path, Query};
 use platform::{ApiError, ApiResult};
 use serde::Deserialize;
+use utoipa::openapi::OpenApi;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::changes;
 use crate::state::AppState;
 use crate::store::{self, Change};
 
-pub fn routes(state: AppState) -> Router {
-    Router::new()
-        .route("/v1/accounts", post(open).get(list))
-        .route("/v1/accounts/{id}", get(read))
-        .route("/v1/accounts/{id}/status", put(change_status))
-        .route("/v1/accounts/{id}/holds", put(change_holds))
+/// The routes and their OpenAPI description, from the same annotations.
+pub fn routes(state: AppState) -> (Router, OpenApi) {
+    let doc = platform::openapi::internal("Account-info service", "Accounts, their status and holds (SPEC §8)");
+    OpenApiRouter::with_openapi(doc)
+        .routes(routes!(open, list))
+        .routes(routes!(read))
+        .routes(routes!(change_status))
+        .routes(routes!(change_holds))
         .with_state(state)
+        .split_for_parts()
 }
 
+/// Opens an account for an existing customer and product; the opening date is the business date.
+/// An unknown customer or product is 422 naming the field.
+#[utoipa::path(post, path = "/v1/accounts", tag = "accounts", request_body = OpenAccount,
+    responses((status = 201, body = Account)))]
 async fn open(State(s): State<AppState>, body: Body<OpenAccount>) -> ApiResult<(StatusCode, Json<Account>)> {
     let req = body.value;
     // The owner and the product must exist; their services are the source of truth.
@@ -54,10 +64,16 @@ async fn open(State(s): State<AppState>, body: Body<OpenAccount>) -> ApiResult<(
     Ok((StatusCode::CREATED, Json(account)))
 }
 
+/// Reads an account (404 ACCOUNT_NOT_FOUND).
+#[utoipa::path(get, path = "/v1/accounts/{id}", tag = "accounts", params(("id" = Uuid, Path)),
+    responses((status = 200, body = Account)))]
 async fn read(State(s): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<Json<Account>> {
     Ok(Json(changes::read(&s, id).await?))
 }
 
+/// Changes an account's status (fenced in the ledger before it commits).
+#[utoipa::path(put, path = "/v1/accounts/{id}/status", tag = "accounts", params(("id" = Uuid, Path)),
+    request_body = ChangeAccountStatus, responses((status = 200, body = Account)))]
 async fn change_status(
     State(s): State<AppState>,
     Path(id): Path<Uuid>,
@@ -68,6 +84,9 @@ async fn change_status(
     Ok(Json(account))
 }
 
+/// Sets the deposit and withdrawal holds (fenced in the ledger before it commits).
+#[utoipa::path(put, path = "/v1/accounts/{id}/holds", tag = "accounts", params(("id" = Uuid, Path)),
+    request_body = ChangeHolds, responses((status = 200, body = Account)))]
 async fn change_holds(
     State(s): State<AppState>,
     Path(id): Path<Uuid>,
@@ -78,15 +97,23 @@ async fn change_holds(
     Ok(Json(changes::change(&s, id, change).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
     product_code: Option<String>,
+    /// ACTIVE, DORMANT or CLOSED.
     status: Option<String>,
     customer_id: Option<Uuid>,
+    /// The `next_after` of the previous page.
     after: Option<Uuid>,
+    /// Page size, 1 to 5000 (default 500).
+    #[param(minimum = 1, maximum = 5000)]
     limit: Option<i64>,
 }
 
+/// Lists accounts by product, status or customer, keyset-paged by account id.
+#[utoipa::path(get, path = "/v1/accounts", tag = "accounts", params(ListQuery),
+    responses((status = 200, body = AccountPage)))]
 async fn list(State(s): State<AppState>, Query(q): Query<ListQuery>) -> ApiResult<Json<AccountPage>> {
     let status = match q.status.as_deref() {
         None => None,

@@ -47,8 +47,7 @@ pub async fn build(config: Config, peers: Peers) -> anyhow::Result<App<AppState>
         revisions: Publisher::start(infra.redis.clone()),
     };
     tokio::spawn(changes::catch_up_with_fences(state.clone(), peers.ledger_sync, config.fence_catch_up));
-    let openapi = include_str!("../openapi.json");
-    App::bind(&config.common, openapi, infra.clock.clone(), infra.checks(), http::routes(state.clone()), state).await
+    App::bind(&config.common, infra.clock.clone(), infra.checks(), http::routes(state.clone()), state).await
 }
 
 /// The service as its own process: settings and peers from the environment, until SIGTERM.

@@ -3,41 +3,55 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::NaiveDate;
 use contracts::problem::Code;
 use contracts::{
     Balance, DailyBalances, Entries, InterestPosting, InterestPostingFeed, InterestPostingRequest, MoneyMovement,
-    PayoutFence, Transfer,
+    PayoutFence, Posting, Transfer, TransferPosting,
 };
 use peers::directory::LookupError;
 use platform::extract::{IdempotencyKey, Json as Body, Path, Query};
 use platform::{ApiError, ApiResult};
 use serde::Deserialize;
+use utoipa::openapi::OpenApi;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::ledger::{self, Direction, Idempotency};
 use crate::state::AppState;
 use crate::store;
 
-pub fn routes(state: AppState) -> Router {
-    Router::new()
-        .route("/v1/ledger/accounts/{id}/deposits", post(deposit))
-        .route("/v1/ledger/accounts/{id}/withdrawals", post(withdraw))
-        .route("/v1/ledger/transfers", post(transfer))
-        .route("/v1/ledger/accounts/{id}/balance", get(balance))
-        .route("/v1/ledger/accounts/{id}/entries", get(entries))
-        .route("/v1/ledger/accounts/{id}/daily-balances", get(daily_balances))
-        .route("/v1/ledger/interest-postings", post(book_interest).get(interest_feed))
-        .route("/v1/ledger/payout-fences", post(raise_fence).get(recent_fences))
+/// The routes and their OpenAPI description, from the same annotations.
+pub fn routes(state: AppState) -> (Router, OpenApi) {
+    let doc = platform::openapi::internal(
+        "Accounting service (the ledger)",
+        "Double-entry journal, balances, interest bookings and payout fences (SPEC §6–§8)",
+    );
+    OpenApiRouter::with_openapi(doc)
+        .routes(routes!(deposit))
+        .routes(routes!(withdraw))
+        .routes(routes!(transfer))
+        .routes(routes!(balance))
+        .routes(routes!(entries))
+        .routes(routes!(daily_balances))
+        .routes(routes!(book_interest, interest_feed))
+        .routes(routes!(raise_fence, recent_fences))
         .with_state(state)
+        .split_for_parts()
 }
 
 fn respond(r: ledger::Response) -> Response {
     (StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK), Json(r.body)).into_response()
 }
 
+/// Deposits into an account, value-dated today unless `value_date` says an earlier day (not before
+/// the opening nor inside a paid interest period).
+#[utoipa::path(post, path = "/v1/ledger/accounts/{id}/deposits", tag = "ledger",
+    params(("id" = Uuid, Path), IdempotencyKey), request_body = MoneyMovement,
+    responses((status = 201, body = Posting)))]
 async fn deposit(
     State(s): State<AppState>,
     Path(id): Path<Uuid>,
@@ -48,6 +62,10 @@ async fn deposit(
     Ok(respond(ledger::move_money(&s, id, Direction::Deposit, body.value.amount, body.value.value_date, idem).await?))
 }
 
+/// Withdraws from an account (422 INSUFFICIENT_FUNDS below zero).
+#[utoipa::path(post, path = "/v1/ledger/accounts/{id}/withdrawals", tag = "ledger",
+    params(("id" = Uuid, Path), IdempotencyKey), request_body = MoneyMovement,
+    responses((status = 201, body = Posting)))]
 async fn withdraw(
     State(s): State<AppState>,
     Path(id): Path<Uuid>,
@@ -60,6 +78,9 @@ async fn withdraw(
     ))
 }
 
+/// Moves money between two accounts in one journal entry.
+#[utoipa::path(post, path = "/v1/ledger/transfers", tag = "ledger", params(IdempotencyKey), request_body = Transfer,
+    responses((status = 201, body = TransferPosting)))]
 async fn transfer(
     State(s): State<AppState>,
     IdempotencyKey(key): IdempotencyKey,
@@ -70,6 +91,9 @@ async fn transfer(
     Ok(respond(ledger::transfer(&s, t.from_account_id, t.to_account_id, t.amount, idem).await?))
 }
 
+/// The balance of record.
+#[utoipa::path(get, path = "/v1/ledger/accounts/{id}/balance", tag = "ledger", params(("id" = Uuid, Path)),
+    responses((status = 200, body = Balance)))]
 async fn balance(State(s): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<Json<Balance>> {
     let today = s.clock.today().await?;
     let balance = match store::find_account(&s.pool, id).await? {
@@ -86,11 +110,17 @@ async fn balance(State(s): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<J
     Ok(Json(Balance { account_id: id, balance, as_of: today }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct EntriesQuery {
+    /// 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
 }
 
+/// The journal entries touching the account, newest first.
+#[utoipa::path(get, path = "/v1/ledger/accounts/{id}/entries", tag = "ledger",
+    params(("id" = Uuid, Path), EntriesQuery), responses((status = 200, body = Entries)))]
 async fn entries(
     State(s): State<AppState>,
     Path(id): Path<Uuid>,
@@ -103,12 +133,17 @@ async fn entries(
     Ok(Json(Entries { account_id: id, entries: store::entries(&s.pool, id, limit).await? }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct RangeQuery {
     from: NaiveDate,
     to: NaiveDate,
 }
 
+/// End-of-day balances of `from..=to` as change points, with the history revision and digest a
+/// payout's booking is checked against (the interest service's input).
+#[utoipa::path(get, path = "/v1/ledger/accounts/{id}/daily-balances", tag = "ledger",
+    params(("id" = Uuid, Path), RangeQuery), responses((status = 200, body = DailyBalances)))]
 async fn daily_balances(
     State(s): State<AppState>,
     Path(id): Path<Uuid>,
@@ -117,6 +152,11 @@ async fn daily_balances(
     Ok(Json(ledger::daily_balances(&s, id, q.from, q.to).await?))
 }
 
+/// Books an interest payout (the interest service's call): at most one per account and business
+/// date, only for the period after the last, only if its quote's basis is still current (409
+/// QUOTE_STALE otherwise); the same `payout_id` again answers the booked posting.
+#[utoipa::path(post, path = "/v1/ledger/interest-postings", tag = "interest bookings",
+    request_body = InterestPostingRequest, responses((status = 201, body = InterestPosting)))]
 async fn book_interest(
     State(s): State<AppState>,
     body: Body<InterestPostingRequest>,
@@ -125,16 +165,26 @@ async fn book_interest(
     Ok((StatusCode::CREATED, Json(posting)))
 }
 
+/// Raises a payout fence before an owner commits a change to a payout input (customer,
+/// account-info, interest's rates): bookings quoted at an older revision are refused from then on.
+#[utoipa::path(post, path = "/v1/ledger/payout-fences", tag = "payout fences", request_body = PayoutFence,
+    responses((status = 200, body = PayoutFence)))]
 async fn raise_fence(State(s): State<AppState>, body: Body<PayoutFence>) -> ApiResult<Json<PayoutFence>> {
     Ok(Json(ledger::raise_fence(&s, &body.value).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct RecentFencesQuery {
+    /// Subjects starting with this (`account:`, `customer:`, `rates:`).
     prefix: String,
+    /// How far back, in seconds (default 86400).
     within_secs: Option<i64>,
 }
 
+/// Fences raised recently (owners catch up on them at start-up).
+#[utoipa::path(get, path = "/v1/ledger/payout-fences", tag = "payout fences", params(RecentFencesQuery),
+    responses((status = 200, body = Vec<PayoutFence>)))]
 async fn recent_fences(
     State(s): State<AppState>,
     Query(q): Query<RecentFencesQuery>,
@@ -142,12 +192,18 @@ async fn recent_fences(
     Ok(Json(ledger::recent_fences(&s, &q.prefix, q.within_secs.unwrap_or(86_400)).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct FeedQuery {
+    /// The last `seq` already seen (default 0).
     after_seq: Option<i64>,
+    /// Page size (default 500).
     limit: Option<i64>,
 }
 
+/// Booked interest payouts in booking order (the interest service's recovery feed).
+#[utoipa::path(get, path = "/v1/ledger/interest-postings", tag = "interest bookings", params(FeedQuery),
+    responses((status = 200, body = InterestPostingFeed)))]
 async fn interest_feed(State(s): State<AppState>, Query(q): Query<FeedQuery>) -> ApiResult<Json<InterestPostingFeed>> {
     Ok(Json(ledger::interest_feed(&s, q.after_seq.unwrap_or(0), q.limit.unwrap_or(500)).await?))
 }

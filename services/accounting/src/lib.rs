@@ -58,8 +58,7 @@ pub async fn build(config: Config, peers: Peers) -> anyhow::Result<App<AppState>
         lock_timeout: config.lock_timeout,
         lock_budget: config.lock_budget,
     };
-    let openapi = include_str!("../openapi.json");
-    App::bind(&config.common, openapi, infra.clock.clone(), infra.checks(), http::routes(state.clone()), state).await
+    App::bind(&config.common, infra.clock.clone(), infra.checks(), http::routes(state.clone()), state).await
 }
 
 /// The service as its own process: settings and peers from the environment, until SIGTERM.

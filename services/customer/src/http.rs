@@ -2,27 +2,35 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use contracts::{AmendCustomer, ChangeCustomerStatus, ChangeTaxCategory, CreateCustomer, Customer};
 use domain::CustomerStatus;
 use platform::extract::{Json as Body, Path};
 use platform::{ApiError, ApiResult};
+use utoipa::openapi::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::changes;
 use crate::state::AppState;
 use crate::store::{self, Change};
 
-pub fn routes(state: AppState) -> Router {
-    Router::new()
-        .route("/v1/customers", post(create))
-        .route("/v1/customers/{id}", get(read).patch(amend))
-        .route("/v1/customers/{id}/status", put(change_status))
-        .route("/v1/customers/{id}/tax-category", put(change_tax_category))
+/// The routes and their OpenAPI description, from the same annotations.
+pub fn routes(state: AppState) -> (Router, OpenApi) {
+    let doc = platform::openapi::internal("Customer service", "Customers, their status and tax category (SPEC §8)");
+    OpenApiRouter::with_openapi(doc)
+        .routes(routes!(create))
+        .routes(routes!(read, amend))
+        .routes(routes!(change_status))
+        .routes(routes!(change_tax_category))
         .with_state(state)
+        .split_for_parts()
 }
 
+/// Registers a customer (ACTIVE).
+#[utoipa::path(post, path = "/v1/customers", tag = "customers", request_body = CreateCustomer,
+    responses((status = 201, body = Customer)))]
 async fn create(
     State(AppState { pool, .. }): State<AppState>,
     body: Body<CreateCustomer>,
@@ -36,10 +44,17 @@ async fn create(
     Ok((StatusCode::CREATED, Json(customer)))
 }
 
+/// Reads a customer (404 CUSTOMER_NOT_FOUND).
+#[utoipa::path(get, path = "/v1/customers/{id}", tag = "customers", params(("id" = Uuid, Path)),
+    responses((status = 200, body = Customer)))]
 async fn read(State(AppState { pool, .. }): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<Json<Customer>> {
     Ok(Json(changes::read(&pool, id).await?))
 }
 
+/// Changes a customer's status; a restriction needs a reason. Fenced in the ledger before it
+/// commits, so no payout quoted before the change books after it.
+#[utoipa::path(put, path = "/v1/customers/{id}/status", tag = "customers", params(("id" = Uuid, Path)),
+    request_body = ChangeCustomerStatus, responses((status = 200, body = Customer)))]
 async fn change_status(
     State(s): State<AppState>,
     Path(id): Path<Uuid>,
@@ -66,6 +81,9 @@ fn checked_reason(status: CustomerStatus, reason: Option<&str>) -> Result<Option
     Ok(reason)
 }
 
+/// Changes a customer's tax category (fenced in the ledger before it commits).
+#[utoipa::path(put, path = "/v1/customers/{id}/tax-category", tag = "customers", params(("id" = Uuid, Path)),
+    request_body = ChangeTaxCategory, responses((status = 200, body = Customer)))]
 async fn change_tax_category(
     State(s): State<AppState>,
     Path(id): Path<Uuid>,
@@ -78,7 +96,9 @@ async fn change_tax_category(
     Ok(Json(customer))
 }
 
-/// `PATCH /v1/customers/{id}`: the status (with its reason) and/or the tax category, in one change.
+/// Changes the status (with its reason) and/or the tax category, in one fenced change.
+#[utoipa::path(patch, path = "/v1/customers/{id}", tag = "customers", params(("id" = Uuid, Path)),
+    request_body = AmendCustomer, responses((status = 200, body = Customer)))]
 async fn amend(
     State(s): State<AppState>,
     Path(id): Path<Uuid>,

@@ -2,17 +2,23 @@
 //! `/v1/ops/…` (each with its scope). Every money-moving or ops request is audited.
 
 use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
+use axum::extract::{FromRequest, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::middleware;
 use axum::response::Response;
-use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 use contracts::problem::Code;
-use contracts::Account;
-use platform::extract::{Path, Query};
+use contracts::{
+    Account, AccountPage, Clock, DeadLetters, Estimate, MonthlyReport, Payout, PayoutPage, PayoutRun, PayoutRuns,
+    Payouts, ReplayDeadLetters, ReplayOutcome, SetClock, StartPayoutRun, Withholdings,
+};
+use platform::extract::{IdempotencyKey, Path, Query};
 use reqwest::Method;
 use serde::Deserialize;
+use utoipa::openapi::OpenApi;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::audit;
@@ -28,34 +34,36 @@ const WRITE: &[Scope] = &[Scope::OpsWrite];
 const RUNS: &[Scope] = &[Scope::OpsWrite, Scope::Batch];
 const RUNS_READ: &[Scope] = &[Scope::OpsRead, Scope::OpsWrite, Scope::Batch];
 
-pub fn routes(state: AppState) -> Router {
-    let audited = Router::new()
-        .route("/v1/me/accounts/{id}/payouts", post(pay).get(history))
-        .route(
-            "/v1/ops/payout-runs",
-            pass(Method::POST, RUNS, interest, "/v1/interest/payout-runs").merge(pass(
-                Method::GET,
-                RUNS_READ,
-                interest,
-                "/v1/interest/payout-runs",
-            )),
-        )
-        .route("/v1/ops/payout-runs/{id}", get(read_run))
-        .route("/v1/ops/payout-runs/{id}/cancel", post(cancel_run))
-        .route("/v1/ops/payouts", pass(Method::GET, READ, interest, "/v1/interest/payouts"))
-        .route("/v1/ops/dead-letters", pass(Method::GET, READ, tax, "/v1/tax/dead-letters"))
-        .route("/v1/ops/dead-letters/replay", pass(Method::POST, WRITE, tax, "/v1/tax/dead-letters/replay"))
-        .route("/v1/ops/tax/withholdings", pass(Method::GET, READ, tax, "/v1/tax/withholdings"))
-        .route("/v1/ops/tax/reports/monthly", pass(Method::GET, READ, tax, "/v1/tax/reports/monthly"))
-        .route("/v1/ops/clock", get(read_clock).put(set_clock))
-        .route("/v1/ops/reconcile", get(reconcile_range))
+/// The routes and their OpenAPI description, from the same annotations.
+pub fn routes(state: AppState) -> (Router, OpenApi) {
+    let doc = platform::openapi::public(
+        "Gateway",
+        "The public entry for the mobile channel (`/v1/me/…`, scope customer), ops (`/v1/ops/…`, scopes \
+         ops:read and ops:write) and batch jobs (payout runs, scope batch). Every route needs a bearer token: \
+         401 UNAUTHORIZED without a valid one, 403 INSUFFICIENT_SCOPE without the route's scope; another \
+         customer's account is 404; estimates and payouts are rate limited per customer (429 RATE_LIMITED with \
+         Retry-After). Money-moving and ops requests are audited.",
+    );
+    let audited = OpenApiRouter::new()
+        .routes(routes!(pay, history))
+        .routes(routes!(start_run, list_runs))
+        .routes(routes!(read_run))
+        .routes(routes!(cancel_run))
+        .routes(routes!(payouts))
+        .routes(routes!(dead_letters))
+        .routes(routes!(replay_dead_letters))
+        .routes(routes!(withholdings))
+        .routes(routes!(monthly_report))
+        .routes(routes!(read_clock, set_clock))
+        .routes(routes!(reconcile_range))
         .route_layer(middleware::from_fn_with_state(state.clone(), audit::record));
-    Router::new()
-        .route("/v1/me/accounts", get(my_accounts))
-        .route("/v1/me/accounts/{id}", get(my_account))
-        .route("/v1/me/accounts/{id}/interest", get(estimate))
+    OpenApiRouter::with_openapi(doc)
+        .routes(routes!(my_accounts))
+        .routes(routes!(my_account))
+        .routes(routes!(estimate))
         .merge(audited)
         .with_state(state)
+        .split_for_parts()
 }
 
 /// The account, if it is the caller's; another customer's account does not exist for them (404,
@@ -69,12 +77,18 @@ async fn own_account(s: &AppState, me: Uuid, id: Uuid) -> GatewayResult<Account>
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct PageQuery {
+    /// The `next_after` of the previous page.
     after: Option<Uuid>,
+    /// Page size (default 100, at most 1000).
     limit: Option<u16>,
 }
 
+/// My accounts.
+#[utoipa::path(get, path = "/v1/me/accounts", tag = "me", params(PageQuery), security(("bearer" = ["customer"])),
+    responses((status = 200, body = AccountPage)))]
 async fn my_accounts(State(s): State<AppState>, caller: Caller, Query(q): Query<PageQuery>) -> GatewayResult<Response> {
     let me = caller.customer()?;
     let mut path = format!("/v1/accounts?customer_id={me}&limit={}", q.limit.unwrap_or(100).clamp(1, 1000));
@@ -84,6 +98,9 @@ async fn my_accounts(State(s): State<AppState>, caller: Caller, Query(q): Query<
     forward(&s.upstreams.account_info, Method::GET, &path, None, &HeaderMap::new()).await
 }
 
+/// One of my accounts (another customer's is 404, as an unknown one).
+#[utoipa::path(get, path = "/v1/me/accounts/{id}", tag = "me", params(("id" = Uuid, Path)),
+    security(("bearer" = ["customer"])), responses((status = 200, body = Account)))]
 async fn my_account(
     State(s): State<AppState>,
     caller: Caller,
@@ -92,6 +109,9 @@ async fn my_account(
     Ok(axum::Json(own_account(&s, caller.customer()?, id).await?))
 }
 
+/// The interest payable now on one of my accounts (rate limited per customer).
+#[utoipa::path(get, path = "/v1/me/accounts/{id}/interest", tag = "me", params(("id" = Uuid, Path)),
+    security(("bearer" = ["customer"])), responses((status = 200, body = Estimate)))]
 async fn estimate(
     State(s): State<AppState>,
     caller: Caller,
@@ -104,7 +124,10 @@ async fn estimate(
     forward(&s.upstreams.interest, Method::GET, &format!("/v1/interest/accounts/{id}"), None, &headers).await
 }
 
-/// "Get interest now" for one of my accounts (`Idempotency-Key` required, passed on).
+/// "Get interest now" on one of my accounts: at most once per account and business date
+/// (`Idempotency-Key` required, passed on; rate limited per customer; audited).
+#[utoipa::path(post, path = "/v1/me/accounts/{id}/payouts", tag = "me", params(("id" = Uuid, Path), IdempotencyKey),
+    security(("bearer" = ["customer"])), responses((status = 201, body = Payout)))]
 async fn pay(
     State(s): State<AppState>,
     caller: Caller,
@@ -120,6 +143,9 @@ async fn pay(
     forward(&s.upstreams.interest, Method::POST, &format!("/v1/interest/accounts/{id}/payouts"), None, &headers).await
 }
 
+/// My payouts on the account, newest first.
+#[utoipa::path(get, path = "/v1/me/accounts/{id}/payouts", tag = "me", params(("id" = Uuid, Path)),
+    security(("bearer" = ["customer"])), responses((status = 200, body = Payouts)))]
 async fn history(
     State(s): State<AppState>,
     caller: Caller,
@@ -139,28 +165,129 @@ fn tax(u: &Upstreams) -> &ServiceClient {
     &u.tax
 }
 
-/// An ops route passed through as it is (query string and body included) to `path` of the
-/// service `to` picks, for callers with any of `scopes`.
-fn pass(
-    method: Method,
-    scopes: &'static [Scope],
+/// What an ops route passes on as it came: the query string, the headers, the body.
+#[derive(FromRequest)]
+struct Passed {
+    query: RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+/// An ops route passed through to `path` of the service `to` picks, for callers with any of
+/// `scopes`; the body only with a POST.
+async fn pass(
+    s: &AppState,
+    caller: Caller,
+    scopes: &[Scope],
     to: fn(&Upstreams) -> &ServiceClient,
-    path: &'static str,
-) -> MethodRouter<AppState> {
-    let is_post = method == Method::POST;
-    let handler = move |State(s): State<AppState>, caller: Caller, RawQuery(q): RawQuery, h: HeaderMap, body: Bytes| {
-        let method = method.clone();
-        async move {
-            caller.require(scopes)?;
-            let body = (method == Method::POST).then(|| body.to_vec());
-            forward(to(&s.upstreams), method, &with_query(path, q), body, &h).await
-        }
-    };
-    if is_post {
-        post(handler)
-    } else {
-        get(handler)
-    }
+    method: Method,
+    path: &str,
+    Passed { query: RawQuery(q), headers, body }: Passed,
+) -> GatewayResult<Response> {
+    caller.require(scopes)?;
+    let body = (method == Method::POST).then(|| body.to_vec());
+    forward(to(&s.upstreams), method, &with_query(path, q), body, &headers).await
+}
+
+/// Starts today's payout run (or resumes the same cancelled one; 202). Audited.
+#[utoipa::path(post, path = "/v1/ops/payout-runs", tag = "ops", request_body = StartPayoutRun,
+    security(("bearer" = ["ops:write"]), ("bearer" = ["batch"])), responses((status = 202, body = PayoutRun)))]
+async fn start_run(State(s): State<AppState>, caller: Caller, p: Passed) -> GatewayResult<Response> {
+    pass(&s, caller, RUNS, interest, Method::POST, "/v1/interest/payout-runs", p).await
+}
+
+/// The latest payout runs, newest first.
+#[utoipa::path(get, path = "/v1/ops/payout-runs", tag = "ops", params(RunsQuery),
+    security(("bearer" = ["ops:read"]), ("bearer" = ["ops:write"]), ("bearer" = ["batch"])),
+    responses((status = 200, body = PayoutRuns)))]
+async fn list_runs(State(s): State<AppState>, caller: Caller, p: Passed) -> GatewayResult<Response> {
+    pass(&s, caller, RUNS_READ, interest, Method::GET, "/v1/interest/payout-runs", p).await
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // documents the query passed on
+struct RunsQuery {
+    /// 1 to 1000 (default 50).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<i64>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // documents the query passed on
+struct PayoutsQuery {
+    from: chrono::NaiveDate,
+    to: chrono::NaiveDate,
+    after: Option<Uuid>,
+    /// 1 to 10000 (default 1000).
+    #[param(minimum = 1, maximum = 10000)]
+    limit: Option<i64>,
+}
+
+/// Recorded payouts with a business date in `from..=to`, keyset-paged by payout id.
+#[utoipa::path(get, path = "/v1/ops/payouts", tag = "ops", params(PayoutsQuery),
+    security(("bearer" = ["ops:read"]), ("bearer" = ["ops:write"])), responses((status = 200, body = PayoutPage)))]
+async fn payouts(State(s): State<AppState>, caller: Caller, p: Passed) -> GatewayResult<Response> {
+    pass(&s, caller, READ, interest, Method::GET, "/v1/interest/payouts", p).await
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // documents the query passed on
+struct DeadLetterQuery {
+    after_id: Option<i64>,
+    limit: Option<i64>,
+}
+
+/// Dead letters of the tax pipeline, with their replay history.
+#[utoipa::path(get, path = "/v1/ops/dead-letters", tag = "ops", params(DeadLetterQuery),
+    security(("bearer" = ["ops:read"]), ("bearer" = ["ops:write"])), responses((status = 200, body = DeadLetters)))]
+async fn dead_letters(State(s): State<AppState>, caller: Caller, p: Passed) -> GatewayResult<Response> {
+    pass(&s, caller, READ, tax, Method::GET, "/v1/tax/dead-letters", p).await
+}
+
+/// Replays dead letters (idempotent). Audited.
+#[utoipa::path(post, path = "/v1/ops/dead-letters/replay", tag = "ops", request_body = ReplayDeadLetters,
+    security(("bearer" = ["ops:write"])), responses((status = 200, body = ReplayOutcome)))]
+async fn replay_dead_letters(State(s): State<AppState>, caller: Caller, p: Passed) -> GatewayResult<Response> {
+    pass(&s, caller, WRITE, tax, Method::POST, "/v1/tax/dead-letters/replay", p).await
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // documents the query passed on
+struct WithholdingQuery {
+    account_id: Option<Uuid>,
+    from: Option<chrono::NaiveDate>,
+    to: Option<chrono::NaiveDate>,
+    after: Option<Uuid>,
+    /// 1 to 10000 (default 1000).
+    #[param(minimum = 1, maximum = 10000)]
+    limit: Option<i64>,
+}
+
+/// Withholding records, keyset-paged by payout id.
+#[utoipa::path(get, path = "/v1/ops/tax/withholdings", tag = "ops", params(WithholdingQuery),
+    security(("bearer" = ["ops:read"]), ("bearer" = ["ops:write"])), responses((status = 200, body = Withholdings)))]
+async fn withholdings(State(s): State<AppState>, caller: Caller, p: Passed) -> GatewayResult<Response> {
+    pass(&s, caller, READ, tax, Method::GET, "/v1/tax/withholdings", p).await
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // documents the query passed on
+struct MonthQuery {
+    /// `YYYY-MM`.
+    #[param(pattern = "^[0-9]{4}-(0[1-9]|1[0-2])$")]
+    month: String,
+}
+
+/// The monthly remittance report.
+#[utoipa::path(get, path = "/v1/ops/tax/reports/monthly", tag = "ops", params(MonthQuery),
+    security(("bearer" = ["ops:read"]), ("bearer" = ["ops:write"])), responses((status = 200, body = MonthlyReport)))]
+async fn monthly_report(State(s): State<AppState>, caller: Caller, p: Passed) -> GatewayResult<Response> {
+    pass(&s, caller, READ, tax, Method::GET, "/v1/tax/reports/monthly", p).await
 }
 
 fn with_query(path: &str, q: Option<String>) -> String {
@@ -170,6 +297,10 @@ fn with_query(path: &str, q: Option<String>) -> String {
     }
 }
 
+/// Follows a payout run: state, counts, totals, progress.
+#[utoipa::path(get, path = "/v1/ops/payout-runs/{id}", tag = "ops", params(("id" = Uuid, Path)),
+    security(("bearer" = ["ops:read"]), ("bearer" = ["ops:write"]), ("bearer" = ["batch"])),
+    responses((status = 200, body = PayoutRun)))]
 async fn read_run(
     State(s): State<AppState>,
     caller: Caller,
@@ -180,6 +311,9 @@ async fn read_run(
     forward(&s.upstreams.interest, Method::GET, &format!("/v1/interest/payout-runs/{id}"), None, &headers).await
 }
 
+/// Cancels a running run (idempotent; 409 RUN_FINISHED once it ended). Audited.
+#[utoipa::path(post, path = "/v1/ops/payout-runs/{id}/cancel", tag = "ops", params(("id" = Uuid, Path)),
+    security(("bearer" = ["ops:write"]), ("bearer" = ["batch"])), responses((status = 200, body = PayoutRun)))]
 async fn cancel_run(
     State(s): State<AppState>,
     caller: Caller,
@@ -190,7 +324,8 @@ async fn cancel_run(
     forward(&s.upstreams.interest, Method::POST, &format!("/v1/interest/payout-runs/{id}/cancel"), None, &h).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct RangeQuery {
     from: chrono::NaiveDate,
     to: chrono::NaiveDate,
@@ -198,6 +333,8 @@ struct RangeQuery {
 
 /// Interest payouts, ledger postings and withholding records of business dates `from..=to`
 /// compared (at most 31 days per request: it reads every item of the range).
+#[utoipa::path(get, path = "/v1/ops/reconcile", tag = "ops", params(RangeQuery),
+    security(("bearer" = ["ops:read"]), ("bearer" = ["ops:write"])), responses((status = 200, body = reconcile::Report)))]
 async fn reconcile_range(
     State(s): State<AppState>,
     caller: Caller,
@@ -223,12 +360,18 @@ fn clock_route(s: &AppState) -> GatewayResult<()> {
     }
 }
 
+/// The manual clock (only with `CLOCK_MODE=manual`; 404 otherwise).
+#[utoipa::path(get, path = "/v1/ops/clock", tag = "ops", security(("bearer" = ["ops:read"]), ("bearer" = ["ops:write"])),
+    responses((status = 200, body = Clock)))]
 async fn read_clock(State(s): State<AppState>, caller: Caller, headers: HeaderMap) -> GatewayResult<Response> {
     clock_route(&s)?;
     caller.require(READ)?;
     forward(&s.upstreams.interest, Method::GET, "/v1/admin/clock", None, &headers).await
 }
 
+/// Moves the manual clock (only with `CLOCK_MODE=manual`; 404 otherwise). Audited.
+#[utoipa::path(put, path = "/v1/ops/clock", tag = "ops", request_body = SetClock, security(("bearer" = ["ops:write"])),
+    responses((status = 200, body = Clock)))]
 async fn set_clock(
     State(s): State<AppState>,
     caller: Caller,

@@ -115,8 +115,7 @@ pub async fn build(config: Config) -> anyhow::Result<App<AppState>> {
         }),
     )];
     // The gateway serves no clock of its own: the manual clock is an ops route, with its scope.
-    let openapi = include_str!("../openapi.json");
-    App::bind(&config.common, openapi, Clock::System, checks, http::routes(state.clone()), state).await
+    App::bind(&config.common, Clock::System, checks, http::routes(state.clone()), state).await
 }
 
 /// The gateway as its own process: settings from the environment, until SIGTERM.

@@ -3,36 +3,50 @@
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use contracts::{
     CreateProduct, Estimate, Payout, PayoutPage, PayoutRun, Payouts, Product, RateScheduleBody, StartPayoutRun,
 };
 use platform::extract::{IdempotencyKey, Json as Body, Path, Query};
 use platform::ApiResult;
+use utoipa::openapi::OpenApi;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::state::AppState;
 use crate::{payout, rates, runs};
 
-pub fn routes(state: AppState) -> Router {
-    Router::new()
-        .route("/v1/interest/products", get(list_products).post(create_product))
-        .route("/v1/interest/products/{code}", get(read_product))
-        .route("/v1/interest/products/{code}/rate-schedules", get(read_product).post(add_schedule))
-        .route("/v1/interest/accounts/{id}", get(estimate))
-        .route("/v1/interest/accounts/{id}/payouts", post(pay).get(history))
-        .route("/v1/interest/payouts", get(payouts_between))
-        .route("/v1/interest/payout-runs", post(start_run).get(list_runs))
-        .route("/v1/interest/payout-runs/{id}", get(read_run))
-        .route("/v1/interest/payout-runs/{id}/cancel", post(cancel_run))
+/// The routes and their OpenAPI description, from the same annotations.
+pub fn routes(state: AppState) -> (Router, OpenApi) {
+    let doc = platform::openapi::internal(
+        "Interest service",
+        "Products and rate schedules, estimates, payouts and payout runs (SPEC §3–§8)",
+    );
+    OpenApiRouter::with_openapi(doc)
+        .routes(routes!(list_products, create_product))
+        .routes(routes!(read_product))
+        .routes(routes!(list_schedules, add_schedule))
+        .routes(routes!(estimate))
+        .routes(routes!(pay, history))
+        .routes(routes!(payouts_between))
+        .routes(routes!(start_run, list_runs))
+        .routes(routes!(read_run))
+        .routes(routes!(cancel_run))
         .with_state(state)
+        .split_for_parts()
 }
 
+/// Every product with its rate schedules.
+#[utoipa::path(get, path = "/v1/interest/products", tag = "products", responses((status = 200, body = Vec<Product>)))]
 async fn list_products(State(s): State<AppState>) -> ApiResult<Json<Vec<Product>>> {
     Ok(Json(rates::products(&s.pool).await?))
 }
 
+/// Creates a product (409 PRODUCT_EXISTS); rates come as schedules.
+#[utoipa::path(post, path = "/v1/interest/products", tag = "products", request_body = CreateProduct,
+    responses((status = 201, body = Product)))]
 async fn create_product(
     State(s): State<AppState>,
     body: Body<CreateProduct>,
@@ -40,10 +54,24 @@ async fn create_product(
     Ok((StatusCode::CREATED, Json(rates::create_product(&s.pool, &body.value.code, &body.value.name).await?)))
 }
 
+/// A product and its rate schedules (404 PRODUCT_NOT_FOUND).
+#[utoipa::path(get, path = "/v1/interest/products/{code}", tag = "products", params(("code" = String, Path)),
+    responses((status = 200, body = Product)))]
 async fn read_product(State(s): State<AppState>, Path(code): Path<String>) -> ApiResult<Json<Product>> {
     Ok(Json(rates::product(&s.pool, &code).await?))
 }
 
+/// The product with its rate schedules (as `GET /v1/interest/products/{code}`).
+#[utoipa::path(get, path = "/v1/interest/products/{code}/rate-schedules", tag = "products",
+    params(("code" = String, Path)), responses((status = 200, body = Product)))]
+async fn list_schedules(s: State<AppState>, code: Path<String>) -> ApiResult<Json<Product>> {
+    read_product(s, code).await
+}
+
+/// Adds an effective-dated rate schedule (percentage strings, at most 4 decimals). Refused with 409
+/// RATE_SCHEDULE_AFFECTS_PAID_PERIOD if a booked payout already covers its first day.
+#[utoipa::path(post, path = "/v1/interest/products/{code}/rate-schedules", tag = "products",
+    params(("code" = String, Path)), request_body = RateScheduleBody, responses((status = 201, body = Product)))]
 async fn add_schedule(
     State(s): State<AppState>,
     Path(code): Path<String>,
@@ -52,11 +80,18 @@ async fn add_schedule(
     Ok((StatusCode::CREATED, Json(rates::add_schedule(&s, &code, &body.value).await?)))
 }
 
+/// The interest payable now: period, gross, each tax, net, and whether it may be paid (`code`
+/// says why not).
+#[utoipa::path(get, path = "/v1/interest/accounts/{id}", tag = "payouts", params(("id" = Uuid, Path)),
+    responses((status = 200, body = Estimate)))]
 async fn estimate(State(s): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<Json<Estimate>> {
     Ok(Json(payout::estimate(&s, id).await?))
 }
 
-/// The body is ignored but hashed: a retry must send the same (normally empty) body.
+/// Pays the interest accrued since the last payout up to yesterday, at most once per account and
+/// business date. The body is ignored but hashed: a retry must send the same (normally empty) body.
+#[utoipa::path(post, path = "/v1/interest/accounts/{id}/payouts", tag = "payouts",
+    params(("id" = Uuid, Path), IdempotencyKey), responses((status = 201, body = Payout)))]
 async fn pay(
     State(s): State<AppState>,
     Path(id): Path<Uuid>,
@@ -67,41 +102,70 @@ async fn pay(
     Ok((StatusCode::CREATED, Json(payout::pay(&s, id, &key, &hash).await?)))
 }
 
+/// The account's payouts, newest first.
+#[utoipa::path(get, path = "/v1/interest/accounts/{id}/payouts", tag = "payouts", params(("id" = Uuid, Path)),
+    responses((status = 200, body = Payouts)))]
 async fn history(State(s): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<Json<Payouts>> {
     Ok(Json(Payouts { account_id: id, payouts: crate::store::payouts(&s.pool, id).await? }))
 }
 
-/// 202: the run proceeds in the background; follow it with `GET /v1/interest/payout-runs/{id}`.
+/// Starts today's payout run over every account or the given ones (202: it proceeds in the
+/// background), or resumes the same cancelled run; 409 RUN_EXISTS names the existing run in
+/// `instance`.
+#[utoipa::path(post, path = "/v1/interest/payout-runs", tag = "payout runs", request_body = StartPayoutRun,
+    responses((status = 202, body = PayoutRun)))]
 async fn start_run(State(s): State<AppState>, body: Body<StartPayoutRun>) -> ApiResult<(StatusCode, Json<PayoutRun>)> {
     Ok((StatusCode::ACCEPTED, Json(runs::start(&s, body.value).await?)))
 }
 
+/// A run's state, counts, totals and progress.
+#[utoipa::path(get, path = "/v1/interest/payout-runs/{id}", tag = "payout runs", params(("id" = Uuid, Path)),
+    responses((status = 200, body = PayoutRun)))]
 async fn read_run(State(s): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<Json<PayoutRun>> {
     Ok(Json(runs::report(&s, id).await?))
 }
 
+/// Cancels a running run: no account is claimed after it (idempotent; 409 RUN_FINISHED once it
+/// ended).
+#[utoipa::path(post, path = "/v1/interest/payout-runs/{id}/cancel", tag = "payout runs",
+    params(("id" = Uuid, Path)), responses((status = 200, body = PayoutRun)))]
 async fn cancel_run(State(s): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<Json<PayoutRun>> {
     Ok(Json(runs::cancel(&s, id).await?))
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct RunsQuery {
+    /// How many, 1 to 1000 (default 50).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
 }
 
+/// The latest runs, newest first.
+#[utoipa::path(get, path = "/v1/interest/payout-runs", tag = "payout runs", params(RunsQuery),
+    responses((status = 200, body = contracts::PayoutRuns)))]
 async fn list_runs(State(s): State<AppState>, Query(q): Query<RunsQuery>) -> ApiResult<Json<contracts::PayoutRuns>> {
     Ok(Json(runs::list(&s, q.limit.unwrap_or(50)).await?))
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct BetweenQuery {
+    /// First business date.
     from: chrono::NaiveDate,
+    /// Last business date.
     to: chrono::NaiveDate,
+    /// The `next_after` of the previous page.
     after: Option<Uuid>,
+    /// 1 to 10000 (default 1000).
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<i64>,
 }
 
-/// Recorded payouts by business date, keyset-paged (reconciliation).
+/// Recorded payouts with a business date in `from..=to`, keyset-paged by payout id
+/// (reconciliation).
+#[utoipa::path(get, path = "/v1/interest/payouts", tag = "payouts", params(BetweenQuery),
+    responses((status = 200, body = PayoutPage)))]
 async fn payouts_between(State(s): State<AppState>, Query(q): Query<BetweenQuery>) -> ApiResult<Json<PayoutPage>> {
     let limit = q.limit.unwrap_or(1000);
     if !(1..=10_000).contains(&limit) {

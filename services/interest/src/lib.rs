@@ -117,9 +117,7 @@ pub async fn build(config: Config, peers: Peers) -> anyhow::Result<App<AppState>
     let relay = tokio::spawn(outbox::relay(state.clone(), kafka.clone(), producer, shutdown.clone()));
     let recovery = tokio::spawn(outbox::recover_from_ledger(state.clone(), shutdown.clone()));
     let run_worker = tokio::spawn(runs::worker(state.clone(), config.runs, shutdown.clone()));
-    let openapi = include_str!("../openapi.json");
-    let app =
-        App::bind(&config.common, openapi, infra.clock.clone(), checks, http::routes(state.clone()), state).await?;
+    let app = App::bind(&config.common, infra.clock.clone(), checks, http::routes(state.clone()), state).await?;
     Ok(app.after_stop(async move {
         // Requests have finished; let the relay publish what they recorded, then stop.
         shutdown.notify_waiters();

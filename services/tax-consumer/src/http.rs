@@ -1,37 +1,54 @@
 //! Tax endpoints (SPEC §8).
 
 use axum::extract::State;
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{Datelike, NaiveDate};
-use contracts::{MonthlyReport, Withholdings};
+use contracts::{DeadLetters, MonthlyReport, ReplayDeadLetters, ReplayOutcome, Withholdings};
 use platform::extract::{Json as Body, Query};
 use platform::{ApiError, ApiResult};
 use serde::Deserialize;
+use utoipa::openapi::OpenApi;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::state::AppState;
 use crate::store::{self, Source};
 
-pub fn routes(state: AppState) -> Router {
-    Router::new()
-        .route("/v1/tax/withholdings", get(withholdings))
-        .route("/v1/tax/reports/monthly", get(monthly))
-        .route("/v1/tax/dead-letters", get(dead_letters))
-        .route("/v1/tax/dead-letters/replay", post(replay))
+/// The routes and their OpenAPI description, from the same annotations.
+pub fn routes(state: AppState) -> (Router, OpenApi) {
+    let doc = platform::openapi::internal(
+        "Tax-consumer service",
+        "Withholding records from the tax.withholding.v1 events, the monthly report, dead letters (SPEC §7–§8)",
+    );
+    OpenApiRouter::with_openapi(doc)
+        .routes(routes!(withholdings))
+        .routes(routes!(monthly))
+        .routes(routes!(dead_letters))
+        .routes(routes!(replay))
         .with_state(state)
+        .split_for_parts()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct WithholdingQuery {
     account_id: Option<Uuid>,
+    /// First business date.
     from: Option<NaiveDate>,
+    /// Last business date.
     to: Option<NaiveDate>,
+    /// The `next_after` of the previous page.
     after: Option<Uuid>,
+    /// 1 to 10000 (default 1000).
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<i64>,
 }
 
-/// Keyset-paged by payout id: follow `next_after`.
+/// Withholding records, keyset-paged by payout id: follow `next_after`.
+#[utoipa::path(get, path = "/v1/tax/withholdings", tag = "tax", params(WithholdingQuery),
+    responses((status = 200, body = Withholdings)))]
 async fn withholdings(State(s): State<AppState>, Query(q): Query<WithholdingQuery>) -> ApiResult<Json<Withholdings>> {
     let limit = q.limit.unwrap_or(1000);
     if !(1..=10_000).contains(&limit) {
@@ -42,8 +59,11 @@ async fn withholdings(State(s): State<AppState>, Query(q): Query<WithholdingQuer
     Ok(Json(Withholdings { withholdings, next_after }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct MonthQuery {
+    /// `YYYY-MM`.
+    #[param(pattern = "^[0-9]{4}-(0[1-9]|1[0-2])$")]
     month: String,
 }
 
@@ -63,39 +83,40 @@ pub fn month_bounds(month: &str) -> Option<(NaiveDate, NaiveDate, NaiveDate)> {
     Some((first, next, next.with_day(10)?))
 }
 
+/// The remittance report of a month: payouts, gross, each tax, and the due date (the 10th of the
+/// next month).
+#[utoipa::path(get, path = "/v1/tax/reports/monthly", tag = "tax", params(MonthQuery),
+    responses((status = 200, body = MonthlyReport)))]
 async fn monthly(State(s): State<AppState>, Query(q): Query<MonthQuery>) -> ApiResult<Json<MonthlyReport>> {
     let (first, next, due) =
         month_bounds(&q.month).ok_or_else(|| ApiError::validation("month", "month must be YYYY-MM"))?;
     Ok(Json(store::monthly(&s.pool, &q.month, first, next, due).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct DeadLetterQuery {
+    /// The `next_after_id` of the previous page (default 0).
     after_id: Option<i64>,
+    /// Page size (default 100, at most 1000).
     limit: Option<i64>,
 }
 
-async fn dead_letters(
-    State(s): State<AppState>,
-    Query(q): Query<DeadLetterQuery>,
-) -> ApiResult<Json<serde_json::Value>> {
+/// Dead letters by id, with their replay history.
+#[utoipa::path(get, path = "/v1/tax/dead-letters", tag = "dead letters", params(DeadLetterQuery),
+    responses((status = 200, body = DeadLetters)))]
+async fn dead_letters(State(s): State<AppState>, Query(q): Query<DeadLetterQuery>) -> ApiResult<Json<DeadLetters>> {
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let items = store::dead_letters(&s.pool, q.after_id.unwrap_or(0), limit).await?;
-    let next = items.last().and_then(|i| i.get("id")).cloned();
-    Ok(Json(serde_json::json!({ "dead_letters": items, "next_after_id": next })))
+    let dead_letters = store::dead_letters(&s.pool, q.after_id.unwrap_or(0), limit).await?;
+    let next_after_id = dead_letters.last().map(|d| d.id);
+    Ok(Json(DeadLetters { dead_letters, next_after_id }))
 }
 
-#[derive(Deserialize)]
-struct ReplayRequest {
-    #[serde(default)]
-    ids: Option<Vec<i64>>,
-    #[serde(default)]
-    all: bool,
-    replayed_by: String,
-}
-
-/// Re-processes dead letters. Idempotent: a payout already recorded stays recorded once.
-async fn replay(State(s): State<AppState>, body: Body<ReplayRequest>) -> ApiResult<Json<serde_json::Value>> {
+/// Re-processes the given dead letters, or all. Idempotent: a payout already recorded stays
+/// recorded once.
+#[utoipa::path(post, path = "/v1/tax/dead-letters/replay", tag = "dead letters", request_body = ReplayDeadLetters,
+    responses((status = 200, body = ReplayOutcome)))]
+async fn replay(State(s): State<AppState>, body: Body<ReplayDeadLetters>) -> ApiResult<Json<ReplayOutcome>> {
     let r = body.value;
     if r.replayed_by.trim().is_empty() {
         return Err(ApiError::validation("replayed_by", "say who is replaying"));
@@ -124,7 +145,7 @@ async fn replay(State(s): State<AppState>, body: Body<ReplayRequest>) -> ApiResu
         };
         store::mark_replayed(&s.pool, d.id, r.replayed_by.trim(), &result).await?;
     }
-    Ok(Json(serde_json::json!({ "recorded": recorded, "duplicate": duplicate, "failed": failed })))
+    Ok(Json(ReplayOutcome { recorded, duplicate, failed }))
 }
 
 #[cfg(test)]

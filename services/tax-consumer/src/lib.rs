@@ -74,9 +74,7 @@ pub async fn build(config: Config) -> anyhow::Result<App<AppState>> {
     let consuming = tokio::spawn(worker.run(stop.clone()));
 
     let state = AppState { pool: infra.pool.clone() };
-    let openapi = include_str!("../openapi.json");
-    let app =
-        App::bind(&config.common, openapi, infra.clock.clone(), checks, http::routes(state.clone()), state).await?;
+    let app = App::bind(&config.common, infra.clock.clone(), checks, http::routes(state.clone()), state).await?;
     Ok(app.after_stop(async move {
         stop.notify_waiters();
         let _ = tokio::time::timeout(Duration::from_secs(10), consuming).await;

@@ -197,7 +197,7 @@ pub async fn insert_dead_letter(pool: &PgPool, d: &DeadLetter<'_>) -> Result<(),
     tx.commit().await
 }
 
-pub async fn dead_letters(pool: &PgPool, after_id: i64, limit: i64) -> Result<Vec<serde_json::Value>, sqlx::Error> {
+pub async fn dead_letters(pool: &PgPool, after_id: i64, limit: i64) -> Result<Vec<contracts::DeadLetter>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT json_build_object('id', id, 'source_topic', source_topic, 'source_partition', source_partition,
             'source_offset', source_offset, 'key', message_key, 'payload', payload, 'headers', headers, 'error', error,
@@ -212,7 +212,12 @@ pub async fn dead_letters(pool: &PgPool, after_id: i64, limit: i64) -> Result<Ve
     .bind(limit)
     .fetch_all(pool)
     .await?;
-    rows.iter().map(|r| r.try_get::<serde_json::Value, _>("j")).collect()
+    rows.iter()
+        .map(|r| {
+            let j = r.try_get::<serde_json::Value, _>("j")?;
+            serde_json::from_value(j).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+        })
+        .collect()
 }
 
 pub struct StoredDeadLetter {
