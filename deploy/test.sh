@@ -23,6 +23,11 @@ if [ ! -x "$VENV/bin/schemathesis" ]; then
 fi
 export SCHEMATHESIS="$VENV/bin/schemathesis"
 
+# The fault workload (tests/tests/chaos.rs) restarts this machine's PostgreSQL among its faults.
+if [ -z "${CHAOS_POSTGRES_RESTART:-}" ] && command -v pg_ctlcluster >/dev/null 2>&1; then
+  export CHAOS_POSTGRES_RESTART="pg_ctlcluster $(ls /usr/lib/postgresql | sort -n | tail -1) main restart -m fast"
+fi
+
 # Databases left behind by an interrupted earlier run of the end-to-end suite.
 for db in $(su postgres -c "psql -X -tA -c \"SELECT datname FROM pg_database WHERE datname LIKE 'e2e%' OR datname LIKE 'unit\\_%'\""); do
   su postgres -c "psql -X -q -c 'DROP DATABASE IF EXISTS $db WITH (FORCE)'" || true

@@ -16,6 +16,8 @@ use serde_json::Value;
 use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
+pub mod chaos;
+
 pub const SERVICES: [(&str, &str); 5] = [
     ("customer", "customer"),
     ("account-info", "account_info"),
@@ -70,9 +72,14 @@ pub fn binary(name: &str) -> PathBuf {
 }
 
 fn bin_dir() -> PathBuf {
-    // target/<profile>/deps/<test-binary> → target/<profile>
+    // target/<profile>/deps/<test-binary> or target/<profile>/<tool> → target/<profile>
     let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().to_path_buf()
+    let dir = exe.parent().unwrap();
+    if dir.ends_with("deps") {
+        dir.parent().unwrap().to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
 }
 
 /// A port for a server of a test's own, never handed out twice by this process. Chosen below the
@@ -184,6 +191,44 @@ impl Stack {
             stack.dbs.insert(svc, PgPool::connect(&format!("{base}/{name}")).await.unwrap());
         }
         stack
+    }
+
+    /// Each service's database URL (for tools that read them, like the chaos checker).
+    pub fn database_urls(&self) -> Vec<(&'static str, String)> {
+        SERVICES.iter().map(|(svc, _)| (*svc, self.database_url(svc))).collect()
+    }
+
+    /// SIGSTOP of the service's process: it holds its connections and locks but answers nothing
+    /// until [`Stack::resume`] (a long GC pause or a frozen VM, as the other processes see it).
+    pub fn pause(&self, svc: &'static str) {
+        self.signal(svc, "-STOP");
+    }
+
+    pub fn resume(&self, svc: &'static str) {
+        self.signal(svc, "-CONT");
+    }
+
+    fn signal(&self, svc: &'static str, signal: &str) {
+        if let Some(c) = self.children.get(Self::process_of(svc)) {
+            let _ = Command::new("kill").args([signal, &c.id().to_string()]).status();
+        }
+    }
+
+    /// Drops every connection to the service's database, as a PostgreSQL restart does from the
+    /// service's side (its pool must reconnect).
+    pub async fn drop_database_connections(&self, svc: &str) {
+        let name = self.database_url(svc).rsplit('/').next().unwrap_or_default().to_string();
+        if let Ok(mut admin) = PgConnection::connect(&format!("{}/postgres", database_base())).await {
+            let _ = sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+                .bind(name)
+                .execute(&mut admin)
+                .await;
+        }
+    }
+
+    /// Whether the service's process runs (not killed and not yet restarted).
+    pub fn is_running(&self, svc: &'static str) -> bool {
+        self.children.contains_key(Self::process_of(svc))
     }
 
     fn database_url(&self, svc: &str) -> String {

@@ -1,0 +1,38 @@
+//! The fault workload's short form (issue 19): a fixed seed, about a minute and a half of clients
+//! with faults of every kind several times, then the independent checker over the five databases
+//! and the history. Zero violations, or the test fails with the checker's report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use e2e::chaos::{run, Options};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_slice_keeps_its_promises_through_faults() {
+    let dir = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join("e2e-logs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let history = dir.join("chaos-short-20261123.jsonl");
+    let outcome = run(Options {
+        seed: 20261123,
+        duration: Duration::from_secs(90),
+        workers: 4,
+        customers: 6,
+        accounts: 16,
+        day_every: Duration::from_secs(6),
+        fault_every: Duration::from_secs(4),
+        history: history.clone(),
+    })
+    .await;
+    let report = serde_json::to_string_pretty(&outcome.report).unwrap();
+    println!("{report}");
+    assert!(outcome.passed, "the checker found violations (history in {}):\n{report}", history.display());
+    // The run did what it claims: every kind of fault, and payouts acknowledged through them.
+    let faults = outcome.report["faults"].as_object().unwrap();
+    for kind in
+        ["kill_service", "pause_past_lease", "database_connections_dropped", "broker_killed", "redis_restarted_empty"]
+    {
+        assert!(faults.get(kind).and_then(|n| n.as_u64()).unwrap_or(0) >= 2, "{kind} injected too rarely: {faults:?}");
+    }
+    assert!(outcome.report["operations"]["pay"]["ok"].as_u64().unwrap_or(0) >= 10, "{report}");
+    assert!(outcome.report["payouts"].as_u64().unwrap_or(0) >= 10, "{report}");
+}
