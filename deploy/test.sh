@@ -22,6 +22,17 @@ if [ ! -x "$VENV/bin/schemathesis" ]; then
   "$VENV/bin/pip" install -q "schemathesis==4.32.5"
 fi
 export SCHEMATHESIS="$VENV/bin/schemathesis"
+# kubernetes-validate (PyPI, pinned) checks the rendered Kubernetes manifests (tests/tests/k8s.rs);
+# kubectl renders them (its built-in kustomize).
+if [ ! -x "$VENV/bin/kubernetes-validate" ]; then
+  echo "[test] installing kubernetes-validate into $VENV"
+  "$VENV/bin/pip" install -q "kubernetes-validate==1.37.0"
+fi
+export KUBERNETES_VALIDATE="$VENV/bin/kubernetes-validate"
+if ! command -v kubectl >/dev/null 2>&1; then
+  echo "[test] installing kubectl (Debian's kubernetes-client)"
+  apt-get update -qq && apt-get install -y -qq kubernetes-client >/dev/null
+fi
 
 # The fault workload (tests/tests/chaos.rs) restarts this machine's PostgreSQL among its faults.
 if [ -z "${CHAOS_POSTGRES_RESTART:-}" ] && command -v pg_ctlcluster >/dev/null 2>&1; then

@@ -64,6 +64,8 @@ fn compose_sets_only_variables_the_services_read() {
         for required in ["DATABASE_URL", "PORT"] {
             assert!(set.contains(required), "{svc}: {required} not set");
         }
+        // Only the gateway is published; the services listen for the compose network alone.
+        assert_eq!(s["ports"].is_null(), svc != "gateway", "{svc}: published ports {:?}", s["ports"]);
         let db = env.get("DATABASE_URL").unwrap().as_str().unwrap();
         assert!(db.contains("@postgres:5432/"), "{svc}: database on the compose postgres");
     }
@@ -78,6 +80,7 @@ fn bank_sets_each_service_its_own_variables(root: &Path, doc: &serde_yaml::Value
     let bank = &doc["services"]["bank"];
     assert_eq!(bank["build"]["args"]["SERVICE"].as_str(), Some("bank"));
     assert_eq!(bank["profiles"][0].as_str(), Some("monolith"), "bank runs only when asked for");
+    assert!(bank["ports"].is_null(), "bank publishes {:?}", bank["ports"]);
     let env = bank["environment"].as_mapping().expect("bank has environment");
     let set: BTreeSet<String> = env.keys().map(|k| k.as_str().unwrap().to_string()).collect();
     let mut shared = platform.clone();

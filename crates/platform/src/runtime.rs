@@ -70,8 +70,21 @@ impl Infra {
 
 /// A service as its own process: telemetry for it, then the app `build` makes, served until SIGTERM.
 /// (`build` is a future, so nothing in it runs before telemetry is set up.)
-pub async fn run_alone<S>(common: &Common, build: impl Future<Output = anyhow::Result<App<S>>>) -> anyhow::Result<()> {
+///
+/// With the argument `migrate` it only applies the service's migrations and exits: the
+/// migration Job run before a rollout (deploy/k8s).
+pub async fn run_alone<S>(
+    common: &Common,
+    migrator: &'static sqlx::migrate::Migrator,
+    build: impl Future<Output = anyhow::Result<App<S>>>,
+) -> anyhow::Result<()> {
     let _telemetry = crate::telemetry::init(common.service, common.otlp_endpoint.as_deref())?;
+    if std::env::args().nth(1).as_deref() == Some("migrate") {
+        let pool = crate::db::connect(&common.database_url, 1, std::time::Duration::from_secs(120)).await?;
+        crate::db::migrate(&pool, migrator).await?;
+        tracing::info!(service = common.service, "migrations applied");
+        return Ok(());
+    }
     build.await?.run_until_stopped().await
 }
 

@@ -66,5 +66,5 @@ pub async fn run() -> anyhow::Result<()> {
     let env = Env::process();
     let config = Config::from_env(&env)?;
     let peers = peers::http::peers("accounting", &env)?;
-    platform::runtime::run_alone(&config.common.clone(), build(config, peers)).await
+    platform::runtime::run_alone(&config.common.clone(), &MIGRATOR, build(config, peers)).await
 }

@@ -121,5 +121,5 @@ pub async fn build(config: Config) -> anyhow::Result<App<AppState>> {
 /// The gateway as its own process: settings from the environment, until SIGTERM.
 pub async fn run() -> anyhow::Result<()> {
     let config = Config::from_env(&Env::process())?;
-    platform::runtime::run_alone(&config.common.clone(), build(config)).await
+    platform::runtime::run_alone(&config.common.clone(), &MIGRATOR, build(config)).await
 }
