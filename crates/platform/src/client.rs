@@ -163,6 +163,9 @@ impl ServiceClient {
         let mut b = self.breaker.lock().unwrap_or_else(|p| p.into_inner());
         b.trial_in_flight = false;
         if !dependency_failed {
+            if b.open_until.is_some() {
+                metrics::gauge!("http_client_breaker_open", "target" => self.target).set(0.0);
+            }
             b.failures = 0;
             b.open_until = None;
             return;
@@ -171,6 +174,7 @@ impl ServiceClient {
         if b.failures >= self.settings.failures_to_open || b.open_until.is_some() {
             if b.open_until.is_none() {
                 tracing::warn!(target_service = self.target, "circuit opened");
+                metrics::gauge!("http_client_breaker_open", "target" => self.target).set(1.0);
             }
             b.open_until = Some(Instant::now() + self.settings.open_for);
         }

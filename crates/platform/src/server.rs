@@ -84,9 +84,14 @@ pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            PrometheusBuilder::new()
-                .install_recorder()
-                .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder().handle())
+            // Histograms as buckets (not per-process quantiles), so p99 can be aggregated across
+            // replicas in PromQL (`histogram_quantile`).
+            let builder = || {
+                PrometheusBuilder::new()
+                    .set_buckets(&[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0])
+                    .unwrap_or_else(|_| PrometheusBuilder::new())
+            };
+            builder().install_recorder().unwrap_or_else(|_| builder().build_recorder().handle())
         })
         .clone()
 }

@@ -36,6 +36,7 @@ pub async fn relay(state: AppState, kafka: KafkaConfig, mut producer: FutureProd
     let topic = kafka.topic(contracts::TAX_TOPIC);
     let mut stopping = false;
     let mut failures = 0u32;
+    let mut aged_at = std::time::Instant::now() - Duration::from_secs(60);
     loop {
         match publish_batch(&state, &producer, &topic).await {
             Ok(n) if n as i64 == BATCH => {
@@ -62,6 +63,10 @@ pub async fn relay(state: AppState, kafka: KafkaConfig, mut producer: FutureProd
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
+        if aged_at.elapsed() >= Duration::from_secs(5) {
+            record_outbox_age(&state).await;
+            aged_at = std::time::Instant::now();
+        }
         tokio::select! {
             _ = state.outbox_wake.notified() => {}
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -69,6 +74,19 @@ pub async fn relay(state: AppState, kafka: KafkaConfig, mut producer: FutureProd
         }
     }
     let _ = rdkafka::producer::Producer::flush(&producer, Duration::from_secs(5));
+}
+
+/// How long the oldest payout has waited for its tax event to be published (0 when none waits):
+/// the alert on a relay that stopped.
+async fn record_outbox_age(state: &AppState) {
+    let age: Result<Option<f64>, _> = sqlx::query_scalar(
+        "SELECT EXTRACT(EPOCH FROM now() - min(created_at))::float8 FROM payouts WHERE tax_event_published_at IS NULL",
+    )
+    .fetch_one(&state.pool)
+    .await;
+    if let Ok(age) = age {
+        metrics::gauge!("interest_outbox_oldest_unpublished_seconds").set(age.unwrap_or(0.0).max(0.0));
+    }
 }
 
 async fn publish_batch(state: &AppState, producer: &FutureProducer, topic: &str) -> anyhow::Result<usize> {

@@ -360,7 +360,10 @@ async fn pay_locked(
             None => book(state, &e, key, request_hash).await?,
         };
         match outcome {
-            Ok(Booked::Paid(payout)) => return Ok(payout),
+            Ok(Booked::Paid(payout)) => {
+                count_paid(&payout);
+                return Ok(payout);
+            }
             Ok(Booked::Stale(detail)) => {
                 // Re-read everything the quote depends on, cached account and customer included.
                 tracing::info!(account_id = %id, attempt, detail, "quote stale at booking; quoting again");
@@ -384,8 +387,18 @@ async fn pay_locked(
     Err(InterestError::QuoteStale(stale))
 }
 
+/// Payouts and won paid per minute, for the dashboard and the error-ratio alert.
+fn count_paid(p: &Payout) {
+    metrics::counter!("interest_payouts_total", "result" => "paid").increment(1);
+    let a = &p.amounts;
+    for (amount, won) in [("gross", a.gross()), ("tax", a.taxes().total()), ("net", a.net())] {
+        metrics::counter!("interest_paid_won_total", "amount" => amount).increment(won.max(0) as u64);
+    }
+}
+
 /// Keeps a business refusal against the key (so a retry gets the same answer) and returns it.
 async fn refuse(state: &AppState, id: Uuid, key: &str, request_hash: &str, r: Refusal) -> InterestError {
+    metrics::counter!("interest_payouts_total", "result" => r.code()).increment(1);
     let problem = platform::ApiError::from(InterestError::Refused(r.clone()));
     let err = InterestError::Refused(r);
     let kept = store::StoredRefusal {

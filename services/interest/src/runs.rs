@@ -134,7 +134,9 @@ pub async fn worker(state: AppState, settings: RunSettings, shutdown: Arc<Notify
 
 async fn work_once(state: &AppState, settings: &RunSettings) -> anyhow::Result<bool> {
     let mut worked = false;
-    for run in run_store::running(&state.pool).await? {
+    let running = run_store::running(&state.pool).await?;
+    metrics::gauge!("interest_payout_runs_running").set(running.len() as f64);
+    for run in running {
         let today = state.clock.today().await?;
         if today > run.business_date {
             tracing::warn!(run_id = %run.run_id, "business date ended before the run; the rest fails");
@@ -161,6 +163,9 @@ async fn work_once(state: &AppState, settings: &RunSettings) -> anyhow::Result<b
             .collect()
             .await;
         run_store::record_outcomes(&state.pool, run.run_id, &outcomes).await?;
+        for o in &outcomes {
+            metrics::counter!("interest_payout_run_items_total", "state" => o.state).increment(1);
+        }
     }
     Ok(worked)
 }

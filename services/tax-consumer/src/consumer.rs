@@ -213,6 +213,11 @@ impl Worker {
         }
         let fresh = self.until_stored("withholding write", || store::consume_withholdings(&self.pool, run)).await;
         metrics::counter!("tax_withholdings_total", "result" => "recorded").increment(fresh as u64);
+        let now = chrono::Utc::now();
+        for (event, _) in run {
+            let lag = (now - event.occurred_at).num_milliseconds().max(0) as f64 / 1000.0;
+            metrics::histogram!("tax_withholding_lag_seconds").record(lag);
+        }
         metrics::counter!("tax_withholdings_total", "result" => "duplicate").increment((run.len() - fresh) as u64);
     }
 

@@ -73,10 +73,12 @@ pub async fn build(config: Config) -> anyhow::Result<App<AppState>> {
     let stop = Arc::new(tokio::sync::Notify::new());
     let consuming = tokio::spawn(worker.run(stop.clone()));
 
+    let counting = tokio::spawn(store::count_dead_letters(infra.pool.clone()));
     let state = AppState { pool: infra.pool.clone() };
     let app = App::bind(&config.common, infra.clock.clone(), checks, http::routes(state.clone()), state).await?;
     Ok(app.after_stop(async move {
         stop.notify_waiters();
+        counting.abort();
         let _ = tokio::time::timeout(Duration::from_secs(10), consuming).await;
     }))
 }

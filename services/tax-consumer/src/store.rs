@@ -262,3 +262,15 @@ pub async fn mark_replayed(pool: &PgPool, id: i64, by: &str, result: &str) -> Re
     .await
     .map(|_| ())
 }
+
+/// Keeps the `tax_dead_letters_unreplayed` gauge (the "dead letters present" alert) current.
+pub async fn count_dead_letters(pool: PgPool) {
+    loop {
+        let n: Result<i64, _> =
+            sqlx::query_scalar("SELECT count(*) FROM dead_letters WHERE replayed_at IS NULL").fetch_one(&pool).await;
+        if let Ok(n) = n {
+            metrics::gauge!("tax_dead_letters_unreplayed").set(n as f64);
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(15)).await;
+    }
+}
