@@ -17,6 +17,7 @@ use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
 pub mod chaos;
+pub mod otlp;
 
 pub const SERVICES: [(&str, &str); 5] = [
     ("customer", "customer"),
@@ -198,6 +199,12 @@ impl Stack {
         SERVICES.iter().map(|(svc, _)| (*svc, self.database_url(svc))).collect()
     }
 
+    /// SIGTERM, as an orchestrator stops a pod: the service drains and exits by itself (see
+    /// [`Stack::wait_exit`]).
+    pub fn terminate(&self, svc: &'static str) {
+        self.signal(svc, "-TERM");
+    }
+
     /// SIGSTOP of the service's process: it holds its connections and locks but answers nothing
     /// until [`Stack::resume`] (a long GC pause or a frozen VM, as the other processes see it).
     pub fn pause(&self, svc: &'static str) {
@@ -224,6 +231,11 @@ impl Stack {
                 .execute(&mut admin)
                 .await;
         }
+    }
+
+    /// What the service's process has logged so far (all five in one file with `bank`).
+    pub fn log_of(&self, svc: &'static str) -> String {
+        std::fs::read_to_string(self.log_dir.join(format!("{}.log", Self::process_of(svc)))).unwrap_or_default()
     }
 
     /// Whether the service's process runs (not killed and not yet restarted).

@@ -4,6 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -244,8 +245,39 @@ impl ServiceClient {
         Ok(raw)
     }
 
-    /// The wire: trace context, breaker, timeout, counting.
+    /// One call as a client span (OpenTelemetry HTTP semantic conventions) whose context rides
+    /// on the request.
     async fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        headers: &[(&str, &str)],
+    ) -> Result<RawResponse, ClientError> {
+        let span = tracing::info_span!(
+            "http.client",
+            "otel.name" = %format!("{method} {}", self.target),
+            "otel.kind" = "client",
+            "http.request.method" = %method,
+            "server.address" = self.target,
+            "url.path" = path,
+            "http.response.status_code" = tracing::field::Empty,
+            "otel.status_code" = tracing::field::Empty,
+        );
+        let result = self.wire(method, path, body, headers).instrument(span.clone()).await;
+        match &result {
+            Ok(r) => {
+                span.record("http.response.status_code", r.status.as_u16());
+            }
+            Err(_) => {
+                span.record("otel.status_code", "ERROR");
+            }
+        }
+        result
+    }
+
+    /// The wire: trace context, breaker, timeout, counting.
+    async fn wire(
         &self,
         method: Method,
         path: &str,

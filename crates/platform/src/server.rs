@@ -129,21 +129,40 @@ pub fn app(service_routes: Router, platform: Platform) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(move |req, next| record_metrics(service, req, next)))
         .layer(CatchPanicLayer::custom(|_| ApiError::internal("unexpected failure").into_response()))
-        .layer(TraceLayer::new_for_http().make_span_with(move |req: &Request| {
-            let request_id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
-            let span = tracing::info_span!(
-                "http.request",
-                service,
-                method = %req.method(),
-                path = %req.uri().path(),
-                request_id,
-            );
-            crate::telemetry::set_parent_from(
-                &span,
-                req.headers().iter().filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str(), v))),
-            );
-            span
-        }))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(move |req: &Request| {
+                    let request_id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+                    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str()).unwrap_or("unmatched");
+                    // OpenTelemetry's HTTP server conventions; `trace_id` puts the trace in every log line.
+                    let span = tracing::info_span!(
+                        "http.request",
+                        "otel.name" = %format!("{} {route}", req.method()),
+                        "otel.kind" = "server",
+                        service,
+                        "http.request.method" = %req.method(),
+                        "http.route" = route,
+                        "url.path" = %req.uri().path(),
+                        "http.response.status_code" = tracing::field::Empty,
+                        request_id,
+                        trace_id = tracing::field::Empty,
+                    );
+                    crate::telemetry::set_parent_from(
+                        &span,
+                        req.headers().iter().filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str(), v))),
+                    );
+                    span.record("trace_id", crate::telemetry::trace_id(&span));
+                    span
+                })
+                .on_response(|resp: &Response, latency: Duration, span: &tracing::Span| {
+                    span.record("http.response.status_code", resp.status().as_u16());
+                    tracing::debug!(
+                        status = resp.status().as_u16(),
+                        latency_ms = latency.as_millis() as u64,
+                        "answered"
+                    );
+                }),
+        )
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }

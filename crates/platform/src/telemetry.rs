@@ -60,6 +60,12 @@ pub fn current_trace_headers() -> HashMap<String, String> {
     headers
 }
 
+/// The trace id of `span` (hex), for log lines and tests.
+pub fn trace_id(span: &tracing::Span) -> String {
+    use opentelemetry::trace::TraceContextExt;
+    span.context().span().span_context().trace_id().to_string()
+}
+
 /// Makes `span` a child of the context carried in `headers`.
 pub fn set_parent_from<'a>(span: &tracing::Span, headers: impl Iterator<Item = (&'a str, &'a str)>) {
     let map: HashMap<String, String> = headers.map(|(k, v)| (k.to_ascii_lowercase(), v.to_string())).collect();

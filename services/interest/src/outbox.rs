@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use contracts::{InterestPostingFeed, TaxWithholdingEvent, TAX_EVENT_SCHEMA_VERSION};
@@ -119,16 +120,35 @@ async fn publish_batch(state: &AppState, producer: &FutureProducer, topic: &str)
             tax_category: TaxCategory::parse(&category).ok_or_else(|| anyhow::anyhow!("bad category {category}"))?,
             occurred_at: r.try_get::<DateTime<Utc>, _>("created_at")?,
         };
-        let headers: HashMap<String, String> =
+        let payout_trace: HashMap<String, String> =
             serde_json::from_value(r.try_get::<serde_json::Value, _>("trace_headers")?).unwrap_or_default();
         let payload = serde_json::to_string(&event)?;
         let key = event.account_id.to_string();
         ids.push(event.payout_id);
-        sends.push(async move {
-            let record =
-                FutureRecord::to(topic).key(&key).payload(&payload).headers(platform::kafka::headers_from(&headers));
-            producer.send(record, Duration::from_secs(10)).await.map_err(|(e, _)| e)
-        });
+        // A producer span in the payout's trace; its context rides on the message, so the
+        // consumer's span is its child (OpenTelemetry messaging conventions).
+        let span = tracing::info_span!(
+            "tax.publish",
+            "otel.name" = %format!("{topic} publish"),
+            "otel.kind" = "producer",
+            "messaging.system" = "kafka",
+            "messaging.destination.name" = topic,
+            "messaging.operation.type" = "send",
+            "messaging.kafka.message.key" = %key,
+            payout_id = %event.payout_id,
+        );
+        platform::telemetry::set_parent_from(&span, payout_trace.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let headers = span.in_scope(platform::telemetry::current_trace_headers);
+        sends.push(
+            async move {
+                let record = FutureRecord::to(topic)
+                    .key(&key)
+                    .payload(&payload)
+                    .headers(platform::kafka::headers_from(&headers));
+                producer.send(record, Duration::from_secs(10)).await.map_err(|(e, _)| e)
+            }
+            .instrument(span),
+        );
     }
     for result in futures::future::join_all(sends).await {
         result?;

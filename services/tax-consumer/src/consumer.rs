@@ -188,9 +188,26 @@ impl Worker {
         for msg in batch {
             let headers = platform::kafka::headers_to_map(msg.headers());
             // One span per message under the payout's trace (the write is the batch's).
-            let span = tracing::info_span!("tax.consume", partition = msg.partition(), offset = msg.offset());
+            let span = tracing::info_span!(
+                "tax.consume",
+                "otel.name" = %format!("{} process", msg.topic()),
+                "otel.kind" = "consumer",
+                "messaging.system" = "kafka",
+                "messaging.destination.name" = msg.topic(),
+                "messaging.operation.type" = "process",
+                "messaging.destination.partition.id" = msg.partition(),
+                "messaging.kafka.offset" = msg.offset(),
+                trace_id = tracing::field::Empty,
+            );
             platform::telemetry::set_parent_from(&span, headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-            let parsed = span.in_scope(|| parse(msg.payload().unwrap_or_default()));
+            span.record("trace_id", platform::telemetry::trace_id(&span));
+            let parsed = span.in_scope(|| {
+                let parsed = parse(msg.payload().unwrap_or_default());
+                if let Ok(e) = &parsed {
+                    tracing::info!(payout_id = %e.payout_id, "withholding event received");
+                }
+                parsed
+            });
             let source = Source { topic: msg.topic(), partition: msg.partition(), offset: msg.offset() };
             match parsed {
                 Ok(event) => run.push((event, source)),
