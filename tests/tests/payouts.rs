@@ -723,3 +723,133 @@ async fn odd_inputs_and_an_early_clock_are_answers_not_server_errors() {
     );
     stack.shutdown().await;
 }
+
+/// A rolling update stops the interest service with SIGTERM in the middle of payouts and
+/// deposits: it stops accepting, lets the requests in flight finish, publishes what it recorded,
+/// and exits within the grace period — no payout cut half-way. Before it is started again, every
+/// payout the ledger booked is recorded by interest with its tax event published, every answered
+/// payout is in both, and the ledger balances.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_mid_load_cuts_no_payout_in_half() {
+    let mut stack = Stack::start().await;
+    stack.set_today("2024-03-01").await;
+    stack.product("DRAIN", json!([{"from": 0, "rate": "2.0"}]), "2024-01-01").await;
+    let c = stack.customer("GENERAL").await;
+    let mut accounts = Vec::new();
+    for _ in 0..40 {
+        let a = stack.account(c, "DRAIN").await;
+        stack.deposit(a, 50_000_000, None).await;
+        accounts.push(a);
+    }
+    stack.set_today("2024-03-21").await;
+    let mut load = Vec::new();
+    for (i, a) in accounts.iter().copied().enumerate() {
+        let (http, url) = (stack.http.clone(), stack.urls["interest"].clone());
+        load.push(tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(5 * i as u64)).await;
+            let r = http
+                .post(format!("{url}/v1/interest/accounts/{a}/payouts"))
+                .header("Idempotency-Key", format!("drain-{a}"))
+                .header("content-type", "application/json")
+                .send()
+                .await;
+            match r {
+                Ok(r) if r.status() == StatusCode::CREATED => Some(r.json::<serde_json::Value>().await.unwrap()),
+                _ => None, // refused at the door (shutting down) or never connected
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    stack.terminate("interest");
+    assert!(
+        stack.wait_exit("interest", Duration::from_secs(30)).await,
+        "interest did not exit within the grace period"
+    );
+    let answered: Vec<serde_json::Value> =
+        futures::future::join_all(load).await.into_iter().filter_map(|r| r.unwrap()).collect();
+
+    // Stopped, not yet restarted: nothing half-done.
+    let booked = stack.count("accounting", "SELECT count(*) FROM journal_entries WHERE kind = 'INTEREST_PAYOUT'").await;
+    let recorded = stack.count("interest", "SELECT count(*) FROM payouts").await;
+    let unpublished =
+        stack.count("interest", "SELECT count(*) FROM payouts WHERE tax_event_published_at IS NULL").await;
+    assert_eq!(booked, recorded, "a payout booked by the ledger was not recorded before the exit");
+    assert_eq!(unpublished, 0, "the relay exited with tax events unpublished");
+    for p in &answered {
+        let id: Uuid = p["payout_id"].as_str().unwrap().parse().unwrap();
+        let n = stack.count("interest", &format!("SELECT count(*) FROM payouts WHERE payout_id = '{id}'")).await;
+        assert_eq!(n, 1, "answered payout {id} is not recorded");
+    }
+    println!("{} payouts answered, {booked} booked before the exit", answered.len());
+    stack.assert_ledger_consistent().await;
+    // Started again, the rest pays and every payout gets its withholding.
+    stack.restart_with("interest", &[]).await;
+    for a in &accounts {
+        let r = stack.pay(*a, &format!("drain-{a}")).await;
+        assert!(r.status == StatusCode::CREATED || r.status == StatusCode::CONFLICT, "{:?}", r.body);
+    }
+    let total = stack.count("interest", "SELECT count(*) FROM payouts").await;
+    assert_eq!(total, accounts.len() as i64);
+    for p in &answered {
+        stack
+            .wait_withholding(p["account_id"].as_str().unwrap().parse().unwrap(), p["payout_id"].as_str().unwrap())
+            .await;
+    }
+    stack.assert_ledger_consistent().await;
+    stack.shutdown().await;
+}
+
+/// Found by the chaos workload (tools/chaos): Redis restarted empty lost the manual clock, which
+/// then showed the real date until someone set it again — postings were dated years ahead, then
+/// the set date again, and the ledger's daily balances (written as "the balance after, on today")
+/// no longer matched its journal, so payouts were computed from wrong balances. Now a service that
+/// read the clock puts its last reading back, and a posting shifts every later daily point.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_clock_lost_with_redis_comes_back_and_daily_balances_follow_the_journal() {
+    let mut redis = e2e::RedisServer::start().await;
+    let stack = Stack::start_with(&[("REDIS_URL", &redis.url())]).await;
+    stack.set_today("2024-03-01").await;
+    stack.product("CLOCKED", json!([{"from": 0, "rate": "2.0"}]), "2024-01-01").await;
+    let c = stack.customer("GENERAL").await;
+    let a = stack.account(c, "CLOCKED").await;
+    stack.deposit(a, 10_000_000, None).await;
+    stack.set_today("2024-03-10").await;
+    assert_eq!(stack.get("accounting", "/v1/admin/clock").await.body["today"], "2024-03-10");
+
+    redis.restart().await; // empty
+    let mut today = serde_json::Value::Null;
+    for _ in 0..40 {
+        let r = stack.get("accounting", "/v1/admin/clock").await;
+        if r.status == StatusCode::OK {
+            today = r.body["today"].clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(today, "2024-03-10", "the manual clock jumped after Redis lost it");
+    assert_eq!(stack.get("interest", "/v1/admin/clock").await.body["today"], "2024-03-10");
+
+    // The clock moved back by hand: the daily balances still equal the journal's sums.
+    stack.set_today("2024-03-12").await;
+    assert_eq!(stack.deposit(a, 1_000_000, None).await.status, StatusCode::CREATED);
+    stack.set_today("2024-03-05").await;
+    assert_eq!(stack.withdraw(a, 500_000, None).await.status, StatusCode::CREATED);
+    let point = |day: &'static str| {
+        let pool = stack.dbs["accounting"].clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT balance FROM daily_balances WHERE account_id = $1 AND day <= $2::date ORDER BY day DESC LIMIT 1",
+            )
+            .bind(a)
+            .bind(day)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(point("2024-03-05").await, 9_500_000);
+    assert_eq!(point("2024-03-11").await, 9_500_000);
+    assert_eq!(point("2024-03-12").await, 10_500_000, "the later point misses the withdrawal");
+    stack.assert_ledger_consistent().await;
+    stack.shutdown().await;
+}

@@ -60,10 +60,33 @@ impl Clock {
                         return known.ok_or(ClockError::Redis(e));
                     }
                 };
-                // Until someone sets it, the manual clock shows the real time.
+                // Until someone sets it, the manual clock shows the real time. Once this process has
+                // read it, a Redis that lost it (restarted empty) gets the last reading back instead:
+                // a business date never jumps to today's real date and back (found by the chaos
+                // workload: postings dated in the real year, then the set year again).
                 let now = match read {
                     Some(s) => parse(&s).ok_or(ClockError::Malformed(s))?,
-                    None => Utc::now(),
+                    None => {
+                        let known = *last.lock().unwrap_or_else(|p| p.into_inner());
+                        match known {
+                            Some(known) => {
+                                let local = known.with_timezone(&domain::date::seoul());
+                                let text = local.naive_local().format("%Y-%m-%dT%H:%M:%S").to_string();
+                                if !redis.set_nx(KEY, &text).await.map_err(ClockError::Redis)? {
+                                    // Another process restored (or someone set) it first: theirs.
+                                    let again = redis.get(KEY).await.map_err(ClockError::Redis)?;
+                                    if let Some(s) = again {
+                                        let now = parse(&s).ok_or(ClockError::Malformed(s))?;
+                                        *last.lock().unwrap_or_else(|p| p.into_inner()) = Some(now);
+                                        return Ok(now);
+                                    }
+                                }
+                                tracing::warn!(clock = %text, "the manual clock was missing from Redis; restored");
+                                known
+                            }
+                            None => Utc::now(),
+                        }
+                    }
                 };
                 *last.lock().unwrap_or_else(|p| p.into_inner()) = Some(now);
                 Ok(now)

@@ -49,6 +49,14 @@ impl Redis {
         c.set(self.key(suffix), value).await
     }
 
+    /// Sets a value only if the key is absent; whether it was set.
+    pub async fn set_nx(&self, suffix: &str, value: &str) -> Result<bool, RedisError> {
+        let mut c = self.conn.clone();
+        let set: Option<String> =
+            redis::cmd("SET").arg(self.key(suffix)).arg(value).arg("NX").query_async(&mut c).await?;
+        Ok(set.is_some())
+    }
+
     /// Sets a value that expires after `ttl`.
     pub async fn set_px(&self, suffix: &str, value: &str, ttl: Duration) -> Result<(), RedisError> {
         let mut c = self.conn.clone();
