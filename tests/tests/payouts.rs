@@ -853,3 +853,31 @@ async fn a_clock_lost_with_redis_comes_back_and_daily_balances_follow_the_journa
     stack.assert_ledger_consistent().await;
     stack.shutdown().await;
 }
+
+/// Found by the chaos workload: a movement retried with its key after a hold was set got the
+/// hold's refusal although it had been booked (the client saw "refused" for money that moved).
+/// The retry now gets the booked answer; a new key gets the refusal.
+#[tokio::test]
+async fn a_retried_movement_gets_its_booked_answer_after_a_hold() {
+    let stack = Stack::start().await;
+    stack.set_today("2024-03-01").await;
+    stack.product("HELD", json!([{"from": 0, "rate": "2.0"}]), "2024-01-01").await;
+    let c = stack.customer("GENERAL").await;
+    let (a, b) = (stack.account(c, "HELD").await, stack.account(c, "HELD").await);
+    stack.deposit(a, 1_000_000, None).await;
+    let transfer = json!({"from_account_id": a, "to_account_id": b, "amount": 1000});
+    let path = "/v1/ledger/transfers";
+    let first =
+        stack.call("accounting", Method::POST, path, Some(transfer.clone()), &[("Idempotency-Key", "t-1")]).await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    let hold = json!({"deposit_suspended": true, "withdrawal_suspended": true});
+    let r = stack.call("account-info", Method::PUT, &format!("/v1/accounts/{b}/holds"), Some(hold), &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let again =
+        stack.call("accounting", Method::POST, path, Some(transfer.clone()), &[("Idempotency-Key", "t-1")]).await;
+    assert_eq!((again.status, &again.body), (StatusCode::CREATED, &first.body), "the retry must replay the booking");
+    let fresh = stack.call("accounting", Method::POST, path, Some(transfer), &[("Idempotency-Key", "t-2")]).await;
+    assert_eq!(fresh.body["code"], "DEPOSIT_SUSPENDED", "{:?}", fresh.body);
+    assert_eq!(stack.balance(b).await, 1000);
+    stack.shutdown().await;
+}
