@@ -7,7 +7,7 @@ pub mod problem;
 use chrono::{DateTime, NaiveDate, Utc};
 use domain::{AccountStatus, Amount, CustomerStatus, TaxBreakdown, TaxCategory, Withheld};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 // ---- customer ----
@@ -608,4 +608,65 @@ pub struct ReplayOutcome {
     pub recorded: i64,
     pub duplicate: i64,
     pub failed: i64,
+}
+
+// ---- query strings (read by the owning service, documented by it and by the gateway) ----
+
+/// `GET /v1/interest/payout-runs?limit=`.
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PayoutRunsQuery {
+    /// How many, 1 to 1000 (default 50).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<i64>,
+}
+
+/// `GET /v1/interest/payouts?from=&to=&after=&limit=`.
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PayoutsQuery {
+    /// First business date.
+    pub from: NaiveDate,
+    /// Last business date.
+    pub to: NaiveDate,
+    /// The `next_after` of the previous page.
+    pub after: Option<Uuid>,
+    /// 1 to 10000 (default 1000).
+    #[param(minimum = 1, maximum = 10000)]
+    pub limit: Option<i64>,
+}
+
+/// `GET /v1/tax/withholdings?account_id=&from=&to=&after=&limit=`.
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct WithholdingsQuery {
+    pub account_id: Option<Uuid>,
+    /// First business date.
+    pub from: Option<NaiveDate>,
+    /// Last business date.
+    pub to: Option<NaiveDate>,
+    /// The `next_after` of the previous page.
+    pub after: Option<Uuid>,
+    /// 1 to 10000 (default 1000).
+    #[param(minimum = 1, maximum = 10000)]
+    pub limit: Option<i64>,
+}
+
+/// `GET /v1/tax/reports/monthly?month=`.
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct MonthlyReportQuery {
+    /// `YYYY-MM`.
+    #[param(pattern = "^[0-9]{4}-(0[1-9]|1[0-2])$")]
+    pub month: String,
+}
+
+/// `GET /v1/tax/dead-letters?after_id=&limit=`.
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeadLettersQuery {
+    /// The `next_after_id` of the previous page (default 0).
+    pub after_id: Option<i64>,
+    /// Page size (default 100, at most 1000).
+    pub limit: Option<i64>,
 }

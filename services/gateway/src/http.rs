@@ -197,51 +197,22 @@ async fn start_run(State(s): State<AppState>, caller: Caller, p: Passed) -> Gate
 }
 
 /// The latest payout runs, newest first.
-#[utoipa::path(get, path = "/v1/ops/payout-runs", tag = "ops", params(RunsQuery),
+#[utoipa::path(get, path = "/v1/ops/payout-runs", tag = "ops", params(contracts::PayoutRunsQuery),
     security(("bearer" = ["ops:read"]), ("bearer" = ["ops:write"]), ("bearer" = ["batch"])),
     responses((status = 200, body = PayoutRuns)))]
 async fn list_runs(State(s): State<AppState>, caller: Caller, p: Passed) -> GatewayResult<Response> {
     pass(&s, caller, RUNS_READ, interest, Method::GET, "/v1/interest/payout-runs", p).await
 }
 
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)] // documents the query passed on
-struct RunsQuery {
-    /// 1 to 1000 (default 50).
-    #[param(minimum = 1, maximum = 1000)]
-    limit: Option<i64>,
-}
-
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)] // documents the query passed on
-struct PayoutsQuery {
-    from: chrono::NaiveDate,
-    to: chrono::NaiveDate,
-    after: Option<Uuid>,
-    /// 1 to 10000 (default 1000).
-    #[param(minimum = 1, maximum = 10000)]
-    limit: Option<i64>,
-}
-
 /// Recorded payouts with a business date in `from..=to`, keyset-paged by payout id.
-#[utoipa::path(get, path = "/v1/ops/payouts", tag = "ops", params(PayoutsQuery),
+#[utoipa::path(get, path = "/v1/ops/payouts", tag = "ops", params(contracts::PayoutsQuery),
     security(("bearer" = ["ops:read"]), ("bearer" = ["ops:write"])), responses((status = 200, body = PayoutPage)))]
 async fn payouts(State(s): State<AppState>, caller: Caller, p: Passed) -> GatewayResult<Response> {
     pass(&s, caller, READ, interest, Method::GET, "/v1/interest/payouts", p).await
 }
 
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)] // documents the query passed on
-struct DeadLetterQuery {
-    after_id: Option<i64>,
-    limit: Option<i64>,
-}
-
 /// Dead letters of the tax pipeline, with their replay history.
-#[utoipa::path(get, path = "/v1/ops/dead-letters", tag = "ops", params(DeadLetterQuery),
+#[utoipa::path(get, path = "/v1/ops/dead-letters", tag = "ops", params(contracts::DeadLettersQuery),
     security(("bearer" = ["ops:read"]), ("bearer" = ["ops:write"])), responses((status = 200, body = DeadLetters)))]
 async fn dead_letters(State(s): State<AppState>, caller: Caller, p: Passed) -> GatewayResult<Response> {
     pass(&s, caller, READ, tax, Method::GET, "/v1/tax/dead-letters", p).await
@@ -254,37 +225,15 @@ async fn replay_dead_letters(State(s): State<AppState>, caller: Caller, p: Passe
     pass(&s, caller, WRITE, tax, Method::POST, "/v1/tax/dead-letters/replay", p).await
 }
 
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)] // documents the query passed on
-struct WithholdingQuery {
-    account_id: Option<Uuid>,
-    from: Option<chrono::NaiveDate>,
-    to: Option<chrono::NaiveDate>,
-    after: Option<Uuid>,
-    /// 1 to 10000 (default 1000).
-    #[param(minimum = 1, maximum = 10000)]
-    limit: Option<i64>,
-}
-
 /// Withholding records, keyset-paged by payout id.
-#[utoipa::path(get, path = "/v1/ops/tax/withholdings", tag = "ops", params(WithholdingQuery),
+#[utoipa::path(get, path = "/v1/ops/tax/withholdings", tag = "ops", params(contracts::WithholdingsQuery),
     security(("bearer" = ["ops:read"]), ("bearer" = ["ops:write"])), responses((status = 200, body = Withholdings)))]
 async fn withholdings(State(s): State<AppState>, caller: Caller, p: Passed) -> GatewayResult<Response> {
     pass(&s, caller, READ, tax, Method::GET, "/v1/tax/withholdings", p).await
 }
 
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)] // documents the query passed on
-struct MonthQuery {
-    /// `YYYY-MM`.
-    #[param(pattern = "^[0-9]{4}-(0[1-9]|1[0-2])$")]
-    month: String,
-}
-
 /// The monthly remittance report.
-#[utoipa::path(get, path = "/v1/ops/tax/reports/monthly", tag = "ops", params(MonthQuery),
+#[utoipa::path(get, path = "/v1/ops/tax/reports/monthly", tag = "ops", params(contracts::MonthlyReportQuery),
     security(("bearer" = ["ops:read"]), ("bearer" = ["ops:write"])), responses((status = 200, body = MonthlyReport)))]
 async fn monthly_report(State(s): State<AppState>, caller: Caller, p: Passed) -> GatewayResult<Response> {
     pass(&s, caller, READ, tax, Method::GET, "/v1/tax/reports/monthly", p).await

@@ -5,12 +5,12 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Json, Router};
 use contracts::{
-    CreateProduct, Estimate, Payout, PayoutPage, PayoutRun, Payouts, Product, RateScheduleBody, StartPayoutRun,
+    CreateProduct, Estimate, Payout, PayoutPage, PayoutRun, PayoutRunsQuery, Payouts, PayoutsQuery, Product,
+    RateScheduleBody, StartPayoutRun,
 };
 use platform::extract::{IdempotencyKey, Json as Body, Path, Query};
 use platform::ApiResult;
 use utoipa::openapi::OpenApi;
-use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -133,40 +133,21 @@ async fn cancel_run(State(s): State<AppState>, Path(id): Path<Uuid>) -> ApiResul
     Ok(Json(runs::cancel(&s, id).await?))
 }
 
-#[derive(serde::Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-struct RunsQuery {
-    /// How many, 1 to 1000 (default 50).
-    #[param(minimum = 1, maximum = 1000)]
-    limit: Option<i64>,
-}
-
 /// The latest runs, newest first.
-#[utoipa::path(get, path = "/v1/interest/payout-runs", tag = "payout runs", params(RunsQuery),
+#[utoipa::path(get, path = "/v1/interest/payout-runs", tag = "payout runs", params(PayoutRunsQuery),
     responses((status = 200, body = contracts::PayoutRuns)))]
-async fn list_runs(State(s): State<AppState>, Query(q): Query<RunsQuery>) -> ApiResult<Json<contracts::PayoutRuns>> {
+async fn list_runs(
+    State(s): State<AppState>,
+    Query(q): Query<PayoutRunsQuery>,
+) -> ApiResult<Json<contracts::PayoutRuns>> {
     Ok(Json(runs::list(&s, q.limit.unwrap_or(50)).await?))
-}
-
-#[derive(serde::Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-struct BetweenQuery {
-    /// First business date.
-    from: chrono::NaiveDate,
-    /// Last business date.
-    to: chrono::NaiveDate,
-    /// The `next_after` of the previous page.
-    after: Option<Uuid>,
-    /// 1 to 10000 (default 1000).
-    #[param(minimum = 1, maximum = 10000)]
-    limit: Option<i64>,
 }
 
 /// Recorded payouts with a business date in `from..=to`, keyset-paged by payout id
 /// (reconciliation).
-#[utoipa::path(get, path = "/v1/interest/payouts", tag = "payouts", params(BetweenQuery),
+#[utoipa::path(get, path = "/v1/interest/payouts", tag = "payouts", params(PayoutsQuery),
     responses((status = 200, body = PayoutPage)))]
-async fn payouts_between(State(s): State<AppState>, Query(q): Query<BetweenQuery>) -> ApiResult<Json<PayoutPage>> {
+async fn payouts_between(State(s): State<AppState>, Query(q): Query<PayoutsQuery>) -> ApiResult<Json<PayoutPage>> {
     let limit = q.limit.unwrap_or(1000);
     if !(1..=10_000).contains(&limit) {
         return Err(platform::ApiError::validation("limit", "limit must be 1 to 10000"));

@@ -3,15 +3,15 @@
 use axum::extract::State;
 use axum::{Json, Router};
 use chrono::{Datelike, NaiveDate};
-use contracts::{DeadLetters, MonthlyReport, ReplayDeadLetters, ReplayOutcome, Withholdings};
+use contracts::{
+    DeadLetters, DeadLettersQuery, MonthlyReport, MonthlyReportQuery, ReplayDeadLetters, ReplayOutcome, Withholdings,
+    WithholdingsQuery,
+};
 use platform::extract::{Json as Body, Query};
 use platform::{ApiError, ApiResult};
-use serde::Deserialize;
 use utoipa::openapi::OpenApi;
-use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use uuid::Uuid;
 
 use crate::state::AppState;
 use crate::store::{self, Source};
@@ -31,25 +31,10 @@ pub fn routes(state: AppState) -> (Router, OpenApi) {
         .split_for_parts()
 }
 
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-struct WithholdingQuery {
-    account_id: Option<Uuid>,
-    /// First business date.
-    from: Option<NaiveDate>,
-    /// Last business date.
-    to: Option<NaiveDate>,
-    /// The `next_after` of the previous page.
-    after: Option<Uuid>,
-    /// 1 to 10000 (default 1000).
-    #[param(minimum = 1, maximum = 10000)]
-    limit: Option<i64>,
-}
-
 /// Withholding records, keyset-paged by payout id: follow `next_after`.
-#[utoipa::path(get, path = "/v1/tax/withholdings", tag = "tax", params(WithholdingQuery),
+#[utoipa::path(get, path = "/v1/tax/withholdings", tag = "tax", params(WithholdingsQuery),
     responses((status = 200, body = Withholdings)))]
-async fn withholdings(State(s): State<AppState>, Query(q): Query<WithholdingQuery>) -> ApiResult<Json<Withholdings>> {
+async fn withholdings(State(s): State<AppState>, Query(q): Query<WithholdingsQuery>) -> ApiResult<Json<Withholdings>> {
     let limit = q.limit.unwrap_or(1000);
     if !(1..=10_000).contains(&limit) {
         return Err(ApiError::validation("limit", "limit must be 1 to 10000"));
@@ -57,14 +42,6 @@ async fn withholdings(State(s): State<AppState>, Query(q): Query<WithholdingQuer
     let withholdings = store::withholdings(&s.pool, q.account_id, q.from, q.to, q.after, limit).await?;
     let next_after = (withholdings.len() as i64 == limit).then(|| withholdings.last().map(|w| w.payout_id)).flatten();
     Ok(Json(Withholdings { withholdings, next_after }))
-}
-
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-struct MonthQuery {
-    /// `YYYY-MM`.
-    #[param(pattern = "^[0-9]{4}-(0[1-9]|1[0-2])$")]
-    month: String,
 }
 
 /// Parses `YYYY-MM` into the month's first day, the next month's first day, and the remittance
@@ -85,27 +62,18 @@ pub fn month_bounds(month: &str) -> Option<(NaiveDate, NaiveDate, NaiveDate)> {
 
 /// The remittance report of a month: payouts, gross, each tax, and the due date (the 10th of the
 /// next month).
-#[utoipa::path(get, path = "/v1/tax/reports/monthly", tag = "tax", params(MonthQuery),
+#[utoipa::path(get, path = "/v1/tax/reports/monthly", tag = "tax", params(MonthlyReportQuery),
     responses((status = 200, body = MonthlyReport)))]
-async fn monthly(State(s): State<AppState>, Query(q): Query<MonthQuery>) -> ApiResult<Json<MonthlyReport>> {
+async fn monthly(State(s): State<AppState>, Query(q): Query<MonthlyReportQuery>) -> ApiResult<Json<MonthlyReport>> {
     let (first, next, due) =
         month_bounds(&q.month).ok_or_else(|| ApiError::validation("month", "month must be YYYY-MM"))?;
     Ok(Json(store::monthly(&s.pool, &q.month, first, next, due).await?))
 }
 
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-struct DeadLetterQuery {
-    /// The `next_after_id` of the previous page (default 0).
-    after_id: Option<i64>,
-    /// Page size (default 100, at most 1000).
-    limit: Option<i64>,
-}
-
 /// Dead letters by id, with their replay history.
-#[utoipa::path(get, path = "/v1/tax/dead-letters", tag = "dead letters", params(DeadLetterQuery),
+#[utoipa::path(get, path = "/v1/tax/dead-letters", tag = "dead letters", params(DeadLettersQuery),
     responses((status = 200, body = DeadLetters)))]
-async fn dead_letters(State(s): State<AppState>, Query(q): Query<DeadLetterQuery>) -> ApiResult<Json<DeadLetters>> {
+async fn dead_letters(State(s): State<AppState>, Query(q): Query<DeadLettersQuery>) -> ApiResult<Json<DeadLetters>> {
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let dead_letters = store::dead_letters(&s.pool, q.after_id.unwrap_or(0), limit).await?;
     let next_after_id = dead_letters.last().map(|d| d.id);
