@@ -109,6 +109,28 @@ impl ClientSettings {
     }
 }
 
+/// A call let through the breaker. A call dropped before it settles (its caller timed out or was
+/// cancelled) gives its trial back, or an open breaker would wait for that trial forever.
+struct Admission<'a> {
+    client: &'a ServiceClient,
+    settled: bool,
+}
+
+impl Admission<'_> {
+    fn settle(mut self, dependency_failed: bool) {
+        self.settled = true;
+        self.client.outcome(dependency_failed);
+    }
+}
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.client.breaker.lock().unwrap_or_else(|p| p.into_inner()).trial_in_flight = false;
+        }
+    }
+}
+
 /// Closed → (n consecutive failures) → open for a while → one trial call → closed or open again.
 #[derive(Default)]
 struct Breaker {
@@ -148,16 +170,16 @@ impl ServiceClient {
         })
     }
 
-    fn admit(&self) -> Result<(), ClientError> {
+    fn admit(&self) -> Result<Admission<'_>, ClientError> {
         let mut b = self.breaker.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(until) = b.open_until else { return Ok(()) };
+        let Some(until) = b.open_until else { return Ok(Admission { client: self, settled: false }) };
         let now = Instant::now();
         if now < until || b.trial_in_flight {
             let secs = until.saturating_duration_since(now).as_secs_f64().ceil().max(1.0) as u64;
             return Err(ClientError::CircuitOpen { target: self.target, retry_after_secs: secs });
         }
         b.trial_in_flight = true;
-        Ok(())
+        Ok(Admission { client: self, settled: false })
     }
 
     fn outcome(&self, dependency_failed: bool) {
@@ -295,12 +317,12 @@ impl ServiceClient {
             req = req.header(reqwest::header::CONTENT_TYPE, "application/json").body(b);
         }
         let target = self.target;
-        self.admit()?;
+        let admission = self.admit()?;
         let resp = match req.send().await {
             Ok(r) => r,
             Err(e) => {
                 metrics::counter!("http_client_requests_total", "target" => target, "status" => "error").increment(1);
-                self.outcome(true);
+                admission.settle(true);
                 return Err(ClientError::Unavailable { target, detail: e.to_string() });
             }
         };
@@ -314,13 +336,51 @@ impl ServiceClient {
         let bytes = match resp.bytes().await {
             Ok(b) => b,
             Err(e) => {
-                self.outcome(true);
+                admission.settle(true);
                 return Err(ClientError::Unavailable { target, detail: e.to_string() });
             }
         };
         // A dependency that answers with a problem is alive (e.g. 503 ACCOUNT_BUSY under contention);
         // only silence, gateways and unexplained 5xx count against the breaker.
-        self.outcome(status.is_server_error() && problem_of(&bytes).is_none());
+        admission.settle(status.is_server_error() && problem_of(&bytes).is_none());
         Ok(RawResponse { status, content_type, retry_after, body: bytes.to_vec() })
+    }
+}
+
+#[cfg(test)]
+mod breaker_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[tokio::test]
+    async fn a_trial_call_dropped_by_its_caller_does_not_keep_the_breaker_open() {
+        // A server that accepts and never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                held.push(s);
+            }
+        });
+        let settings = ClientSettings {
+            timeout: Duration::from_millis(100),
+            failures_to_open: 1,
+            open_for: Duration::from_millis(20),
+            service_token: None,
+        };
+        let client = ServiceClient::new("silent", &format!("http://127.0.0.1:{port}"), settings).unwrap();
+        let first = client.send::<(), serde_json::Value>(Method::GET, "/", None, &[]).await;
+        assert!(matches!(first, Err(ClientError::Unavailable { .. })), "{first:?}");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        // The trial call, cancelled by its caller before the client's own timeout.
+        let cancelled = tokio::time::timeout(
+            Duration::from_millis(10),
+            client.send::<(), serde_json::Value>(Method::GET, "/", None, &[]),
+        )
+        .await;
+        assert!(cancelled.is_err());
+        let next = client.send::<(), serde_json::Value>(Method::GET, "/", None, &[]).await;
+        assert!(matches!(next, Err(ClientError::Unavailable { .. })), "the next call went on the wire: {next:?}");
     }
 }
