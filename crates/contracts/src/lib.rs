@@ -2,6 +2,7 @@
 //! services, and the `tax.withholding.v1` Kafka event of SPEC §7. Field names are snake_case;
 //! amounts are whole won; dates are `YYYY-MM-DD`.
 
+pub mod legacy;
 pub mod problem;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -367,6 +368,10 @@ pub struct Product {
     pub code: String,
     pub name: String,
     pub rate_schedules: Vec<RateScheduleBody>,
+    /// The revision of the product's rate schedules, as a payout's quote basis carries it
+    /// (`QuoteBasis::rates_rev`): whoever books a payout from these schedules quotes it.
+    #[serde(default)]
+    pub rates_rev: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

@@ -91,6 +91,8 @@ codes! {
     ProductExists = "PRODUCT_EXISTS" => 409,
     RateScheduleExists = "RATE_SCHEDULE_EXISTS" => 409,
     RateScheduleAffectsPaidPeriod = "RATE_SCHEDULE_AFFECTS_PAID_PERIOD" => 409,
+    /// The legacy core was asked about a business date other than its own.
+    BusinessDateMismatch = "BUSINESS_DATE_MISMATCH" => 409,
     // Retry later: nothing was done.
     AccountBusy = "ACCOUNT_BUSY" => 503,
     ClockUnavailable = "CLOCK_UNAVAILABLE" => 503,

@@ -30,7 +30,7 @@ fn known(fakes: &Fakes) -> Uuid {
         rev: 0,
     };
     fakes.customers.lock().unwrap().insert(id, customer);
-    let product = Product { code: "SAVE".into(), name: "Savings".into(), rate_schedules: Vec::new() };
+    let product = Product { code: "SAVE".into(), name: "Savings".into(), rate_schedules: Vec::new(), rates_rev: 0 };
     fakes.products.lock().unwrap().insert("SAVE".into(), product);
     id
 }

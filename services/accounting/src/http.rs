@@ -138,6 +138,8 @@ async fn entries(
 struct RangeQuery {
     from: NaiveDate,
     to: NaiveDate,
+    /// Report the last payout booked for a business date before this one (default: the last).
+    paid_before: Option<NaiveDate>,
 }
 
 /// End-of-day balances of `from..=to` as change points, with the history revision and digest a
@@ -149,7 +151,7 @@ async fn daily_balances(
     Path(id): Path<Uuid>,
     Query(q): Query<RangeQuery>,
 ) -> ApiResult<Json<DailyBalances>> {
-    Ok(Json(ledger::daily_balances(&s, id, q.from, q.to).await?))
+    Ok(Json(ledger::daily_balances(&s, id, q.from, q.to, q.paid_before).await?))
 }
 
 /// Books an interest payout (the interest service's call): at most one per account and business

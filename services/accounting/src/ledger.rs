@@ -452,12 +452,14 @@ pub async fn interest_feed(state: &AppState, after_seq: i64, limit: i64) -> Resu
     Ok(InterestPostingFeed { postings: store::interest_feed(&state.pool, after_seq, limit).await? })
 }
 
-/// End-of-day balances for `[from, to]` and the last booked payout, read in one snapshot.
+/// End-of-day balances for `[from, to]` and the last booked payout (with `paid_before`, the last
+/// with an earlier business date), read in one snapshot.
 pub async fn daily_balances(
     state: &AppState,
     id: Uuid,
     from: NaiveDate,
     to: NaiveDate,
+    paid_before: Option<NaiveDate>,
 ) -> Result<DailyBalances, LedgerError> {
     if to < from {
         return Err(LedgerError::Invalid("to", "to must not be before from".into()));
@@ -467,7 +469,7 @@ pub async fn daily_balances(
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *tx).await?;
     let history_rev = store::find_account(&mut *tx, id).await?.map_or(0, |a| a.history_rev);
     let points = store::balance_points(&mut tx, id, from, to).await?;
-    let last = store::last_interest_posting(&mut tx, id).await?;
+    let last = store::last_interest_posting(&mut tx, id, paid_before).await?;
     tx.commit().await?;
     let digest = balances_digest(&points);
     Ok(DailyBalances { account_id: id, from, to, points, last_interest_posting: last, history_rev, digest })

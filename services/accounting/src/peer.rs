@@ -42,7 +42,7 @@ impl peers::Ledger for Ledger {
         from: NaiveDate,
         to: NaiveDate,
     ) -> Result<DailyBalances, PeerError> {
-        self.call(ledger::daily_balances(&self.state, account_id, from, to)).await
+        self.call(ledger::daily_balances(&self.state, account_id, from, to, None)).await
     }
     async fn book_interest(&self, request: &InterestPostingRequest) -> Result<InterestPosting, PeerError> {
         self.call(ledger::book_interest(&self.state, request)).await

@@ -322,12 +322,15 @@ pub async fn interest_posting_on(
 pub async fn last_interest_posting(
     conn: &mut PgConnection,
     account_id: Uuid,
+    before: Option<NaiveDate>,
 ) -> Result<Option<InterestPosting>, sqlx::Error> {
     let row = sqlx::query(&format!(
         "SELECT {POSTING_COLUMNS} FROM journal_entries
-         WHERE kind = 'INTEREST_PAYOUT' AND account_id = $1 ORDER BY business_date DESC LIMIT 1"
+         WHERE kind = 'INTEREST_PAYOUT' AND account_id = $1 AND ($2::date IS NULL OR business_date < $2)
+         ORDER BY business_date DESC LIMIT 1"
     ))
     .bind(account_id)
+    .bind(before)
     .fetch_optional(conn)
     .await?;
     row.as_ref().map(to_posting).transpose()

@@ -48,19 +48,20 @@ pub async fn create_product(pool: &PgPool, code: &str, name: &str) -> Result<Pro
     store::insert_product(pool, code, name).await.guarded_by("products_pkey", || {
         InterestError::Rule(Code::ProductExists, format!("product {code} already exists"))
     })?;
-    Ok(Product { code: code.into(), name: name.into(), rate_schedules: vec![] })
+    Ok(Product { code: code.into(), name: name.into(), rate_schedules: vec![], rates_rev: 0 })
 }
 
 pub async fn product(pool: &PgPool, code: &str) -> Result<Product, InterestError> {
     let name = store::product_name(pool, code).await?.ok_or_else(|| InterestError::ProductNotFound(code.into()))?;
-    Ok(Product { code: code.into(), name, rate_schedules: store::schedules(pool, code).await? })
+    let (rates_rev, rate_schedules) = store::schedules_at_rev(pool, code).await?;
+    Ok(Product { code: code.into(), name, rate_schedules, rates_rev })
 }
 
 pub async fn products(pool: &PgPool) -> Result<Vec<Product>, InterestError> {
     let mut out = Vec::new();
     for (code, name) in store::product_codes(pool).await? {
-        let rate_schedules = store::schedules(pool, &code).await?;
-        out.push(Product { code, name, rate_schedules });
+        let (rates_rev, rate_schedules) = store::schedules_at_rev(pool, &code).await?;
+        out.push(Product { code, name, rate_schedules, rates_rev });
     }
     Ok(out)
 }

@@ -284,15 +284,6 @@ fn to_schedule(r: &sqlx::postgres::PgRow) -> Result<RateScheduleBody, sqlx::Erro
     })
 }
 
-pub async fn schedules(pool: &PgPool, code: &str) -> Result<Vec<RateScheduleBody>, sqlx::Error> {
-    let rows =
-        sqlx::query("SELECT effective_from, bands FROM rate_schedules WHERE product_code = $1 ORDER BY effective_from")
-            .bind(code)
-            .fetch_all(pool)
-            .await?;
-    rows.iter().map(to_schedule).collect()
-}
-
 /// The product's schedules and their revision, read in one snapshot (a quote carries the revision).
 pub async fn schedules_at_rev(pool: &PgPool, code: &str) -> Result<(i64, Vec<RateScheduleBody>), sqlx::Error> {
     let rows = sqlx::query(
@@ -362,4 +353,73 @@ pub async fn tax_rules(pool: &PgPool) -> Result<TaxRules, sqlx::Error> {
         });
     }
     TaxRules::new(rules).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+// ---- shadow comparisons with the legacy core ----
+
+pub async fn insert_shadow_mismatch(
+    pool: &PgPool,
+    kind: &str,
+    account_id: Uuid,
+    business_date: chrono::NaiveDate,
+    fields: &[&str],
+    ours: &contracts::legacy::Figures,
+    legacy: &contracts::legacy::Figures,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO shadow_mismatches (mismatch_id, kind, account_id, business_date, fields, ours, legacy)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(Uuid::new_v4())
+    .bind(kind)
+    .bind(account_id)
+    .bind(business_date)
+    .bind(fields)
+    .bind(serde_json::json!(ours))
+    .bind(serde_json::json!(legacy))
+    .execute(pool)
+    .await
+    .map(|_| ())
+}
+
+/// Mismatches, newest first, keyset-paged by `seq`.
+pub async fn shadow_mismatches(
+    pool: &PgPool,
+    q: &contracts::legacy::ShadowMismatchesQuery,
+    limit: i64,
+) -> Result<Vec<(i64, contracts::legacy::ShadowMismatch)>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT seq, mismatch_id, kind, account_id, business_date, fields, ours, legacy, found_at
+         FROM shadow_mismatches
+         WHERE ($1::uuid IS NULL OR account_id = $1) AND ($2::text IS NULL OR kind = $2)
+           AND ($3::bigint IS NULL OR seq < $3)
+         ORDER BY seq DESC LIMIT $4",
+    )
+    .bind(q.account_id)
+    .bind(q.kind.as_deref())
+    .bind(q.before)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let figures = |name: &str| -> Result<contracts::legacy::Figures, sqlx::Error> {
+                let v: serde_json::Value = r.try_get(name)?;
+                serde_json::from_value(v).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+            };
+            Ok((
+                r.try_get("seq")?,
+                contracts::legacy::ShadowMismatch {
+                    mismatch_id: r.try_get("mismatch_id")?,
+                    kind: r.try_get("kind")?,
+                    account_id: r.try_get("account_id")?,
+                    business_date: r.try_get("business_date")?,
+                    fields: r.try_get("fields")?,
+                    ours: figures("ours")?,
+                    legacy: figures("legacy")?,
+                    found_at: r.try_get("found_at")?,
+                },
+            ))
+        })
+        .collect()
 }
