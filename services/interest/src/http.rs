@@ -2,8 +2,9 @@
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::{Json, Router};
+use contracts::legacy::{ShadowMismatches, ShadowMismatchesQuery};
 use contracts::{
     CreateProduct, Estimate, Payout, PayoutPage, PayoutRun, PayoutRunsQuery, Payouts, PayoutsQuery, Product,
     RateScheduleBody, StartPayoutRun,
@@ -15,8 +16,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use crate::shadow::Answer;
 use crate::state::AppState;
-use crate::{payout, rates, runs};
+use crate::{legacy, payout, rates, runs};
 
 /// The routes and their OpenAPI description, from the same annotations.
 pub fn routes(state: AppState) -> (Router, OpenApi) {
@@ -34,6 +36,9 @@ pub fn routes(state: AppState) -> (Router, OpenApi) {
         .routes(routes!(start_run, list_runs))
         .routes(routes!(read_run))
         .routes(routes!(cancel_run))
+        .routes(routes!(legacy_estimate))
+        .routes(routes!(legacy_pay))
+        .routes(routes!(shadow_mismatches))
         .with_state(state)
         .split_for_parts()
 }
@@ -84,8 +89,14 @@ async fn add_schedule(
 /// says why not).
 #[utoipa::path(get, path = "/v1/interest/accounts/{id}", tag = "payouts", params(("id" = Uuid, Path)),
     responses((status = 200, body = Estimate)))]
-async fn estimate(State(s): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<Json<Estimate>> {
-    Ok(Json(payout::estimate(&s, id).await?))
+async fn estimate(State(s): State<AppState>, Path(id): Path<Uuid>, headers: HeaderMap) -> ApiResult<Json<Estimate>> {
+    let estimate = payout::estimate(&s, id).await?;
+    // A batch verification compares its estimates itself (`X-Shadow: off`).
+    let batch = headers.get("x-shadow").is_some_and(|v| v == "off");
+    if let Some(shadow) = s.shadow.as_ref().filter(|_| !batch) {
+        shadow.offer(Answer::Estimate(estimate.clone()));
+    }
+    Ok(Json(estimate))
 }
 
 /// Pays the interest accrued since the last payout up to yesterday, at most once per account and
@@ -99,7 +110,52 @@ async fn pay(
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Payout>)> {
     let hash = platform::extract::hash(&body);
-    Ok((StatusCode::CREATED, Json(payout::pay(&s, id, &key, &hash).await?)))
+    let payout = payout::pay(&s, id, &key, &hash).await?;
+    if let Some(shadow) = &s.shadow {
+        shadow.offer(Answer::Payout(payout.clone()));
+    }
+    Ok((StatusCode::CREATED, Json(payout)))
+}
+
+/// The interest payable now as the legacy core computes it (for customers the gateway's rollout
+/// keeps on the legacy core; 404 NOT_FOUND when none is configured).
+#[utoipa::path(get, path = "/v1/interest/legacy/accounts/{id}", tag = "legacy core", params(("id" = Uuid, Path)),
+    responses((status = 200, body = Estimate)))]
+async fn legacy_estimate(State(s): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<Json<Estimate>> {
+    Ok(Json(legacy::estimate(&s, id).await?))
+}
+
+/// A payout made by the legacy core: booked in the same ledger, so at most one per account and
+/// business date whichever side pays; recorded here from the ledger's feed with its tax event.
+#[utoipa::path(post, path = "/v1/interest/legacy/accounts/{id}/payouts", tag = "legacy core",
+    params(("id" = Uuid, Path), IdempotencyKey), responses((status = 201, body = Payout)))]
+async fn legacy_pay(
+    State(s): State<AppState>,
+    Path(id): Path<Uuid>,
+    IdempotencyKey(key): IdempotencyKey,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<Payout>)> {
+    let hash = platform::extract::hash(&body);
+    Ok((StatusCode::CREATED, Json(legacy::pay(&s, id, &key, &hash).await?)))
+}
+
+/// Shadow comparisons with the legacy core that found a difference, newest first.
+#[utoipa::path(get, path = "/v1/interest/shadow-mismatches", tag = "legacy core", params(ShadowMismatchesQuery),
+    responses((status = 200, body = ShadowMismatches)))]
+async fn shadow_mismatches(
+    State(s): State<AppState>,
+    Query(q): Query<ShadowMismatchesQuery>,
+) -> ApiResult<Json<ShadowMismatches>> {
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(platform::ApiError::validation("limit", "limit must be 1 to 1000"));
+    }
+    if q.kind.as_deref().is_some_and(|k| k != "estimate" && k != "payout") {
+        return Err(platform::ApiError::validation("kind", "kind must be estimate or payout"));
+    }
+    let rows = crate::store::shadow_mismatches(&s.pool, &q, limit).await.map_err(crate::error::InterestError::from)?;
+    let next_before = (rows.len() as i64 == limit).then(|| rows.last().map(|r| r.0)).flatten();
+    Ok(Json(ShadowMismatches { mismatches: rows.into_iter().map(|r| r.1).collect(), next_before }))
 }
 
 /// The account's payouts, newest first.

@@ -6,12 +6,14 @@
 mod error;
 mod estimate_cache;
 mod http;
+mod legacy;
 mod outbox;
 mod payout;
 mod peer;
 mod rates;
 mod run_store;
 mod runs;
+mod shadow;
 mod state;
 mod store;
 
@@ -53,6 +55,33 @@ pub struct Config {
     pub lock_lease: Duration,
     pub lock_wait: Duration,
     pub pause_before_booking: Duration,
+    pub legacy: Option<LegacySettings>,
+}
+
+/// The legacy core and the shadow comparisons with it.
+pub struct LegacySettings {
+    pub url: String,
+    pub client: platform::client::ClientSettings,
+    pub shadow: shadow::ShadowSettings,
+}
+
+impl LegacySettings {
+    fn from(env: &Env) -> anyhow::Result<Option<Self>> {
+        let Some(url) = env.optional("LEGACY_CORE_URL") else { return Ok(None) };
+        let url = env.url("LEGACY_CORE_URL", &url)?;
+        let ratio = env.var("SHADOW_SAMPLE_RATIO", "1");
+        let sample_ppm = shadow::parse_ratio(&ratio).map_err(|e| anyhow::anyhow!("SHADOW_SAMPLE_RATIO: {e}"))?;
+        Ok(Some(Self {
+            url,
+            client: platform::client::ClientSettings::from(env)?,
+            shadow: shadow::ShadowSettings {
+                sample_ppm,
+                queue: env.parse("SHADOW_QUEUE", "1000")?,
+                concurrency: env.parse("SHADOW_CONCURRENCY", "8")?,
+                timeout: env.millis("SHADOW_TIMEOUT_MS", 2_000)?,
+            },
+        }))
+    }
 }
 
 impl Config {
@@ -66,6 +95,7 @@ impl Config {
             lock_lease: env.millis("PAYOUT_LOCK_LEASE_MS", 10_000)?,
             lock_wait: env.millis("PAYOUT_LOCK_WAIT_MS", 3_000)?,
             pause_before_booking: env.millis("PAYOUT_PAUSE_BEFORE_BOOKING_MS", 0)?,
+            legacy: LegacySettings::from(env)?,
         })
     }
 }
@@ -92,6 +122,16 @@ pub async fn build(config: Config, peers: Peers) -> anyhow::Result<App<AppState>
     let kafka = config.kafka;
     kafka.ensure_topics(&[contracts::TAX_TOPIC, contracts::TAX_DLQ_TOPIC]).await?;
     let producer = kafka.producer()?;
+    let (legacy, shadow) = match config.legacy {
+        Some(l) => {
+            // The comparisons' own client: their timeout, their breaker.
+            let quick = platform::client::ClientSettings { timeout: l.shadow.timeout, ..l.client.clone() };
+            let core = legacy::LegacyCore::new(&l.url, l.client)?;
+            let shadow = shadow::Shadow::start(legacy::LegacyCore::new(&l.url, quick)?, infra.pool.clone(), l.shadow);
+            (Some(core), Some(shadow))
+        }
+        None => (None, None),
+    };
 
     let state = AppState {
         pool: infra.pool.clone(),
@@ -107,6 +147,8 @@ pub async fn build(config: Config, peers: Peers) -> anyhow::Result<App<AppState>
         lock_lease: config.lock_lease,
         lock_wait: config.lock_wait,
         pause_before_booking: config.pause_before_booking,
+        legacy,
+        shadow,
     };
     tokio::spawn(sync_rates_fences(state.clone(), peers.ledger_sync));
     let mut checks = infra.checks();

@@ -33,4 +33,8 @@ pub struct AppState {
     /// Test-only (`PAYOUT_PAUSE_BEFORE_BOOKING_MS`, 0 = off): a pause between a payout's quote and
     /// its booking, so tests can commit changes inside that window.
     pub pause_before_booking: Duration,
+    /// The legacy core (`LEGACY_CORE_URL`), for the customers the rollout keeps there.
+    pub legacy: Option<crate::legacy::LegacyCore>,
+    /// Shadow comparisons of answers with the legacy core's (when it is configured).
+    pub shadow: Option<crate::shadow::Shadow>,
 }
