@@ -27,6 +27,8 @@ pub enum GatewayError {
     Invalid { field: &'static str, detail: String },
     #[error("reconciliation could not read a service: {0}")]
     Reconcile(String),
+    #[error("the gateway's database did not answer: {0}")]
+    Store(String),
 }
 
 impl From<GatewayError> for ApiError {
@@ -43,7 +45,7 @@ impl From<GatewayError> for ApiError {
             GatewayError::NoClock => ApiError::of(Code::RouteNotFound, detail),
             GatewayError::Upstream(c) => c.into(),
             GatewayError::Invalid { field, detail } => ApiError::validation(field, detail),
-            GatewayError::Reconcile(_) => ApiError::unavailable(detail),
+            GatewayError::Reconcile(_) | GatewayError::Store(_) => ApiError::unavailable(detail),
         }
     }
 }

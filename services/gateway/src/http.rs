@@ -26,7 +26,9 @@ use crate::auth::{Caller, Scope};
 use crate::error::{GatewayError, GatewayResult};
 use crate::forward::forward;
 use crate::limits::Kind;
+use crate::rollout;
 use crate::state::{AppState, Upstreams};
+use contracts::legacy::{RolloutPolicy, RolloutRoute, SetRollout, ShadowMismatches, Side};
 use platform::client::ServiceClient;
 
 const READ: &[Scope] = &[Scope::OpsRead, Scope::OpsWrite];
@@ -56,6 +58,10 @@ pub fn routes(state: AppState) -> (Router, OpenApi) {
         .routes(routes!(monthly_report))
         .routes(routes!(read_clock, set_clock))
         .routes(routes!(reconcile_range))
+        .routes(routes!(read_rollout, set_rollout))
+        .routes(routes!(rollout_changes))
+        .routes(routes!(rollout_route))
+        .routes(routes!(shadow_mismatches))
         .route_layer(middleware::from_fn_with_state(state.clone(), audit::record));
     OpenApiRouter::with_openapi(doc)
         .routes(routes!(my_accounts))
@@ -121,7 +127,36 @@ async fn estimate(
     let me = caller.customer()?;
     s.limits.check(Kind::Estimate, me)?;
     own_account(&s, me, id).await?;
-    forward(&s.upstreams.interest, Method::GET, &format!("/v1/interest/accounts/{id}"), None, &headers).await
+    let side = rollout::route(&s.rollout.policy(&s.pool).await, me).side;
+    let path = match side {
+        Side::New => format!("/v1/interest/accounts/{id}"),
+        Side::Legacy => format!("/v1/interest/legacy/accounts/{id}"),
+    };
+    served(side, "estimate", forward(&s.upstreams.interest, Method::GET, &path, None, &headers)).await
+}
+
+/// An estimate or payout forwarded to the side that serves the customer: counted and timed per
+/// side (`rollout_requests_total{side,kind,outcome}`, `rollout_request_duration_seconds`), the side
+/// named in `X-Served-By`.
+async fn served(
+    side: Side,
+    kind: &'static str,
+    answer: impl std::future::Future<Output = GatewayResult<Response>>,
+) -> GatewayResult<Response> {
+    let started = std::time::Instant::now();
+    let answer = answer.await;
+    let outcome = match &answer {
+        Ok(r) if r.status().is_success() => "ok",
+        Ok(r) if r.status().is_client_error() => "refused",
+        _ => "error",
+    };
+    let labels = [("side", side.as_str()), ("kind", kind)];
+    metrics::counter!("rollout_requests_total", &[("side", side.as_str()), ("kind", kind), ("outcome", outcome)])
+        .increment(1);
+    metrics::histogram!("rollout_request_duration_seconds", &labels).record(started.elapsed().as_secs_f64());
+    let mut resp = answer?;
+    resp.headers_mut().insert("x-served-by", axum::http::HeaderValue::from_static(side.as_str()));
+    Ok(resp)
 }
 
 /// "Get interest now" on one of my accounts: at most once per account and business date
@@ -140,7 +175,12 @@ async fn pay(
         return Err(GatewayError::KeyRequired);
     }
     own_account(&s, me, id).await?;
-    forward(&s.upstreams.interest, Method::POST, &format!("/v1/interest/accounts/{id}/payouts"), None, &headers).await
+    let side = rollout::route(&s.rollout.policy(&s.pool).await, me).side;
+    let path = match side {
+        Side::New => format!("/v1/interest/accounts/{id}/payouts"),
+        Side::Legacy => format!("/v1/interest/legacy/accounts/{id}/payouts"),
+    };
+    served(side, "payout", forward(&s.upstreams.interest, Method::POST, &path, None, &headers)).await
 }
 
 /// My payouts on the account, newest first.
@@ -298,6 +338,79 @@ async fn reconcile_range(
     let report =
         reconcile::reconcile(http, urls, q.from, q.to).await.map_err(|e| GatewayError::Reconcile(e.to_string()))?;
     Ok(axum::Json(report))
+}
+
+/// The rollout policy between the legacy core and the new system.
+#[utoipa::path(get, path = "/v1/ops/rollout", tag = "rollout", security(("bearer" = ["ops:read"]), ("bearer" = ["ops:write"])),
+    responses((status = 200, body = RolloutPolicy)))]
+async fn read_rollout(State(s): State<AppState>, caller: Caller) -> GatewayResult<axum::Json<RolloutPolicy>> {
+    caller.require(READ)?;
+    let policy = rollout::load(&s.pool).await.map_err(|e| GatewayError::Store(e.to_string()))?;
+    Ok(axum::Json(policy))
+}
+
+/// Changes the rollout policy (no restart; every replica follows within `ROLLOUT_REFRESH_MS`).
+/// `kill_switch: true` sends everyone back to the legacy core. Audited, and kept as a version.
+#[utoipa::path(put, path = "/v1/ops/rollout", tag = "rollout", request_body = SetRollout,
+    security(("bearer" = ["ops:write"])), responses((status = 200, body = RolloutPolicy)))]
+async fn set_rollout(
+    State(s): State<AppState>,
+    caller: Caller,
+    body: platform::extract::Json<SetRollout>,
+) -> GatewayResult<axum::Json<RolloutPolicy>> {
+    caller.require(WRITE)?;
+    let set = body.value;
+    if set.percent > 100 {
+        return Err(GatewayError::Invalid { field: "percent", detail: "percent must be 0 to 100".into() });
+    }
+    if set.team.len() > 10_000 || set.staff.len() > 10_000 {
+        return Err(GatewayError::Invalid { field: "team", detail: "at most 10,000 ids per list".into() });
+    }
+    if set.reason.as_ref().is_some_and(|r| r.chars().count() > 500) {
+        return Err(GatewayError::Invalid { field: "reason", detail: "at most 500 characters".into() });
+    }
+    let policy =
+        rollout::change(&s.pool, &set, &caller.subject).await.map_err(|e| GatewayError::Store(e.to_string()))?;
+    s.rollout.adopt(policy.clone());
+    tracing::warn!(
+        version = policy.version,
+        percent = policy.percent,
+        kill_switch = policy.kill_switch,
+        team = policy.team.len(),
+        staff = policy.staff.len(),
+        by = caller.subject,
+        "rollout policy changed"
+    );
+    Ok(axum::Json(policy))
+}
+
+/// The rollout policy's versions, newest first (at most 100).
+#[utoipa::path(get, path = "/v1/ops/rollout/changes", tag = "rollout",
+    security(("bearer" = ["ops:read"]), ("bearer" = ["ops:write"])), responses((status = 200, body = Vec<RolloutPolicy>)))]
+async fn rollout_changes(State(s): State<AppState>, caller: Caller) -> GatewayResult<axum::Json<Vec<RolloutPolicy>>> {
+    caller.require(READ)?;
+    let changes = rollout::changes(&s.pool, 100).await.map_err(|e| GatewayError::Store(e.to_string()))?;
+    Ok(axum::Json(changes))
+}
+
+/// Where the current policy sends a customer, and why.
+#[utoipa::path(get, path = "/v1/ops/rollout/customers/{id}", tag = "rollout", params(("id" = Uuid, Path)),
+    security(("bearer" = ["ops:read"]), ("bearer" = ["ops:write"])), responses((status = 200, body = RolloutRoute)))]
+async fn rollout_route(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> GatewayResult<axum::Json<RolloutRoute>> {
+    caller.require(READ)?;
+    let policy = rollout::load(&s.pool).await.map_err(|e| GatewayError::Store(e.to_string()))?;
+    Ok(axum::Json(rollout::route(&policy, id)))
+}
+
+/// Shadow comparisons with the legacy core that found a difference, newest first.
+#[utoipa::path(get, path = "/v1/ops/shadow-mismatches", tag = "rollout", params(contracts::legacy::ShadowMismatchesQuery),
+    security(("bearer" = ["ops:read"]), ("bearer" = ["ops:write"])), responses((status = 200, body = ShadowMismatches)))]
+async fn shadow_mismatches(State(s): State<AppState>, caller: Caller, p: Passed) -> GatewayResult<Response> {
+    pass(&s, caller, READ, interest, Method::GET, "/v1/interest/shadow-mismatches", p).await
 }
 
 /// The manual clock exists only with `CLOCK_MODE=manual`; otherwise the route is not there.

@@ -10,6 +10,7 @@ mod error;
 mod forward;
 mod http;
 mod limits;
+mod rollout;
 mod state;
 
 use std::num::NonZeroU32;
@@ -39,6 +40,8 @@ pub struct Config {
     pub leeway_secs: u64,
     pub estimates_per_minute: NonZeroU32,
     pub payouts_per_minute: NonZeroU32,
+    /// How old the rollout policy a replica routes on may be (`ROLLOUT_REFRESH_MS`).
+    pub rollout_refresh: std::time::Duration,
 }
 
 impl Config {
@@ -72,6 +75,7 @@ impl Config {
             leeway_secs: env.parse("AUTH_LEEWAY_SECS", "30")?,
             estimates_per_minute: env.parse("RATE_LIMIT_ESTIMATES_PER_MINUTE", "120")?,
             payouts_per_minute: env.parse("RATE_LIMIT_PAYOUTS_PER_MINUTE", "10")?,
+            rollout_refresh: env.millis("ROLLOUT_REFRESH_MS", 1_000)?,
         })
     }
 }
@@ -99,7 +103,9 @@ pub async fn build(config: Config) -> anyhow::Result<App<AppState>> {
         reqwest::Client::builder().default_headers(headers).timeout(std::time::Duration::from_secs(60)).build()?;
     let reconcile_urls =
         reconcile::Urls { interest: interest.clone(), accounting: accounting.clone(), tax: tax.clone() };
+    let rollout = Arc::new(rollout::Rollout::new(rollout::load(&pool).await?, config.rollout_refresh));
     let state = AppState {
+        rollout,
         reconcile: Arc::new((reconcile_http, reconcile_urls)),
         pool: pool.clone(),
         verifier: Arc::new(verifier),

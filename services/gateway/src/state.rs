@@ -29,4 +29,6 @@ pub struct AppState {
     pub clock_manual: bool,
     /// Reconciliation reads three services' listings directly (with the service credential).
     pub reconcile: Arc<(reqwest::Client, reconcile::Urls)>,
+    /// Which side serves each customer's estimates and payouts.
+    pub rollout: Arc<crate::rollout::Rollout>,
 }

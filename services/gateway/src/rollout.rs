@@ -1,0 +1,188 @@
+//! The gradual rollout from the legacy core to the new system (docs/migration.md): which side
+//! serves a customer's estimates and payouts. The policy lives in the gateway's database (every
+//! change kept, with who made it) and each replica re-reads it within `ROLLOUT_REFRESH_MS`, so a
+//! change needs no restart. Correctness does not depend on replicas agreeing at every instant:
+//! both sides book payouts in the same ledger, which books at most one per account and business
+//! date and starts each period after the last payout either side booked.
+
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+use contracts::legacy::{RolloutPolicy, RolloutRoute, SetRollout, Side};
+use sha2::{Digest, Sha256};
+use sqlx::{PgPool, Row};
+use uuid::Uuid;
+
+/// Buckets per customer hash: `percent × 100` of them go new.
+pub const BUCKETS: u16 = 10_000;
+
+/// A customer's stable bucket: the first 8 bytes of SHA-256 of the id, modulo [`BUCKETS`].
+pub fn bucket(customer: Uuid) -> u16 {
+    let digest = Sha256::digest(customer.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    (u64::from_be_bytes(first) % u64::from(BUCKETS)) as u16
+}
+
+/// Where `policy` sends `customer`, and why.
+pub fn route(policy: &RolloutPolicy, customer: Uuid) -> RolloutRoute {
+    let bucket = bucket(customer);
+    let (side, reason) = if policy.kill_switch {
+        (Side::Legacy, "kill_switch")
+    } else if policy.team.contains(&customer) {
+        (Side::New, "team")
+    } else if policy.staff.contains(&customer) {
+        (Side::New, "staff")
+    } else if bucket < u16::from(policy.percent) * 100 {
+        (Side::New, "percent")
+    } else {
+        (Side::Legacy, "percent")
+    };
+    RolloutRoute { customer_id: customer, bucket, side, reason: reason.into(), version: policy.version }
+}
+
+/// Before any change: everyone on the new system (a bank that never had a legacy core).
+pub fn default_policy() -> RolloutPolicy {
+    RolloutPolicy {
+        percent: 100,
+        team: Vec::new(),
+        staff: Vec::new(),
+        kill_switch: false,
+        version: 0,
+        changed_by: None,
+        changed_at: None,
+        reason: None,
+    }
+}
+
+fn to_policy(r: &sqlx::postgres::PgRow) -> Result<RolloutPolicy, sqlx::Error> {
+    let percent: i16 = r.try_get("percent")?;
+    Ok(RolloutPolicy {
+        percent: u8::try_from(percent).unwrap_or(0),
+        team: r.try_get("team")?,
+        staff: r.try_get("staff")?,
+        kill_switch: r.try_get("kill_switch")?,
+        version: r.try_get("version")?,
+        changed_by: r.try_get("changed_by")?,
+        changed_at: r.try_get("changed_at")?,
+        reason: r.try_get("reason")?,
+    })
+}
+
+const COLUMNS: &str = "version, percent, team, staff, kill_switch, changed_by, changed_at, reason";
+
+pub async fn load(pool: &PgPool) -> Result<RolloutPolicy, sqlx::Error> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM rollout_changes ORDER BY version DESC LIMIT 1"))
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref().map_or(Ok(default_policy()), to_policy)
+}
+
+pub async fn changes(pool: &PgPool, limit: i64) -> Result<Vec<RolloutPolicy>, sqlx::Error> {
+    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM rollout_changes ORDER BY version DESC LIMIT $1"))
+        .bind(limit)
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(to_policy).collect()
+}
+
+/// Stores the next version (changes serialized by a table lock: versions have no gaps).
+pub async fn change(pool: &PgPool, set: &SetRollout, by: &str) -> Result<RolloutPolicy, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("LOCK TABLE rollout_changes IN EXCLUSIVE MODE").execute(&mut *tx).await?;
+    let row = sqlx::query(&format!(
+        "INSERT INTO rollout_changes (version, percent, team, staff, kill_switch, changed_by, reason)
+         SELECT COALESCE(MAX(version), 0) + 1, $1, $2, $3, $4, $5, $6 FROM rollout_changes
+         RETURNING {COLUMNS}"
+    ))
+    .bind(i16::from(set.percent))
+    .bind(&set.team)
+    .bind(&set.staff)
+    .bind(set.kill_switch)
+    .bind(by)
+    .bind(set.reason.as_deref())
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    to_policy(&row)
+}
+
+/// The policy as this replica last read it.
+pub struct Rollout {
+    current: RwLock<(Instant, RolloutPolicy)>,
+    refresh: Duration,
+}
+
+impl Rollout {
+    pub fn new(policy: RolloutPolicy, refresh: Duration) -> Self {
+        Self { current: RwLock::new((Instant::now(), policy)), refresh }
+    }
+
+    /// The policy, re-read when older than the refresh interval (the last one read when the
+    /// database does not answer: routing keeps working on it).
+    pub async fn policy(&self, pool: &PgPool) -> RolloutPolicy {
+        let (at, policy) = self.current.read().unwrap_or_else(|p| p.into_inner()).clone();
+        if at.elapsed() < self.refresh {
+            return policy;
+        }
+        match load(pool).await {
+            Ok(fresh) => {
+                self.adopt(fresh.clone());
+                fresh
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "rollout policy not re-read; routing on the last one");
+                policy
+            }
+        }
+    }
+
+    pub fn adopt(&self, policy: RolloutPolicy) {
+        metrics::gauge!("rollout_percent").set(f64::from(policy.percent));
+        metrics::gauge!("rollout_kill_switch").set(if policy.kill_switch { 1.0 } else { 0.0 });
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = (Instant::now(), policy);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(percent: u8) -> RolloutPolicy {
+        RolloutPolicy { percent, ..default_policy() }
+    }
+
+    fn ids(n: u128) -> Vec<Uuid> {
+        // Deterministic, unrelated ids (v5 of a counter), as customer ids are.
+        (0..n).map(|i| Uuid::new_v5(&Uuid::NAMESPACE_OID, &i.to_be_bytes())).collect()
+    }
+
+    #[test]
+    fn ten_percent_of_ten_thousand_customers_go_new_each_always_the_same_and_twenty_is_a_superset() {
+        let customers = ids(10_000);
+        let new_at = |p: u8| -> Vec<Uuid> {
+            customers.iter().copied().filter(|c| route(&policy(p), *c).side == Side::New).collect()
+        };
+        let ten = new_at(10);
+        assert!((900..=1100).contains(&ten.len()), "10% routed {} of 10,000 new", ten.len());
+        assert_eq!(new_at(10), ten, "each customer always goes to the same side");
+        let twenty = new_at(20);
+        assert!((1850..=2150).contains(&twenty.len()), "20% routed {} new", twenty.len());
+        assert!(ten.iter().all(|c| twenty.contains(c)), "raising 10% to 20% moved someone back");
+        assert!(new_at(0).is_empty());
+        assert_eq!(new_at(100).len(), 10_000);
+    }
+
+    #[test]
+    fn the_kill_switch_beats_the_allowlists_and_the_allowlists_beat_the_percentage() {
+        let c = ids(1)[0];
+        let listed = RolloutPolicy { percent: 0, team: vec![c], ..default_policy() };
+        assert_eq!(route(&listed, c).side, Side::New);
+        assert_eq!(route(&listed, c).reason, "team");
+        let staff = RolloutPolicy { percent: 0, staff: vec![c], ..default_policy() };
+        assert_eq!(route(&staff, c).reason, "staff");
+        let killed = RolloutPolicy { kill_switch: true, ..listed };
+        assert_eq!(route(&killed, c).side, Side::Legacy);
+        assert_eq!(route(&policy(0), c).side, Side::Legacy);
+    }
+}
