@@ -5,6 +5,8 @@
 //! bankctl payout-run --follow RUN_ID
 //! bankctl reconcile --from YYYY-MM-DD --to YYYY-MM-DD [--json]
 //! bankctl token --key PEM --sub SUBJECT --scope "SCOPES" [--minutes N]
+//! bankctl verify --date YYYY-MM-DD (--accounts FILE | --all) [--out DIR] [--max-mismatches N]
+//!                [--concurrency N] [--no-progress]
 //! ```
 //! Starts today's payout run (every account, or the ids in FILE, one per line), follows it with a
 //! progress bar until it ends, and prints the summary. If a run for that date and scope already
@@ -15,6 +17,9 @@
 //! internal services' credential, when they require one). `token` signs a bearer
 //! token for the gateway (ES256) with a local issuer's private key — for demos and local tests;
 //! production tokens come from the bank's identity provider (`AUTH_ISSUER`, `AUTH_AUDIENCE`).
+//! `verify` compares every account's figures with the legacy core's (`LEGACY_CORE_URL`; also
+//! `ACCOUNT_INFO_URL`, `CUSTOMER_URL`) in estimate mode and writes `DIR/mismatches.csv` and
+//! `DIR/summary.json` (exit 0 within `--max-mismatches`, default 0; 1 above; 2 could not run).
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -23,6 +28,8 @@ use anyhow::{bail, Context};
 use contracts::{PayoutRun, StartPayoutRun};
 use indicatif::{ProgressBar, ProgressStyle};
 use uuid::Uuid;
+
+mod verify;
 
 struct Args {
     date: Option<String>,
@@ -59,7 +66,8 @@ async fn main() -> ExitCode {
 
 const USAGE: &str = "usage: bankctl payout-run [--date YYYY-MM-DD] [--accounts FILE] [--follow RUN_ID] [--no-progress]
        bankctl reconcile --from YYYY-MM-DD --to YYYY-MM-DD [--json]
-       bankctl token --key PEM --sub SUBJECT --scope \"customer | ops:read | ops:write | batch\" [--minutes N]";
+       bankctl token --key PEM --sub SUBJECT --scope \"customer | ops:read | ops:write | batch\" [--minutes N]
+       bankctl verify --date YYYY-MM-DD (--accounts FILE | --all) [--out DIR] [--max-mismatches N] [--concurrency N] [--no-progress]";
 
 fn url(var: &str, default: &str) -> String {
     std::env::var(var).unwrap_or_else(|_| default.to_string())
@@ -81,6 +89,7 @@ async fn run() -> anyhow::Result<bool> {
         Some("payout-run") => payout_run(args(it)?).await,
         Some("reconcile") => reconcile_cmd(it).await,
         Some("token") => token_cmd(it),
+        Some("verify") => verify::verify(it).await,
         _ => bail!("{USAGE}"),
     }
 }
