@@ -67,7 +67,8 @@ if [ ! -f "$STATE/demo.env" ]; then
     name="$(curl -sf "$C/v1/customers/$(echo "$acct" | field customer_id)" | field name)"
     case "$name" in
       "Kim Minji") echo "$acct" | grep -q '"status":"ACTIVE"' && echo "$acct" | grep -q '"deposit_suspended":false' \
-                     && echo "ACCOUNT_1=$aid" >>"$STATE/demo.env" ;;
+                     && echo "ACCOUNT_1=$aid" >>"$STATE/demo.env"
+                   echo "$acct" | grep -q '"deposit_suspended":true' && echo "ACCOUNT_HELD=$aid" >>"$STATE/demo.env" ;;
       "Choi Yuna") echo "ACCOUNT_4=$aid" >>"$STATE/demo.env" ;;
     esac
   done
@@ -114,6 +115,42 @@ They answer only callers presenting the service credential ($STATE/service-token
 MSG
 if [ "$manual" = 1 ]; then
   echo "  curl -s -X PUT -H \"Authorization: Bearer \$OPS_TOKEN\" -H 'content-type: application/json' $G/v1/ops/clock -d '{\"today\":\"$(date -d "$today +1 day" +%F)\"}'   # live through a day"
+fi
+
+LC="${LEGACY_CORE_URL:-}"
+if [ -n "$LC" ]; then
+  ops() { command curl -sS -H "Authorization: Bearer $(grep OPS_TOKEN= "$STATE/demo-tokens.env" | cut -d= -f2)" "$@"; }
+  kim() { command curl -sS -H "Authorization: Bearer $(grep KIM_TOKEN= "$STATE/demo-tokens.env" | cut -d= -f2)" "$@"; }
+  day="$(curl -sf "$I/v1/interest/accounts/$ACCOUNT_1" | field business_date)"
+  ACCOUNT_HELD="${ACCOUNT_HELD:-$ACCOUNT_1}"
+  echo
+  echo "Moving customers off the legacy core (the simulator at $LC; docs/migration.md). Shown live:"
+  echo "1. Shadow verification: the simulator ignores deposit holds; Kim asks for the estimate of her"
+  echo "   deposit-suspended account; the interest service compares it with the legacy core's after answering."
+  json -X PUT "$LC/legacy/v1/admin/deviations" -d '{"hold_ignored":true}' >/dev/null
+  kim -o /dev/null "$G/v1/me/accounts/$ACCOUNT_HELD/interest"
+  for _ in $(seq 1 20); do ops "$G/v1/ops/shadow-mismatches?account_id=$ACCOUNT_HELD&limit=1" | grep -q mismatch_id && break; sleep 0.25; done
+  echo "   \$ curl -H \"Authorization: Bearer \$OPS_TOKEN\" \"$G/v1/ops/shadow-mismatches?account_id=$ACCOUNT_HELD\""
+  ops "$G/v1/ops/shadow-mismatches?account_id=$ACCOUNT_HELD&limit=1" | sed 's/^/   /'; echo
+  echo "2. Batch verification of every account (estimate mode, nothing paid), the simulator also rounding taxes its own way:"
+  json -X PUT "$LC/legacy/v1/admin/deviations" -d '{"hold_ignored":true,"tax_rounding":true}' >/dev/null
+  echo "   \$ bankctl verify --date $day --all --out $STATE/verify-$day"
+  ACCOUNT_INFO_URL="$A" CUSTOMER_URL="$C" INTEREST_URL="$I" LEGACY_CORE_URL="$LC" \
+    "${BANKCTL:-bankctl}" verify --date "$day" --all --no-progress --out "$STATE/verify-$day" | sed 's/^/   /' || true
+  json -X PUT "$LC/legacy/v1/admin/deviations" -d '{}' >/dev/null
+  echo "   (deviations switched off again: PUT $LC/legacy/v1/admin/deviations {})"
+  echo "3. A rollout step: the team (Kim) and 10% of customers on the new system, the rest on the legacy core:"
+  echo "   \$ curl -X PUT -H \"Authorization: Bearer \$OPS_TOKEN\" $G/v1/ops/rollout -d '{\"percent\":10,\"team\":[\"$KIM\"]}'"
+  ops -X PUT -H 'content-type: application/json' "$G/v1/ops/rollout" \
+    -d "{\"percent\":10,\"team\":[\"$KIM\"],\"reason\":\"demo: team and 10%\"}" | sed 's/^/   /'; echo
+  echo "   \$ curl -H \"Authorization: Bearer \$OPS_TOKEN\" $G/v1/ops/rollout/customers/$KIM"
+  ops "$G/v1/ops/rollout/customers/$KIM" | sed 's/^/   /'; echo
+  echo "   Kim's estimate is now served by: $(kim -D - -o /dev/null "$G/v1/me/accounts/$ACCOUNT_1/interest" | tr -d '\r' | sed -n 's/^x-served-by: //Ip')"
+  cat <<MIG
+   Raise it step by step (monotone: 20% keeps the first 10%), or send everyone back at once:
+   curl -X PUT -H "Authorization: Bearer \$OPS_TOKEN" -H 'content-type: application/json' $G/v1/ops/rollout -d '{"percent":0,"kill_switch":true}'
+   curl -X PUT -H "Authorization: Bearer \$OPS_TOKEN" -H 'content-type: application/json' $G/v1/ops/rollout -d '{"percent":100}'
+MIG
 fi
 echo
 echo "Stop everything with: bash deploy/down.sh"

@@ -62,7 +62,7 @@ if [[ "$preload" != *pg_stat_statements* ]]; then
   for _ in $(seq 1 60); do pg_isready -q -h "$PGHOST" -p "$PGPORT" && break; sleep 0.5; done
 fi
 psql_admin "-c 'SET client_min_messages = warning' -c 'CREATE EXTENSION IF NOT EXISTS pg_stat_statements'" >/dev/null
-for db in customer account_info accounting interest tax gateway; do
+for db in customer account_info accounting interest tax gateway legacy_core; do
   exists="$(su postgres -c "psql -X -tA -p $PGPORT -c \"SELECT 1 FROM pg_database WHERE datname = '$db'\"")"
   [ "$exists" = "1" ] || { log "creating database $db"; psql_admin "-c 'CREATE DATABASE $db'"; }
 done

@@ -5,6 +5,7 @@
 # Env overrides: CLOCK_MODE (default manual here, so the demo can live through days; "system" uses
 # the real Seoul date), CUSTOMER_PORT ACCOUNT_INFO_PORT ACCOUNTING_PORT INTEREST_PORT TAX_PORT GATEWAY_PORT,
 # DATABASE_URL_BASE, REDIS_URL, KAFKA_BROKERS, OTEL_EXPORTER_OTLP_ENDPOINT, DEMO_DATA=0 to skip data,
+# LEGACY_CORE=0 to run without the legacy-core simulator (port LEGACY_CORE_PORT, default 8090),
 # TOPOLOGY=monolith to run the same five services in one process (the `bank` binary: same ports,
 # same databases, calls between services in-process instead of over HTTP).
 set -euo pipefail
@@ -25,6 +26,9 @@ export CUSTOMER_URL="http://127.0.0.1:$CUSTOMER_PORT" ACCOUNT_INFO_URL="http://1
 export ACCOUNTING_URL="http://127.0.0.1:$ACCOUNTING_PORT" INTEREST_URL="http://127.0.0.1:$INTEREST_PORT"
 export TAX_URL="http://127.0.0.1:$TAX_PORT"
 GATEWAY_PORT="${GATEWAY_PORT:-8080}"; GATEWAY_URL="http://127.0.0.1:$GATEWAY_PORT"
+# The legacy-core simulator (docs/migration.md); LEGACY_CORE=0 runs without it.
+LEGACY_CORE_PORT="${LEGACY_CORE_PORT:-8090}"
+if [ "${LEGACY_CORE:-1}" = "1" ]; then export LEGACY_CORE_URL="http://127.0.0.1:$LEGACY_CORE_PORT"; fi
 
 # The internal services' shared credential (X-Service-Token): only the gateway, the services
 # themselves and ops tools holding it may call them.
@@ -54,6 +58,7 @@ start() { # name port database
   PORT="$2" DATABASE_URL="$DB/$3" setsid "$BIN/$1" >"$STATE/logs/$1.log" 2>&1 </dev/null &
   echo $! >"$STATE/pids/$1.pid"
 }
+if [ -n "${LEGACY_CORE_URL:-}" ]; then start legacy-core "$LEGACY_CORE_PORT" legacy_core; fi
 if [ "${TOPOLOGY:-services}" = "monolith" ]; then
   echo "[up] starting bank (the five services and the gateway in one process) on :$CUSTOMER_PORT-:$TAX_PORT, :$GATEWAY_PORT"
   CUSTOMER_PORT="$CUSTOMER_PORT" CUSTOMER_DATABASE_URL="$DB/customer" \
@@ -72,17 +77,17 @@ else
   start tax-consumer "$TAX_PORT" tax
   AUTH_PUBLIC_KEY_FILE="$AUTH_DIR/issuer.pub.pem" start gateway "$GATEWAY_PORT" gateway
 fi
-for url in "$CUSTOMER_URL" "$ACCOUNT_INFO_URL" "$ACCOUNTING_URL" "$INTEREST_URL" "$TAX_URL" "$GATEWAY_URL"; do  # health: open
+for url in "$CUSTOMER_URL" "$ACCOUNT_INFO_URL" "$ACCOUNTING_URL" "$INTEREST_URL" "$TAX_URL" "$GATEWAY_URL" ${LEGACY_CORE_URL:-}; do  # health: open
   for i in $(seq 1 120); do
     curl -sf "$url/health/ready" >/dev/null && break
     [ "$i" = 120 ] && { echo "[up] $url did not become ready; see $STATE/logs"; exit 1; }
     sleep 0.5
   done
 done
-echo "[up] all five services and the gateway are ready"
+echo "[up] all five services and the gateway are ready${LEGACY_CORE_URL:+ (and the legacy-core simulator)}"
 
 if [ "${DEMO_DATA:-1}" = "1" ]; then
   CUSTOMER_URL="$CUSTOMER_URL" ACCOUNT_INFO_URL="$ACCOUNT_INFO_URL" ACCOUNTING_URL="$ACCOUNTING_URL" \
-    INTEREST_URL="$INTEREST_URL" GATEWAY_URL="$GATEWAY_URL" BANKCTL="$BIN/bankctl" \
+    INTEREST_URL="$INTEREST_URL" GATEWAY_URL="$GATEWAY_URL" BANKCTL="$BIN/bankctl" LEGACY_CORE_URL="${LEGACY_CORE_URL:-}" \
     ISSUER_KEY="$AUTH_DIR/issuer.key.pem" bash deploy/demo-data.sh
 fi

@@ -4,3 +4,4 @@ CREATE DATABASE accounting;
 CREATE DATABASE interest;
 CREATE DATABASE tax;
 CREATE DATABASE gateway;
+CREATE DATABASE legacy_core;

@@ -27,6 +27,10 @@ pub const SERVICES: [(&str, &str); 5] = [
     ("tax-consumer", "tax"),
 ];
 
+/// The legacy-core simulator (started by [`Stack::start_with_legacy`]) and its database.
+pub const LEGACY: &str = "legacy-core";
+const LEGACY_DB: &str = "legacy_core";
+
 pub fn database_base() -> String {
     std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432".into())
 }
@@ -124,6 +128,16 @@ impl Stack {
 
     /// Starts all five services with extra env vars for every one of them.
     pub async fn start_with(extra_env: &[(&str, &str)]) -> Stack {
+        Self::start_stack(extra_env, false).await
+    }
+
+    /// Starts the legacy-core simulator (its own process and database, `urls["legacy-core"]`)
+    /// and the five services with `LEGACY_CORE_URL` pointing at it.
+    pub async fn start_with_legacy(extra_env: &[(&str, &str)]) -> Stack {
+        Self::start_stack(extra_env, true).await
+    }
+
+    async fn start_stack(extra_env: &[(&str, &str)], legacy: bool) -> Stack {
         let run = format!("e2e{}", &Uuid::new_v4().simple().to_string()[..10]);
         let base = database_base();
         let mut admin =
@@ -134,7 +148,13 @@ impl Stack {
             sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
             dbs.insert(svc, name);
         }
-        let ports: HashMap<&'static str, u16> = SERVICES.iter().map(|(s, _)| (*s, free_port())).collect();
+        let mut ports: HashMap<&'static str, u16> = SERVICES.iter().map(|(s, _)| (*s, free_port())).collect();
+        if legacy {
+            let name = format!("{run}_{LEGACY_DB}");
+            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
+            dbs.insert(LEGACY, name);
+            ports.insert(LEGACY, free_port());
+        }
         let urls: HashMap<&'static str, String> =
             ports.iter().map(|(s, p)| (*s, format!("http://127.0.0.1:{p}"))).collect();
         let topic_prefix = format!("{run}-");
@@ -155,6 +175,9 @@ impl Stack {
             // client and tools present it.
             ("SERVICE_TOKEN".into(), service_token(&run)),
         ];
+        if legacy {
+            env.push(("LEGACY_CORE_URL".into(), urls[LEGACY].clone()));
+        }
         env.extend(extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let log_dir = bin_dir().join("e2e-logs").join(&run);
         std::fs::create_dir_all(&log_dir).unwrap();
@@ -185,8 +208,14 @@ impl Stack {
                 stack.spawn_with(svc, &[]);
             }
         }
+        if legacy {
+            stack.spawn_with(LEGACY, &[]);
+        }
         for (svc, _) in SERVICES {
             stack.wait_ready(svc).await;
+        }
+        if legacy {
+            stack.wait_ready(LEGACY).await;
         }
         for (svc, name) in dbs {
             stack.dbs.insert(svc, PgPool::connect(&format!("{base}/{name}")).await.unwrap());
@@ -244,12 +273,14 @@ impl Stack {
     }
 
     fn database_url(&self, svc: &str) -> String {
-        format!("{}/{}_{}", database_base(), self.run, SERVICES.iter().find(|(s, _)| *s == svc).unwrap().1)
+        let db = if svc == LEGACY { LEGACY_DB } else { SERVICES.iter().find(|(s, _)| *s == svc).unwrap().1 };
+        format!("{}/{}_{}", database_base(), self.run, db)
     }
 
-    /// The process that runs `svc`: its own binary, or `bank` for all of them.
+    /// The process that runs `svc`: its own binary, or `bank` for all five of them (the
+    /// gateway and the legacy core always run alone).
     fn process_of(svc: &'static str) -> &'static str {
-        if monolith() {
+        if monolith() && svc != LEGACY && svc != "gateway" {
             "bank"
         } else {
             svc
@@ -312,7 +343,7 @@ impl Stack {
     pub async fn restart_with(&mut self, svc: &'static str, overrides: &[(&str, &str)]) {
         self.kill(svc);
         self.spawn_with(Self::process_of(svc), overrides);
-        if monolith() {
+        if monolith() && Self::process_of(svc) == "bank" {
             for (svc, _) in SERVICES {
                 self.wait_ready(svc).await;
             }
@@ -631,7 +662,7 @@ impl Stack {
             pool.close().await;
         }
         if let Ok(mut admin) = PgConnection::connect(&format!("{}/postgres", database_base())).await {
-            for db in SERVICES.iter().map(|(_, db)| *db).chain(["gateway"]) {
+            for db in SERVICES.iter().map(|(_, db)| *db).chain(["gateway", LEGACY_DB]) {
                 let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {}_{db} WITH (FORCE)", self.run))
                     .execute(&mut admin)
                     .await;
