@@ -99,6 +99,12 @@ async fn the_legacy_core_agrees_by_default_and_each_deviation_is_reported_with_i
     assert_eq!(m["kind"], "estimate");
     assert_eq!(m["fields"], json!(["income_tax", "net"]), "{m}");
     assert_eq!((m["ours"]["income_tax"].clone(), m["legacy"]["income_tax"].clone()), (json!(10), json!(20)), "{m}");
+    assert_eq!(m["ours_payload"]["income_tax"], 10, "our answer as given: {m}");
+    assert_eq!(
+        m["legacy_payload"]["taxes"],
+        json!([{"component": "income_tax", "amount": 20}]),
+        "theirs as given: {m}"
+    );
 
     // A payout is compared with what the legacy core would have paid that day.
     let paid = stack.pay(preferential, "pay-preferential").await;

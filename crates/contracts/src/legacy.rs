@@ -221,6 +221,12 @@ pub struct ShadowMismatch {
     pub fields: Vec<String>,
     pub ours: Figures,
     pub legacy: Figures,
+    /// Our answer as given (an `Estimate` or a `Payout`).
+    #[schema(value_type = Object)]
+    pub ours_payload: serde_json::Value,
+    /// The legacy core's answer as given (a `LegacyQuote`).
+    #[schema(value_type = Object)]
+    pub legacy_payload: serde_json::Value,
     pub found_at: DateTime<Utc>,
 }
 
@@ -236,12 +242,30 @@ pub struct ShadowMismatches {
 pub struct ShadowMismatchesQuery {
     /// Only this account's.
     pub account_id: Option<Uuid>,
-    /// Only comparisons of this kind (`estimate` or `payout`).
-    pub kind: Option<String>,
+    /// Only comparisons of this kind.
+    pub kind: Option<ComparedKind>,
     /// The `next_before` of the previous page.
     pub before: Option<i64>,
-    /// Page size (default 100, at most 1000).
+    /// Page size (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
+}
+
+/// What a shadow comparison compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ComparedKind {
+    Estimate,
+    Payout,
+}
+
+impl ComparedKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ComparedKind::Estimate => "estimate",
+            ComparedKind::Payout => "payout",
+        }
+    }
 }
 
 /// Which system serves a customer's estimates and payouts during the migration.

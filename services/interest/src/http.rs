@@ -150,9 +150,6 @@ async fn shadow_mismatches(
     if !(1..=1000).contains(&limit) {
         return Err(platform::ApiError::validation("limit", "limit must be 1 to 1000"));
     }
-    if q.kind.as_deref().is_some_and(|k| k != "estimate" && k != "payout") {
-        return Err(platform::ApiError::validation("kind", "kind must be estimate or payout"));
-    }
     let rows = crate::store::shadow_mismatches(&s.pool, &q, limit).await.map_err(crate::error::InterestError::from)?;
     let next_before = (rows.len() as i64 == limit).then(|| rows.last().map(|r| r.0)).flatten();
     Ok(Json(ShadowMismatches { mismatches: rows.into_iter().map(|r| r.1).collect(), next_before }))

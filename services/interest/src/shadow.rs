@@ -68,6 +68,13 @@ impl Answer {
             Answer::Payout(p) => Figures::from_payout(p),
         }
     }
+
+    fn payload(&self) -> serde_json::Value {
+        match self {
+            Answer::Estimate(e) => serde_json::json!(e),
+            Answer::Payout(p) => serde_json::json!(p),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -160,7 +167,17 @@ async fn compare(legacy: &LegacyCore, pool: &PgPool, answer: Answer, timeout: Du
     }
     tracing::error!(kind = answer.kind(), account_id = %id, business_date = %date, fields = ?fields,
         "shadow comparison: the legacy core disagrees");
-    if let Err(e) = crate::store::insert_shadow_mismatch(pool, answer.kind(), id, date, &fields, &ours, &theirs).await {
+    let finding = crate::store::ShadowFinding {
+        kind: answer.kind(),
+        account_id: id,
+        business_date: date,
+        fields: &fields,
+        ours: &ours,
+        legacy: &theirs,
+        ours_payload: answer.payload(),
+        legacy_payload: serde_json::json!(quote),
+    };
+    if let Err(e) = crate::store::insert_shadow_mismatch(pool, finding).await {
         tracing::error!(error = %e, "shadow mismatch not stored");
     }
     "mismatch"

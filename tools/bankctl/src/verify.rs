@@ -232,6 +232,26 @@ pub async fn verify(it: impl Iterator<Item = String>) -> anyhow::Result<bool> {
     let csv_path = format!("{}/mismatches.csv", o.out);
     let mut csv = std::io::BufWriter::new(std::fs::File::create(&csv_path)?);
     writeln!(csv, "{HEADER}")?;
+    // Who and what each mismatched account is (account, then its customer), fetched concurrently.
+    let mismatched: Vec<Uuid> =
+        results.iter().filter(|(_, o)| matches!(o, Outcome::Mismatch { .. })).map(|(id, _)| *id).collect();
+    let described: std::collections::HashMap<Uuid, (Option<Account>, String)> = futures::stream::iter(mismatched)
+        .map(|id| {
+            let (http, u) = (&http, &u);
+            async move {
+                let account: Option<Account> = get(http, &format!("{}/v1/accounts/{id}", u.account_info)).await.ok();
+                let status = match &account {
+                    Some(a) => get::<Customer>(http, &format!("{}/v1/customers/{}", u.customer, a.customer_id))
+                        .await
+                        .map_or_else(|_| "UNKNOWN".to_string(), |c| c.status.as_str().to_string()),
+                    None => "UNKNOWN".to_string(),
+                };
+                (id, (account, status))
+            }
+        })
+        .buffer_unordered(o.concurrency)
+        .collect()
+        .await;
     let mut largest = Vec::new();
     for (id, outcome) in &results {
         match outcome {
@@ -243,13 +263,7 @@ pub async fn verify(it: impl Iterator<Item = String>) -> anyhow::Result<bool> {
             }
             Outcome::Mismatch { fields, ours, legacy } => {
                 s.mismatched += 1;
-                let account: Option<Account> = get(&http, &format!("{}/v1/accounts/{id}", u.account_info)).await.ok();
-                let status = match &account {
-                    Some(a) => get::<Customer>(&http, &format!("{}/v1/customers/{}", u.customer, a.customer_id))
-                        .await
-                        .map_or_else(|_| "UNKNOWN".to_string(), |c| c.status.as_str().to_string()),
-                    None => "UNKNOWN".to_string(),
-                };
+                let (account, status) = described.get(id).cloned().unwrap_or((None, "UNKNOWN".to_string()));
                 for f in fields {
                     *s.by_field.entry(f.to_string()).or_default() += 1;
                 }
