@@ -224,6 +224,13 @@ async fn customers_are_unaffected_when_the_legacy_core_is_down_or_frozen() {
     stack.shutdown().await;
 }
 
+/// "Get interest now" through the gateway, as the account's customer.
+async fn pay_through_gateway(stack: &Stack, customer: Uuid, account: Uuid, key: &str) -> e2e::Response {
+    let token = stack.token(&customer.to_string(), "customer");
+    let path = format!("/v1/me/accounts/{account}/payouts");
+    stack.as_caller(&token, Method::POST, &path, None, &[("Idempotency-Key", key)]).await
+}
+
 async fn set_rollout(stack: &Stack, ops: &str, body: Value) -> Value {
     let r = stack.as_caller(ops, Method::PUT, "/v1/ops/rollout", Some(body), &[]).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
@@ -303,16 +310,10 @@ async fn the_gateway_moves_customers_by_policy_and_no_account_is_paid_by_both_si
         }
     };
     let stack_ref = &stack;
-    let pays = futures::future::join_all(people.iter().flat_map(|(c, a)| {
-        let token = stack_ref.token(&c.to_string(), "customer");
-        (0..2).map(move |k| {
-            let (stack, token) = (stack_ref, token.clone());
-            async move {
-                tokio::time::sleep(Duration::from_millis(25 * k)).await;
-                let key = format!("{a}-{k}");
-                let path = format!("/v1/me/accounts/{a}/payouts");
-                stack.as_caller(&token, Method::POST, &path, None, &[("Idempotency-Key", &key)]).await
-            }
+    let pays = futures::future::join_all(people.iter().flat_map(|&(c, a)| {
+        (0..2).map(move |k| async move {
+            tokio::time::sleep(Duration::from_millis(25 * k)).await;
+            pay_through_gateway(stack_ref, c, a, &format!("{a}-{k}")).await
         })
     }));
     let (answers, ()) = tokio::join!(pays, flips);
@@ -328,16 +329,7 @@ async fn the_gateway_moves_customers_by_policy_and_no_account_is_paid_by_both_si
     }
     // Whatever was refused as busy is paid now (on whichever side the policy says).
     for (c, a) in &people {
-        let token = stack.token(&c.to_string(), "customer");
-        let r = stack
-            .as_caller(
-                &token,
-                Method::POST,
-                &format!("/v1/me/accounts/{a}/payouts"),
-                None,
-                &[("Idempotency-Key", "after")],
-            )
-            .await;
+        let r = pay_through_gateway(&stack, *c, *a, "after").await;
         assert!(r.status == StatusCode::CREATED || r.body["code"] == "ALREADY_PAID_TODAY", "{:?}", r.body);
     }
     for (_, a) in &people {
@@ -349,21 +341,13 @@ async fn the_gateway_moves_customers_by_policy_and_no_account_is_paid_by_both_si
     // The next day. A key retried after the customer changed sides gets its first answer: paid by
     // the legacy core then asked of the new system, and the other way round.
     stack.set_today("2024-03-10").await;
-    let pay_as = |c: Uuid, a: Uuid, key: &'static str| {
-        let stack = &stack;
-        async move {
-            let token = stack.token(&c.to_string(), "customer");
-            let path = format!("/v1/me/accounts/{a}/payouts");
-            stack.as_caller(&token, Method::POST, &path, None, &[("Idempotency-Key", key)]).await
-        }
-    };
     for (i, (first, then)) in [(0, 100), (100, 0)].into_iter().enumerate() {
         let (c, a) = people[i];
         set_rollout(&stack, &ops, json!({"percent": first})).await;
-        let one = pay_as(c, a, "cross-side").await;
+        let one = pay_through_gateway(&stack, c, a, "cross-side").await;
         assert_eq!(one.status, StatusCode::CREATED, "{:?}", one.body);
         set_rollout(&stack, &ops, json!({"percent": then})).await;
-        let again = pay_as(c, a, "cross-side").await;
+        let again = pay_through_gateway(&stack, c, a, "cross-side").await;
         assert_eq!(again.status, StatusCode::CREATED, "{:?}", again.body);
         assert_eq!(
             again.body["payout_id"], one.body["payout_id"],
@@ -378,16 +362,7 @@ async fn the_gateway_moves_customers_by_policy_and_no_account_is_paid_by_both_si
     // On the new side: each period starts after the one either side paid.
     set_rollout(&stack, &ops, json!({"percent": 100})).await;
     for (c, a) in &people[2..] {
-        let token = stack.token(&c.to_string(), "customer");
-        let r = stack
-            .as_caller(
-                &token,
-                Method::POST,
-                &format!("/v1/me/accounts/{a}/payouts"),
-                None,
-                &[("Idempotency-Key", "next")],
-            )
-            .await;
+        let r = pay_through_gateway(&stack, *c, *a, "next").await;
         assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
         assert_eq!(
             (r.body["period_from"].clone(), r.body["period_to"].clone()),
