@@ -263,3 +263,45 @@ async fn a_dead_dependency_fails_payouts_fast_and_the_breaker_stops_calling_it()
     stack.assert_ledger_consistent().await;
     stack.shutdown().await;
 }
+
+/// Issue 15: rate tables kept in the interest process are reused at the revision Redis holds and
+/// dropped at the next schedule change; what is quoted after the change is the new rate.
+#[tokio::test]
+async fn rate_tables_kept_in_process_follow_each_schedule_change() {
+    let stack = Stack::start().await;
+    stack.set_today("2024-03-01").await;
+    stack.product("REF", json!([{"from": 0, "rate": "2.0"}]), "2024-01-01").await;
+    let mut accounts = Vec::new();
+    for _ in 0..3 {
+        let a = stack.account(stack.customer("TAX_FREE").await, "REF").await;
+        // 36,500,000 won at 2% for a day is exactly 2,000 won.
+        assert_eq!(stack.deposit(a, 36_500_000, None).await.status, StatusCode::CREATED);
+        accounts.push(a);
+    }
+    stack.set_today("2024-03-02").await;
+    let rates = |result: &'static str| {
+        let stack = &stack;
+        async move {
+            stack.metric("interest", "interest_reference_cache_total", &[("data", "rates"), ("result", result)]).await
+        }
+    };
+    assert_eq!(estimate(&stack, accounts[0]).await["gross"], 2000);
+    let hit_before = rates("hit").await;
+    assert_eq!(estimate(&stack, accounts[1]).await["gross"], 2000);
+    assert_eq!(rates("hit").await, hit_before + 1.0, "the second quote reused the table");
+    let r = stack
+        .post(
+            "interest",
+            "/v1/interest/products/REF/rate-schedules",
+            json!({"effective_from": "2024-03-01", "bands": [{"from": 0, "rate": "4.0"}]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let miss_before = rates("miss").await;
+    assert_eq!(estimate(&stack, accounts[0]).await["gross"], 4000, "the new rate, not the table kept");
+    assert_eq!(rates("miss").await, miss_before + 1.0);
+    let paid = stack.pay(accounts[2], "after-change").await;
+    assert_eq!(paid.status, StatusCode::CREATED, "{:?}", paid.body);
+    assert_eq!(paid.body["gross"], 4000);
+    stack.shutdown().await;
+}

@@ -11,6 +11,7 @@ mod outbox;
 mod payout;
 mod peer;
 mod rates;
+mod reference;
 mod run_store;
 mod runs;
 mod shadow;
@@ -110,6 +111,11 @@ pub async fn build(config: Config, peers: Peers) -> anyhow::Result<App<AppState>
         metrics::counter!("interest_estimate_cache_total", "result" => result).increment(0);
     }
     metrics::counter!("interest_quote_stale_total").increment(0);
+    for data in ["rates", "tax_rules"] {
+        for result in ["hit", "miss"] {
+            metrics::counter!("interest_reference_cache_total", "data" => data, "result" => result).increment(0);
+        }
+    }
     for source in ["estimate_cache", "computed"] {
         metrics::counter!("interest_payout_quotes_total", "source" => source).increment(0);
     }
@@ -141,6 +147,7 @@ pub async fn build(config: Config, peers: Peers) -> anyhow::Result<App<AppState>
         directory: Directory::new(infra.redis.clone(), peers.accounts, Some(peers.customers)),
         ledger: peers.ledger,
         flights: estimate_cache::Flights::default(),
+        reference: Arc::default(),
         run_wake: Arc::new(Notify::new()),
         revisions,
         outbox_wake: Arc::new(Notify::new()),

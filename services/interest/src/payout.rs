@@ -19,7 +19,7 @@ use platform::revision;
 use crate::error::InterestError;
 use crate::state::AppState;
 use crate::store::PriorOutcome;
-use crate::{estimate_cache, rates, store};
+use crate::{estimate_cache, store};
 
 /// Everything a payout decision needs, gathered for one account on one business date.
 pub struct Evaluation {
@@ -58,15 +58,28 @@ fn status_refusal(account: &Account, customer: &Customer) -> Option<Refusal> {
 
 /// The account and its customer, from the directory (cached by mutability), and the day's cached
 /// estimate entry while it is good (read in the same Redis round trip).
-async fn parties(
-    state: &AppState,
-    id: Uuid,
-    today: NaiveDate,
-) -> Result<(Account, Customer, Option<estimate_cache::Entry>), InterestError> {
+async fn parties(state: &AppState, id: Uuid, today: NaiveDate) -> Result<Parties, InterestError> {
     let l = state.directory.lookup(id, |a| estimate_cache::keys(id, &a.product_code, today)).await?;
     let customer = l.customer.ok_or_else(|| InterestError::Inconsistent("no customer client".into()))?;
-    let entry = l.extra.and_then(|values| estimate_cache::read(&values, customer.tax_category).entry);
-    Ok((l.account, customer, entry))
+    let read = l.extra.map(|values| estimate_cache::read(&values, customer.tax_category));
+    let rates = Rates { known: read.as_ref().and_then(|r| r.rates_rev), fresh: false };
+    Ok(Parties { account: l.account, customer, entry: read.and_then(|r| r.entry), rates })
+}
+
+struct Parties {
+    account: Account,
+    customer: Customer,
+    entry: Option<estimate_cache::Entry>,
+    rates: Rates,
+}
+
+/// How an assessment takes the product's rates: the revision Redis holds for them (the in-process
+/// table is reused at that revision), or `fresh` from the database (a re-quote after a stale
+/// booking).
+#[derive(Clone, Copy)]
+struct Rates {
+    known: platform::revision::Rev,
+    fresh: bool,
 }
 
 impl Assessment {
@@ -113,12 +126,13 @@ async fn assess(
     customer: &Customer,
     today: NaiveDate,
     missing: Missing,
+    rates: Rates,
 ) -> Result<Assessment, InterestError> {
     let id = account.account_id;
     let (last, (table, rates_rev), tax_rules) = tokio::try_join!(
         async { store::last_payout(&state.pool, id).await.map_err(InterestError::from) },
-        rates::rate_table(&state.pool, &account.product_code),
-        async { store::tax_rules(&state.pool).await.map_err(InterestError::from) },
+        state.reference.rate_table(&state.pool, &account.product_code, rates.known, rates.fresh),
+        state.reference.tax_rules(&state.pool, rates.fresh),
     )?;
     let mut last = last;
     // At most one repair round: if the ledger booked a payout we have not recorded (a crash
@@ -172,7 +186,7 @@ async fn assess(
 /// everything afresh.
 pub async fn evaluate(state: &AppState, id: Uuid, cached: bool) -> Result<Evaluation, InterestError> {
     let today = state.clock.today().await?;
-    let (account, customer, entry) = parties(state, id, today).await?;
+    let Parties { account, customer, entry, rates } = parties(state, id, today).await?;
     let a = match entry.filter(|_| cached).and_then(Assessment::cached) {
         Some(a) => {
             metrics::counter!("interest_payout_quotes_total", "source" => "estimate_cache").increment(1);
@@ -180,7 +194,7 @@ pub async fn evaluate(state: &AppState, id: Uuid, cached: bool) -> Result<Evalua
         }
         None => {
             metrics::counter!("interest_payout_quotes_total", "source" => "computed").increment(1);
-            assess(state, &account, &customer, today, Missing::Record).await?
+            assess(state, &account, &customer, today, Missing::Record, Rates { fresh: !cached, ..rates }).await?
         }
     };
     let refusal = status_refusal(&account, &customer).or(a.refusal);
@@ -224,8 +238,9 @@ pub async fn estimate(state: &AppState, id: Uuid) -> Result<Estimate, InterestEr
     let account = lookup.account;
     let customer = lookup.customer.ok_or_else(|| InterestError::Inconsistent("no customer client".into()))?;
     let status = status_refusal(&account, &customer);
+    let known = lookup.extra.as_ref().and_then(|v| estimate_cache::read(v, customer.tax_category).rates_rev);
     let compute = || async {
-        let a = assess(state, &account, &customer, today, Missing::Skip).await?;
+        let a = assess(state, &account, &customer, today, Missing::Skip, Rates { known, fresh: false }).await?;
         Ok::<_, InterestError>((to_estimate(id, today, &a.quote, a.refusal.clone()), a.to_cache()))
     };
     let (Some(redis), Some(values)) = (&state.redis_cache, lookup.extra) else {

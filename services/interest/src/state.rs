@@ -23,6 +23,8 @@ pub struct AppState {
     pub directory: Directory,
     pub ledger: Arc<dyn peers::Ledger>,
     pub flights: estimate_cache::Flights,
+    /// Rate tables and tax rules kept in process.
+    pub reference: Arc<crate::reference::Reference>,
     /// Wakes the payout-run workers when a run starts.
     pub run_wake: Arc<Notify>,
     pub revisions: Publisher,
