@@ -5,6 +5,8 @@
 //! refuses a second payout that day and replays the same key) → record it here with its tax event
 //! (non-durable commit, recoverable from the ledger) → wake the outbox relay.
 
+use std::time::Instant;
+
 use chrono::NaiveDate;
 use contracts::problem::Code;
 use contracts::{
@@ -186,15 +188,22 @@ async fn assess(
 /// everything afresh.
 pub async fn evaluate(state: &AppState, id: Uuid, cached: bool) -> Result<Evaluation, InterestError> {
     let today = state.clock.today().await?;
+    let t = Instant::now();
     let Parties { account, customer, entry, rates } = parties(state, id, today).await?;
+    stage("directory", t);
+    let t = Instant::now();
     let a = match entry.filter(|_| cached).and_then(Assessment::cached) {
         Some(a) => {
             metrics::counter!("interest_payout_quotes_total", "source" => "estimate_cache").increment(1);
+            stage("quote_cached", t);
             a
         }
         None => {
             metrics::counter!("interest_payout_quotes_total", "source" => "computed").increment(1);
-            assess(state, &account, &customer, today, Missing::Record, Rates { fresh: !cached, ..rates }).await?
+            let a =
+                assess(state, &account, &customer, today, Missing::Record, Rates { fresh: !cached, ..rates }).await?;
+            stage("quote_computed", t);
+            a
         }
     };
     let refusal = status_refusal(&account, &customer).or(a.refusal);
@@ -302,9 +311,13 @@ fn replay(prior: PriorOutcome, request_hash: &str) -> Result<Payout, InterestErr
 
 /// "Get interest now".
 pub async fn pay(state: &AppState, id: Uuid, key: &str, request_hash: &str) -> Result<Payout, InterestError> {
-    if let Some(prior) = store::prior_outcome(&state.pool, id, key).await? {
+    let t = Instant::now();
+    let prior = store::prior_outcome(&state.pool, id, key).await?;
+    stage("replay_lookup", t);
+    if let Some(prior) = prior {
         return replay(prior, request_hash);
     }
+    let t = Instant::now();
     // The Redis lock keeps replicas from doing the same work twice; the ledger is the real guard,
     // so a Redis outage degrades to that guard instead of refusing payouts (README). Once the
     // account is paid today (the marker), other keys are refused at once instead of queueing on
@@ -334,15 +347,25 @@ pub async fn pay(state: &AppState, id: Uuid, key: &str, request_hash: &str) -> R
         }
         None => None,
     };
+    stage("lock", t);
     // Only a request that waited for the lock can find its key answered meanwhile.
     let recheck = guard.as_ref().is_none_or(|g| g.waited());
     let result = pay_locked(state, id, key, request_hash, recheck).await;
+    let t = Instant::now();
     if let Some(g) = guard {
         if let Err(e) = g.release().await {
             tracing::warn!(error = %e, "redis lock release failed; the lease will expire");
         }
     }
+    stage("unlock", t);
     result
+}
+
+/// Time spent in one stage of a payout (`interest_payout_stage_seconds{stage}`: `replay_lookup`,
+/// `lock`, `directory`, `quote_cached` or `quote_computed`, `booking`, `record`, `unlock`), so
+/// the milliseconds of a payout can be followed to where they go.
+fn stage(name: &'static str, since: Instant) {
+    metrics::histogram!("interest_payout_stage_seconds", "stage" => name).record(since.elapsed().as_secs_f64());
 }
 
 /// Redis key set once an account's payout of the business date is recorded (value: its
@@ -464,7 +487,10 @@ async fn book(
         // Test-only (PAYOUT_PAUSE_BEFORE_BOOKING_MS): widens the window between quote and booking.
         tokio::time::sleep(state.pause_before_booking).await;
     }
-    let posting: InterestPosting = match state.ledger.book_interest(&request).await {
+    let t = Instant::now();
+    let booked = state.ledger.book_interest(&request).await;
+    stage("booking", t);
+    let posting: InterestPosting = match booked {
         Ok(p) => p,
         // The ledger's refusals, mapped into ours; any other is a bug (500).
         Err(err) => match err.refusal() {
@@ -479,6 +505,7 @@ async fn book(
         return Err(InterestError::KeyReused);
     }
     platform::fault::point("payout.after_ledger_booking");
+    let t = Instant::now();
     let trace = serde_json::to_value(platform::telemetry::current_trace_headers()).unwrap_or_default();
     store::record_payout(&state.pool, &posting, &trace).await?;
     platform::fault::point("payout.after_record");
@@ -490,6 +517,7 @@ async fn book(
             tracing::warn!(error = %err, "paid marker not set; later attempts queue on the lock instead");
         }
     }
+    stage("record", t);
     tracing::info!(account_id = %posting.request.account_id, payout_id = %posting.request.payout_id, gross = posting.request.amounts.gross(), net = posting.request.amounts.net(), "interest paid");
     Ok(Ok(Booked::Paid(store::payout_from_posting(&posting))))
 }

@@ -12,6 +12,8 @@ pub struct HttpMetrics {
     pub peer_calls: f64,
     /// "service METHOD route" → (seconds, requests).
     pub server: std::collections::HashMap<String, (f64, f64)>,
+    /// A payout's stages in the interest service (`interest_payout_stage_seconds`) → (seconds, count).
+    pub stages: std::collections::HashMap<String, (f64, f64)>,
 }
 
 /// `{method="POST",route="/v1/x"}` → `POST /v1/x`.
@@ -166,8 +168,17 @@ impl Api {
             for line in text.lines() {
                 let Some((series, value)) = line.rsplit_once(' ') else { continue };
                 let Ok(value) = value.parse::<f64>() else { continue };
+                let stage = |labels: &str| {
+                    labels.split("stage=\"").nth(1).and_then(|r| r.split('"').next()).map(str::to_string)
+                };
                 if series.starts_with("peer_calls_total") && series.contains(&caller) {
                     m.peer_calls += value;
+                } else if name == "interest" && series.starts_with("interest_payout_stage_seconds_") {
+                    if let Some(labels) = series.strip_prefix("interest_payout_stage_seconds_sum") {
+                        m.stages.entry(stage(labels).unwrap_or_default()).or_default().0 += value;
+                    } else if let Some(labels) = series.strip_prefix("interest_payout_stage_seconds_count") {
+                        m.stages.entry(stage(labels).unwrap_or_default()).or_default().1 += value;
+                    }
                 } else if !series.contains(&own) {
                     continue;
                 } else if let Some(labels) = series.strip_prefix("http_server_request_duration_seconds_sum") {

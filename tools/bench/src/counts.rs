@@ -150,6 +150,21 @@ pub fn report(before: &Snapshot, after: &Snapshot, payouts: u64, detail: bool) -
         for (route, per, ms) in routes {
             out.push(format!("      {per:>5.2} {ms:>7.2} ms  {route}"));
         }
+        let mut stages: Vec<(String, f64, f64)> = after
+            .http
+            .stages
+            .iter()
+            .filter_map(|(stage, (secs, count))| {
+                let (s0, c0) = before.http.stages.get(stage).copied().unwrap_or((0.0, 0.0));
+                let n = count - c0;
+                (n > 0.0).then(|| (stage.clone(), n / p, (secs - s0) / n * 1000.0))
+            })
+            .collect();
+        stages.sort_by(|a, b| b.2.total_cmp(&a.2));
+        out.push("    interest's payout stages (times/payout, mean ms, stage):".into());
+        for (stage, per, ms) in stages {
+            out.push(format!("      {per:>5.2} {ms:>7.3} ms  {stage}"));
+        }
         lines.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)));
         out.push("    statements per payout (calls/payout, mean ms, text):".into());
         for (db, calls, ms, text) in lines {
