@@ -179,18 +179,21 @@ async fn payout_run(a: Args) -> anyhow::Result<bool> {
     Ok(run.state == "COMPLETED" && run.failed == 0)
 }
 
+/// Account ids from a file, one per line (blank lines skipped).
+fn account_ids_from(file: &str) -> anyhow::Result<Vec<Uuid>> {
+    std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read {file}"))?
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|l| l.parse::<Uuid>().with_context(|| format!("not an account id: {l}")))
+        .collect()
+}
+
 async fn start(http: &reqwest::Client, base: &str, a: &Args) -> anyhow::Result<Uuid> {
     let account_ids = match &a.accounts {
         None => None,
-        Some(f) => Some(
-            std::fs::read_to_string(f)
-                .with_context(|| format!("cannot read {f}"))?
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .map(|l| l.parse::<Uuid>().with_context(|| format!("not an account id: {l}")))
-                .collect::<anyhow::Result<Vec<_>>>()?,
-        ),
+        Some(f) => Some(account_ids_from(f)?),
     };
     let business_date = a.date.as_deref().map(str::parse).transpose().context("--date must be YYYY-MM-DD")?;
     let body = StartPayoutRun { business_date, account_ids };

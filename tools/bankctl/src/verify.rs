@@ -194,13 +194,7 @@ pub async fn verify(it: impl Iterator<Item = String>) -> anyhow::Result<bool> {
     };
     let http = client(Duration::from_secs(30))?;
     let ids = match &o.accounts {
-        Some(f) => std::fs::read_to_string(f)
-            .with_context(|| format!("cannot read {f}"))?
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(|l| l.parse::<Uuid>().with_context(|| format!("not an account id: {l}")))
-            .collect::<anyhow::Result<Vec<_>>>()?,
+        Some(f) => crate::account_ids_from(f)?,
         None => all_accounts(&http, &u.account_info).await?,
     };
     let started = Instant::now();
