@@ -65,6 +65,27 @@ async fn wait_run(stack: &Stack, run: Uuid, until: impl Fn(&Value) -> bool) -> V
     panic!("run {run} did not get there");
 }
 
+/// The run's counters (kept per chunk by triggers) equal a fresh count of its items.
+async fn assert_counters_match_items(stack: &Stack, run: Uuid) {
+    let counted: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(
+        "SELECT state, reason, n, gross, net FROM payout_run_counts WHERE run_id = $1 AND n <> 0 ORDER BY 1, 2",
+    )
+    .bind(run)
+    .fetch_all(&stack.dbs["interest"])
+    .await
+    .unwrap();
+    let items: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(
+        "SELECT i.state, COALESCE(i.reason, ''), count(*), COALESCE(sum(p.gross), 0)::int8, COALESCE(sum(p.net), 0)::int8
+         FROM payout_run_items i LEFT JOIN payouts p ON p.payout_id = i.payout_id
+         WHERE i.run_id = $1 GROUP BY 1, 2 ORDER BY 1, 2",
+    )
+    .bind(run)
+    .fetch_all(&stack.dbs["interest"])
+    .await
+    .unwrap();
+    assert_eq!(counted, items, "run {run}: counters and items");
+}
+
 async fn ledger_payouts(stack: &Stack) -> (i64, i64) {
     sqlx::query_as("SELECT count(*), count(DISTINCT account_id) FROM journal_entries WHERE kind = 'INTEREST_PAYOUT'")
         .fetch_one(&stack.dbs["accounting"])
@@ -135,6 +156,7 @@ async fn a_run_pays_exactly_the_eligible_accounts_with_the_right_amounts() {
     }
     assert_eq!(ledger_payouts(&stack).await, (220, 220));
     stack.assert_ledger_consistent().await;
+    assert_counters_match_items(&stack, run).await;
 
     // The ops tool follows a run and says how it ended in its exit code.
     let out = std::process::Command::new(e2e::binary("bankctl"))
@@ -220,6 +242,7 @@ async fn a_killed_run_resumes_and_customers_paying_meanwhile_are_not_paid_twice(
         sqlx::query_scalar("SELECT count(*) FROM payouts").fetch_one(&stack.dbs["interest"]).await.unwrap();
     assert_eq!(recorded, 150);
     stack.assert_ledger_consistent().await;
+    assert_counters_match_items(&stack, run).await;
     stack.shutdown().await;
 }
 
@@ -261,5 +284,28 @@ async fn a_cancelled_run_claims_nothing_more_and_starting_it_again_resumes_it() 
     let finished = stack.post("interest", &format!("/v1/interest/payout-runs/{run}/cancel"), json!({})).await;
     assert_eq!((finished.status, finished.body["code"].as_str()), (StatusCode::CONFLICT, Some("RUN_FINISHED")));
     stack.assert_ledger_consistent().await;
+    assert_counters_match_items(&stack, run).await;
+    stack.shutdown().await;
+}
+
+/// The business date ends before the run does: what is left fails as BUSINESS_DATE_ENDED, the run
+/// is EXPIRED, and its counters still equal its items.
+#[tokio::test]
+async fn a_run_outlived_by_its_business_date_expires_with_its_counts_right() {
+    let stack = Stack::start_with(&[("RUN_CHUNK", "4"), ("RUN_CONCURRENCY", "1")]).await;
+    setup_product(&stack).await;
+    accounts(&stack, 80, |_| 10_000_000).await;
+    stack.set_today("2024-05-08").await;
+    let run = start_run(&stack, json!({})).await;
+    wait_run(&stack, run, |r| r["paid"].as_i64().unwrap() >= 4).await;
+    stack.set_today("2024-05-09").await;
+    let done = wait_run(&stack, run, |r| r["state"] != "RUNNING").await;
+    assert_eq!(done["state"], "EXPIRED", "{done}");
+    let failed = done["failed"].as_i64().unwrap();
+    assert!(failed > 0, "{done}");
+    assert_eq!(done["paid"].as_i64().unwrap() + failed, 80, "{done}");
+    assert_eq!(done["pending"], 0);
+    assert_eq!(ledger_payouts(&stack).await.0, done["paid"].as_i64().unwrap());
+    assert_counters_match_items(&stack, run).await;
     stack.shutdown().await;
 }

@@ -214,6 +214,19 @@ def main():
     # 9. The dead-letter queue is empty (or each entry replayed).
     r.check("dead_letters_explained", not dead, f"unreplayed dead letters: {dead}")
 
+    # 10. A payout run's progress counters equal a count of its items (and their payouts' amounts).
+    by_id = {p["payout_id"]: p for p in payouts}
+    counted = defaultdict(lambda: [0, 0, 0])
+    for c in rows(db["interest"], "SELECT run_id, state, reason, n, gross, net FROM payout_run_counts"):
+        counted[(c["run_id"], c["state"], c["reason"])] = [c["n"], c["gross"], c["net"]]
+    items = defaultdict(lambda: [0, 0, 0])
+    for i in rows(db["interest"], "SELECT run_id, state, reason, payout_id FROM payout_run_items"):
+        t = items[(i["run_id"], i["state"], i["reason"] or "")]
+        p = by_id.get(i["payout_id"], {"gross": 0, "net": 0})
+        t[0] += 1; t[1] += p["gross"]; t[2] += p["net"]
+    for k in set(counted) | set(items):
+        r.check("run_counters_match_items", counted[k] == items[k], f"run {k}: counted {counted[k]}, items {items[k]}")
+
     outcomes = defaultdict(lambda: defaultdict(int))
     faults = defaultdict(int)
     for h in history:

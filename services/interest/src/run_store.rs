@@ -241,7 +241,7 @@ pub async fn expire(pool: &PgPool, run_id: Uuid) -> Result<(), sqlx::Error> {
     tx.commit().await
 }
 
-/// The run with counts and totals aggregated from its items (always consistent with them).
+/// The run with its counts and totals (counters kept in the same transactions as its items).
 pub async fn report(pool: &PgPool, run_id: Uuid) -> Result<Option<PayoutRun>, sqlx::Error> {
     let Some(r) = sqlx::query(
         "SELECT run_id, business_date, scope, state, listing_done, started_at, finished_at FROM payout_runs
@@ -253,13 +253,10 @@ pub async fn report(pool: &PgPool, run_id: Uuid) -> Result<Option<PayoutRun>, sq
     else {
         return Ok(None);
     };
+    // Counters kept per chunk by the items' triggers (migration 0007), not an aggregate of items.
     let rows = sqlx::query(
-        "SELECT i.state, i.reason, count(*) AS n,
-                COALESCE(sum(p.gross), 0)::int8 AS gross, COALESCE(sum(p.income_tax), 0)::int8 AS income_tax,
-                COALESCE(sum(p.local_tax), 0)::int8 AS local_tax,
-                COALESCE(sum(p.rural_special_tax), 0)::int8 AS rural_special_tax, COALESCE(sum(p.net), 0)::int8 AS net
-         FROM payout_run_items i LEFT JOIN payouts p ON p.payout_id = i.payout_id
-         WHERE i.run_id = $1 GROUP BY i.state, i.reason",
+        "SELECT state, NULLIF(reason, '') AS reason, n, gross, income_tax, local_tax, rural_special_tax, net
+         FROM payout_run_counts WHERE run_id = $1 AND n <> 0",
     )
     .bind(run_id)
     .fetch_all(pool)
