@@ -331,6 +331,54 @@ pub struct InterestPostingFeed {
     pub postings: Vec<InterestPosting>,
 }
 
+/// The most accounts one batch call to the ledger (balances or bookings) may name.
+pub const MAX_LEDGER_BATCH: usize = 1000;
+
+/// One account's period in a batch balances read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct BalancesQuery {
+    pub account_id: Uuid,
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+}
+
+/// Daily balances of many accounts (a payout run's chunk), read in one snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct BalancesBatch {
+    /// 1 to 1000 queries, each account at most once.
+    pub queries: Vec<BalancesQuery>,
+}
+
+/// The answer to a [`BalancesBatch`], one per query in the same order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct BalancesMany {
+    pub accounts: Vec<DailyBalances>,
+}
+
+/// Many payouts booked in one ledger transaction (a payout run's chunk): each is checked as a
+/// single booking is, and refused alone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct InterestPostingBatch {
+    /// 1 to 1000 payouts, each account at most once.
+    pub postings: Vec<InterestPostingRequest>,
+}
+
+/// One payout's outcome in a batch: its posting (booked now, or earlier under the same key), or the
+/// problem a single booking would have answered (`code`, `detail`), nothing written for it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct InterestPostingOutcome {
+    pub account_id: Uuid,
+    pub posting: Option<InterestPosting>,
+    pub code: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// The answer to an [`InterestPostingBatch`], one per payout in the same order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct InterestPostingOutcomes {
+    pub outcomes: Vec<InterestPostingOutcome>,
+}
+
 // ---- interest ----
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -4,8 +4,8 @@
 use async_trait::async_trait;
 use chrono::NaiveDate;
 use contracts::{
-    Account, AccountPage, Customer, DailyBalances, InterestPosting, InterestPostingFeed, InterestPostingRequest,
-    PayoutFence, Product,
+    Account, AccountPage, BalancesBatch, BalancesMany, Customer, DailyBalances, InterestPosting, InterestPostingBatch,
+    InterestPostingFeed, InterestPostingOutcomes, InterestPostingRequest, PayoutFence, Product,
 };
 use platform::client::{ClientSettings, ServiceClient};
 use platform::config::{ConfigError, Env};
@@ -66,6 +66,12 @@ impl crate::Ledger for Http {
     }
     async fn book_interest(&self, request: &InterestPostingRequest) -> Result<InterestPosting, PeerError> {
         self.post("/v1/ledger/interest-postings", request).await
+    }
+    async fn daily_balances_many(&self, batch: &BalancesBatch) -> Result<BalancesMany, PeerError> {
+        self.post("/v1/ledger/daily-balances", batch).await
+    }
+    async fn book_interest_many(&self, batch: &InterestPostingBatch) -> Result<InterestPostingOutcomes, PeerError> {
+        self.post("/v1/ledger/interest-postings/batch", batch).await
     }
     async fn interest_feed(&self, after_seq: i64, limit: i64) -> Result<InterestPostingFeed, PeerError> {
         self.get(&format!("/v1/ledger/interest-postings?after_seq={after_seq}&limit={limit}")).await

@@ -19,8 +19,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::NaiveDate;
 use contracts::{
-    Account, AccountPage, Customer, DailyBalances, InterestPosting, InterestPostingFeed, InterestPostingRequest,
-    PayoutFence, Product,
+    Account, AccountPage, BalancesBatch, BalancesMany, Customer, DailyBalances, InterestPosting, InterestPostingBatch,
+    InterestPostingFeed, InterestPostingOutcomes, InterestPostingRequest, PayoutFence, Product,
 };
 use platform::ApiError;
 use uuid::Uuid;
@@ -40,6 +40,10 @@ pub trait Ledger: Send + Sync {
     ) -> Result<DailyBalances, PeerError>;
     /// Books a payout if its quote basis is still current (`409 QUOTE_STALE` otherwise).
     async fn book_interest(&self, request: &InterestPostingRequest) -> Result<InterestPosting, PeerError>;
+    /// Daily balances of many accounts in one snapshot, answered in the queries' order.
+    async fn daily_balances_many(&self, batch: &BalancesBatch) -> Result<BalancesMany, PeerError>;
+    /// Books many payouts in one transaction, each with its own outcome, in the batch's order.
+    async fn book_interest_many(&self, batch: &InterestPostingBatch) -> Result<InterestPostingOutcomes, PeerError>;
     async fn interest_feed(&self, after_seq: i64, limit: i64) -> Result<InterestPostingFeed, PeerError>;
     /// Raises a payout fence; answers the fence as it stands (possibly ahead of the request's).
     async fn raise_fence(&self, fence: &PayoutFence) -> Result<PayoutFence, PeerError>;
@@ -151,6 +155,12 @@ impl Ledger for Late<dyn Ledger> {
     }
     async fn book_interest(&self, request: &InterestPostingRequest) -> Result<InterestPosting, PeerError> {
         self.get()?.book_interest(request).await
+    }
+    async fn daily_balances_many(&self, batch: &BalancesBatch) -> Result<BalancesMany, PeerError> {
+        self.get()?.daily_balances_many(batch).await
+    }
+    async fn book_interest_many(&self, batch: &InterestPostingBatch) -> Result<InterestPostingOutcomes, PeerError> {
+        self.get()?.book_interest_many(batch).await
     }
     async fn interest_feed(&self, after_seq: i64, limit: i64) -> Result<InterestPostingFeed, PeerError> {
         self.get()?.interest_feed(after_seq, limit).await

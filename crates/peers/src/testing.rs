@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chrono::NaiveDate;
 use contracts::{
-    Account, AccountPage, Customer, DailyBalances, InterestPosting, InterestPostingFeed, InterestPostingRequest,
-    PayoutFence, Product,
+    Account, AccountPage, BalancesBatch, BalancesMany, Customer, DailyBalances, InterestPosting, InterestPostingBatch,
+    InterestPostingFeed, InterestPostingOutcomes, InterestPostingRequest, PayoutFence, Product,
 };
 use platform::config::Common;
 use uuid::Uuid;
@@ -65,6 +65,12 @@ impl crate::Ledger for Fakes {
         Err(PeerError::Unavailable { target: "accounting", detail: "not faked".into() })
     }
     async fn book_interest(&self, _: &InterestPostingRequest) -> Result<InterestPosting, PeerError> {
+        Err(PeerError::Unavailable { target: "accounting", detail: "not faked".into() })
+    }
+    async fn daily_balances_many(&self, _: &BalancesBatch) -> Result<BalancesMany, PeerError> {
+        Err(PeerError::Unavailable { target: "accounting", detail: "not faked".into() })
+    }
+    async fn book_interest_many(&self, _: &InterestPostingBatch) -> Result<InterestPostingOutcomes, PeerError> {
         Err(PeerError::Unavailable { target: "accounting", detail: "not faked".into() })
     }
     async fn interest_feed(&self, _: i64, _: i64) -> Result<InterestPostingFeed, PeerError> {

@@ -7,8 +7,9 @@ use axum::{Json, Router};
 use chrono::NaiveDate;
 use contracts::problem::Code;
 use contracts::{
-    Balance, DailyBalances, Entries, InterestPosting, InterestPostingFeed, InterestPostingRequest, MoneyMovement,
-    PayoutFence, Posting, Transfer, TransferPosting,
+    Balance, BalancesBatch, BalancesMany, DailyBalances, Entries, InterestPosting, InterestPostingBatch,
+    InterestPostingFeed, InterestPostingOutcomes, InterestPostingRequest, MoneyMovement, PayoutFence, Posting,
+    Transfer, TransferPosting,
 };
 use peers::directory::LookupError;
 use platform::extract::{IdempotencyKey, Json as Body, Path, Query};
@@ -20,6 +21,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use crate::bookings;
 use crate::ledger::{self, Direction, Idempotency};
 use crate::state::AppState;
 use crate::store;
@@ -37,7 +39,9 @@ pub fn routes(state: AppState) -> (Router, OpenApi) {
         .routes(routes!(balance))
         .routes(routes!(entries))
         .routes(routes!(daily_balances))
+        .routes(routes!(daily_balances_many))
         .routes(routes!(book_interest, interest_feed))
+        .routes(routes!(book_interest_many))
         .routes(routes!(raise_fence, recent_fences))
         .with_state(state)
         .split_for_parts()
@@ -151,7 +155,7 @@ async fn daily_balances(
     Path(id): Path<Uuid>,
     Query(q): Query<RangeQuery>,
 ) -> ApiResult<Json<DailyBalances>> {
-    Ok(Json(ledger::daily_balances(&s, id, q.from, q.to, q.paid_before).await?))
+    Ok(Json(bookings::daily_balances(&s, id, q.from, q.to, q.paid_before).await?))
 }
 
 /// Books an interest payout (the interest service's call): at most one per account and business
@@ -163,8 +167,28 @@ async fn book_interest(
     State(s): State<AppState>,
     body: Body<InterestPostingRequest>,
 ) -> ApiResult<(StatusCode, Json<InterestPosting>)> {
-    let posting = ledger::book_interest(&s, &body.value).await?;
+    let posting = bookings::book_interest(&s, &body.value).await?;
     Ok((StatusCode::CREATED, Json(posting)))
+}
+
+/// Daily balances of many accounts in one snapshot (a payout run's chunk), one answer per query in
+/// its order, each as the single-account route answers it.
+#[utoipa::path(post, path = "/v1/ledger/daily-balances", tag = "ledger", request_body = BalancesBatch,
+    responses((status = 200, body = BalancesMany)))]
+async fn daily_balances_many(State(s): State<AppState>, body: Body<BalancesBatch>) -> ApiResult<Json<BalancesMany>> {
+    Ok(Json(bookings::daily_balances_many(&s, &body.value).await?))
+}
+
+/// Books a payout run's chunk in one transaction: each payout is checked as a single booking is and
+/// gets its own outcome (its posting, or the problem code and detail a single booking would have
+/// answered, nothing written for it); a balance row held elsewhere is `ACCOUNT_BUSY`, not waited for.
+#[utoipa::path(post, path = "/v1/ledger/interest-postings/batch", tag = "interest bookings",
+    request_body = InterestPostingBatch, responses((status = 200, body = InterestPostingOutcomes)))]
+async fn book_interest_many(
+    State(s): State<AppState>,
+    body: Body<InterestPostingBatch>,
+) -> ApiResult<Json<InterestPostingOutcomes>> {
+    Ok(Json(bookings::book_interest_many(&s, &body.value).await?))
 }
 
 /// Raises a payout fence before an owner commits a change to a payout input (customer,

@@ -3,20 +3,14 @@
 //! inside a bounded budget.
 
 use contracts::problem::Code;
-use platform::db::GuardedBy;
 use std::future::Future;
 use std::time::Duration;
-use tracing::Instrument;
 
 use chrono::NaiveDate;
-use contracts::{
-    Account, BalancePoint, DailyBalances, InterestPosting, InterestPostingFeed, InterestPostingRequest, PayoutFence,
-    Posting, TransferPosting,
-};
+use contracts::{Account, InterestPostingFeed, PayoutFence, Posting, TransferPosting};
 use domain::{AccountStatus, Amount};
 use peers::directory::LookupError;
 use rand::Rng;
-use sqlx::Acquire;
 use uuid::Uuid;
 
 use crate::error::LedgerError;
@@ -36,7 +30,7 @@ pub struct Idempotency<'a> {
 }
 
 /// Runs `attempt` until it succeeds, fails for a non-retryable reason, or the budget runs out.
-async fn retrying<T, F, Fut>(state: &AppState, mut attempt: F) -> Result<T, LedgerError>
+pub(crate) async fn retrying<T, F, Fut>(state: &AppState, mut attempt: F) -> Result<T, LedgerError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, LedgerError>>,
@@ -281,135 +275,6 @@ pub async fn transfer(
     .await
 }
 
-/// Books an interest payout: the payout's one durable commit. At most one per account per business
-/// date (today's), only for the period right after the last one, and only if nothing the quote was
-/// computed from has changed since (`QUOTE_STALE` otherwise, nothing written); the same
-/// idempotency key again returns the booked posting.
-pub async fn book_interest(state: &AppState, req: &InterestPostingRequest) -> Result<InterestPosting, LedgerError> {
-    // Gross = net + taxes holds by construction of the amounts; a payout pays something.
-    if req.amounts.gross() < 1 || req.period_to < req.period_from {
-        return Err(LedgerError::Refused(Code::UnbalancedPayout, "a payout's gross must be at least 1".into()));
-    }
-    let today = state.clock.today().await?;
-    if req.business_date > today || req.period_to >= req.business_date {
-        return Err(LedgerError::Refused(
-            Code::BadPayoutDates,
-            "the period must end before the business date, which is not after today".into(),
-        ));
-    }
-    let id = req.account_id;
-    // The booking transaction as a database client span (OpenTelemetry database conventions).
-    let span = tracing::info_span!(
-        "db.transaction",
-        "otel.name" = "book_interest accounting",
-        "otel.kind" = "client",
-        "db.system" = "postgresql",
-        "db.namespace" = "accounting",
-        "db.operation.name" = "book_interest",
-        payout_id = %req.payout_id,
-    );
-    retrying(state, || async {
-        let mut tx = state.pool.begin().await?;
-        store::set_lock_timeout(&mut tx, state.lock_timeout.as_millis()).await?;
-        let acct = store::lock_account(&mut tx, id).await?.ok_or(LedgerError::AccountNotFound(id))?;
-        if let Some(existing) = store::interest_posting_on(&mut tx, id, req.business_date).await? {
-            // A retry of the same request (after a timeout or crash) gets the booked posting, whose
-            // amounts the caller adopts; any other payout that day is refused.
-            if existing.request.idempotency_key == req.idempotency_key {
-                return Ok(existing);
-            }
-            return Err(LedgerError::Refused(
-                Code::AlreadyPaidToday,
-                format!("payout {} was booked on {}", existing.request.payout_id, req.business_date),
-            ));
-        }
-        if req.business_date != today {
-            return Err(stale(format!("quoted for business date {}, today is {today}", req.business_date)));
-        }
-        let expected_from = acct.paid_through.map_or(acct.opened_on, domain::next_day);
-        if req.period_from != expected_from {
-            return Err(LedgerError::Refused(
-                Code::PayoutPeriodMismatch,
-                format!("the next payout must start on {expected_from}, not {}", req.period_from),
-            ));
-        }
-        verify_basis(&mut tx, req, acct.history_rev).await?;
-        let (net, taxes) = (req.amounts.net(), req.amounts.taxes());
-        let balance_after = acct.balance + net;
-        let entry_id = Uuid::new_v4();
-        // SPEC §6: Dr interest expense gross; Cr the customer net; Cr each tax payable.
-        let entry = Entry::new(
-            EntryKind::InterestPayout,
-            [
-                Line::debit(LedgerAccount::InterestExpense, req.amounts.gross()),
-                Line::credit_customer(id, net),
-                Line::credit(LedgerAccount::IncomeTaxPayable, taxes.income_tax),
-                Line::credit(LedgerAccount::LocalTaxPayable, taxes.local_tax),
-                Line::credit(LedgerAccount::RuralSpecialTaxPayable, taxes.rural_special_tax),
-            ],
-        )?;
-        let history_rev = store::set_balance(&mut tx, id, balance_after, Some(req.period_to), true).await?;
-        let header = EntryHeader {
-            entry_id,
-            account_id: id,
-            business_date: req.business_date,
-            value_date: req.business_date,
-            balance_after,
-            payout: Some(req),
-        };
-        // Checked above under the row lock; the unique index is the final guard of the rule.
-        let (seq, posted_at) = store::insert_entry(&mut tx, &header, &entry)
-            .await
-            .guarded_by("journal_entries_one_payout_a_day", || {
-                LedgerError::Refused(Code::AlreadyPaidToday, format!("{id} was already paid on {}", req.business_date))
-            })?;
-        store::apply_to_daily_balances(&mut tx, id, req.business_date, net).await?;
-        tx.commit().await?;
-        state.revisions.publish(contracts::revision::ledger(id), history_rev).await;
-        Ok(InterestPosting { request: req.clone(), entry_id, balance_after, posted_at, seq })
-    })
-    .instrument(span)
-    .await
-}
-
-fn stale(detail: String) -> LedgerError {
-    LedgerError::Refused(Code::QuoteStale, format!("the payout's inputs changed since it was quoted: {detail}"))
-}
-
-/// A fingerprint of a period's end-of-day balance points: what a quote read, compared with what
-/// the ledger holds when the payout is booked.
-pub fn balances_digest(points: &[BalancePoint]) -> String {
-    let text: String = points.iter().map(|p| format!("{}={};", p.date, p.balance)).collect();
-    platform::extract::hash(text.as_bytes())
-}
-
-/// Under the balance-row lock: the period's balances are still those the quote saw (history
-/// revision, then the points themselves — a posting dated "today" as the clock turned does not
-/// bump the revision), and no owner fenced the account, customer or rates since the quote.
-async fn verify_basis(
-    tx: &mut sqlx::PgConnection,
-    req: &InterestPostingRequest,
-    history_rev: i64,
-) -> Result<(), LedgerError> {
-    let basis = &req.basis;
-    if basis.history_rev != history_rev {
-        return Err(stale(format!("ledger history revision {history_rev}, quoted at {}", basis.history_rev)));
-    }
-    let points = store::balance_points(tx, req.account_id, req.period_from, req.period_to).await?;
-    if balances_digest(&points) != basis.balances_digest {
-        return Err(stale(format!("end-of-day balances of {}..{} changed", req.period_from, req.period_to)));
-    }
-    let fenced = basis.fenced(req.account_id, req.customer_id, &req.product_code);
-    let subjects: Vec<String> = fenced.iter().map(|(s, _)| s.clone()).collect();
-    for (subject, rev) in store::hold_fences(tx, &subjects).await? {
-        let quoted = fenced.iter().find(|(s, _)| *s == subject).map_or(0, |(_, r)| *r);
-        if rev > quoted {
-            return Err(stale(format!("{subject} is at revision {rev}, quoted at {quoted}")));
-        }
-    }
-    Ok(())
-}
-
 /// Raises an owner's fence (see `contracts::PayoutFence`): waits for the bookings in flight on the
 /// subject, refuses a rate schedule that starts inside a booked period, and from its commit on
 /// refuses bookings quoted at an older revision.
@@ -450,27 +315,4 @@ pub async fn recent_fences(state: &AppState, prefix: &str, within_secs: i64) -> 
 pub async fn interest_feed(state: &AppState, after_seq: i64, limit: i64) -> Result<InterestPostingFeed, LedgerError> {
     let limit = limit.clamp(1, 5000);
     Ok(InterestPostingFeed { postings: store::interest_feed(&state.pool, after_seq, limit).await? })
-}
-
-/// End-of-day balances for `[from, to]` and the last booked payout (with `paid_before`, the last
-/// with an earlier business date), read in one snapshot.
-pub async fn daily_balances(
-    state: &AppState,
-    id: Uuid,
-    from: NaiveDate,
-    to: NaiveDate,
-    paid_before: Option<NaiveDate>,
-) -> Result<DailyBalances, LedgerError> {
-    if to < from {
-        return Err(LedgerError::Invalid("to", "to must not be before from".into()));
-    }
-    let mut conn = state.pool.acquire().await?;
-    let mut tx = conn.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *tx).await?;
-    let history_rev = store::find_account(&mut *tx, id).await?.map_or(0, |a| a.history_rev);
-    let points = store::balance_points(&mut tx, id, from, to).await?;
-    let last = store::last_interest_posting(&mut tx, id, paid_before).await?;
-    tx.commit().await?;
-    let digest = balances_digest(&points);
-    Ok(DailyBalances { account_id: id, from, to, points, last_interest_posting: last, history_rev, digest })
 }

@@ -2,6 +2,7 @@
 //! balances, deposits, withdrawals, transfers, and the booking of interest payouts — the single
 //! durable commit point of a payout (see docs/payout-design.md).
 
+mod bookings;
 mod error;
 mod http;
 mod journal;

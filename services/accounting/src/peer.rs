@@ -6,13 +6,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::NaiveDate;
-use contracts::{DailyBalances, InterestPosting, InterestPostingFeed, InterestPostingRequest, PayoutFence};
+use contracts::{
+    BalancesBatch, BalancesMany, DailyBalances, InterestPosting, InterestPostingBatch, InterestPostingFeed,
+    InterestPostingOutcomes, InterestPostingRequest, PayoutFence,
+};
 use peers::{in_process, PeerError};
 use platform::ApiError;
 use uuid::Uuid;
 
-use crate::ledger;
 use crate::state::AppState;
+use crate::{bookings, ledger};
 
 struct Ledger {
     state: AppState,
@@ -42,10 +45,16 @@ impl peers::Ledger for Ledger {
         from: NaiveDate,
         to: NaiveDate,
     ) -> Result<DailyBalances, PeerError> {
-        self.call(ledger::daily_balances(&self.state, account_id, from, to, None)).await
+        self.call(bookings::daily_balances(&self.state, account_id, from, to, None)).await
     }
     async fn book_interest(&self, request: &InterestPostingRequest) -> Result<InterestPosting, PeerError> {
-        self.call(ledger::book_interest(&self.state, request)).await
+        self.call(bookings::book_interest(&self.state, request)).await
+    }
+    async fn daily_balances_many(&self, batch: &BalancesBatch) -> Result<BalancesMany, PeerError> {
+        self.call(bookings::daily_balances_many(&self.state, batch)).await
+    }
+    async fn book_interest_many(&self, batch: &InterestPostingBatch) -> Result<InterestPostingOutcomes, PeerError> {
+        self.call(bookings::book_interest_many(&self.state, batch)).await
     }
     async fn interest_feed(&self, after_seq: i64, limit: i64) -> Result<InterestPostingFeed, PeerError> {
         self.call(ledger::interest_feed(&self.state, after_seq, limit)).await

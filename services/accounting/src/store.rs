@@ -407,3 +407,75 @@ pub async fn entries(pool: &PgPool, account_id: Uuid, limit: i64) -> Result<Vec<
     }
     Ok(out)
 }
+
+/// Locks the balance rows of `ids` that no other transaction holds (in id order); the others are
+/// left out, so a busy account does not hold a payout run's chunk up.
+pub async fn lock_accounts_unless_busy(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, LedgerAccount>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT account_id, balance, opened_on, paid_through, history_rev FROM ledger_accounts
+         WHERE account_id = ANY($1) ORDER BY account_id FOR UPDATE SKIP LOCKED",
+    )
+    .bind(ids)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(|r| Ok((r.try_get("account_id")?, to_ledger_account(r)?))).collect()
+}
+
+pub async fn history_revisions(conn: &mut PgConnection, ids: &[Uuid]) -> Result<Vec<(Uuid, i64)>, sqlx::Error> {
+    sqlx::query_as("SELECT account_id, history_rev FROM ledger_accounts WHERE account_id = ANY($1)")
+        .bind(ids)
+        .fetch_all(conn)
+        .await
+}
+
+/// [`balance_points`] for many accounts and periods in one statement.
+pub async fn balance_points_many(
+    conn: &mut PgConnection,
+    ranges: &[(Uuid, NaiveDate, NaiveDate)],
+) -> Result<std::collections::HashMap<Uuid, Vec<BalancePoint>>, sqlx::Error> {
+    let ids: Vec<Uuid> = ranges.iter().map(|r| r.0).collect();
+    let froms: Vec<NaiveDate> = ranges.iter().map(|r| r.1).collect();
+    let tos: Vec<NaiveDate> = ranges.iter().map(|r| r.2).collect();
+    let rows = sqlx::query(
+        "SELECT q.account_id, p.point_day, p.balance
+         FROM unnest($1::uuid[], $2::date[], $3::date[]) AS q(account_id, f, t)
+         CROSS JOIN LATERAL (
+            (SELECT q.f AS point_day, d.balance FROM daily_balances d WHERE d.account_id = q.account_id AND d.day <= q.f
+             ORDER BY d.day DESC LIMIT 1)
+            UNION ALL
+            (SELECT d.day, d.balance FROM daily_balances d
+             WHERE d.account_id = q.account_id AND d.day > q.f AND d.day <= q.t)
+         ) p
+         ORDER BY q.account_id, p.point_day",
+    )
+    .bind(&ids)
+    .bind(&froms)
+    .bind(&tos)
+    .fetch_all(conn)
+    .await?;
+    let mut out: std::collections::HashMap<Uuid, Vec<BalancePoint>> = std::collections::HashMap::new();
+    for r in rows {
+        let point = BalancePoint { date: r.try_get("point_day")?, balance: r.try_get("balance")? };
+        out.entry(r.try_get("account_id")?).or_default().push(point);
+    }
+    Ok(out)
+}
+
+/// The last booked payout of each of `ids` that has one.
+pub async fn last_interest_postings(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, InterestPosting>, sqlx::Error> {
+    let rows = sqlx::query(&format!(
+        "SELECT DISTINCT ON (account_id) account_id, {POSTING_COLUMNS} FROM journal_entries
+         WHERE kind = 'INTEREST_PAYOUT' AND account_id = ANY($1)
+         ORDER BY account_id, business_date DESC"
+    ))
+    .bind(ids)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(|r| Ok((r.try_get("account_id")?, to_posting(r)?))).collect()
+}

@@ -135,3 +135,123 @@ async fn a_unique_key_guarding_a_rule_is_that_rules_refusal() {
     let other = insert(2, 1).await.guarded_by("guarded_k", refusal).unwrap_err();
     assert_eq!(other.status.as_u16(), 500);
 }
+
+/// A payout run's chunk in one call: each payout gets the answer a single booking would have given
+/// it, and only the good ones are written; balances of many accounts read together equal those read
+/// one by one.
+#[tokio::test]
+async fn a_chunk_books_each_payout_alone_and_refuses_the_others_alone() {
+    use contracts::{BalancesBatch, BalancesQuery, InterestPostingBatch};
+    let fakes = Fakes::new();
+    let customer_id = Uuid::new_v4();
+    let ids: Vec<Uuid> = (0..4).map(|_| Uuid::new_v4()).collect();
+    for id in &ids {
+        let account = Account {
+            account_id: *id,
+            customer_id,
+            product_code: "SAVE".into(),
+            opened_on: date("2024-01-01"),
+            status: AccountStatus::Active,
+            deposit_suspended: false,
+            withdrawal_suspended: false,
+            created_at: Utc::now(),
+            rev: 0,
+        };
+        fakes.accounts.lock().unwrap().insert(*id, account);
+    }
+    let common = common("accounting").await;
+    let database_url = common.database_url.clone();
+    let config = accounting::Config {
+        common,
+        lock_timeout: Duration::from_millis(300),
+        lock_budget: Duration::from_secs(5),
+        max_connections: 5,
+    };
+    let app = accounting::build(config, fakes.peers()).await.unwrap();
+    let ledger = accounting::in_process_peer(&app.state, "test", Duration::from_secs(10));
+    let url = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until(std::future::pending()));
+    let http = reqwest::Client::new();
+    send(http.put(format!("{url}/v1/admin/clock")).json(&json!({"today": "2024-02-01"}))).await;
+    for (i, id) in ids.iter().enumerate() {
+        let deposit = json!({"amount": 1_000_000 * (i as i64 + 1), "value_date": "2024-01-02"});
+        let (status, body) = send(
+            http.post(format!("{url}/v1/ledger/accounts/{id}/deposits")).header("Idempotency-Key", "d").json(&deposit),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let (from, to) = (date("2024-01-01"), date("2024-01-31"));
+    let unknown = Uuid::new_v4();
+    let queries = ids.iter().chain([&unknown]).map(|id| BalancesQuery { account_id: *id, from, to }).collect();
+    let many = ledger.daily_balances_many(&BalancesBatch { queries }).await.unwrap().accounts;
+    for (id, b) in ids.iter().chain([&unknown]).zip(&many) {
+        assert_eq!(b, &ledger.daily_balances(*id, from, to).await.unwrap(), "one by one and together agree");
+    }
+    let request = |i: usize, key: &str| InterestPostingRequest {
+        payout_id: Uuid::new_v4(),
+        account_id: many[i].account_id,
+        customer_id,
+        product_code: "SAVE".into(),
+        business_date: date("2024-02-01"),
+        period_from: from,
+        period_to: to,
+        amounts: Withheld::new(1000, TaxBreakdown { income_tax: 140, local_tax: 10, rural_special_tax: 0 }).unwrap(),
+        carry_in_units: 0,
+        carry_out_units: 0,
+        tax_category: TaxCategory::General,
+        idempotency_key: key.into(),
+        request_hash: "h".into(),
+        basis: QuoteBasis {
+            history_rev: many[i].history_rev,
+            balances_digest: many[i].digest.clone(),
+            ..Default::default()
+        },
+    };
+    // Account 3 was paid today under another key; account 2's row is held by another transaction.
+    let paid = ledger.book_interest(&request(3, "on-demand")).await.unwrap();
+    let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
+    let mut holder = pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM ledger_accounts WHERE account_id = $1 FOR UPDATE")
+        .bind(ids[2])
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let mut stale = request(1, "run");
+    stale.basis.balances_digest = "not-the-digest".into();
+    let mut missing = request(0, "run");
+    missing.account_id = unknown;
+    let good = request(0, "run");
+    let batch = InterestPostingBatch {
+        postings: vec![good.clone(), stale, request(2, "run"), request(3, "run"), missing.clone()],
+    };
+    let (status, over_http) = send(http.post(format!("{url}/v1/ledger/interest-postings/batch")).json(&batch)).await;
+    assert_eq!(status, 200, "{over_http}");
+    let codes: Vec<Option<&str>> =
+        over_http["outcomes"].as_array().unwrap().iter().map(|o| o["code"].as_str()).collect();
+    assert_eq!(
+        codes,
+        vec![None, Some("QUOTE_STALE"), Some("ACCOUNT_BUSY"), Some("ALREADY_PAID_TODAY"), Some("ACCOUNT_NOT_FOUND")]
+    );
+    let booked = over_http["outcomes"][0]["posting"].clone();
+    assert_eq!(booked["payout_id"], json!(good.payout_id));
+    holder.rollback().await.unwrap();
+
+    // The same chunk again (a retried run): the booked one replays, the rest answer as before.
+    let again = ledger.book_interest_many(&batch).await.unwrap().outcomes;
+    assert_eq!(serde_json::to_value(again[0].posting.as_ref().unwrap()).unwrap(), booked, "replayed, not booked twice");
+    assert_eq!(again[2].code, None, "the row is free now: booked");
+    let feed = ledger.interest_feed(0, 10).await.unwrap().postings;
+    let mut booked_accounts: Vec<Uuid> = feed.iter().map(|p| p.request.account_id).collect();
+    booked_accounts.sort();
+    let mut expected = vec![ids[0], ids[2], ids[3]];
+    expected.sort();
+    assert_eq!(booked_accounts, expected, "one payout each for the good, the once-busy and the paid account");
+    assert_eq!(feed.iter().find(|p| p.request.account_id == ids[3]).unwrap().request.payout_id, paid.request.payout_id);
+    let (_, stale_balance) = send(http.get(format!("{url}/v1/ledger/accounts/{}/balance", ids[1]))).await;
+    assert_eq!(stale_balance["balance"], 2_000_000, "nothing written for the stale quote");
+
+    let twice = InterestPostingBatch { postings: vec![good.clone(), good] };
+    let (status, body) = send(http.post(format!("{url}/v1/ledger/interest-postings/batch")).json(&twice)).await;
+    assert_eq!((status, body["code"].as_str()), (422, Some("VALIDATION_FAILED")), "{body}");
+}

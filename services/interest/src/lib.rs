@@ -12,6 +12,7 @@ mod payout;
 mod peer;
 mod rates;
 mod reference;
+mod run_chunk;
 mod run_store;
 mod runs;
 mod shadow;

@@ -12,7 +12,7 @@ use contracts::problem::Code;
 use contracts::{
     Account, Customer, DailyBalances, Estimate, InterestPosting, InterestPostingRequest, Payout, QuoteBasis,
 };
-use domain::{check_eligibility, payout_period, quote, BalanceHistory, Quote, Refusal, TaxRule};
+use domain::{check_eligibility, payout_period, quote, BalanceHistory, Quote, RateTable, Refusal, TaxRule, TaxRules};
 use uuid::Uuid;
 
 use platform::redis::Lock;
@@ -35,13 +35,13 @@ pub struct Evaluation {
 }
 
 /// A quote and what it was computed from on the interest side and the ledger's.
-struct Assessment {
-    quote: Quote,
+pub(crate) struct Assessment {
+    pub(crate) quote: Quote,
     /// Refusals the ledger's data decides (already paid today, nothing to pay).
-    refusal: Option<Refusal>,
-    history_rev: i64,
-    balances_digest: String,
-    rates_rev: i64,
+    pub(crate) refusal: Option<Refusal>,
+    pub(crate) history_rev: i64,
+    pub(crate) balances_digest: String,
+    pub(crate) rates_rev: i64,
 }
 
 async fn fetch_balances(
@@ -54,7 +54,7 @@ async fn fetch_balances(
 }
 
 /// SPEC §5 refusals that come from statuses and holds (checked first).
-fn status_refusal(account: &Account, customer: &Customer) -> Option<Refusal> {
+pub(crate) fn status_refusal(account: &Account, customer: &Customer) -> Option<Refusal> {
     check_eligibility(customer.status, account.status, account.deposit_suspended).err()
 }
 
@@ -158,29 +158,45 @@ async fn assess(
             last = Some(store::payout_from_posting(&posting));
             continue;
         }
-        let (history_rev, balances_digest) =
-            balances.as_ref().map(|b| (b.history_rev, b.digest.clone())).unwrap_or_default();
-        let history = BalanceHistory::new(
-            balances.map(|b| b.points.into_iter().map(|p| (p.date, p.balance)).collect()).unwrap_or_default(),
-        );
-        // A tax rule matters only for an amount that can be paid: with the clock before the account
-        // opened, or nothing accrued, there is nothing to withhold and no rule is needed.
-        let untaxed = TaxRule { category: customer.tax_category, effective_from: today, components: Vec::new() };
-        let rule = tax_rules.rule_for(customer.tax_category, today);
-        let carry = last.as_ref().map_or(0, |p| p.carry_units);
-        let quote = quote(&table, &history, period, carry, rule.as_ref().map_or(&untaxed, |r| *r))
-            .map_err(|e| InterestError::Inconsistent(e.to_string()))?;
-        if let (true, Err(e)) = (quote.payable, rule) {
-            return Err(InterestError::Inconsistent(e.to_string()));
-        }
-        let refusal = last
-            .as_ref()
-            .filter(|p| p.business_date == today)
-            .map(|_| Refusal::AlreadyPaidToday)
-            .or_else(|| (!quote.payable).then_some(Refusal::NothingToPay));
-        return Ok(Assessment { quote, refusal, history_rev, balances_digest, rates_rev });
+        return assessment(&table, &tax_rules, customer, today, period, last.as_ref(), balances, rates_rev);
     }
     Err(InterestError::Inconsistent(format!("payout records of {id} did not converge with the ledger")))
+}
+
+/// The quote of `period` from the ledger's balances of it (`None`: nothing unpaid), and the
+/// refusals the ledger's data decides (already paid today, nothing to pay). No I/O: the on-demand
+/// payout and a run's chunk compute it alike.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn assessment(
+    table: &RateTable,
+    tax_rules: &TaxRules,
+    customer: &Customer,
+    today: NaiveDate,
+    period: (NaiveDate, NaiveDate),
+    last: Option<&Payout>,
+    balances: Option<DailyBalances>,
+    rates_rev: i64,
+) -> Result<Assessment, InterestError> {
+    let (history_rev, balances_digest) =
+        balances.as_ref().map(|b| (b.history_rev, b.digest.clone())).unwrap_or_default();
+    let history = BalanceHistory::new(
+        balances.map(|b| b.points.into_iter().map(|p| (p.date, p.balance)).collect()).unwrap_or_default(),
+    );
+    // A tax rule matters only for an amount that can be paid: with the clock before the account
+    // opened, or nothing accrued, there is nothing to withhold and no rule is needed.
+    let untaxed = TaxRule { category: customer.tax_category, effective_from: today, components: Vec::new() };
+    let rule = tax_rules.rule_for(customer.tax_category, today);
+    let carry = last.map_or(0, |p| p.carry_units);
+    let quote = quote(table, &history, period, carry, rule.as_ref().map_or(&untaxed, |r| *r))
+        .map_err(|e| InterestError::Inconsistent(e.to_string()))?;
+    if let (true, Err(e)) = (quote.payable, rule) {
+        return Err(InterestError::Inconsistent(e.to_string()));
+    }
+    let refusal = last
+        .filter(|p| p.business_date == today)
+        .map(|_| Refusal::AlreadyPaidToday)
+        .or_else(|| (!quote.payable).then_some(Refusal::NothingToPay));
+    Ok(Assessment { quote, refusal, history_rev, balances_digest, rates_rev })
 }
 
 /// Evaluates a payout now. With `cached`, the day's estimate entry, when good, supplies the quote
@@ -206,15 +222,22 @@ pub async fn evaluate(state: &AppState, id: Uuid, cached: bool) -> Result<Evalua
             a
         }
     };
-    let refusal = status_refusal(&account, &customer).or(a.refusal);
-    let basis = QuoteBasis {
-        history_rev: a.history_rev,
-        balances_digest: a.balances_digest,
-        account_rev: account.rev,
-        customer_rev: customer.rev,
-        rates_rev: a.rates_rev,
-    };
-    Ok(Evaluation { account, customer, today, quote: a.quote, refusal, basis })
+    Ok(Evaluation::new(account, customer, today, a))
+}
+
+impl Evaluation {
+    /// The decision from an assessment: status refusals first, then the ledger's.
+    pub(crate) fn new(account: Account, customer: Customer, today: NaiveDate, a: Assessment) -> Self {
+        let refusal = status_refusal(&account, &customer).or(a.refusal);
+        let basis = QuoteBasis {
+            history_rev: a.history_rev,
+            balances_digest: a.balances_digest,
+            account_rev: account.rev,
+            customer_rev: customer.rev,
+            rates_rev: a.rates_rev,
+        };
+        Evaluation { account, customer, today, quote: a.quote, refusal, basis }
+    }
 }
 
 fn to_estimate(id: Uuid, today: NaiveDate, q: &Quote, refusal: Option<Refusal>) -> Estimate {
@@ -370,7 +393,7 @@ fn stage(name: &'static str, since: Instant) {
 
 /// Redis key set once an account's payout of the business date is recorded (value: its
 /// Idempotency-Key); an optimisation only — the ledger refuses a second payout that day anyway.
-fn paid_marker(id: Uuid, today: NaiveDate) -> String {
+pub(crate) fn paid_marker(id: Uuid, today: NaiveDate) -> String {
     format!("paid:{id}:{today}")
 }
 
@@ -426,7 +449,7 @@ async fn pay_locked(
 }
 
 /// Payouts and won paid per minute, for the dashboard and the error-ratio alert.
-fn count_paid(p: &Payout) {
+pub(crate) fn count_paid(p: &Payout) {
     metrics::counter!("interest_payouts_total", "result" => "paid").increment(1);
     let a = &p.amounts;
     for (amount, won) in [("gross", a.gross()), ("tax", a.taxes().total()), ("net", a.net())] {
@@ -458,15 +481,10 @@ enum Booked {
     Stale(String),
 }
 
-/// Asks the ledger to book the evaluated quote, then records it here with its tax event.
-async fn book(
-    state: &AppState,
-    e: &Evaluation,
-    key: &str,
-    request_hash: &str,
-) -> Result<Result<Booked, Refusal>, InterestError> {
+/// What the ledger is asked to book for an evaluated payout.
+pub(crate) fn posting_request(e: &Evaluation, key: &str, request_hash: &str) -> InterestPostingRequest {
     let q = &e.quote;
-    let request = InterestPostingRequest {
+    InterestPostingRequest {
         payout_id: Uuid::new_v4(),
         account_id: e.account.account_id,
         customer_id: e.customer.customer_id,
@@ -481,7 +499,17 @@ async fn book(
         idempotency_key: key.to_string(),
         request_hash: request_hash.to_string(),
         basis: e.basis.clone(),
-    };
+    }
+}
+
+/// Asks the ledger to book the evaluated quote, then records it here with its tax event.
+async fn book(
+    state: &AppState,
+    e: &Evaluation,
+    key: &str,
+    request_hash: &str,
+) -> Result<Result<Booked, Refusal>, InterestError> {
+    let request = posting_request(e, key, request_hash);
     platform::fault::point("payout.before_ledger_booking");
     if !state.pause_before_booking.is_zero() {
         // Test-only (PAYOUT_PAUSE_BEFORE_BOOKING_MS): widens the window between quote and booking.

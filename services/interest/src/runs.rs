@@ -18,9 +18,9 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::error::InterestError;
-use crate::payout;
 use crate::run_store::{self, Outcome, Run};
 use crate::state::AppState;
+use crate::{payout, run_chunk};
 
 #[derive(Clone, Copy, Debug)]
 pub struct RunSettings {
@@ -34,6 +34,9 @@ pub struct RunSettings {
     pub max_attempts: i32,
     /// Accounts per listing page.
     pub page: i64,
+    /// Chunks booked in one ledger call (`RUN_BOOKING=chunk`, the default) or account by account
+    /// (`single`, the on-demand path for each).
+    pub batched: bool,
 }
 
 impl RunSettings {
@@ -44,6 +47,14 @@ impl RunSettings {
             lease_ms: env.parse("RUN_CLAIM_LEASE_MS", "30000")?,
             max_attempts: env.parse("RUN_MAX_ATTEMPTS", "5")?,
             page: env.parse("RUN_PAGE", "1000")?,
+            batched: match env.var("RUN_BOOKING", "chunk").as_str() {
+                "chunk" => true,
+                "single" => false,
+                other => {
+                    let reason = "must be chunk or single".to_string();
+                    return Err(ConfigError { name: env.name("RUN_BOOKING"), value: other.into(), reason });
+                }
+            },
         })
     }
 }
@@ -157,11 +168,7 @@ async fn work_once(state: &AppState, settings: &RunSettings) -> anyhow::Result<b
             continue;
         }
         worked = true;
-        let outcomes: Vec<Outcome> = futures::stream::iter(claimed)
-            .map(|(id, attempts)| pay_one(state, run.run_id, id, attempts, settings))
-            .buffer_unordered(settings.concurrency.max(1))
-            .collect()
-            .await;
+        let outcomes = pay_chunk(state, run.run_id, claimed, settings).await;
         run_store::record_outcomes(&state.pool, run.run_id, &outcomes).await?;
         for o in &outcomes {
             metrics::counter!("interest_payout_run_items_total", "state" => o.state).increment(1);
@@ -186,9 +193,34 @@ async fn list_page(state: &AppState, run: &Run, settings: &RunSettings) -> anyho
     Ok(true)
 }
 
+/// Pays a claimed chunk: batched (`run_chunk`) unless `RUN_BOOKING=single`; what the batch leaves,
+/// and every account when it fails, one by one through the on-demand use case.
+async fn pay_chunk(state: &AppState, run_id: Uuid, claimed: Vec<(Uuid, i32)>, settings: &RunSettings) -> Vec<Outcome> {
+    let ids: Vec<Uuid> = claimed.iter().map(|(id, _)| *id).collect();
+    let (mut outcomes, rest) = if settings.batched {
+        match run_chunk::pay(state, run_id, &ids).await {
+            Ok(paid_and_rest) => paid_and_rest,
+            Err(e) => {
+                tracing::warn!(%run_id, error = %e, "chunk booking failed; paying its accounts one by one");
+                (Vec::new(), ids)
+            }
+        }
+    } else {
+        (Vec::new(), ids)
+    };
+    let attempts: std::collections::HashMap<Uuid, i32> = claimed.into_iter().collect();
+    let singles: Vec<Outcome> = futures::stream::iter(rest)
+        .map(|id| pay_one(state, run_id, id, attempts.get(&id).copied().unwrap_or(1), settings))
+        .buffer_unordered(settings.concurrency.max(1))
+        .collect()
+        .await;
+    outcomes.extend(singles);
+    outcomes
+}
+
 async fn pay_one(state: &AppState, run_id: Uuid, id: Uuid, attempts: i32, settings: &RunSettings) -> Outcome {
-    let key = format!("run:{run_id}:{id}");
-    let hash = platform::extract::hash(b"");
+    let key = run_chunk::key(run_id, id);
+    let hash = run_chunk::request_hash();
     let outcome = |state: &'static str, reason: Option<String>, payout_id: Option<Uuid>, retry_in_ms: i64| Outcome {
         account_id: id,
         state,

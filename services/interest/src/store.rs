@@ -224,6 +224,46 @@ async fn insert_payout(
     .map(|r| r.rows_affected())
 }
 
+/// Records a run chunk's booked payouts (and so their tax events) in one non-durable commit, as
+/// [`record_payout`] does one.
+pub async fn record_payouts(
+    pool: &PgPool,
+    postings: &[InterestPosting],
+    trace_headers: &serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
+    for p in postings {
+        insert_payout(&mut tx, p, trace_headers).await?;
+    }
+    tx.commit().await
+}
+
+/// Which of `(account, key)` pairs already have an answer (a payout or a kept refusal).
+pub async fn answered(pool: &PgPool, accounts: &[Uuid], keys: &[String]) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT q.account_id FROM unnest($1::uuid[], $2::text[]) AS q(account_id, key)
+         WHERE EXISTS (SELECT 1 FROM payouts p WHERE p.account_id = q.account_id AND p.idempotency_key = q.key)
+            OR EXISTS (SELECT 1 FROM payout_refusals r WHERE r.account_id = q.account_id AND r.idempotency_key = q.key)",
+    )
+    .bind(accounts)
+    .bind(keys)
+    .fetch_all(pool)
+    .await
+}
+
+/// The last recorded payout of each of `ids` that has one.
+pub async fn last_payouts(pool: &PgPool, ids: &[Uuid]) -> Result<std::collections::HashMap<Uuid, Payout>, sqlx::Error> {
+    let rows = sqlx::query(&format!(
+        "SELECT DISTINCT ON (account_id) {PAYOUT_COLUMNS} FROM payouts WHERE account_id = ANY($1)
+         ORDER BY account_id, business_date DESC"
+    ))
+    .bind(ids)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(|r| to_payout(r).map(|p| (p.payout.account_id, p.payout))).collect()
+}
+
 pub async fn feed_cursor(pool: &PgPool) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT last_seq FROM ledger_feed_cursor WHERE id = 1").fetch_one(pool).await
 }

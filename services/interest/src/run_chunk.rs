@@ -1,0 +1,197 @@
+//! A payout run's claimed chunk, paid with batched reads and one ledger booking call: the keys
+//! already answered, the last payouts, the rate tables and the ledger's balances are read once for
+//! the chunk; the quotes are computed as on demand (`payout::assessment`); the ledger books the
+//! chunk in one transaction with each payout checked alone; the payouts (and so their tax events)
+//! are recorded in one commit. Whatever the batch does not settle plainly — a key already answered,
+//! a refusal, a payout the ledger booked but we have not recorded, a stale quote, a busy row, a
+//! failed call — goes through the on-demand use case (`runs::pay_one`), so eligibility, amounts,
+//! idempotency and refusals are the same whichever path an account takes.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+use chrono::NaiveDate;
+use contracts::{Account, BalancesBatch, BalancesQuery, Customer, InterestPosting, InterestPostingBatch};
+use domain::payout_period;
+use futures::StreamExt;
+use uuid::Uuid;
+
+use crate::error::InterestError;
+use crate::payout::{self, Evaluation};
+use crate::run_store::Outcome;
+use crate::state::AppState;
+use crate::store;
+
+/// Directory lookups in flight for one chunk.
+const LOOKUPS_IN_FLIGHT: usize = 32;
+
+/// The key a run pays an account under: a resumed or retried run replays it.
+pub fn key(run_id: Uuid, account_id: Uuid) -> String {
+    format!("run:{run_id}:{account_id}")
+}
+
+/// The request hash of a run's payout (it has no body).
+pub fn request_hash() -> String {
+    platform::extract::hash(b"")
+}
+
+/// Pays what the batch can of `ids`: the outcomes of the accounts it paid, and the accounts left to
+/// the on-demand path.
+pub async fn pay(state: &AppState, run_id: Uuid, ids: &[Uuid]) -> Result<(Vec<Outcome>, Vec<Uuid>), InterestError> {
+    let today = state.clock.today().await?;
+    let mut rest = Vec::new();
+    let keys: Vec<String> = ids.iter().map(|id| key(run_id, *id)).collect();
+    let answered: HashSet<Uuid> = store::answered(&state.pool, ids, &keys).await?.into_iter().collect();
+    let (fresh, replays): (Vec<Uuid>, Vec<Uuid>) = ids.iter().partition(|id| !answered.contains(id));
+    rest.extend(replays);
+
+    let t = Instant::now();
+    let parties = parties(state, &fresh).await;
+    stage("directory", t);
+    let t = Instant::now();
+    let (evaluations, left) = evaluate(state, today, parties).await?;
+    rest.extend(left);
+    stage("quote", t);
+
+    let hash = request_hash();
+    let requests: Vec<_> =
+        evaluations.iter().map(|e| payout::posting_request(e, &key(run_id, e.account.account_id), &hash)).collect();
+    if requests.is_empty() {
+        return Ok((Vec::new(), rest));
+    }
+    platform::fault::point("payout.before_ledger_booking");
+    if !state.pause_before_booking.is_zero() {
+        // Test-only (PAYOUT_PAUSE_BEFORE_BOOKING_MS): widens the window between quote and booking.
+        tokio::time::sleep(state.pause_before_booking).await;
+    }
+    let t = Instant::now();
+    let answer = state.ledger.book_interest_many(&InterestPostingBatch { postings: requests }).await?;
+    stage("booking", t);
+    let mut booked: Vec<InterestPosting> = Vec::new();
+    for o in answer.outcomes {
+        match o.posting {
+            Some(p) if p.request.request_hash == hash => booked.push(p),
+            _ => rest.push(o.account_id),
+        }
+    }
+    platform::fault::point("payout.after_ledger_booking");
+    let t = Instant::now();
+    let trace = serde_json::to_value(platform::telemetry::current_trace_headers()).unwrap_or_default();
+    store::record_payouts(&state.pool, &booked, &trace).await?;
+    platform::fault::point("payout.after_record");
+    state.outbox_wake.notify_one();
+    mark_paid(state, &booked, today).await;
+    stage("record", t);
+    let outcomes = booked
+        .iter()
+        .map(|p| {
+            let payout = store::payout_from_posting(p);
+            payout::count_paid(&payout);
+            Outcome {
+                account_id: p.request.account_id,
+                state: "PAID",
+                reason: None,
+                payout_id: Some(payout.payout_id),
+                retry_in_ms: 0,
+            }
+        })
+        .collect();
+    Ok((outcomes, rest))
+}
+
+/// Each account with its customer, from the directory (cached by revision); an account it cannot
+/// give is left to the on-demand path, which answers for it.
+async fn parties(state: &AppState, ids: &[Uuid]) -> Vec<Result<(Account, Customer), Uuid>> {
+    futures::stream::iter(ids.iter().copied())
+        .map(|id| async move {
+            match state.directory.lookup(id, |_| Vec::new()).await {
+                Ok(l) => l.customer.map(|c| (l.account, c)).ok_or(id),
+                Err(_) => Err(id),
+            }
+        })
+        .buffered(LOOKUPS_IN_FLIGHT)
+        .collect()
+        .await
+}
+
+/// The payable evaluations of the chunk, and the accounts left to the on-demand path (refused, or
+/// the ledger booked a payout we have not recorded).
+async fn evaluate(
+    state: &AppState,
+    today: NaiveDate,
+    parties: Vec<Result<(Account, Customer), Uuid>>,
+) -> Result<(Vec<Evaluation>, Vec<Uuid>), InterestError> {
+    let mut rest = Vec::new();
+    let mut found = Vec::new();
+    for p in parties {
+        match p {
+            Ok((a, c)) if payout::status_refusal(&a, &c).is_none() => found.push((a, c)),
+            Ok((a, _)) => rest.push(a.account_id),
+            Err(id) => rest.push(id),
+        }
+    }
+    let ids: Vec<Uuid> = found.iter().map(|(a, _)| a.account_id).collect();
+    let mut last = if ids.is_empty() { HashMap::new() } else { store::last_payouts(&state.pool, &ids).await? };
+    let mut queries = Vec::new();
+    let mut quotable = Vec::new();
+    for (a, c) in found {
+        let prior = last.remove(&a.account_id);
+        let period = payout_period(a.opened_on, prior.as_ref().map(|p| p.period_to), today);
+        if period.1 < period.0 || prior.as_ref().is_some_and(|p| p.business_date == today) {
+            rest.push(a.account_id);
+            continue;
+        }
+        queries.push(BalancesQuery { account_id: a.account_id, from: period.0, to: period.1 });
+        quotable.push((a, c, prior, period));
+    }
+    if queries.is_empty() {
+        return Ok((Vec::new(), rest));
+    }
+    let balances = state.ledger.daily_balances_many(&BalancesBatch { queries }).await?.accounts;
+    let tax_rules = state.reference.tax_rules(&state.pool, false).await?;
+    let mut tables = HashMap::new();
+    let mut evaluations = Vec::new();
+    for ((a, c, prior, period), b) in quotable.into_iter().zip(balances) {
+        // The ledger booked a payout we have not recorded: the on-demand path repairs that first.
+        let unrecorded = b
+            .last_interest_posting
+            .as_ref()
+            .is_some_and(|p| prior.as_ref().is_none_or(|l| p.request.business_date > l.business_date));
+        if b.account_id != a.account_id || unrecorded {
+            rest.push(a.account_id);
+            continue;
+        }
+        if !tables.contains_key(&a.product_code) {
+            let table = state.reference.rate_table(&state.pool, &a.product_code, None, false).await?;
+            tables.insert(a.product_code.clone(), table);
+        }
+        let (table, rates_rev) = &tables[&a.product_code];
+        let assessed = payout::assessment(table, &tax_rules, &c, today, period, prior.as_ref(), Some(b), *rates_rev)?;
+        let e = Evaluation::new(a, c, today, assessed);
+        match e.refusal {
+            None => evaluations.push(e),
+            Some(_) => rest.push(e.account.account_id),
+        }
+    }
+    Ok((evaluations, rest))
+}
+
+/// The paid markers of the booked accounts (later attempts of other keys are refused without
+/// queueing on the lock); best effort, like the on-demand path's.
+async fn mark_paid(state: &AppState, booked: &[InterestPosting], today: NaiveDate) {
+    let Some(redis) = &state.redis else { return };
+    let ttl = std::time::Duration::from_secs(26 * 3600);
+    futures::stream::iter(booked)
+        .for_each_concurrent(LOOKUPS_IN_FLIGHT, |p| async move {
+            let marker = payout::paid_marker(p.request.account_id, today);
+            if let Err(e) = redis.set_px(&marker, &p.request.idempotency_key, ttl).await {
+                tracing::warn!(error = %e, "paid marker not set");
+            }
+        })
+        .await;
+}
+
+/// Time spent in one stage of a run's chunk (`interest_run_chunk_stage_seconds{stage}`).
+fn stage(name: &'static str, since: Instant) {
+    metrics::histogram!("interest_run_chunk_stage_seconds", "stage" => name).record(since.elapsed().as_secs_f64());
+}
