@@ -590,3 +590,61 @@ async fn payouts_racing_every_kind_of_change_pay_exactly() {
     stack.assert_ledger_consistent().await;
     stack.shutdown().await;
 }
+
+/// A run's chunk is booked in one ledger call after the same pause: a back-dated deposit and a hold
+/// committed inside it make those two bookings stale; the chunk pays the others, and each stale
+/// account is quoted again alone — paid exactly on the final inputs, or refused with nothing written.
+#[tokio::test]
+async fn a_run_chunk_changed_inside_its_window_pays_exactly_or_refuses() {
+    let pause = PAUSE_MS.to_string();
+    let stack = Stack::start_with(&[("PAYOUT_PAUSE_BEFORE_BOOKING_MS", &pause)]).await;
+    stack.set_today(OPENED).await;
+    stack.product("RUNQ", flat("2.0"), "2025-01-01").await;
+    let mut accounts = Vec::new();
+    for _ in 0..4 {
+        let c = stack.customer("GENERAL").await;
+        let a = stack.account(c, "RUNQ").await;
+        assert_eq!(stack.deposit(a, 100_000_000, None).await.status, StatusCode::CREATED);
+        accounts.push(a);
+    }
+    stack.set_today(TODAY).await;
+    let stale0 = stack.metric("interest", "interest_quote_stale_total", &[]).await;
+    let r = stack.post("interest", "/v1/interest/payout-runs", json!({ "account_ids": accounts })).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+    let run = r.body["run_id"].as_str().unwrap().to_string();
+    tokio::time::sleep(CHANGE_AFTER).await;
+    let d = stack.deposit(accounts[1], 900_000_000, Some(INSIDE)).await;
+    assert_eq!(d.status, StatusCode::CREATED, "{:?}", d.body);
+    let holds = json!({"deposit_suspended": true, "withdrawal_suspended": false});
+    let h = put(&stack, "account-info", format!("/v1/accounts/{}/holds", accounts[2]), holds).await;
+    assert_eq!(h.status, StatusCode::OK, "{:?}", h.body);
+    let mut report = Value::Null;
+    for _ in 0..150 {
+        report = stack.get("interest", &format!("/v1/interest/payout-runs/{run}")).await.body;
+        if report["state"] == "COMPLETED" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(report["state"], "COMPLETED", "{report}");
+    assert_eq!((report["paid"].as_i64(), report["failed"].as_i64()), (Some(3), Some(0)), "{report}");
+    let stale = stack.metric("interest", "interest_quote_stale_total", &[]).await;
+    assert_eq!(stale - stale0, 2.0, "the deposit's and the hold's bookings were found stale in the chunk");
+    for a in [accounts[0], accounts[1], accounts[3]] {
+        let history = stack.get("interest", &format!("/v1/interest/accounts/{a}/payouts")).await.body;
+        let payouts = history["payouts"].as_array().unwrap();
+        assert_eq!(payouts.len(), 1, "{payouts:?}");
+        assert_paid_exactly(&stack, "RUNQ", a, TaxCategory::General, &payouts[0]).await;
+    }
+    assert_nothing_paid(&stack, accounts[2], 100_000_000).await;
+    let skipped: i64 = stack
+        .count(
+            "interest",
+            &format!(
+                "SELECT count(*) FROM payout_run_items WHERE run_id = '{run}' AND state = 'SKIPPED'
+                 AND reason = 'DEPOSIT_SUSPENDED'"
+            ),
+        )
+        .await;
+    assert_eq!(skipped, 1);
+}

@@ -309,3 +309,15 @@ async fn a_run_outlived_by_its_business_date_expires_with_its_counts_right() {
     assert_counters_match_items(&stack, run).await;
     stack.shutdown().await;
 }
+
+/// A batch caller's list of accounts is larger than an ordinary request body: the route takes it.
+#[tokio::test]
+async fn a_run_over_a_long_list_of_accounts_starts() {
+    let stack = Stack::start().await;
+    let ids: Vec<Uuid> = (0..20_000).map(|_| Uuid::new_v4()).collect();
+    let run = start_run(&stack, json!({ "account_ids": ids })).await;
+    let r = stack.post("interest", &format!("/v1/interest/payout-runs/{run}/cancel"), json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let items = stack.count("interest", &format!("SELECT count(*) FROM payout_run_items WHERE run_id = '{run}'")).await;
+    assert_eq!(items, 20_000);
+}

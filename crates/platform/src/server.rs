@@ -26,6 +26,15 @@ use crate::problem::ApiError;
 /// Largest request body accepted; larger ones get a 413 problem.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// Largest body of a route that takes a batch (a payout run's 100,000 account ids, a chunk of
+/// 1,000 bookings), given to those routes alone with [`batch_body_limit`].
+pub const MAX_BATCH_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+/// The body limit of a batch route (inside the service-wide one, so it wins for that route).
+pub fn batch_body_limit() -> DefaultBodyLimit {
+    DefaultBodyLimit::max(MAX_BATCH_BODY_BYTES)
+}
+
 pub type ReadinessCheck = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
 
 /// Wraps an async check for readiness.

@@ -39,9 +39,13 @@ pub fn routes(state: AppState) -> (Router, OpenApi) {
         .routes(routes!(balance))
         .routes(routes!(entries))
         .routes(routes!(daily_balances))
-        .routes(routes!(daily_balances_many))
         .routes(routes!(book_interest, interest_feed))
-        .routes(routes!(book_interest_many))
+        .merge(
+            OpenApiRouter::new()
+                .routes(routes!(daily_balances_many))
+                .routes(routes!(book_interest_many))
+                .layer(platform::server::batch_body_limit()),
+        )
         .routes(routes!(raise_fence, recent_fences))
         .with_state(state)
         .split_for_parts()

@@ -251,6 +251,17 @@ async fn a_chunk_books_each_payout_alone_and_refuses_the_others_alone() {
     let (_, stale_balance) = send(http.get(format!("{url}/v1/ledger/accounts/{}/balance", ids[1]))).await;
     assert_eq!(stale_balance["balance"], 2_000_000, "nothing written for the stale quote");
 
+    // A full chunk fits the batch route's body limit (the service-wide one is 64 KiB).
+    let full: Vec<InterestPostingRequest> = (0..contracts::MAX_LEDGER_BATCH)
+        .map(|_| InterestPostingRequest { account_id: Uuid::new_v4(), ..missing.clone() })
+        .collect();
+    let (status, body) = send(
+        http.post(format!("{url}/v1/ledger/interest-postings/batch")).json(&InterestPostingBatch { postings: full }),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["outcomes"].as_array().unwrap().iter().all(|o| o["code"] == "ACCOUNT_NOT_FOUND"));
+
     let twice = InterestPostingBatch { postings: vec![good.clone(), good] };
     let (status, body) = send(http.post(format!("{url}/v1/ledger/interest-postings/batch")).json(&twice)).await;
     assert_eq!((status, body["code"].as_str()), (422, Some("VALIDATION_FAILED")), "{body}");

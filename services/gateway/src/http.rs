@@ -48,7 +48,7 @@ pub fn routes(state: AppState) -> (Router, OpenApi) {
     );
     let audited = OpenApiRouter::new()
         .routes(routes!(pay, history))
-        .routes(routes!(start_run, list_runs))
+        .merge(OpenApiRouter::new().routes(routes!(start_run, list_runs)).layer(platform::server::batch_body_limit()))
         .routes(routes!(read_run))
         .routes(routes!(cancel_run))
         .routes(routes!(payouts))

@@ -33,7 +33,7 @@ pub fn routes(state: AppState) -> (Router, OpenApi) {
         .routes(routes!(estimate))
         .routes(routes!(pay, history))
         .routes(routes!(payouts_between))
-        .routes(routes!(start_run, list_runs))
+        .merge(OpenApiRouter::new().routes(routes!(start_run, list_runs)).layer(platform::server::batch_body_limit()))
         .routes(routes!(read_run))
         .routes(routes!(cancel_run))
         .routes(routes!(legacy_estimate))

@@ -71,7 +71,12 @@ pub async fn pay(state: &AppState, run_id: Uuid, ids: &[Uuid]) -> Result<(Vec<Ou
     for o in answer.outcomes {
         match o.posting {
             Some(p) if p.request.request_hash == hash => booked.push(p),
-            _ => rest.push(o.account_id),
+            _ => {
+                if o.code.as_deref() == Some(contracts::problem::Code::QuoteStale.as_str()) {
+                    metrics::counter!("interest_quote_stale_total").increment(1);
+                }
+                rest.push(o.account_id)
+            }
         }
     }
     platform::fault::point("payout.after_ledger_booking");
