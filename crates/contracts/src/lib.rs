@@ -106,6 +106,35 @@ pub struct AccountPage {
     pub next_after: Option<Uuid>,
 }
 
+/// The most ids one lookup of many accounts or customers may name.
+pub const MAX_LOOKUP: usize = 1000;
+
+/// Many accounts read at once (a payout run's chunk).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AccountLookup {
+    /// 1 to 1000 ids.
+    pub account_ids: Vec<Uuid>,
+}
+
+/// The accounts of an [`AccountLookup`] that exist, in id order (an unknown id is left out).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AccountsFound {
+    pub accounts: Vec<Account>,
+}
+
+/// Many customers read at once (a payout run's chunk).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CustomerLookup {
+    /// 1 to 1000 ids.
+    pub customer_ids: Vec<Uuid>,
+}
+
+/// The customers of a [`CustomerLookup`] that exist, in id order (an unknown id is left out).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CustomersFound {
+    pub customers: Vec<Customer>,
+}
+
 // ---- accounting ----
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

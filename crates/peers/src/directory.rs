@@ -87,6 +87,11 @@ impl Directory {
         &self.account_info
     }
 
+    /// The customer service this directory reads, if it has one.
+    pub fn customers(&self) -> Option<&Arc<dyn Customers>> {
+        self.customer.as_ref()
+    }
+
     async fn read(&self, keys: &[String]) -> Option<Vec<Option<String>>> {
         let redis = self.redis.as_ref()?;
         match revision::read(redis, keys).await {

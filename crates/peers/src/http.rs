@@ -4,8 +4,9 @@
 use async_trait::async_trait;
 use chrono::NaiveDate;
 use contracts::{
-    Account, AccountPage, BalancesBatch, BalancesMany, Customer, DailyBalances, InterestPosting, InterestPostingBatch,
-    InterestPostingFeed, InterestPostingOutcomes, InterestPostingRequest, PayoutFence, Product,
+    Account, AccountLookup, AccountPage, AccountsFound, BalancesBatch, BalancesMany, Customer, CustomerLookup,
+    CustomersFound, DailyBalances, InterestPosting, InterestPostingBatch, InterestPostingFeed, InterestPostingOutcomes,
+    InterestPostingRequest, PayoutFence, Product,
 };
 use platform::client::{ClientSettings, ServiceClient};
 use platform::config::{ConfigError, Env};
@@ -89,6 +90,9 @@ impl crate::Accounts for Http {
     async fn account(&self, id: Uuid) -> Result<Account, PeerError> {
         self.get(&format!("/v1/accounts/{id}")).await
     }
+    async fn accounts(&self, ids: &[Uuid]) -> Result<AccountsFound, PeerError> {
+        self.post("/v1/accounts/lookup", &AccountLookup { account_ids: ids.to_vec() }).await
+    }
     async fn list(&self, after: Option<Uuid>, limit: i64) -> Result<AccountPage, PeerError> {
         let mut path = format!("/v1/accounts?limit={limit}");
         if let Some(a) = after {
@@ -102,6 +106,9 @@ impl crate::Accounts for Http {
 impl crate::Customers for Http {
     async fn customer(&self, id: Uuid) -> Result<Customer, PeerError> {
         self.get(&format!("/v1/customers/{id}")).await
+    }
+    async fn customers(&self, ids: &[Uuid]) -> Result<CustomersFound, PeerError> {
+        self.post("/v1/customers/lookup", &CustomerLookup { customer_ids: ids.to_vec() }).await
     }
 }
 

@@ -19,8 +19,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::NaiveDate;
 use contracts::{
-    Account, AccountPage, BalancesBatch, BalancesMany, Customer, DailyBalances, InterestPosting, InterestPostingBatch,
-    InterestPostingFeed, InterestPostingOutcomes, InterestPostingRequest, PayoutFence, Product,
+    Account, AccountPage, AccountsFound, BalancesBatch, BalancesMany, Customer, CustomersFound, DailyBalances,
+    InterestPosting, InterestPostingBatch, InterestPostingFeed, InterestPostingOutcomes, InterestPostingRequest,
+    PayoutFence, Product,
 };
 use platform::ApiError;
 use uuid::Uuid;
@@ -55,6 +56,8 @@ pub trait Ledger: Send + Sync {
 #[async_trait]
 pub trait Accounts: Send + Sync {
     async fn account(&self, id: Uuid) -> Result<Account, PeerError>;
+    /// The accounts of `ids` that exist (1 to 1000 ids).
+    async fn accounts(&self, ids: &[Uuid]) -> Result<AccountsFound, PeerError>;
     /// One keyset page of all accounts, in id order.
     async fn list(&self, after: Option<Uuid>, limit: i64) -> Result<AccountPage, PeerError>;
 }
@@ -63,6 +66,8 @@ pub trait Accounts: Send + Sync {
 #[async_trait]
 pub trait Customers: Send + Sync {
     async fn customer(&self, id: Uuid) -> Result<Customer, PeerError>;
+    /// The customers of `ids` that exist (1 to 1000 ids).
+    async fn customers(&self, ids: &[Uuid]) -> Result<CustomersFound, PeerError>;
 }
 
 /// The interest service's product catalogue.
@@ -178,6 +183,9 @@ impl Accounts for Late<dyn Accounts> {
     async fn account(&self, id: Uuid) -> Result<Account, PeerError> {
         self.get()?.account(id).await
     }
+    async fn accounts(&self, ids: &[Uuid]) -> Result<AccountsFound, PeerError> {
+        self.get()?.accounts(ids).await
+    }
     async fn list(&self, after: Option<Uuid>, limit: i64) -> Result<AccountPage, PeerError> {
         self.get()?.list(after, limit).await
     }
@@ -187,6 +195,9 @@ impl Accounts for Late<dyn Accounts> {
 impl Customers for Late<dyn Customers> {
     async fn customer(&self, id: Uuid) -> Result<Customer, PeerError> {
         self.get()?.customer(id).await
+    }
+    async fn customers(&self, ids: &[Uuid]) -> Result<CustomersFound, PeerError> {
+        self.get()?.customers(ids).await
     }
 }
 

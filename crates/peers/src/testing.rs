@@ -9,8 +9,9 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chrono::NaiveDate;
 use contracts::{
-    Account, AccountPage, BalancesBatch, BalancesMany, Customer, DailyBalances, InterestPosting, InterestPostingBatch,
-    InterestPostingFeed, InterestPostingOutcomes, InterestPostingRequest, PayoutFence, Product,
+    Account, AccountPage, AccountsFound, BalancesBatch, BalancesMany, Customer, CustomersFound, DailyBalances,
+    InterestPosting, InterestPostingBatch, InterestPostingFeed, InterestPostingOutcomes, InterestPostingRequest,
+    PayoutFence, Product,
 };
 use platform::config::Common;
 use uuid::Uuid;
@@ -101,6 +102,13 @@ impl crate::Accounts for Fakes {
         self.up("account-info")?;
         self.accounts.lock().unwrap().get(&id).cloned().ok_or_else(|| not_found("account-info", "ACCOUNT_NOT_FOUND"))
     }
+    async fn accounts(&self, ids: &[Uuid]) -> Result<AccountsFound, PeerError> {
+        self.up("account-info")?;
+        let known = self.accounts.lock().unwrap();
+        let mut accounts: Vec<Account> = ids.iter().filter_map(|id| known.get(id).cloned()).collect();
+        accounts.sort_by_key(|a| a.account_id);
+        Ok(AccountsFound { accounts })
+    }
     async fn list(&self, after: Option<Uuid>, limit: i64) -> Result<AccountPage, PeerError> {
         self.up("account-info")?;
         let mut accounts: Vec<Account> = self.accounts.lock().unwrap().values().cloned().collect();
@@ -117,6 +125,13 @@ impl crate::Customers for Fakes {
     async fn customer(&self, id: Uuid) -> Result<Customer, PeerError> {
         self.up("customer")?;
         self.customers.lock().unwrap().get(&id).cloned().ok_or_else(|| not_found("customer", "CUSTOMER_NOT_FOUND"))
+    }
+    async fn customers(&self, ids: &[Uuid]) -> Result<CustomersFound, PeerError> {
+        self.up("customer")?;
+        let known = self.customers.lock().unwrap();
+        let mut customers: Vec<Customer> = ids.iter().filter_map(|id| known.get(id).cloned()).collect();
+        customers.sort_by_key(|c| c.customer_id);
+        Ok(CustomersFound { customers })
     }
 }
 

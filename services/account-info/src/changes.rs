@@ -7,7 +7,7 @@ use contracts::problem::Code;
 use std::sync::Arc;
 use std::time::Duration;
 
-use contracts::{Account, AccountPage, PayoutFence};
+use contracts::{Account, AccountPage, AccountsFound, PayoutFence};
 use peers::Ledger;
 use platform::{ApiError, ApiResult};
 use uuid::Uuid;
@@ -21,6 +21,14 @@ fn not_found(id: Uuid) -> ApiError {
 
 pub async fn read(s: &AppState, id: Uuid) -> ApiResult<Account> {
     store::find(&s.pool, id).await?.ok_or_else(|| not_found(id))
+}
+
+/// The accounts of `ids` that exist (a payout run's chunk).
+pub async fn read_many(s: &AppState, ids: &[Uuid]) -> ApiResult<AccountsFound> {
+    if ids.is_empty() || ids.len() > contracts::MAX_LOOKUP {
+        return Err(ApiError::validation("account_ids", format!("give 1 to {} ids", contracts::MAX_LOOKUP)));
+    }
+    Ok(AccountsFound { accounts: store::find_many(&s.pool, ids).await? })
 }
 
 /// One keyset page of accounts in id order, optionally of one product, status or customer.

@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Json, Router};
 use contracts::problem::Code;
-use contracts::{Account, AccountPage, ChangeAccountStatus, ChangeHolds, OpenAccount};
+use contracts::{Account, AccountLookup, AccountPage, AccountsFound, ChangeAccountStatus, ChangeHolds, OpenAccount};
 use domain::AccountStatus;
 use platform::extract::{Json as Body, Path, Query};
 use platform::{ApiError, ApiResult};
@@ -25,6 +25,7 @@ pub fn routes(state: AppState) -> (Router, OpenApi) {
     OpenApiRouter::with_openapi(doc)
         .routes(routes!(open, list))
         .routes(routes!(read))
+        .routes(routes!(read_many))
         .routes(routes!(change_status))
         .routes(routes!(change_holds))
         .with_state(state)
@@ -69,6 +70,13 @@ async fn open(State(s): State<AppState>, body: Body<OpenAccount>) -> ApiResult<(
     responses((status = 200, body = Account)))]
 async fn read(State(s): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<Json<Account>> {
     Ok(Json(changes::read(&s, id).await?))
+}
+
+/// Reads many accounts at once (a payout run's chunk): those that exist, in id order.
+#[utoipa::path(post, path = "/v1/accounts/lookup", tag = "accounts", request_body = AccountLookup,
+    responses((status = 200, body = AccountsFound)))]
+async fn read_many(State(s): State<AppState>, body: Body<AccountLookup>) -> ApiResult<Json<AccountsFound>> {
+    Ok(Json(changes::read_many(&s, &body.value.account_ids).await?))
 }
 
 /// Changes an account's status (fenced in the ledger before it commits).

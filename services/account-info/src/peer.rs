@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use contracts::{Account, AccountPage};
+use contracts::{Account, AccountPage, AccountsFound};
 use peers::{in_process, PeerError};
 use uuid::Uuid;
 
@@ -26,6 +26,9 @@ pub fn accounts(state: &AppState, caller: &'static str, timeout: Duration) -> Ar
 impl peers::Accounts for Accounts {
     async fn account(&self, id: Uuid) -> Result<Account, PeerError> {
         in_process(self.caller, "account-info", self.timeout, changes::read(&self.state, id)).await
+    }
+    async fn accounts(&self, ids: &[Uuid]) -> Result<AccountsFound, PeerError> {
+        in_process(self.caller, "account-info", self.timeout, changes::read_many(&self.state, ids)).await
     }
     async fn list(&self, after: Option<Uuid>, limit: i64) -> Result<AccountPage, PeerError> {
         in_process(

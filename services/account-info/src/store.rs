@@ -51,6 +51,14 @@ pub async fn find(pool: &PgPool, id: Uuid) -> Result<Option<Account>, sqlx::Erro
     row.as_ref().map(to_account).transpose()
 }
 
+pub async fn find_many(pool: &PgPool, ids: &[Uuid]) -> Result<Vec<Account>, sqlx::Error> {
+    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM accounts WHERE account_id = ANY($1) ORDER BY account_id"))
+        .bind(ids)
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(to_account).collect()
+}
+
 /// The change a use case makes to an account's mutable state.
 pub enum Change {
     Status(AccountStatus),

@@ -62,11 +62,10 @@ pub async fn book_interest(state: &AppState, req: &InterestPostingRequest) -> Re
         let mut tx = state.pool.begin().await?;
         store::set_lock_timeout(&mut tx, state.lock_timeout.as_millis()).await?;
         let acct = store::lock_account(&mut tx, id).await?.ok_or(LedgerError::AccountNotFound(id))?;
-        let (posting, history_rev) = book_locked(&mut tx, req, &acct, today).await?;
+        let (mut results, revs) = book_locked(&mut tx, &[(req, acct)], today).await?;
+        let posting = results.pop().ok_or_else(|| LedgerError::Invalid("postings", "nothing booked".into()))??;
         tx.commit().await?;
-        if let Some(rev) = history_rev {
-            state.revisions.publish(contracts::revision::ledger(id), rev).await;
-        }
+        state.revisions.publish_all(revs).await;
         Ok(posting)
     })
     .instrument(span("book_interest"))
@@ -91,26 +90,30 @@ pub async fn book_interest_many(
         let mut tx = state.pool.begin().await?;
         store::set_lock_timeout(&mut tx, state.lock_timeout.as_millis()).await?;
         let mut locked = store::lock_accounts_unless_busy(&mut tx, &ids).await?;
-        let mut results = Vec::with_capacity(reqs.len());
-        let mut revs = Vec::new();
+        // Each request's refusal before the row lock, or its locked row.
+        let mut early: Vec<Option<LedgerError>> = Vec::with_capacity(reqs.len());
+        let mut bookable = Vec::new();
         for req in reqs {
             let id = req.account_id;
-            let result = match (check_request(req, today), locked.remove(&id)) {
-                (Err(e), _) => Err(e),
-                (Ok(()), Some(acct)) => book_locked(&mut tx, req, &acct, today).await,
-                (Ok(()), None) if store::find_account(&mut *tx, id).await?.is_some() => Err(LedgerError::Busy),
-                (Ok(()), None) => Err(LedgerError::AccountNotFound(id)),
-            };
-            match result {
-                Ok((posting, rev)) => {
-                    revs.extend(rev.map(|r| (contracts::revision::ledger(id), r)));
-                    results.push(Ok(posting));
+            early.push(match (check_request(req, today), locked.remove(&id)) {
+                (Err(e), _) => Some(e),
+                (Ok(()), Some(acct)) => {
+                    bookable.push((req, acct));
+                    None
                 }
-                // A database error aborts the transaction: the whole chunk fails (and is retried).
-                Err(e @ (LedgerError::Db(_) | LedgerError::Entry(_))) => return Err(e),
-                Err(refusal) => results.push(Err(refusal)),
-            }
+                (Ok(()), None) if store::find_account(&mut *tx, id).await?.is_some() => Some(LedgerError::Busy),
+                (Ok(()), None) => Some(LedgerError::AccountNotFound(id)),
+            });
         }
+        let (booked, revs) = book_locked(&mut tx, &bookable, today).await?;
+        let mut booked = booked.into_iter();
+        let results: Vec<Result<InterestPosting, LedgerError>> = early
+            .into_iter()
+            .map(|e| match e {
+                Some(refusal) => Err(refusal),
+                None => booked.next().unwrap_or_else(|| Err(LedgerError::Invalid("postings", "not booked".into()))),
+            })
+            .collect();
         tx.commit().await?;
         Ok((results, revs))
     })
@@ -138,20 +141,114 @@ pub async fn book_interest_many(
     Ok(InterestPostingOutcomes { outcomes })
 }
 
-/// One booking with its balance row locked: the posting, and the new history revision to publish
-/// (`None` for a replay of the same key). Every refusal comes before the first write.
+/// What a booking is, once its inputs are read under the row lock.
+enum Decision {
+    /// The same key was booked already: its posting again, nothing written.
+    Replay(InterestPosting),
+    Book,
+}
+
+/// Books requests whose balance rows the caller locked (each account once): reads what the checks
+/// need for all of them (4 statements), decides each alone (`decide`: the one home of the rules),
+/// and writes the accepted ones together (6 statements). Answers each request's posting (booked or
+/// replayed) or refusal, in order, and the history revisions to publish after the commit.
 async fn book_locked(
     tx: &mut PgConnection,
+    locked: &[(&InterestPostingRequest, store::LedgerAccount)],
+    today: NaiveDate,
+) -> Result<Revised, LedgerError> {
+    if locked.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let days: Vec<(Uuid, NaiveDate)> = locked.iter().map(|(r, _)| (r.account_id, r.business_date)).collect();
+    let existing = store::interest_postings_on(tx, &days).await?;
+    let ranges: Vec<_> = locked.iter().map(|(r, _)| (r.account_id, r.period_from, r.period_to)).collect();
+    let points = store::balance_points_many(tx, &ranges).await?;
+    let mut subjects: Vec<String> = locked
+        .iter()
+        .flat_map(|(r, _)| r.basis.fenced(r.account_id, r.customer_id, &r.product_code).map(|(s, _)| s))
+        .collect();
+    subjects.sort_unstable();
+    subjects.dedup();
+    let fences: HashMap<String, i64> = store::hold_fences(tx, &subjects).await?.into_iter().collect();
+
+    let mut results = Vec::with_capacity(locked.len());
+    let mut writes = Vec::new();
+    for (req, acct) in locked {
+        let id = req.account_id;
+        let seen = points.get(&id).map_or(&[][..], |p| p.as_slice());
+        match decide(req, acct, existing.get(&id), seen, &fences, today) {
+            Ok(Decision::Replay(posting)) => results.push(Ok(posting)),
+            Err(refusal) => results.push(Err(refusal)),
+            Ok(Decision::Book) => {
+                let net = req.amounts.net();
+                let taxes = req.amounts.taxes();
+                // SPEC §6: Dr interest expense gross; Cr the customer net; Cr each tax payable.
+                let entry = Entry::new(
+                    EntryKind::InterestPayout,
+                    [
+                        Line::debit(LedgerAccount::InterestExpense, req.amounts.gross()),
+                        Line::credit_customer(id, net),
+                        Line::credit(LedgerAccount::IncomeTaxPayable, taxes.income_tax),
+                        Line::credit(LedgerAccount::LocalTaxPayable, taxes.local_tax),
+                        Line::credit(LedgerAccount::RuralSpecialTaxPayable, taxes.rural_special_tax),
+                    ],
+                )?;
+                let header = EntryHeader {
+                    entry_id: Uuid::new_v4(),
+                    account_id: id,
+                    business_date: req.business_date,
+                    value_date: req.business_date,
+                    balance_after: acct.balance + net,
+                    payout: Some(req),
+                };
+                writes.push((results.len(), *req, header, entry));
+                results.push(Err(LedgerError::Busy)); // replaced by the posting below
+            }
+        }
+    }
+    if writes.is_empty() {
+        return Ok((results, Vec::new()));
+    }
+    let balances: Vec<_> = writes.iter().map(|(_, r, h, _)| (h.account_id, h.balance_after, r.period_to)).collect();
+    let revs = store::set_paid_balances(tx, &balances).await?;
+    let entries: Vec<_> = writes.iter().map(|(_, _, h, e)| (h, e)).collect();
+    // Checked above under the row locks; the unique index is the final guard of the rule.
+    let inserted = store::insert_entries(tx, &entries).await.guarded_by("journal_entries_one_payout_a_day", || {
+        LedgerError::Refused(Code::AlreadyPaidToday, "an account was already paid on its business date".into())
+    })?;
+    let deltas: Vec<_> = writes.iter().map(|(_, r, h, _)| (h.account_id, h.business_date, r.amounts.net())).collect();
+    store::apply_to_daily_balances_many(tx, &deltas).await?;
+    let mut published = Vec::new();
+    for ((at, r, h, _), (seq, posted_at)) in writes.iter().zip(inserted) {
+        let request = (*r).clone();
+        published.extend(revs.get(&h.account_id).map(|r| (contracts::revision::ledger(h.account_id), *r)));
+        let posting = InterestPosting { request, entry_id: h.entry_id, balance_after: h.balance_after, posted_at, seq };
+        results[*at] = Ok(posting);
+    }
+    Ok((results, published))
+}
+
+/// Each request's posting or refusal, and the revisions to publish.
+type Revised = (Vec<Result<InterestPosting, LedgerError>>, Vec<(String, i64)>);
+
+/// The rules of a booking, on what was read under its row lock: one payout per account and business
+/// date (the same key again is a replay), booked on today's business date, for the period right after
+/// the last, and only on the quote's basis — the balances' history revision and points, and no
+/// fence above the revisions the quote saw.
+fn decide(
     req: &InterestPostingRequest,
     acct: &store::LedgerAccount,
+    existing: Option<&InterestPosting>,
+    points: &[BalancePoint],
+    fences: &HashMap<String, i64>,
     today: NaiveDate,
-) -> Result<(InterestPosting, Option<i64>), LedgerError> {
-    let id = req.account_id;
-    if let Some(existing) = store::interest_posting_on(tx, id, req.business_date).await? {
+) -> Result<Decision, LedgerError> {
+    if let Some(existing) = existing {
         // A retry of the same request (after a timeout or crash) gets the booked posting, whose
         // amounts the caller adopts; any other payout that day is refused.
         if existing.request.idempotency_key == req.idempotency_key {
-            return Ok((existing, None));
+            return Ok(Decision::Replay(existing.clone()));
         }
         return Err(LedgerError::Refused(
             Code::AlreadyPaidToday,
@@ -168,37 +265,23 @@ async fn book_locked(
             format!("the next payout must start on {expected_from}, not {}", req.period_from),
         ));
     }
-    verify_basis(tx, req, acct.history_rev).await?;
-    let (net, taxes) = (req.amounts.net(), req.amounts.taxes());
-    let balance_after = acct.balance + net;
-    let entry_id = Uuid::new_v4();
-    // SPEC §6: Dr interest expense gross; Cr the customer net; Cr each tax payable.
-    let entry = Entry::new(
-        EntryKind::InterestPayout,
-        [
-            Line::debit(LedgerAccount::InterestExpense, req.amounts.gross()),
-            Line::credit_customer(id, net),
-            Line::credit(LedgerAccount::IncomeTaxPayable, taxes.income_tax),
-            Line::credit(LedgerAccount::LocalTaxPayable, taxes.local_tax),
-            Line::credit(LedgerAccount::RuralSpecialTaxPayable, taxes.rural_special_tax),
-        ],
-    )?;
-    let history_rev = store::set_balance(tx, id, balance_after, Some(req.period_to), true).await?;
-    let header = EntryHeader {
-        entry_id,
-        account_id: id,
-        business_date: req.business_date,
-        value_date: req.business_date,
-        balance_after,
-        payout: Some(req),
-    };
-    // Checked above under the row lock; the unique index is the final guard of the rule.
-    let (seq, posted_at) =
-        store::insert_entry(tx, &header, &entry).await.guarded_by("journal_entries_one_payout_a_day", || {
-            LedgerError::Refused(Code::AlreadyPaidToday, format!("{id} was already paid on {}", req.business_date))
-        })?;
-    store::apply_to_daily_balances(tx, id, req.business_date, net).await?;
-    Ok((InterestPosting { request: req.clone(), entry_id, balance_after, posted_at, seq }, Some(history_rev)))
+    // The period's balances are still those the quote saw (history revision, then the points
+    // themselves — a posting dated "today" as the clock turned does not bump the revision), and no
+    // owner fenced the account, customer or rates since the quote.
+    let basis = &req.basis;
+    if basis.history_rev != acct.history_rev {
+        return Err(stale(format!("ledger history revision {}, quoted at {}", acct.history_rev, basis.history_rev)));
+    }
+    if balances_digest(points) != basis.balances_digest {
+        return Err(stale(format!("end-of-day balances of {}..{} changed", req.period_from, req.period_to)));
+    }
+    for (subject, quoted) in basis.fenced(req.account_id, req.customer_id, &req.product_code) {
+        let rev = fences.get(&subject).copied().unwrap_or(0);
+        if rev > quoted {
+            return Err(stale(format!("{subject} is at revision {rev}, quoted at {quoted}")));
+        }
+    }
+    Ok(Decision::Book)
 }
 
 fn stale(detail: String) -> LedgerError {
@@ -210,33 +293,6 @@ fn stale(detail: String) -> LedgerError {
 pub fn balances_digest(points: &[BalancePoint]) -> String {
     let text: String = points.iter().map(|p| format!("{}={};", p.date, p.balance)).collect();
     platform::extract::hash(text.as_bytes())
-}
-
-/// Under the balance-row lock: the period's balances are still those the quote saw (history
-/// revision, then the points themselves — a posting dated "today" as the clock turned does not
-/// bump the revision), and no owner fenced the account, customer or rates since the quote.
-async fn verify_basis(
-    tx: &mut PgConnection,
-    req: &InterestPostingRequest,
-    history_rev: i64,
-) -> Result<(), LedgerError> {
-    let basis = &req.basis;
-    if basis.history_rev != history_rev {
-        return Err(stale(format!("ledger history revision {history_rev}, quoted at {}", basis.history_rev)));
-    }
-    let points = store::balance_points(tx, req.account_id, req.period_from, req.period_to).await?;
-    if balances_digest(&points) != basis.balances_digest {
-        return Err(stale(format!("end-of-day balances of {}..{} changed", req.period_from, req.period_to)));
-    }
-    let fenced = basis.fenced(req.account_id, req.customer_id, &req.product_code);
-    let subjects: Vec<String> = fenced.iter().map(|(s, _)| s.clone()).collect();
-    for (subject, rev) in store::hold_fences(tx, &subjects).await? {
-        let quoted = fenced.iter().find(|(s, _)| *s == subject).map_or(0, |(_, r)| *r);
-        if rev > quoted {
-            return Err(stale(format!("{subject} is at revision {rev}, quoted at {quoted}")));
-        }
-    }
-    Ok(())
 }
 
 /// End-of-day balances for `[from, to]` and the last booked payout (with `paid_before`, the last

@@ -95,48 +95,77 @@ pub async fn insert_entry(
     header: &EntryHeader<'_>,
     entry: &JournalEntry,
 ) -> Result<(i64, chrono::DateTime<chrono::Utc>), sqlx::Error> {
-    let payout = header.payout;
-    let payout_json = payout.map(serde_json::to_value).transpose().map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    let row = sqlx::query(
-        "INSERT INTO journal_entries (entry_id, kind, account_id, business_date, value_date, balance_after, payout_id, payout)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING seq, created_at",
-    )
-    .bind(header.entry_id)
-    .bind(entry.kind().code())
-    .bind(header.account_id)
-    .bind(header.business_date)
-    .bind(header.value_date)
-    .bind(header.balance_after)
-    .bind(payout.map(|p| p.payout_id))
-    .bind(payout_json)
-    .fetch_one(&mut *conn)
-    .await?;
-    // All lines in one statement.
-    let mut ledger_accounts = Vec::new();
-    let mut account_ids = Vec::new();
-    let mut debits = Vec::new();
-    let mut credits = Vec::new();
-    let mut line_nos = Vec::new();
-    for (i, l) in entry.lines().iter().enumerate() {
-        line_nos.push(i as i16 + 1);
-        ledger_accounts.push(l.account.code());
-        account_ids.push(l.customer_account);
-        debits.push(l.debit);
-        credits.push(l.credit);
+    let mut inserted = insert_entries(conn, &[(header, entry)]).await?;
+    inserted.pop().ok_or(sqlx::Error::RowNotFound)
+}
+
+/// Inserts entries and all their lines in two statements; answers each entry's `(seq, created_at)`
+/// in the order given.
+pub async fn insert_entries(
+    conn: &mut PgConnection,
+    entries: &[(&EntryHeader<'_>, &JournalEntry)],
+) -> Result<Vec<(i64, chrono::DateTime<chrono::Utc>)>, sqlx::Error> {
+    let mut ids = Vec::new();
+    let mut kinds = Vec::new();
+    let mut accounts = Vec::new();
+    let mut business_dates = Vec::new();
+    let mut value_dates = Vec::new();
+    let mut balances = Vec::new();
+    let mut payout_ids = Vec::new();
+    let mut payouts = Vec::new();
+    // Lines, flattened across entries.
+    let (mut l_entries, mut l_nos, mut l_ledger, mut l_accounts, mut l_debits, mut l_credits) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (h, e) in entries {
+        ids.push(h.entry_id);
+        kinds.push(e.kind().code());
+        accounts.push(h.account_id);
+        business_dates.push(h.business_date);
+        value_dates.push(h.value_date);
+        balances.push(h.balance_after);
+        payout_ids.push(h.payout.map(|p| p.payout_id));
+        payouts.push(h.payout.map(serde_json::to_value).transpose().map_err(|e| sqlx::Error::Encode(Box::new(e)))?);
+        for (i, l) in e.lines().iter().enumerate() {
+            l_entries.push(h.entry_id);
+            l_nos.push(i as i16 + 1);
+            l_ledger.push(l.account.code());
+            l_accounts.push(l.customer_account);
+            l_debits.push(l.debit);
+            l_credits.push(l.credit);
+        }
     }
+    let rows = sqlx::query(
+        "INSERT INTO journal_entries (entry_id, kind, account_id, business_date, value_date, balance_after, payout_id, payout)
+         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::date[], $5::date[], $6::int8[], $7::uuid[], $8::jsonb[])
+         RETURNING entry_id, seq, created_at",
+    )
+    .bind(&ids)
+    .bind(&kinds)
+    .bind(&accounts)
+    .bind(&business_dates)
+    .bind(&value_dates)
+    .bind(&balances)
+    .bind(&payout_ids)
+    .bind(&payouts)
+    .fetch_all(&mut *conn)
+    .await?;
     sqlx::query(
         "INSERT INTO journal_lines (entry_id, line_no, ledger_account, account_id, debit, credit)
-         SELECT $1, * FROM UNNEST($2::int2[], $3::text[], $4::uuid[], $5::int8[], $6::int8[])",
+         SELECT * FROM UNNEST($1::uuid[], $2::int2[], $3::text[], $4::uuid[], $5::int8[], $6::int8[])",
     )
-    .bind(header.entry_id)
-    .bind(&line_nos)
-    .bind(&ledger_accounts)
-    .bind(&account_ids)
-    .bind(&debits)
-    .bind(&credits)
+    .bind(&l_entries)
+    .bind(&l_nos)
+    .bind(&l_ledger)
+    .bind(&l_accounts)
+    .bind(&l_debits)
+    .bind(&l_credits)
     .execute(&mut *conn)
     .await?;
-    Ok((row.try_get("seq")?, row.try_get("created_at")?))
+    let mut by_id = std::collections::HashMap::new();
+    for r in rows {
+        by_id.insert(r.try_get::<Uuid, _>("entry_id")?, (r.try_get("seq")?, r.try_get("created_at")?));
+    }
+    ids.iter().map(|id| by_id.remove(id).ok_or(sqlx::Error::RowNotFound)).collect()
 }
 
 /// Applies `delta` to the end-of-day balances from `value_date` on.
@@ -146,27 +175,84 @@ pub async fn apply_to_daily_balances(
     value_date: NaiveDate,
     delta: i64,
 ) -> Result<(), sqlx::Error> {
+    apply_to_daily_balances_many(conn, &[(id, value_date, delta)]).await
+}
+
+/// [`apply_to_daily_balances`] for many accounts (each at most once) in two statements.
+pub async fn apply_to_daily_balances_many(
+    conn: &mut PgConnection,
+    changes: &[(Uuid, NaiveDate, i64)],
+) -> Result<(), sqlx::Error> {
+    let ids: Vec<Uuid> = changes.iter().map(|c| c.0).collect();
+    let days: Vec<NaiveDate> = changes.iter().map(|c| c.1).collect();
+    let deltas: Vec<i64> = changes.iter().map(|c| c.2).collect();
     // A point at the value date (from the one before it), then it and every later point shifted:
     // right for a posting dated today and for a back-dated one, and for one dated before points
     // that exist only because a manual clock went back (found by the chaos workload: a daily
     // balance that no longer matched the journal, and payouts computed from it).
     sqlx::query(
         "INSERT INTO daily_balances (account_id, day, balance)
-         SELECT $1, $2, COALESCE((SELECT balance FROM daily_balances WHERE account_id = $1 AND day < $2
-                                  ORDER BY day DESC LIMIT 1), 0)
+         SELECT u.id, u.day, COALESCE((SELECT d.balance FROM daily_balances d WHERE d.account_id = u.id AND d.day < u.day
+                                       ORDER BY d.day DESC LIMIT 1), 0)
+         FROM UNNEST($1::uuid[], $2::date[]) AS u(id, day)
          ON CONFLICT (account_id, day) DO NOTHING",
     )
-    .bind(id)
-    .bind(value_date)
+    .bind(&ids)
+    .bind(&days)
     .execute(&mut *conn)
     .await?;
-    sqlx::query("UPDATE daily_balances SET balance = balance + $3 WHERE account_id = $1 AND day >= $2")
-        .bind(id)
-        .bind(value_date)
-        .bind(delta)
-        .execute(conn)
-        .await?;
+    sqlx::query(
+        "UPDATE daily_balances d SET balance = d.balance + u.delta
+         FROM UNNEST($1::uuid[], $2::date[], $3::int8[]) AS u(id, day, delta)
+         WHERE d.account_id = u.id AND d.day >= u.day",
+    )
+    .bind(&ids)
+    .bind(&days)
+    .bind(&deltas)
+    .execute(conn)
+    .await?;
     Ok(())
+}
+
+/// Sets the balances and paid-through dates of payouts (each account at most once), bumping each
+/// history revision; answers the new revisions.
+pub async fn set_paid_balances(
+    conn: &mut PgConnection,
+    changes: &[(Uuid, i64, NaiveDate)],
+) -> Result<std::collections::HashMap<Uuid, i64>, sqlx::Error> {
+    let ids: Vec<Uuid> = changes.iter().map(|c| c.0).collect();
+    let balances: Vec<i64> = changes.iter().map(|c| c.1).collect();
+    let paid: Vec<NaiveDate> = changes.iter().map(|c| c.2).collect();
+    sqlx::query_as(
+        "UPDATE ledger_accounts a SET balance = u.balance, paid_through = u.paid, updated_at = now(),
+                history_rev = a.history_rev + 1, history_changed_at = now()
+         FROM UNNEST($1::uuid[], $2::int8[], $3::date[]) AS u(id, balance, paid)
+         WHERE a.account_id = u.id RETURNING a.account_id, a.history_rev",
+    )
+    .bind(&ids)
+    .bind(&balances)
+    .bind(&paid)
+    .fetch_all(conn)
+    .await
+    .map(|rows| rows.into_iter().collect())
+}
+
+/// The payouts booked on each `(account, day)`.
+pub async fn interest_postings_on(
+    conn: &mut PgConnection,
+    keys: &[(Uuid, NaiveDate)],
+) -> Result<std::collections::HashMap<Uuid, InterestPosting>, sqlx::Error> {
+    let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+    let days: Vec<NaiveDate> = keys.iter().map(|k| k.1).collect();
+    let rows = sqlx::query(&format!(
+        "SELECT e.account_id, {POSTING_COLUMNS_E} FROM UNNEST($1::uuid[], $2::date[]) AS k(id, day)
+         JOIN journal_entries e ON e.kind = 'INTEREST_PAYOUT' AND e.account_id = k.id AND e.business_date = k.day"
+    ))
+    .bind(&ids)
+    .bind(&days)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(|r| Ok((r.try_get("account_id")?, to_posting(r)?))).collect()
 }
 
 /// Takes the fences of `subjects` shared until the transaction ends (a fence being raised waits
@@ -302,22 +388,7 @@ fn to_posting(r: &sqlx::postgres::PgRow) -> Result<InterestPosting, sqlx::Error>
 }
 
 const POSTING_COLUMNS: &str = "entry_id, payout, balance_after, created_at, seq";
-
-pub async fn interest_posting_on(
-    conn: &mut PgConnection,
-    account_id: Uuid,
-    day: NaiveDate,
-) -> Result<Option<InterestPosting>, sqlx::Error> {
-    let row = sqlx::query(&format!(
-        "SELECT {POSTING_COLUMNS} FROM journal_entries
-         WHERE kind = 'INTEREST_PAYOUT' AND account_id = $1 AND business_date = $2"
-    ))
-    .bind(account_id)
-    .bind(day)
-    .fetch_optional(conn)
-    .await?;
-    row.as_ref().map(to_posting).transpose()
-}
+const POSTING_COLUMNS_E: &str = "e.entry_id, e.payout, e.balance_after, e.created_at, e.seq";
 
 pub async fn last_interest_posting(
     conn: &mut PgConnection,

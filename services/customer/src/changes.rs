@@ -7,7 +7,7 @@ use contracts::problem::Code;
 use std::sync::Arc;
 use std::time::Duration;
 
-use contracts::{Customer, PayoutFence};
+use contracts::{Customer, CustomersFound, PayoutFence};
 use peers::Ledger;
 use platform::revision::Publisher;
 use platform::{ApiError, ApiResult};
@@ -22,6 +22,14 @@ fn not_found(id: Uuid) -> ApiError {
 
 pub async fn read(pool: &PgPool, id: Uuid) -> ApiResult<Customer> {
     store::find(pool, id).await?.ok_or_else(|| not_found(id))
+}
+
+/// The customers of `ids` that exist (a payout run's chunk).
+pub async fn read_many(pool: &PgPool, ids: &[Uuid]) -> ApiResult<CustomersFound> {
+    if ids.is_empty() || ids.len() > contracts::MAX_LOOKUP {
+        return Err(ApiError::validation("customer_ids", format!("give 1 to {} ids", contracts::MAX_LOOKUP)));
+    }
+    Ok(CustomersFound { customers: store::find_many(pool, ids).await? })
 }
 
 /// Applies the changes (one or more, in one transaction) behind one fence.

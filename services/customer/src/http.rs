@@ -3,7 +3,9 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Json, Router};
-use contracts::{AmendCustomer, ChangeCustomerStatus, ChangeTaxCategory, CreateCustomer, Customer};
+use contracts::{
+    AmendCustomer, ChangeCustomerStatus, ChangeTaxCategory, CreateCustomer, Customer, CustomerLookup, CustomersFound,
+};
 use domain::CustomerStatus;
 use platform::extract::{Json as Body, Path};
 use platform::{ApiError, ApiResult};
@@ -22,6 +24,7 @@ pub fn routes(state: AppState) -> (Router, OpenApi) {
     OpenApiRouter::with_openapi(doc)
         .routes(routes!(create))
         .routes(routes!(read, amend))
+        .routes(routes!(read_many))
         .routes(routes!(change_status))
         .routes(routes!(change_tax_category))
         .with_state(state)
@@ -42,6 +45,16 @@ async fn create(
     let customer = store::insert(&pool, name, body.value.tax_category).await?;
     tracing::info!(customer_id = %customer.customer_id, "customer registered");
     Ok((StatusCode::CREATED, Json(customer)))
+}
+
+/// Reads many customers at once (a payout run's chunk): those that exist, in id order.
+#[utoipa::path(post, path = "/v1/customers/lookup", tag = "customers", request_body = CustomerLookup,
+    responses((status = 200, body = CustomersFound)))]
+async fn read_many(
+    State(AppState { pool, .. }): State<AppState>,
+    body: Body<CustomerLookup>,
+) -> ApiResult<Json<CustomersFound>> {
+    Ok(Json(changes::read_many(&pool, &body.value.customer_ids).await?))
 }
 
 /// Reads a customer (404 CUSTOMER_NOT_FOUND).

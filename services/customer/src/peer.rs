@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use contracts::Customer;
+use contracts::{Customer, CustomersFound};
 use peers::{in_process, PeerError};
 use uuid::Uuid;
 
@@ -26,5 +26,8 @@ pub fn customers(state: &AppState, caller: &'static str, timeout: Duration) -> A
 impl peers::Customers for Customers {
     async fn customer(&self, id: Uuid) -> Result<Customer, PeerError> {
         in_process(self.caller, "customer", self.timeout, changes::read(&self.state.pool, id)).await
+    }
+    async fn customers(&self, ids: &[Uuid]) -> Result<CustomersFound, PeerError> {
+        in_process(self.caller, "customer", self.timeout, changes::read_many(&self.state.pool, ids)).await
     }
 }

@@ -42,6 +42,15 @@ pub async fn find(pool: &PgPool, id: Uuid) -> Result<Option<Customer>, sqlx::Err
     row.as_ref().map(to_customer).transpose()
 }
 
+pub async fn find_many(pool: &PgPool, ids: &[Uuid]) -> Result<Vec<Customer>, sqlx::Error> {
+    let rows =
+        sqlx::query(&format!("SELECT {COLUMNS} FROM customers WHERE customer_id = ANY($1) ORDER BY customer_id"))
+            .bind(ids)
+            .fetch_all(pool)
+            .await?;
+    rows.iter().map(to_customer).collect()
+}
+
 /// The change a use case makes to a customer's mutable fields.
 pub enum Change<'a> {
     Status { status: CustomerStatus, reason: Option<&'a str> },

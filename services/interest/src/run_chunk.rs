@@ -22,8 +22,8 @@ use crate::run_store::Outcome;
 use crate::state::AppState;
 use crate::store;
 
-/// Directory lookups in flight for one chunk.
-const LOOKUPS_IN_FLIGHT: usize = 32;
+/// Paid markers set concurrently for one chunk.
+const MARKERS_IN_FLIGHT: usize = 32;
 
 /// The key a run pays an account under: a resumed or retried run replays it.
 pub fn key(run_id: Uuid, account_id: Uuid) -> String {
@@ -46,7 +46,7 @@ pub async fn pay(state: &AppState, run_id: Uuid, ids: &[Uuid]) -> Result<(Vec<Ou
     rest.extend(replays);
 
     let t = Instant::now();
-    let parties = parties(state, &fresh).await;
+    let parties = parties(state, &fresh).await?;
     stage("directory", t);
     let t = Instant::now();
     let (evaluations, left) = evaluate(state, today, parties).await?;
@@ -104,19 +104,33 @@ pub async fn pay(state: &AppState, run_id: Uuid, ids: &[Uuid]) -> Result<(Vec<Ou
     Ok((outcomes, rest))
 }
 
-/// Each account with its customer, from the directory (cached by revision); an account it cannot
-/// give is left to the on-demand path, which answers for it.
-async fn parties(state: &AppState, ids: &[Uuid]) -> Vec<Result<(Account, Customer), Uuid>> {
-    futures::stream::iter(ids.iter().copied())
-        .map(|id| async move {
-            match state.directory.lookup(id, |_| Vec::new()).await {
-                Ok(l) => l.customer.map(|c| (l.account, c)).ok_or(id),
-                Err(_) => Err(id),
-            }
+/// Each account with its customer, read from their owners for the whole chunk (two calls, current
+/// revisions: a monthly run finds the directory cold); an account either owner does not give is
+/// left to the on-demand path, which answers for it.
+async fn parties(state: &AppState, ids: &[Uuid]) -> Result<Vec<Result<(Account, Customer), Uuid>>, InterestError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let customers_peer =
+        state.directory.customers().ok_or_else(|| InterestError::Inconsistent("no customer client".into()))?;
+    let accounts: HashMap<Uuid, Account> =
+        state.directory.account_info().accounts(ids).await?.accounts.into_iter().map(|a| (a.account_id, a)).collect();
+    let mut owners: Vec<Uuid> = accounts.values().map(|a| a.customer_id).collect();
+    owners.sort_unstable();
+    owners.dedup();
+    let customers: HashMap<Uuid, Customer> = if owners.is_empty() {
+        HashMap::new()
+    } else {
+        customers_peer.customers(&owners).await?.customers.into_iter().map(|c| (c.customer_id, c)).collect()
+    };
+    Ok(ids
+        .iter()
+        .map(|id| {
+            let a = accounts.get(id).ok_or(*id)?;
+            let c = customers.get(&a.customer_id).ok_or(*id)?;
+            Ok((a.clone(), c.clone()))
         })
-        .buffered(LOOKUPS_IN_FLIGHT)
-        .collect()
-        .await
+        .collect())
 }
 
 /// The payable evaluations of the chunk, and the accounts left to the on-demand path (refused, or
@@ -187,7 +201,7 @@ async fn mark_paid(state: &AppState, booked: &[InterestPosting], today: NaiveDat
     let Some(redis) = &state.redis else { return };
     let ttl = std::time::Duration::from_secs(26 * 3600);
     futures::stream::iter(booked)
-        .for_each_concurrent(LOOKUPS_IN_FLIGHT, |p| async move {
+        .for_each_concurrent(MARKERS_IN_FLIGHT, |p| async move {
             let marker = payout::paid_marker(p.request.account_id, today);
             if let Err(e) = redis.set_px(&marker, &p.request.idempotency_key, ttl).await {
                 tracing::warn!(error = %e, "paid marker not set");
