@@ -19,14 +19,40 @@ pub struct KafkaConfig {
     /// Prefixed to topic names so test runs can share one broker without seeing each other.
     pub topic_prefix: String,
     pub partitions: i32,
+    /// Produce requests in flight per broker connection (`KAFKA_MAX_IN_FLIGHT`, 1 to 5).
+    pub max_in_flight: u8,
+    /// How long the producer gathers records into one request (`KAFKA_LINGER_MS`).
+    pub linger_ms: u32,
+    /// `none`, `gzip`, `snappy`, `lz4` or `zstd` (`KAFKA_COMPRESSION`).
+    pub compression: String,
 }
 
 impl KafkaConfig {
     pub fn from(env: &crate::config::Env) -> Result<Self, crate::config::ConfigError> {
+        let invalid = |name: &str, value: String, reason: &str| crate::config::ConfigError {
+            name: env.name(name),
+            value,
+            reason: reason.into(),
+        };
+        let max_in_flight: u8 = env.parse("KAFKA_MAX_IN_FLIGHT", "1")?;
+        if !(1..=5).contains(&max_in_flight) {
+            return Err(invalid(
+                "KAFKA_MAX_IN_FLIGHT",
+                max_in_flight.to_string(),
+                "must be 1 to 5 (idempotent producer)",
+            ));
+        }
+        let compression = env.var("KAFKA_COMPRESSION", "none");
+        if !["none", "gzip", "snappy", "lz4", "zstd"].contains(&compression.as_str()) {
+            return Err(invalid("KAFKA_COMPRESSION", compression, "must be none, gzip, snappy, lz4 or zstd"));
+        }
         Ok(Self {
             brokers: env.var("KAFKA_BROKERS", "127.0.0.1:9092"),
             topic_prefix: env.var("KAFKA_TOPIC_PREFIX", ""),
             partitions: env.parse("KAFKA_PARTITIONS", "3")?,
+            max_in_flight,
+            linger_ms: env.parse("KAFKA_LINGER_MS", "5")?,
+            compression,
         })
     }
 
@@ -39,7 +65,12 @@ impl KafkaConfig {
             .set("bootstrap.servers", &self.brokers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
-            .set("linger.ms", "1")
+            // Fewer, larger produce requests, one at a time per connection: the local broker
+            // (tansu 0.6) answers pipelined idempotent batches with DuplicateSequenceNumber and
+            // then fails for good; a real cluster can take 5 in flight and compression.
+            .set("max.in.flight.requests.per.connection", self.max_in_flight.to_string())
+            .set("linger.ms", self.linger_ms.to_string())
+            .set("compression.type", &self.compression)
             .set("message.timeout.ms", "30000")
             .set("socket.timeout.ms", "10000")
             .create()
