@@ -22,10 +22,8 @@ fn date(s: &str) -> NaiveDate {
     s.parse().unwrap()
 }
 
-#[tokio::test]
-async fn routes_and_the_in_process_peer_agree_and_a_stale_booking_writes_nothing() {
-    let fakes = Fakes::new();
-    let (account_id, customer_id) = (Uuid::new_v4(), Uuid::new_v4());
+/// An account of `customer_id` opened on 2024-01-01, known to the fake account-info.
+fn open_account(fakes: &std::sync::Arc<Fakes>, account_id: Uuid, customer_id: Uuid) {
     let account = Account {
         account_id,
         customer_id,
@@ -38,19 +36,34 @@ async fn routes_and_the_in_process_peer_agree_and_a_stale_booking_writes_nothing
         rev: 0,
     };
     fakes.accounts.lock().unwrap().insert(account_id, account);
+}
+
+/// The ledger on port 0 with its clock on 2024-02-01: its in-process peer, its URL, its database.
+async fn start(fakes: &std::sync::Arc<Fakes>) -> (std::sync::Arc<dyn peers::Ledger>, String, String) {
+    let common = common("accounting").await;
+    let database_url = common.database_url.clone();
     let config = accounting::Config {
-        common: common("accounting").await,
+        common,
         lock_timeout: Duration::from_millis(300),
         lock_budget: Duration::from_secs(5),
         max_connections: 5,
     };
     let app = accounting::build(config, fakes.peers()).await.unwrap();
-    let ledger = accounting::in_process_peer(&app.state, "test", Duration::from_secs(3));
+    let ledger = accounting::in_process_peer(&app.state, "test", Duration::from_secs(10));
     let url = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until(std::future::pending()));
+    let clock = reqwest::Client::new().put(format!("{url}/v1/admin/clock")).json(&json!({"today": "2024-02-01"}));
+    assert_eq!(send(clock).await.0, 200);
+    (ledger, url, database_url)
+}
+
+#[tokio::test]
+async fn routes_and_the_in_process_peer_agree_and_a_stale_booking_writes_nothing() {
+    let fakes = Fakes::new();
+    let (account_id, customer_id) = (Uuid::new_v4(), Uuid::new_v4());
+    open_account(&fakes, account_id, customer_id);
+    let (ledger, url, _) = start(&fakes).await;
     let http = reqwest::Client::new();
-    let (status, _) = send(http.put(format!("{url}/v1/admin/clock")).json(&json!({"today": "2024-02-01"}))).await;
-    assert_eq!(status, 200);
     let deposit = json!({"amount": 1_000_000, "value_date": "2024-01-02"});
     let (status, body) = send(
         http.post(format!("{url}/v1/ledger/accounts/{account_id}/deposits"))
@@ -146,33 +159,10 @@ async fn a_chunk_books_each_payout_alone_and_refuses_the_others_alone() {
     let customer_id = Uuid::new_v4();
     let ids: Vec<Uuid> = (0..4).map(|_| Uuid::new_v4()).collect();
     for id in &ids {
-        let account = Account {
-            account_id: *id,
-            customer_id,
-            product_code: "SAVE".into(),
-            opened_on: date("2024-01-01"),
-            status: AccountStatus::Active,
-            deposit_suspended: false,
-            withdrawal_suspended: false,
-            created_at: Utc::now(),
-            rev: 0,
-        };
-        fakes.accounts.lock().unwrap().insert(*id, account);
+        open_account(&fakes, *id, customer_id);
     }
-    let common = common("accounting").await;
-    let database_url = common.database_url.clone();
-    let config = accounting::Config {
-        common,
-        lock_timeout: Duration::from_millis(300),
-        lock_budget: Duration::from_secs(5),
-        max_connections: 5,
-    };
-    let app = accounting::build(config, fakes.peers()).await.unwrap();
-    let ledger = accounting::in_process_peer(&app.state, "test", Duration::from_secs(10));
-    let url = format!("http://127.0.0.1:{}", app.port());
-    tokio::spawn(app.run_until(std::future::pending()));
+    let (ledger, url, database_url) = start(&fakes).await;
     let http = reqwest::Client::new();
-    send(http.put(format!("{url}/v1/admin/clock")).json(&json!({"today": "2024-02-01"}))).await;
     for (i, id) in ids.iter().enumerate() {
         let deposit = json!({"amount": 1_000_000 * (i as i64 + 1), "value_date": "2024-01-02"});
         let (status, body) = send(
