@@ -164,6 +164,8 @@ impl Stack {
             ("REDIS_PREFIX".into(), run.clone()),
             ("KAFKA_BROKERS".into(), kafka_brokers()),
             ("KAFKA_TOPIC_PREFIX".into(), topic_prefix.clone()),
+            // The local tansu's idempotent-produce check panics after a retried batch (README).
+            ("KAFKA_IDEMPOTENCE".into(), std::env::var("KAFKA_IDEMPOTENCE").unwrap_or_else(|_| "false".into())),
             ("TAX_CONSUMER_GROUP".into(), format!("{run}-tax")),
             ("CUSTOMER_URL".into(), urls["customer"].clone()),
             ("ACCOUNT_INFO_URL".into(), urls["account-info"].clone()),

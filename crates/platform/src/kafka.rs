@@ -1,4 +1,4 @@
-//! Kafka: an idempotent `acks=all` producer, a manually committed consumer, and topic creation.
+//! Kafka: an `acks=all` producer (idempotent unless `KAFKA_IDEMPOTENCE=false`), a manually committed consumer, and topic creation.
 //! The code speaks only the Kafka protocol, so any Kafka-compatible broker is a configuration change.
 
 use std::collections::HashMap;
@@ -25,6 +25,10 @@ pub struct KafkaConfig {
     pub linger_ms: u32,
     /// `none`, `gzip`, `snappy`, `lz4` or `zstd` (`KAFKA_COMPRESSION`).
     pub compression: String,
+    /// An idempotent producer (`KAFKA_IDEMPOTENCE`): no duplicate record from a retried request.
+    /// The consumer writes one record per payout anyway, so a duplicate changes nothing; off for
+    /// the local tansu 0.6, whose idempotency check panics after a retried batch.
+    pub idempotence: bool,
 }
 
 impl KafkaConfig {
@@ -52,6 +56,7 @@ impl KafkaConfig {
             partitions: env.parse("KAFKA_PARTITIONS", "3")?,
             max_in_flight,
             linger_ms: env.parse("KAFKA_LINGER_MS", "5")?,
+            idempotence: env.parse("KAFKA_IDEMPOTENCE", "true")?,
             compression,
         })
     }
@@ -63,7 +68,7 @@ impl KafkaConfig {
     pub fn producer(&self) -> Result<FutureProducer, KafkaError> {
         ClientConfig::new()
             .set("bootstrap.servers", &self.brokers)
-            .set("enable.idempotence", "true")
+            .set("enable.idempotence", self.idempotence.to_string())
             .set("acks", "all")
             // Fewer, larger produce requests, one at a time per connection: the local broker
             // (tansu 0.6) answers pipelined idempotent batches with DuplicateSequenceNumber and

@@ -201,7 +201,7 @@ async fn pay_chunk(state: &AppState, run_id: Uuid, claimed: Vec<(Uuid, i32)>, se
         match run_chunk::pay(state, run_id, &ids).await {
             Ok(paid_and_rest) => paid_and_rest,
             Err(e) => {
-                tracing::warn!(%run_id, error = %e, "chunk booking failed; paying its accounts one by one");
+                tracing::warn!(%run_id, accounts = ids.len(), error = %e, "chunk booking failed; paying its accounts one by one");
                 (Vec::new(), ids)
             }
         }
