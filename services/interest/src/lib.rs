@@ -166,7 +166,10 @@ pub async fn build(config: Config, peers: Peers) -> anyhow::Result<App<AppState>
     let shutdown = Arc::new(Notify::new());
     let relay = tokio::spawn(outbox::relay(state.clone(), kafka.clone(), producer, shutdown.clone()));
     let recovery = tokio::spawn(outbox::recover_from_ledger(state.clone(), shutdown.clone()));
-    let run_worker = tokio::spawn(runs::worker(state.clone(), config.runs, shutdown.clone()));
+    // Several chunk workers per replica: one quotes while another's chunk is in the ledger.
+    let run_workers: Vec<_> = (0..config.runs.workers.max(1))
+        .map(|_| tokio::spawn(runs::worker(state.clone(), config.runs, shutdown.clone())))
+        .collect();
     let app = App::bind(&config.common, infra.clock.clone(), checks, http::routes(state.clone()), state).await?;
     Ok(app.after_stop(async move {
         // Requests have finished; let the relay publish what they recorded, then stop.
@@ -174,7 +177,7 @@ pub async fn build(config: Config, peers: Peers) -> anyhow::Result<App<AppState>
         let _ = tokio::time::timeout(Duration::from_secs(10), relay).await;
         recovery.abort();
         // A chunk in flight finishes or its claim lapses; either way the run resumes on restart.
-        let _ = tokio::time::timeout(Duration::from_secs(5), run_worker).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), futures::future::join_all(run_workers)).await;
     }))
 }
 

@@ -34,6 +34,8 @@ pub struct RunSettings {
     pub max_attempts: i32,
     /// Accounts per listing page.
     pub page: i64,
+    /// Chunk workers per replica (`RUN_WORKERS`), each with its own claimed chunk.
+    pub workers: usize,
     /// Chunks booked in one ledger call (`RUN_BOOKING=chunk`, the default) or account by account
     /// (`single`, the on-demand path for each).
     pub batched: bool,
@@ -47,6 +49,7 @@ impl RunSettings {
             lease_ms: env.parse("RUN_CLAIM_LEASE_MS", "30000")?,
             max_attempts: env.parse("RUN_MAX_ATTEMPTS", "5")?,
             page: env.parse("RUN_PAGE", "1000")?,
+            workers: env.parse("RUN_WORKERS", "2")?,
             batched: match env.var("RUN_BOOKING", "chunk").as_str() {
                 "chunk" => true,
                 "single" => false,

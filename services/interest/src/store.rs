@@ -189,36 +189,49 @@ async fn insert_payout(
     p: &InterestPosting,
     trace_headers: &serde_json::Value,
 ) -> Result<u64, sqlx::Error> {
-    let r = &p.request;
+    insert_payouts(conn, std::slice::from_ref(p), trace_headers).await
+}
+
+/// Inserts payouts (each also its tax event's outbox entry) in one statement; one already recorded
+/// is left as it is.
+async fn insert_payouts(
+    conn: &mut PgConnection,
+    postings: &[InterestPosting],
+    trace_headers: &serde_json::Value,
+) -> Result<u64, sqlx::Error> {
+    let col = |f: &dyn Fn(&InterestPosting) -> i64| postings.iter().map(f).collect::<Vec<i64>>();
+    let reqs = || postings.iter().map(|p| &p.request);
     sqlx::query(
         "INSERT INTO payouts (payout_id, account_id, customer_id, product_code, business_date, period_from, period_to,
             gross, income_tax, local_tax, rural_special_tax, net, tax_category, carry_in_units, carry_units,
             balance_after, entry_id, idempotency_key, request_hash, created_at, tax_event_id, trace_headers)
-         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22)
+         SELECT *, $21::jsonb FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::date[], $6::date[],
+            $7::date[], $8::int8[], $9::int8[], $10::int8[], $11::int8[], $12::int8[], $13::text[], $14::int8[],
+            $15::int8[], $16::int8[], $17::uuid[], $18::text[], $19::text[], $20::timestamptz[], $22::uuid[])
          ON CONFLICT DO NOTHING",
     )
-    .bind(r.payout_id)
-    .bind(r.account_id)
-    .bind(r.customer_id)
-    .bind(&r.product_code)
-    .bind(r.business_date)
-    .bind(r.period_from)
-    .bind(r.period_to)
-    .bind(r.amounts.gross())
-    .bind(r.amounts.taxes().income_tax)
-    .bind(r.amounts.taxes().local_tax)
-    .bind(r.amounts.taxes().rural_special_tax)
-    .bind(r.amounts.net())
-    .bind(r.tax_category.as_str())
-    .bind(r.carry_in_units)
-    .bind(r.carry_out_units)
-    .bind(p.balance_after)
-    .bind(p.entry_id)
-    .bind(&r.idempotency_key)
-    .bind(&r.request_hash)
-    .bind(p.posted_at)
-    .bind(tax_event_id(r.payout_id))
+    .bind(reqs().map(|r| r.payout_id).collect::<Vec<_>>())
+    .bind(reqs().map(|r| r.account_id).collect::<Vec<_>>())
+    .bind(reqs().map(|r| r.customer_id).collect::<Vec<_>>())
+    .bind(reqs().map(|r| r.product_code.as_str()).collect::<Vec<_>>())
+    .bind(reqs().map(|r| r.business_date).collect::<Vec<_>>())
+    .bind(reqs().map(|r| r.period_from).collect::<Vec<_>>())
+    .bind(reqs().map(|r| r.period_to).collect::<Vec<_>>())
+    .bind(col(&|p| p.request.amounts.gross()))
+    .bind(col(&|p| p.request.amounts.taxes().income_tax))
+    .bind(col(&|p| p.request.amounts.taxes().local_tax))
+    .bind(col(&|p| p.request.amounts.taxes().rural_special_tax))
+    .bind(col(&|p| p.request.amounts.net()))
+    .bind(reqs().map(|r| r.tax_category.as_str()).collect::<Vec<_>>())
+    .bind(col(&|p| p.request.carry_in_units))
+    .bind(col(&|p| p.request.carry_out_units))
+    .bind(col(&|p| p.balance_after))
+    .bind(postings.iter().map(|p| p.entry_id).collect::<Vec<_>>())
+    .bind(reqs().map(|r| r.idempotency_key.as_str()).collect::<Vec<_>>())
+    .bind(reqs().map(|r| r.request_hash.as_str()).collect::<Vec<_>>())
+    .bind(postings.iter().map(|p| p.posted_at).collect::<Vec<_>>())
     .bind(trace_headers)
+    .bind(reqs().map(|r| tax_event_id(r.payout_id)).collect::<Vec<_>>())
     .execute(conn)
     .await
     .map(|r| r.rows_affected())
@@ -233,9 +246,7 @@ pub async fn record_payouts(
 ) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
     sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
-    for p in postings {
-        insert_payout(&mut tx, p, trace_headers).await?;
-    }
+    insert_payouts(&mut tx, postings, trace_headers).await?;
     tx.commit().await
 }
 
