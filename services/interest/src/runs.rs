@@ -43,9 +43,14 @@ pub struct RunSettings {
 
 impl RunSettings {
     pub fn from(env: &Env) -> Result<Self, ConfigError> {
+        let chunk: i64 = env.parse("RUN_CHUNK", "200")?;
+        if !(1..=contracts::MAX_LOOKUP as i64).contains(&chunk) {
+            let reason = format!("must be 1 to {} (one lookup and one booking call per chunk)", contracts::MAX_LOOKUP);
+            return Err(ConfigError { name: env.name("RUN_CHUNK"), value: chunk.to_string(), reason });
+        }
         Ok(Self {
             concurrency: env.parse("RUN_CONCURRENCY", "8")?,
-            chunk: env.parse("RUN_CHUNK", "200")?,
+            chunk,
             lease_ms: env.parse("RUN_CLAIM_LEASE_MS", "30000")?,
             max_attempts: env.parse("RUN_MAX_ATTEMPTS", "5")?,
             page: env.parse("RUN_PAGE", "1000")?,
