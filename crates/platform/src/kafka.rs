@@ -98,11 +98,24 @@ impl KafkaConfig {
             .create()
     }
 
-    /// Creates the topics if they do not exist yet.
+    /// Creates the topics if they do not exist yet (a broker that has them all is not asked to
+    /// create any: some Kafka-protocol brokers, such as librdkafka's mock cluster, have no admin API).
     pub async fn ensure_topics(&self, names: &[&str]) -> anyhow::Result<()> {
         let admin: AdminClient<DefaultClientContext> =
             ClientConfig::new().set("bootstrap.servers", &self.brokers).create()?;
         let topics: Vec<String> = names.iter().map(|n| self.topic(n)).collect();
+        let admin = std::sync::Arc::new(admin);
+        let known = tokio::task::spawn_blocking({
+            let admin = admin.clone();
+            move || -> Vec<String> {
+                let metadata = admin.inner().fetch_metadata(None, Duration::from_secs(10));
+                metadata.map(|m| m.topics().iter().map(|t| t.name().to_string()).collect()).unwrap_or_default()
+            }
+        })
+        .await?;
+        if topics.iter().all(|t| known.contains(t)) {
+            return Ok(());
+        }
         let new: Vec<NewTopic> =
             topics.iter().map(|t| NewTopic::new(t, self.partitions, TopicReplication::Fixed(1))).collect();
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
