@@ -142,9 +142,9 @@ pub async fn book_interest_many(
 }
 
 /// What a booking is, once its inputs are read under the row lock.
-enum Decision {
+enum Decision<'a> {
     /// The same key was booked already: its posting again, nothing written.
-    Replay(InterestPosting),
+    Replay(&'a InterestPosting),
     Book,
 }
 
@@ -178,7 +178,7 @@ async fn book_locked(
         let id = req.account_id;
         let seen = points.get(&id).map_or(&[][..], |p| p.as_slice());
         match decide(req, acct, existing.get(&id), seen, &fences, today) {
-            Ok(Decision::Replay(posting)) => results.push(Ok(posting)),
+            Ok(Decision::Replay(posting)) => results.push(Ok(posting.clone())),
             Err(refusal) => results.push(Err(refusal)),
             Ok(Decision::Book) => {
                 let net = req.amounts.net();
@@ -236,19 +236,19 @@ type Revised = (Vec<Result<InterestPosting, LedgerError>>, Vec<(String, i64)>);
 /// date (the same key again is a replay), booked on today's business date, for the period right after
 /// the last, and only on the quote's basis — the balances' history revision and points, and no
 /// fence above the revisions the quote saw.
-fn decide(
+fn decide<'a>(
     req: &InterestPostingRequest,
     acct: &store::LedgerAccount,
-    existing: Option<&InterestPosting>,
+    existing: Option<&'a InterestPosting>,
     points: &[BalancePoint],
     fences: &HashMap<String, i64>,
     today: NaiveDate,
-) -> Result<Decision, LedgerError> {
+) -> Result<Decision<'a>, LedgerError> {
     if let Some(existing) = existing {
         // A retry of the same request (after a timeout or crash) gets the booked posting, whose
         // amounts the caller adopts; any other payout that day is refused.
         if existing.request.idempotency_key == req.idempotency_key {
-            return Ok(Decision::Replay(existing.clone()));
+            return Ok(Decision::Replay(existing));
         }
         return Err(LedgerError::Refused(
             Code::AlreadyPaidToday,
