@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use chrono::{NaiveDate, Utc};
-use contracts::{Account, InterestPostingRequest, PayoutFence, QuoteBasis};
+use contracts::{Account, DailyBalances, InterestPostingRequest, PayoutFence, QuoteBasis};
 use domain::{AccountStatus, TaxBreakdown, TaxCategory, Withheld};
 use peers::testing::{common, Fakes};
 use peers::PeerError;
@@ -57,6 +57,30 @@ async fn start(fakes: &std::sync::Arc<Fakes>) -> (std::sync::Arc<dyn peers::Ledg
     (ledger, url, database_url)
 }
 
+/// A payout of 1,000 won gross for January 2024 quoted on `balances`, booked on 2024-02-01.
+fn posting(balances: &DailyBalances, customer_id: Uuid, key: &str) -> InterestPostingRequest {
+    InterestPostingRequest {
+        payout_id: Uuid::new_v4(),
+        account_id: balances.account_id,
+        customer_id,
+        product_code: "SAVE".into(),
+        business_date: date("2024-02-01"),
+        period_from: date("2024-01-01"),
+        period_to: date("2024-01-31"),
+        amounts: Withheld::new(1000, TaxBreakdown { income_tax: 140, local_tax: 10, rural_special_tax: 0 }).unwrap(),
+        carry_in_units: 0,
+        carry_out_units: 0,
+        tax_category: TaxCategory::General,
+        idempotency_key: key.into(),
+        request_hash: "h".into(),
+        basis: QuoteBasis {
+            history_rev: balances.history_rev,
+            balances_digest: balances.digest.clone(),
+            ..Default::default()
+        },
+    }
+}
+
 #[tokio::test]
 async fn routes_and_the_in_process_peer_agree_and_a_stale_booking_writes_nothing() {
     let fakes = Fakes::new();
@@ -81,26 +105,8 @@ async fn routes_and_the_in_process_peer_agree_and_a_stale_booking_writes_nothing
     let backwards = ledger.daily_balances(account_id, to, from).await.unwrap_err();
     assert!(matches!(backwards, PeerError::Problem { status: 422, .. }), "{backwards}");
 
-    let request = InterestPostingRequest {
-        payout_id: Uuid::new_v4(),
-        account_id,
-        customer_id,
-        product_code: "SAVE".into(),
-        business_date: date("2024-02-01"),
-        period_from: from,
-        period_to: to,
-        amounts: Withheld::new(1000, TaxBreakdown { income_tax: 140, local_tax: 10, rural_special_tax: 0 }).unwrap(),
-        carry_in_units: 0,
-        carry_out_units: 0,
-        tax_category: TaxCategory::General,
-        idempotency_key: "p1".into(),
-        request_hash: "h".into(),
-        basis: QuoteBasis {
-            history_rev: balances.history_rev - 1,
-            balances_digest: balances.digest.clone(),
-            ..Default::default()
-        },
-    };
+    let mut request = posting(&balances, customer_id, "p1");
+    request.basis.history_rev -= 1;
     let stale = ledger.book_interest(&request).await.unwrap_err();
     assert_eq!(stale.code(), Some("QUOTE_STALE"), "{stale}");
     assert!(ledger.interest_feed(0, 10).await.unwrap().postings.is_empty(), "nothing booked");
@@ -178,26 +184,7 @@ async fn a_chunk_books_each_payout_alone_and_refuses_the_others_alone() {
     for (id, b) in ids.iter().chain([&unknown]).zip(&many) {
         assert_eq!(b, &ledger.daily_balances(*id, from, to).await.unwrap(), "one by one and together agree");
     }
-    let request = |i: usize, key: &str| InterestPostingRequest {
-        payout_id: Uuid::new_v4(),
-        account_id: many[i].account_id,
-        customer_id,
-        product_code: "SAVE".into(),
-        business_date: date("2024-02-01"),
-        period_from: from,
-        period_to: to,
-        amounts: Withheld::new(1000, TaxBreakdown { income_tax: 140, local_tax: 10, rural_special_tax: 0 }).unwrap(),
-        carry_in_units: 0,
-        carry_out_units: 0,
-        tax_category: TaxCategory::General,
-        idempotency_key: key.into(),
-        request_hash: "h".into(),
-        basis: QuoteBasis {
-            history_rev: many[i].history_rev,
-            balances_digest: many[i].digest.clone(),
-            ..Default::default()
-        },
-    };
+    let request = |i: usize, key: &str| posting(&many[i], customer_id, key);
     // Account 3 was paid today under another key; account 2's row is held by another transaction.
     let paid = ledger.book_interest(&request(3, "on-demand")).await.unwrap();
     let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
