@@ -89,7 +89,6 @@ pub async fn book_interest_many(
     let (results, revs) = retrying(state, || async {
         let mut tx = state.pool.begin().await?;
         store::set_lock_timeout(&mut tx, state.lock_timeout.as_millis()).await?;
-        store::plan_for_these_arrays(&mut tx).await?;
         let mut locked = store::lock_accounts_unless_busy(&mut tx, &ids).await?;
         // Each request's refusal before the row lock, or its locked row.
         let mut early: Vec<Option<LedgerError>> = Vec::with_capacity(reqs.len());
@@ -333,7 +332,6 @@ pub async fn daily_balances_many(state: &AppState, batch: &BalancesBatch) -> Res
     let mut conn = state.pool.acquire().await?;
     let mut tx = conn.begin().await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *tx).await?;
-    store::plan_for_these_arrays(&mut tx).await?;
     let revs: HashMap<Uuid, i64> = store::history_revisions(&mut tx, &ids).await?.into_iter().collect();
     let ranges: Vec<(Uuid, NaiveDate, NaiveDate)> = qs.iter().map(|q| (q.account_id, q.from, q.to)).collect();
     let mut points = store::balance_points_many(&mut tx, &ranges).await?;

@@ -19,14 +19,6 @@ pub async fn set_lock_timeout(conn: &mut PgConnection, ms: u128) -> Result<(), s
     sqlx::query(&format!("SET LOCAL lock_timeout = '{ms}ms'")).execute(conn).await.map(|_| ())
 }
 
-/// Plans each statement of the transaction for its own arrays: a chunk's statements take arrays of
-/// hundreds of accounts, and a generic plan cached while the tables were small or unanalysed (a
-/// fresh, bulk-loaded database) scanned whole tables — chunk calls of over 3 s, seen at 100,000
-/// accounts.
-pub async fn plan_for_these_arrays(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan").execute(conn).await.map(|_| ())
-}
-
 fn to_ledger_account(r: &sqlx::postgres::PgRow) -> Result<LedgerAccount, sqlx::Error> {
     Ok(LedgerAccount {
         balance: r.try_get("balance")?,
