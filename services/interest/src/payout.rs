@@ -7,6 +7,8 @@
 
 use std::time::Instant;
 
+use futures::StreamExt;
+
 use chrono::NaiveDate;
 use contracts::problem::Code;
 use contracts::{
@@ -153,7 +155,7 @@ async fn assess(
         {
             if missing == Missing::Record {
                 tracing::warn!(account_id = %id, payout_id = %posting.request.payout_id, "recording a payout the ledger booked but we had not");
-                store::record_payout(&state.pool, &posting, &serde_json::json!({})).await?;
+                store::record_payouts(&state.pool, std::slice::from_ref(&posting), &serde_json::json!({})).await?;
             }
             last = Some(store::payout_from_posting(&posting));
             continue;
@@ -502,6 +504,43 @@ pub(crate) fn posting_request(e: &Evaluation, key: &str, request_hash: &str) -> 
     }
 }
 
+/// Just before the ledger is asked to book: a fault point, and the test-only pause
+/// (PAYOUT_PAUSE_BEFORE_BOOKING_MS) that widens the window between quote and booking.
+pub(crate) async fn before_booking(state: &AppState) {
+    platform::fault::point("payout.before_ledger_booking");
+    if !state.pause_before_booking.is_zero() {
+        tokio::time::sleep(state.pause_before_booking).await;
+    }
+}
+
+/// Records payouts the ledger booked (and so their tax events) in one commit, wakes the outbox
+/// relay, and sets each account's paid marker (its key) for the business date.
+pub(crate) async fn record_booked(
+    state: &AppState,
+    booked: &[InterestPosting],
+    today: NaiveDate,
+) -> Result<(), InterestError> {
+    let trace = serde_json::to_value(platform::telemetry::current_trace_headers()).unwrap_or_default();
+    store::record_payouts(&state.pool, booked, &trace).await?;
+    platform::fault::point("payout.after_record");
+    state.outbox_wake.notify_one();
+    let Some(redis) = &state.redis else { return Ok(()) };
+    // The key names the date, so the day after it is never read; the TTL only frees memory.
+    let ttl = std::time::Duration::from_secs(26 * 3600);
+    futures::stream::iter(booked)
+        .for_each_concurrent(MARKERS_IN_FLIGHT, |p| async move {
+            let marker = paid_marker(p.request.account_id, today);
+            if let Err(err) = redis.set_px(&marker, &p.request.idempotency_key, ttl).await {
+                tracing::warn!(error = %err, "paid marker not set; later attempts queue on the lock instead");
+            }
+        })
+        .await;
+    Ok(())
+}
+
+/// Paid markers set at once when a run's chunk is recorded.
+const MARKERS_IN_FLIGHT: usize = 32;
+
 /// Asks the ledger to book the evaluated quote, then records it here with its tax event.
 async fn book(
     state: &AppState,
@@ -510,11 +549,7 @@ async fn book(
     request_hash: &str,
 ) -> Result<Result<Booked, Refusal>, InterestError> {
     let request = posting_request(e, key, request_hash);
-    platform::fault::point("payout.before_ledger_booking");
-    if !state.pause_before_booking.is_zero() {
-        // Test-only (PAYOUT_PAUSE_BEFORE_BOOKING_MS): widens the window between quote and booking.
-        tokio::time::sleep(state.pause_before_booking).await;
-    }
+    before_booking(state).await;
     let t = Instant::now();
     let booked = state.ledger.book_interest(&request).await;
     stage("booking", t);
@@ -534,17 +569,7 @@ async fn book(
     }
     platform::fault::point("payout.after_ledger_booking");
     let t = Instant::now();
-    let trace = serde_json::to_value(platform::telemetry::current_trace_headers()).unwrap_or_default();
-    store::record_payout(&state.pool, &posting, &trace).await?;
-    platform::fault::point("payout.after_record");
-    state.outbox_wake.notify_one();
-    if let Some(redis) = &state.redis {
-        // The key names the date, so the day after it is never read; the TTL only frees memory.
-        let marker = paid_marker(posting.request.account_id, e.today);
-        if let Err(err) = redis.set_px(&marker, key, std::time::Duration::from_secs(26 * 3600)).await {
-            tracing::warn!(error = %err, "paid marker not set; later attempts queue on the lock instead");
-        }
-    }
+    record_booked(state, std::slice::from_ref(&posting), e.today).await?;
     stage("record", t);
     tracing::info!(account_id = %posting.request.account_id, payout_id = %posting.request.payout_id, gross = posting.request.amounts.gross(), net = posting.request.amounts.net(), "interest paid");
     Ok(Ok(Booked::Paid(store::payout_from_posting(&posting))))

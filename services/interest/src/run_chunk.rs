@@ -13,7 +13,6 @@ use std::time::Instant;
 use chrono::NaiveDate;
 use contracts::{Account, BalancesBatch, BalancesQuery, Customer, InterestPosting, InterestPostingBatch};
 use domain::payout_period;
-use futures::StreamExt;
 use uuid::Uuid;
 
 use crate::error::InterestError;
@@ -21,9 +20,6 @@ use crate::payout::{self, Evaluation};
 use crate::run_store::Outcome;
 use crate::state::AppState;
 use crate::store;
-
-/// Paid markers set concurrently for one chunk.
-const MARKERS_IN_FLIGHT: usize = 32;
 
 /// The key a run pays an account under: a resumed or retried run replays it.
 pub fn key(run_id: Uuid, account_id: Uuid) -> String {
@@ -59,11 +55,7 @@ pub async fn pay(state: &AppState, run_id: Uuid, ids: &[Uuid]) -> Result<(Vec<Ou
     if requests.is_empty() {
         return Ok((Vec::new(), rest));
     }
-    platform::fault::point("payout.before_ledger_booking");
-    if !state.pause_before_booking.is_zero() {
-        // Test-only (PAYOUT_PAUSE_BEFORE_BOOKING_MS): widens the window between quote and booking.
-        tokio::time::sleep(state.pause_before_booking).await;
-    }
+    payout::before_booking(state).await;
     let t = Instant::now();
     let answer = state.ledger.book_interest_many(&InterestPostingBatch { postings: requests }).await?;
     stage("booking", t);
@@ -81,11 +73,7 @@ pub async fn pay(state: &AppState, run_id: Uuid, ids: &[Uuid]) -> Result<(Vec<Ou
     }
     platform::fault::point("payout.after_ledger_booking");
     let t = Instant::now();
-    let trace = serde_json::to_value(platform::telemetry::current_trace_headers()).unwrap_or_default();
-    store::record_payouts(&state.pool, &booked, &trace).await?;
-    platform::fault::point("payout.after_record");
-    state.outbox_wake.notify_one();
-    mark_paid(state, &booked, today).await;
+    payout::record_booked(state, &booked, today).await?;
     stage("record", t);
     let outcomes = booked
         .iter()
@@ -193,21 +181,6 @@ async fn evaluate(
         }
     }
     Ok((evaluations, rest))
-}
-
-/// The paid markers of the booked accounts (later attempts of other keys are refused without
-/// queueing on the lock); best effort, like the on-demand path's.
-async fn mark_paid(state: &AppState, booked: &[InterestPosting], today: NaiveDate) {
-    let Some(redis) = &state.redis else { return };
-    let ttl = std::time::Duration::from_secs(26 * 3600);
-    futures::stream::iter(booked)
-        .for_each_concurrent(MARKERS_IN_FLIGHT, |p| async move {
-            let marker = payout::paid_marker(p.request.account_id, today);
-            if let Err(e) = redis.set_px(&marker, &p.request.idempotency_key, ttl).await {
-                tracing::warn!(error = %e, "paid marker not set");
-            }
-        })
-        .await;
 }
 
 /// Time spent in one stage of a run's chunk (`interest_run_chunk_stage_seconds{stage}`).

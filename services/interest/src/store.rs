@@ -171,19 +171,6 @@ pub fn payout_from_posting(p: &InterestPosting) -> Payout {
     }
 }
 
-/// Records a payout the ledger booked (and so its tax event). Idempotent. The commit need not be
-/// durable: if the database loses it, the recovery worker re-reads it from the ledger's feed.
-pub async fn record_payout(
-    pool: &PgPool,
-    p: &InterestPosting,
-    trace_headers: &serde_json::Value,
-) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
-    insert_payout(&mut tx, p, trace_headers).await?;
-    tx.commit().await
-}
-
 async fn insert_payout(
     conn: &mut PgConnection,
     p: &InterestPosting,
@@ -237,8 +224,9 @@ async fn insert_payouts(
     .map(|r| r.rows_affected())
 }
 
-/// Records a run chunk's booked payouts (and so their tax events) in one non-durable commit, as
-/// [`record_payout`] does one.
+/// Records payouts the ledger booked (each also its tax event) in one commit. Idempotent. The
+/// commit need not be durable: if the database loses it, the recovery worker re-reads them from the
+/// ledger's feed.
 pub async fn record_payouts(
     pool: &PgPool,
     postings: &[InterestPosting],
