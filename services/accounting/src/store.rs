@@ -237,22 +237,27 @@ pub async fn set_paid_balances(
     .map(|rows| rows.into_iter().collect())
 }
 
-/// The payouts booked on each `(account, day)`.
+/// The payouts booked on each `(account, day)`. Asked as "these accounts on these days" (a
+/// chunk's keys share one day) and narrowed to the exact pairs here.
 pub async fn interest_postings_on(
     conn: &mut PgConnection,
     keys: &[(Uuid, NaiveDate)],
 ) -> Result<std::collections::HashMap<Uuid, InterestPosting>, sqlx::Error> {
+    let wanted: std::collections::HashSet<(Uuid, NaiveDate)> = keys.iter().copied().collect();
     let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
-    let days: Vec<NaiveDate> = keys.iter().map(|k| k.1).collect();
-    let rows = sqlx::query(&format!(
-        "SELECT e.account_id, {POSTING_COLUMNS_E} FROM UNNEST($1::uuid[], $2::date[]) AS k(id, day)
-         JOIN journal_entries e ON e.kind = 'INTEREST_PAYOUT' AND e.account_id = k.id AND e.business_date = k.day"
-    ))
-    .bind(&ids)
-    .bind(&days)
-    .fetch_all(conn)
-    .await?;
-    rows.iter().map(|r| Ok((r.try_get("account_id")?, to_posting(r)?))).collect()
+    let mut days: Vec<NaiveDate> = keys.iter().map(|k| k.1).collect();
+    days.sort_unstable();
+    days.dedup();
+    let rows = sqlx::query(INTEREST_POSTINGS_ON).bind(&ids).bind(&days).fetch_all(conn).await?;
+    let mut found = std::collections::HashMap::with_capacity(rows.len());
+    for r in &rows {
+        let account_id: Uuid = r.try_get("account_id")?;
+        let posting = to_posting(r)?;
+        if wanted.contains(&(account_id, posting.request.business_date)) {
+            found.insert(account_id, posting);
+        }
+    }
+    Ok(found)
 }
 
 /// Takes the fences of `subjects` shared until the transaction ends (a fence being raised waits
@@ -388,22 +393,32 @@ fn to_posting(r: &sqlx::postgres::PgRow) -> Result<InterestPosting, sqlx::Error>
 }
 
 const POSTING_COLUMNS: &str = "entry_id, payout, balance_after, created_at, seq";
-const POSTING_COLUMNS_E: &str = "e.entry_id, e.payout, e.balance_after, e.created_at, e.seq";
+
+// The journal's lookups of interest payouts by account. Each must probe the (account, business
+// date) index per account whatever the statistics say: a freshly loaded ledger's say "no payouts"
+// while a run books thousands, and then a join with the keys walked the whole index for every
+// chunk (45 ms to 1 s a call at 70,000 payouts). Hence `account_id = ANY`, never a join, and the
+// only partial index `kind = 'INTEREST_PAYOUT'` implies is that one (migration 0005). The tests
+// in store_plans.rs plan them on such a ledger.
+/// Payouts of some accounts booked on some days.
+const INTEREST_POSTINGS_ON: &str = "SELECT account_id, entry_id, payout, balance_after, created_at, seq
+     FROM journal_entries WHERE kind = 'INTEREST_PAYOUT' AND account_id = ANY($1) AND business_date = ANY($2)";
+/// An account's last payout, before a day or at all.
+const LAST_INTEREST_POSTING: &str = "SELECT entry_id, payout, balance_after, created_at, seq FROM journal_entries
+     WHERE kind = 'INTEREST_PAYOUT' AND account_id = $1 AND ($2::date IS NULL OR business_date < $2)
+     ORDER BY business_date DESC LIMIT 1";
+/// Each account's last payout.
+const LAST_INTEREST_POSTINGS: &str =
+    "SELECT DISTINCT ON (account_id) account_id, entry_id, payout, balance_after, created_at, seq
+     FROM journal_entries WHERE kind = 'INTEREST_PAYOUT' AND account_id = ANY($1)
+     ORDER BY account_id, business_date DESC";
 
 pub async fn last_interest_posting(
     conn: &mut PgConnection,
     account_id: Uuid,
     before: Option<NaiveDate>,
 ) -> Result<Option<InterestPosting>, sqlx::Error> {
-    let row = sqlx::query(&format!(
-        "SELECT {POSTING_COLUMNS} FROM journal_entries
-         WHERE kind = 'INTEREST_PAYOUT' AND account_id = $1 AND ($2::date IS NULL OR business_date < $2)
-         ORDER BY business_date DESC LIMIT 1"
-    ))
-    .bind(account_id)
-    .bind(before)
-    .fetch_optional(conn)
-    .await?;
+    let row = sqlx::query(LAST_INTEREST_POSTING).bind(account_id).bind(before).fetch_optional(conn).await?;
     row.as_ref().map(to_posting).transpose()
 }
 
@@ -540,13 +555,10 @@ pub async fn last_interest_postings(
     conn: &mut PgConnection,
     ids: &[Uuid],
 ) -> Result<std::collections::HashMap<Uuid, InterestPosting>, sqlx::Error> {
-    let rows = sqlx::query(&format!(
-        "SELECT DISTINCT ON (account_id) account_id, {POSTING_COLUMNS} FROM journal_entries
-         WHERE kind = 'INTEREST_PAYOUT' AND account_id = ANY($1)
-         ORDER BY account_id, business_date DESC"
-    ))
-    .bind(ids)
-    .fetch_all(conn)
-    .await?;
+    let rows = sqlx::query(LAST_INTEREST_POSTINGS).bind(ids).fetch_all(conn).await?;
     rows.iter().map(|r| Ok((r.try_get("account_id")?, to_posting(r)?))).collect()
 }
+
+#[cfg(test)]
+#[path = "store_plans.rs"]
+mod plans;
