@@ -84,7 +84,7 @@ pub async fn pay(state: &AppState, run_id: Uuid, ids: &[Uuid]) -> Result<(Vec<Ou
                 account_id: p.request.account_id,
                 state: "PAID",
                 reason: None,
-                payout_id: Some(payout.payout_id),
+                paid: Some((payout.payout_id, payout.amounts)),
                 retry_in_ms: 0,
             }
         })

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use contracts::{PayoutRun, PayoutRunSummary, RunTotals};
+use domain::Withheld;
 use sqlx::{PgPool, Postgres, Row, Transaction};
 use uuid::Uuid;
 
@@ -124,58 +125,93 @@ pub async fn running(pool: &PgPool) -> Result<Vec<Run>, sqlx::Error> {
 }
 
 /// Takes the run's enumeration for one page, unless another replica holds it: the caller fetches
-/// the page and calls [`advance_listing`] before committing.
+/// the page and calls [`advance_listing`] before committing. The hold is an advisory lock, not the
+/// run row: claims share-lock that row, and would otherwise wait for every page's fetch.
 pub async fn lock_listing(
     tx: &mut Transaction<'_, Postgres>,
     run_id: Uuid,
 ) -> Result<Option<(Option<Uuid>, bool)>, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT listing_after, listing_done FROM payout_runs WHERE run_id = $1 AND state = 'RUNNING'
-         FOR UPDATE SKIP LOCKED",
-    )
-    .bind(run_id)
-    .fetch_optional(&mut **tx)
-    .await?;
+    let held: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtextextended('run-listing:' || $1, 0))")
+        .bind(run_id.to_string())
+        .fetch_one(&mut **tx)
+        .await?;
+    if !held {
+        return Ok(None);
+    }
+    let row =
+        sqlx::query("SELECT listing_after, listing_done FROM payout_runs WHERE run_id = $1 AND state = 'RUNNING'")
+            .bind(run_id)
+            .fetch_optional(&mut **tx)
+            .await?;
     row.map(|r| Ok((r.try_get("listing_after")?, r.try_get("listing_done")?))).transpose()
 }
 
+/// Moves the run's enumeration on; `false` (the caller rolls back, with the page's items) when the
+/// run stopped running meanwhile, so a cancelled run gains no items.
 pub async fn advance_listing(
     tx: &mut Transaction<'_, Postgres>,
     run_id: Uuid,
     after: Option<Uuid>,
     done: bool,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE payout_runs SET listing_after = $2, listing_done = $3 WHERE run_id = $1")
-        .bind(run_id)
-        .bind(after)
-        .bind(done)
-        .execute(&mut **tx)
-        .await
-        .map(|_| ())
+) -> Result<bool, sqlx::Error> {
+    let n = sqlx::query(
+        "UPDATE payout_runs SET listing_after = $2, listing_done = $3 WHERE run_id = $1 AND state = 'RUNNING'",
+    )
+    .bind(run_id)
+    .bind(after)
+    .bind(done)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
 }
+
+const CLAIM: &str = "WITH run AS (SELECT run_id FROM payout_runs WHERE run_id = $1 AND state = 'RUNNING' FOR SHARE),
+         c AS MATERIALIZED (SELECT account_id FROM payout_run_items
+               WHERE run_id = $1 AND state = 'PENDING' AND (claimed_until IS NULL OR claimed_until < now())
+                 AND account_id >= $4
+               ORDER BY account_id LIMIT $2 FOR UPDATE SKIP LOCKED)
+         UPDATE payout_run_items i SET claimed_until = now() + $3 * interval '1 millisecond', attempts = i.attempts + 1
+         FROM c, run
+         WHERE i.run_id = $1 AND i.account_id = c.account_id
+         RETURNING i.account_id, i.attempts";
 
 /// Claims up to `limit` pending items nobody holds, for `lease_ms`, only while the run is running:
 /// the run row is share-locked in the same statement, so a claim and a cancellation serialize and
 /// nothing is claimed once a cancellation has committed. Returns (account, attempts). The items are
 /// picked in a materialized CTE: as a subquery in the UPDATE's FROM, PostgreSQL could rescan the
 /// `LIMIT … SKIP LOCKED` pick and claim several times `limit` (seen: 1,200 items for 200).
-pub async fn claim(pool: &PgPool, run_id: Uuid, limit: i64, lease_ms: i64) -> Result<Vec<(Uuid, i32)>, sqlx::Error> {
-    sqlx::query_as(
-        "WITH run AS (SELECT run_id FROM payout_runs WHERE run_id = $1 AND state = 'RUNNING' FOR SHARE),
-         c AS MATERIALIZED (SELECT account_id FROM payout_run_items
-               WHERE run_id = $1 AND state = 'PENDING' AND (claimed_until IS NULL OR claimed_until < now())
-               ORDER BY account_id LIMIT $2 FOR UPDATE SKIP LOCKED)
-         UPDATE payout_run_items i SET claimed_until = now() + $3 * interval '1 millisecond', attempts = i.attempts + 1
-         FROM c, run
-         WHERE i.run_id = $1 AND i.account_id = c.account_id
-         RETURNING i.account_id, i.attempts",
-    )
-    .bind(run_id)
-    .bind(limit)
-    .bind(lease_ms)
-    .fetch_all(pool)
-    .await
+///
+/// Items are picked in account order from `after` on (the worker's last claim, which is held or
+/// done by now; `None` from the start, an index condition either way): from the start every time,
+/// the pick stepped over the index entries of every item done so far. A worker whose pick from its
+/// cursor finds nothing starts again from the start, which finds items retried or released behind.
+pub async fn claim(
+    pool: &PgPool,
+    run_id: Uuid,
+    after: Option<Uuid>,
+    limit: i64,
+    lease_ms: i64,
+) -> Result<Vec<(Uuid, i32)>, sqlx::Error> {
+    sqlx::query_as(CLAIM)
+        .bind(run_id)
+        .bind(limit)
+        .bind(lease_ms)
+        .bind(after.unwrap_or(Uuid::nil()))
+        .fetch_all(pool)
+        .await
 }
+
+const RECORD_OUTCOMES: &str = "UPDATE payout_run_items i
+         SET state = u.state, reason = u.reason, payout_id = u.payout_id, gross = u.gross, income_tax = u.income_tax,
+             local_tax = u.local_tax, rural_special_tax = u.rural_special_tax, net = u.net,
+             claimed_until = CASE WHEN u.state = 'PENDING' THEN now() + u.retry * interval '1 millisecond' END
+         FROM unnest($2::uuid[], $3::text[], $4::text[], $5::uuid[], $6::int8[], $7::int8[], $8::int8[], $9::int8[],
+                     $10::int8[], $11::int8[])
+              AS u(account_id, state, reason, payout_id, retry, gross, income_tax, local_tax, rural_special_tax, net)
+         CROSS JOIN LATERAL (SELECT ctid AS row_at FROM payout_run_items p
+                             WHERE p.run_id = $1 AND p.account_id = u.account_id AND p.state = 'PENDING' OFFSET 0) p
+         WHERE i.ctid = p.row_at AND i.state = 'PENDING'";
 
 /// One item's outcome: `PAID` with its payout, `SKIPPED`/`FAILED` with a reason, or `PENDING`
 /// again (a transient failure) after `retry_in_ms`.
@@ -183,32 +219,41 @@ pub struct Outcome {
     pub account_id: Uuid,
     pub state: &'static str,
     pub reason: Option<String>,
-    pub payout_id: Option<Uuid>,
+    /// The payout of a paid item and its amounts (kept on the item for the run's counters).
+    pub paid: Option<(Uuid, Withheld)>,
     pub retry_in_ms: i64,
 }
 
+/// Each item is found by its own probe of the pending index (the lateral subquery, kept apart by
+/// `OFFSET 0`) and updated by its row address: joined with the outcomes directly, a planner that
+/// believed the run had no pending items (statistics taken before the run listed them) hashed
+/// every pending item of the run for each chunk, 70-100 ms a chunk at 100,000 items. An item
+/// changed meanwhile (another replica claimed it after our lease ran out, or the run expired) is
+/// left to that change.
 pub async fn record_outcomes(pool: &PgPool, run_id: Uuid, outcomes: &[Outcome]) -> Result<(), sqlx::Error> {
     let ids: Vec<Uuid> = outcomes.iter().map(|o| o.account_id).collect();
     let states: Vec<&str> = outcomes.iter().map(|o| o.state).collect();
     let reasons: Vec<Option<String>> = outcomes.iter().map(|o| o.reason.clone()).collect();
-    let payouts: Vec<Option<Uuid>> = outcomes.iter().map(|o| o.payout_id).collect();
+    let payouts: Vec<Option<Uuid>> = outcomes.iter().map(|o| o.paid.map(|(id, _)| id)).collect();
+    let amount = |f: fn(&Withheld) -> i64| -> Vec<Option<i64>> {
+        outcomes.iter().map(|o| o.paid.as_ref().map(|(_, w)| f(w))).collect()
+    };
     let retry: Vec<i64> = outcomes.iter().map(|o| o.retry_in_ms).collect();
-    sqlx::query(
-        "UPDATE payout_run_items i
-         SET state = u.state, reason = u.reason, payout_id = u.payout_id,
-             claimed_until = CASE WHEN u.state = 'PENDING' THEN now() + u.retry * interval '1 millisecond' END
-         FROM unnest($2::uuid[], $3::text[], $4::text[], $5::uuid[], $6::int8[]) AS u(account_id, state, reason, payout_id, retry)
-         WHERE i.run_id = $1 AND i.account_id = u.account_id AND i.state = 'PENDING'",
-    )
-    .bind(run_id)
-    .bind(&ids)
-    .bind(&states)
-    .bind(&reasons)
-    .bind(&payouts)
-    .bind(&retry)
-    .execute(pool)
-    .await
-    .map(|_| ())
+    sqlx::query(RECORD_OUTCOMES)
+        .bind(run_id)
+        .bind(&ids)
+        .bind(&states)
+        .bind(&reasons)
+        .bind(&payouts)
+        .bind(&retry)
+        .bind(amount(Withheld::gross))
+        .bind(amount(|w| w.taxes().income_tax))
+        .bind(amount(|w| w.taxes().local_tax))
+        .bind(amount(|w| w.taxes().rural_special_tax))
+        .bind(amount(Withheld::net))
+        .execute(pool)
+        .await
+        .map(|_| ())
 }
 
 /// Marks the run completed once enumerated and nothing is pending.
@@ -306,3 +351,7 @@ pub async fn report(pool: &PgPool, run_id: Uuid) -> Result<Option<PayoutRun>, sq
     }
     Ok(Some(run))
 }
+
+#[cfg(test)]
+#[path = "run_store_plans.rs"]
+mod plans;

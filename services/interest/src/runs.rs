@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use contracts::{AccountPage, PayoutRun, PayoutRuns, StartPayoutRun};
+use domain::Withheld;
 use futures::StreamExt;
 use platform::config::{ConfigError, Env};
 use sha2::{Digest, Sha256};
@@ -133,8 +134,9 @@ pub async fn report(state: &AppState, run_id: Uuid) -> Result<PayoutRun, Interes
 
 /// Works on running runs until `shutdown`; idle, it waits for a new run or a second.
 pub async fn worker(state: AppState, settings: RunSettings, shutdown: Arc<Notify>) {
+    let mut cursors = Cursors::new();
     loop {
-        let worked = match work_once(&state, &settings).await {
+        let worked = match work_once(&state, &settings, &mut cursors).await {
             Ok(w) => w,
             Err(e) => {
                 tracing::warn!(error = %e, "payout run worker failed; retrying");
@@ -151,10 +153,14 @@ pub async fn worker(state: AppState, settings: RunSettings, shutdown: Arc<Notify
     }
 }
 
-async fn work_once(state: &AppState, settings: &RunSettings) -> anyhow::Result<bool> {
+/// Each run's last account this worker claimed (see [`run_store::claim`]).
+type Cursors = std::collections::HashMap<Uuid, Uuid>;
+
+async fn work_once(state: &AppState, settings: &RunSettings, cursors: &mut Cursors) -> anyhow::Result<bool> {
     let mut worked = false;
     let running = run_store::running(&state.pool).await?;
     metrics::gauge!("interest_payout_runs_running").set(running.len() as f64);
+    cursors.retain(|run_id, _| running.iter().any(|r| r.run_id == *run_id));
     for run in running {
         let today = state.clock.today().await?;
         if today > run.business_date {
@@ -168,7 +174,15 @@ async fn work_once(state: &AppState, settings: &RunSettings) -> anyhow::Result<b
         if !run.listing_done {
             worked |= list_page(state, &run, settings).await?;
         }
-        let claimed = run_store::claim(&state.pool, run.run_id, settings.chunk, settings.lease_ms).await?;
+        let after = cursors.get(&run.run_id).copied();
+        let mut claimed = run_store::claim(&state.pool, run.run_id, after, settings.chunk, settings.lease_ms).await?;
+        if claimed.is_empty() && after.is_some() {
+            claimed = run_store::claim(&state.pool, run.run_id, None, settings.chunk, settings.lease_ms).await?;
+        }
+        match claimed.iter().map(|(id, _)| *id).max() {
+            Some(last) => cursors.insert(run.run_id, last),
+            None => cursors.remove(&run.run_id),
+        };
         if claimed.is_empty() {
             if run_store::complete_if_done(&state.pool, run.run_id).await? {
                 tracing::info!(run_id = %run.run_id, "payout run completed");
@@ -196,7 +210,9 @@ async fn list_page(state: &AppState, run: &Run, settings: &RunSettings) -> anyho
     let ids: Vec<Uuid> = page.accounts.iter().map(|a| a.account_id).collect();
     run_store::add_items(&mut tx, run.run_id, &ids).await?;
     let next = page.next_after.or(after);
-    run_store::advance_listing(&mut tx, run.run_id, next, page.next_after.is_none()).await?;
+    if !run_store::advance_listing(&mut tx, run.run_id, next, page.next_after.is_none()).await? {
+        return Ok(false);
+    }
     tx.commit().await?;
     Ok(true)
 }
@@ -229,15 +245,11 @@ async fn pay_chunk(state: &AppState, run_id: Uuid, claimed: Vec<(Uuid, i32)>, se
 async fn pay_one(state: &AppState, run_id: Uuid, id: Uuid, attempts: i32, settings: &RunSettings) -> Outcome {
     let key = run_chunk::key(run_id, id);
     let hash = run_chunk::request_hash();
-    let outcome = |state: &'static str, reason: Option<String>, payout_id: Option<Uuid>, retry_in_ms: i64| Outcome {
-        account_id: id,
-        state,
-        reason,
-        payout_id,
-        retry_in_ms,
+    let outcome = |state: &'static str, reason: Option<String>, paid: Option<(Uuid, Withheld)>, retry_in_ms: i64| {
+        Outcome { account_id: id, state, reason, paid, retry_in_ms }
     };
     match payout::pay(state, id, &key, &hash).await {
-        Ok(p) => outcome("PAID", None, Some(p.payout_id), 0),
+        Ok(p) => outcome("PAID", None, Some((p.payout_id, p.amounts)), 0),
         Err(InterestError::Refused(r)) => outcome("SKIPPED", Some(r.code().to_string()), None, 0),
         // A resumed item whose first attempt was refused: the key replays that refusal.
         Err(InterestError::Replayed { code, .. }) => outcome("SKIPPED", Some(code), None, 0),
