@@ -164,3 +164,44 @@ pub async fn common(service: &'static str) -> Common {
         service_token: None,
     }
 }
+
+/// One scan of a table in a plan: its node type ("Index Scan", "Seq Scan", …), index and index
+/// condition (empty when none).
+#[derive(Debug)]
+pub struct Scan {
+    pub node: String,
+    pub index: String,
+    pub cond: String,
+}
+
+/// The plan PostgreSQL makes for `sql` with the query's parameters (`EXPLAIN (FORMAT JSON)`, not
+/// run), and each scan of `table` in it: for tests that a statement reaches rows by key whatever
+/// the statistics say.
+pub async fn planned_scans(
+    conn: &mut sqlx::PgConnection,
+    explain: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    table: &str,
+) -> (serde_json::Value, Vec<Scan>) {
+    use serde_json::Value;
+    use sqlx::Row;
+    fn walk(plan: &Value, table: &str, scans: &mut Vec<Scan>) {
+        let text = |key: &str| plan.get(key).and_then(Value::as_str).unwrap_or_default().to_string();
+        let node = text("Node Type");
+        if node.ends_with("Scan") && text("Relation Name") == table {
+            scans.push(Scan { node, index: text("Index Name"), cond: text("Index Cond") });
+        }
+        for child in plan.get("Plans").and_then(Value::as_array).into_iter().flatten() {
+            walk(child, table, scans);
+        }
+    }
+    let plan: Value = explain.fetch_one(conn).await.unwrap().try_get(0).unwrap();
+    let plan = plan[0]["Plan"].clone();
+    let mut scans = vec![];
+    walk(&plan, table, &mut scans);
+    (plan, scans)
+}
+
+/// `sql` prefixed for [`planned_scans`].
+pub fn explain(sql: &str) -> String {
+    format!("EXPLAIN (FORMAT JSON) {sql}")
+}

@@ -6,33 +6,9 @@
 
 use super::{INTEREST_POSTINGS_ON, LAST_INTEREST_POSTING, LAST_INTEREST_POSTINGS};
 use chrono::NaiveDate;
-use serde_json::Value;
-use sqlx::{PgConnection, PgPool, Row};
+use peers::testing::{explain, planned_scans};
+use sqlx::PgPool;
 use uuid::Uuid;
-
-/// Each scan of `journal_entries` in a plan (EXPLAIN's JSON): its node type, index and index
-/// condition.
-fn journal_scans(plan: &Value, scans: &mut Vec<(String, String, String)>) {
-    let is_scan = plan.get("Node Type").and_then(Value::as_str).is_some_and(|t| t.ends_with("Scan"));
-    if is_scan && plan.get("Relation Name").and_then(Value::as_str) == Some("journal_entries") {
-        let text = |key: &str| plan.get(key).and_then(Value::as_str).unwrap_or_default().to_string();
-        scans.push((text("Node Type"), text("Index Name"), text("Index Cond")));
-    }
-    for child in plan.get("Plans").and_then(Value::as_array).into_iter().flatten() {
-        journal_scans(child, scans);
-    }
-}
-
-type Query<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
-
-async fn plan(conn: &mut PgConnection, query: Query<'_>) -> Value {
-    let plan: Value = query.fetch_one(conn).await.unwrap().try_get(0).unwrap();
-    plan[0]["Plan"].clone()
-}
-
-fn explain(sql: &str) -> String {
-    format!("EXPLAIN (FORMAT JSON) {sql}")
-}
 
 async fn run(pool: &PgPool, sql: &str) {
     sqlx::query(sql).execute(pool).await.unwrap();
@@ -77,22 +53,20 @@ async fn lookups_by_account_probe_the_account_index_on_a_freshly_loaded_ledger()
     // A statement's first runs get plans for their parameters; later ones may keep a generic plan.
     for mode in ["force_custom_plan", "force_generic_plan"] {
         sqlx::query(&format!("SET plan_cache_mode = {mode}")).execute(&mut *conn).await.unwrap();
+        let (on, last, lasts) =
+            (explain(INTEREST_POSTINGS_ON), explain(LAST_INTEREST_POSTING), explain(LAST_INTEREST_POSTINGS));
+        let journal = "journal_entries";
         let plans = [
-            ("postings on", plan(&mut conn, sqlx::query(&explain(INTEREST_POSTINGS_ON)).bind(&ids).bind([day])).await),
-            (
-                "last posting",
-                plan(&mut conn, sqlx::query(&explain(LAST_INTEREST_POSTING)).bind(ids[0]).bind(day)).await,
-            ),
-            ("last postings", plan(&mut conn, sqlx::query(&explain(LAST_INTEREST_POSTINGS)).bind(&ids)).await),
+            ("postings on", planned_scans(&mut conn, sqlx::query(&on).bind(&ids).bind([day]), journal).await),
+            ("last posting", planned_scans(&mut conn, sqlx::query(&last).bind(ids[0]).bind(day), journal).await),
+            ("last postings", planned_scans(&mut conn, sqlx::query(&lasts).bind(&ids), journal).await),
         ];
-        for (name, plan) in plans {
-            let mut scans = vec![];
-            journal_scans(&plan, &mut scans);
+        for (name, (plan, scans)) in plans {
             assert_eq!(scans.len(), 1, "{name}, {mode}: {plan:#}");
-            let (node, index, cond) = &scans[0];
-            assert!(node.starts_with("Index"), "{name}, {mode}: {plan:#}");
-            assert_eq!(index, "journal_entries_one_payout_a_day", "{name}, {mode}: {plan:#}");
-            assert!(cond.contains("account_id = "), "{name}, {mode}: {plan:#}");
+            let scan = &scans[0];
+            assert!(scan.node.starts_with("Index"), "{name}, {mode}: {plan:#}");
+            assert_eq!(scan.index, "journal_entries_one_payout_a_day", "{name}, {mode}: {plan:#}");
+            assert!(scan.cond.contains("account_id = "), "{name}, {mode}: {plan:#}");
         }
     }
 }

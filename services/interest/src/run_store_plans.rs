@@ -6,32 +6,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use super::{CLAIM, RECORD_OUTCOMES};
-use serde_json::Value;
-use sqlx::{Acquire, PgConnection, PgPool, Row};
+use peers::testing::{explain, planned_scans};
+use sqlx::{Acquire, PgPool};
 use uuid::Uuid;
-
-/// Each scan of `payout_run_items` in a plan (EXPLAIN's JSON): its node type and index condition.
-fn item_scans(plan: &Value, scans: &mut Vec<(String, String)>) {
-    let is_scan = plan.get("Node Type").and_then(Value::as_str).is_some_and(|t| t.ends_with("Scan"));
-    if is_scan && plan.get("Relation Name").and_then(Value::as_str) == Some("payout_run_items") {
-        let text = |key: &str| plan.get(key).and_then(Value::as_str).unwrap_or_default().to_string();
-        scans.push((text("Node Type"), text("Index Cond")));
-    }
-    for child in plan.get("Plans").and_then(Value::as_array).into_iter().flatten() {
-        item_scans(child, scans);
-    }
-}
-
-type Query<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
-
-async fn plan(conn: &mut PgConnection, query: Query<'_>) -> Value {
-    let plan: Value = query.fetch_one(conn).await.unwrap().try_get(0).unwrap();
-    plan[0]["Plan"].clone()
-}
-
-fn explain(sql: &str) -> String {
-    format!("EXPLAIN (FORMAT JSON) {sql}")
-}
 
 #[tokio::test]
 async fn claims_and_outcomes_reach_items_by_account_in_a_run_listed_after_the_statistics() {
@@ -111,17 +88,16 @@ async fn claims_and_outcomes_reach_items_by_account_in_a_run_listed_after_the_st
             .bind(vec![Some(0_i64); n])
             .bind(vec![Some(846_i64); n]);
         let plans = [
-            ("claim from the start", plan(&mut conn, claim(Uuid::nil())).await),
-            ("claim from a cursor", plan(&mut conn, claim(ids[0])).await),
-            ("outcomes", plan(&mut conn, outcomes).await),
+            ("claim from the start", planned_scans(&mut conn, claim(Uuid::nil()), "payout_run_items").await),
+            ("claim from a cursor", planned_scans(&mut conn, claim(ids[0]), "payout_run_items").await),
+            ("outcomes", planned_scans(&mut conn, outcomes, "payout_run_items").await),
         ];
-        for (name, plan) in plans {
-            let mut scans = vec![];
-            item_scans(&plan, &mut scans);
+        for (name, (plan, scans)) in plans {
             assert!(!scans.is_empty(), "{name}, {mode}: {plan:#}");
-            for (node, cond) in scans {
-                let by_account = node == "Tid Scan" || (node.starts_with("Index") && cond.contains("account_id"));
-                assert!(by_account, "{name}, {mode}: {node} {cond}: {plan:#}");
+            for scan in scans {
+                let by_account =
+                    scan.node == "Tid Scan" || (scan.node.starts_with("Index") && scan.cond.contains("account_id"));
+                assert!(by_account, "{name}, {mode}: {scan:?}: {plan:#}");
             }
         }
     }
