@@ -260,6 +260,11 @@ impl Api {
     }
 
     /// Writes `n` valid tax events dated `first_day` straight to the topic; returns when it started.
+    /// The broker the tax events go to (`KAFKA_BROKERS`).
+    pub fn kafka(&self) -> &str {
+        &self.kafka
+    }
+
     pub async fn produce_tax_events(&self, n: usize, first_day: &str) -> anyhow::Result<std::time::Instant> {
         use rdkafka::config::ClientConfig;
         use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -268,6 +273,8 @@ impl Api {
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "5")
+            // An unreachable broker fails in 30 s, not librdkafka's default five minutes.
+            .set("message.timeout.ms", "30000")
             .create()?;
         let t = std::time::Instant::now();
         let events: Vec<(String, String)> = (0..n)
