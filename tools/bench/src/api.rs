@@ -259,12 +259,12 @@ impl Api {
         Ok(v["payouts"].as_i64().unwrap_or(0))
     }
 
-    /// Writes `n` valid tax events dated `first_day` straight to the topic; returns when it started.
     /// The broker the tax events go to (`KAFKA_BROKERS`).
     pub fn kafka(&self) -> &str {
         &self.kafka
     }
 
+    /// Writes `n` valid tax events dated `first_day` straight to the topic; returns when it started.
     pub async fn produce_tax_events(&self, n: usize, first_day: &str) -> anyhow::Result<std::time::Instant> {
         use rdkafka::config::ClientConfig;
         use rdkafka::producer::{FutureProducer, FutureRecord};
