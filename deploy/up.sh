@@ -19,9 +19,6 @@ bash deploy/infra.sh
 export CLOCK_MODE="${CLOCK_MODE:-manual}"
 export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
 export KAFKA_BROKERS="${KAFKA_BROKERS:-127.0.0.1:9092}"
-# tansu 0.6's idempotent-produce check panics after a retried batch (README); the tax consumer
-# writes one record per payout, so a duplicate record is harmless.
-export KAFKA_IDEMPOTENCE="${KAFKA_IDEMPOTENCE:-false}"
 DB="${DATABASE_URL_BASE:-postgres://postgres:postgres@127.0.0.1:5432}"
 CUSTOMER_PORT="${CUSTOMER_PORT:-8081}"; ACCOUNT_INFO_PORT="${ACCOUNT_INFO_PORT:-8082}"
 ACCOUNTING_PORT="${ACCOUNTING_PORT:-8083}"; INTEREST_PORT="${INTEREST_PORT:-8084}"; TAX_PORT="${TAX_PORT:-8085}"
