@@ -26,8 +26,7 @@ pub struct KafkaConfig {
     /// `none`, `gzip`, `snappy`, `lz4` or `zstd` (`KAFKA_COMPRESSION`).
     pub compression: String,
     /// An idempotent producer (`KAFKA_IDEMPOTENCE`): no duplicate record from a retried request.
-    /// The consumer writes one record per payout anyway, so a duplicate changes nothing; off for
-    /// the local tansu 0.6, whose idempotency check panics after a retried batch.
+    /// The consumer writes one record per payout anyway, so a duplicate changes nothing.
     pub idempotence: bool,
 }
 
@@ -38,7 +37,7 @@ impl KafkaConfig {
             value,
             reason: reason.into(),
         };
-        let max_in_flight: u8 = env.parse("KAFKA_MAX_IN_FLIGHT", "1")?;
+        let max_in_flight: u8 = env.parse("KAFKA_MAX_IN_FLIGHT", "5")?;
         if !(1..=5).contains(&max_in_flight) {
             return Err(invalid(
                 "KAFKA_MAX_IN_FLIGHT",
@@ -70,9 +69,8 @@ impl KafkaConfig {
             .set("bootstrap.servers", &self.brokers)
             .set("enable.idempotence", self.idempotence.to_string())
             .set("acks", "all")
-            // Fewer, larger produce requests, one at a time per connection: the local broker
-            // (tansu 0.6) answers pipelined idempotent batches with DuplicateSequenceNumber and
-            // then fails for good; a real cluster can take 5 in flight and compression.
+            // Up to 5 produce requests in flight per connection: the most an idempotent producer
+            // may pipeline while Kafka keeps each partition's order across retries.
             .set("max.in.flight.requests.per.connection", self.max_in_flight.to_string())
             .set("linger.ms", self.linger_ms.to_string())
             .set("compression.type", &self.compression)
@@ -92,8 +90,9 @@ impl KafkaConfig {
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")
             .set("socket.timeout.ms", "10000")
-            // A fetch that finds nothing waits this long on the broker; the default (500 ms) showed
-            // up whole in the payout → withholding lag (tansu answers at the end of the wait).
+            // A fetch that finds nothing waits this long on the broker. Kafka answers as soon as a
+            // record arrives; a broker that answers only at the end of the wait (the former local
+            // one did) put the whole default (500 ms) into the payout → withholding lag.
             .set("fetch.wait.max.ms", "100")
             .create()
     }
