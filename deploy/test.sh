@@ -23,16 +23,28 @@ if [ ! -x "$VENV/bin/schemathesis" ]; then
 fi
 export SCHEMATHESIS="$VENV/bin/schemathesis"
 # kubernetes-validate (PyPI, pinned) checks the rendered Kubernetes manifests (tests/tests/k8s.rs);
-# kubectl renders them (its built-in kustomize).
+# a pinned kustomize renders them.
 if [ ! -x "$VENV/bin/kubernetes-validate" ]; then
   echo "[test] installing kubernetes-validate into $VENV"
   "$VENV/bin/pip" install -q "kubernetes-validate==1.37.0"
 fi
 export KUBERNETES_VALIDATE="$VENV/bin/kubernetes-validate"
-if ! command -v kubectl >/dev/null 2>&1; then
-  echo "[test] installing kubectl (Debian's kubernetes-client)"
-  apt-get update -qq && apt-get install -y -qq kubernetes-client >/dev/null
+# kustomize (sigs.k8s.io/kustomize/kustomize/v5 from the Go module proxy, pinned: v5.8.2 is the
+# newest that builds with Go 1.26) is built once with the machine's Go into a cache outside the
+# clone; KUSTOMIZE=<path> uses another one.
+KUSTOMIZE_VERSION="v5.8.2"
+if [ -z "${KUSTOMIZE:-}" ]; then
+  KUSTOMIZE="/var/cache/interest-bank/bin/kustomize-$KUSTOMIZE_VERSION"
+  if [ ! -x "$KUSTOMIZE" ]; then
+    echo "[test] building kustomize $KUSTOMIZE_VERSION into $KUSTOMIZE (once, about a minute)"
+    command -v go >/dev/null 2>&1 || export PATH="$PATH:/usr/local/go/bin"
+    gobin="$(mktemp -d)"
+    GOTOOLCHAIN=local GOBIN="$gobin" GOFLAGS=-buildvcs=false \
+      go install "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION"
+    mkdir -p "$(dirname "$KUSTOMIZE")" && mv "$gobin/kustomize" "$KUSTOMIZE" && rmdir "$gobin"
+  fi
 fi
+export KUSTOMIZE
 
 # The fault workload (tests/tests/chaos.rs) restarts this machine's PostgreSQL among its faults.
 if [ -z "${CHAOS_POSTGRES_RESTART:-}" ] && command -v pg_ctlcluster >/dev/null 2>&1; then

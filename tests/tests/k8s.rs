@@ -1,5 +1,5 @@
-//! The Kubernetes manifests (deploy/k8s), checked offline: each overlay renders (`kubectl
-//! kustomize`), every rendered object passes a strict schema validation for Kubernetes 1.31
+//! The Kubernetes manifests (deploy/k8s), checked offline: each overlay renders (`$KUSTOMIZE
+//! build`, else `kubectl kustomize`), every rendered object passes a strict schema validation for Kubernetes 1.31
 //! (`kubernetes-validate`, PyPI; deploy/test.sh installs it), every Deployment has its probes,
 //! limits, hardened security context, disruption budget and migration Job, the network policies let
 //! only the gateway be reached from outside, no production secret value is committed, and each
@@ -19,14 +19,28 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
+/// Renders an overlay with `$KUSTOMIZE build` (deploy/test.sh builds a pinned kustomize and sets
+/// it), else with `kubectl kustomize` (`$KUBECTL`, default `kubectl`); never skipped.
 fn render(overlay: &str) -> (PathBuf, Vec<Value>) {
-    let kubectl = std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into());
     let dir = root().join("deploy/k8s/overlays").join(overlay);
-    let out = Command::new(&kubectl)
-        .args(["kustomize", dir.to_str().unwrap()])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {kubectl} (deploy/test.sh installs it): {e}"));
-    assert!(out.status.success(), "{overlay} does not render: {}", String::from_utf8_lossy(&out.stderr));
+    let dir = dir.to_str().unwrap();
+    let (program, args) = match std::env::var("KUSTOMIZE") {
+        Ok(kustomize) if !kustomize.is_empty() => (kustomize, ["build", dir]),
+        _ => (std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into()), ["kustomize", dir]),
+    };
+    let out = Command::new(&program).args(args).output().unwrap_or_else(|e| {
+        panic!(
+            "cannot run `{program} {}` to render the {overlay} overlay: {e}; set KUSTOMIZE to a kustomize \
+             binary (deploy/test.sh builds one) or put kubectl on PATH",
+            args[0]
+        )
+    });
+    assert!(
+        out.status.success(),
+        "{overlay} does not render with `{program} {}`: {}",
+        args[0],
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     let file = std::env::temp_dir().join(format!("k8s-{overlay}-{}.yaml", std::process::id()));
     std::fs::write(&file, &text).unwrap();
