@@ -13,6 +13,10 @@ bash deploy/infra.sh
 export TEST_DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres:postgres@127.0.0.1:5432}"
 export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
 export KAFKA_BROKERS="${KAFKA_BROKERS:-127.0.0.1:9092}"
+# The Apache Kafka jars deploy/infra.sh resolved (named the same way there): the end-to-end tests
+# that kill a broker start brokers of their own from them (tests/src/lib.rs, Broker).
+KAFKA_VERSION="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' deploy/kafka/pom.xml)"
+export KAFKA_LIBS="${KAFKA_HOME_DIR:-/var/cache/interest-bank/kafka-$KAFKA_VERSION}/libs"
 
 # Schemathesis (PyPI, pinned) for the fuzz test, in a venv kept beside the build cache.
 VENV="${SCHEMATHESIS_VENV:-${CARGO_TARGET_DIR:-$ROOT/target}/schemathesis-venv}"

@@ -164,8 +164,6 @@ impl Stack {
             ("REDIS_PREFIX".into(), run.clone()),
             ("KAFKA_BROKERS".into(), kafka_brokers()),
             ("KAFKA_TOPIC_PREFIX".into(), topic_prefix.clone()),
-            // The local tansu's idempotent-produce check panics after a retried batch (README).
-            ("KAFKA_IDEMPOTENCE".into(), std::env::var("KAFKA_IDEMPOTENCE").unwrap_or_else(|_| "false".into())),
             ("TAX_CONSUMER_GROUP".into(), format!("{run}-tax")),
             ("CUSTOMER_URL".into(), urls["customer"].clone()),
             ("ACCOUNT_INFO_URL".into(), urls["account-info"].clone()),
@@ -738,10 +736,13 @@ impl Drop for RedisServer {
     }
 }
 
-/// A Kafka-protocol broker of a test's own (tansu with SQLite storage in its own folder), for tests
-/// that kill it. Its data survives `kill -9` and a restart.
+/// An Apache Kafka broker of a test's own (KRaft, one node that is broker and controller, in its own
+/// folder on two free ports), for tests that kill it. Its data survives `kill -9` and a restart.
+/// It runs from the jars deploy/infra.sh resolved from Maven Central: `KAFKA_LIBS` (deploy/test.sh
+/// sets it) names their folder.
 pub struct Broker {
     pub port: u16,
+    controller_port: u16,
     dir: PathBuf,
     child: Option<Child>,
 }
@@ -749,8 +750,9 @@ pub struct Broker {
 impl Broker {
     pub async fn start() -> Broker {
         let dir = bin_dir().join("e2e-logs").join(format!("broker-{}", Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut b = Broker { port: free_port(), dir, child: None };
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        let mut b = Broker { port: free_port(), controller_port: free_port(), dir, child: None };
+        b.write_config();
         b.restart().await;
         b
     }
@@ -767,21 +769,131 @@ impl Broker {
         }
     }
 
+    /// Starts it (again) on the same ports and data, formatting the storage the first time, and
+    /// returns once it serves: it answers metadata and every partition it has has a leader.
     pub async fn restart(&mut self) {
         self.kill();
-        let url = format!("tcp://127.0.0.1:{}", self.port);
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("tansu.log")).unwrap();
-        // tansu 0.6.0 resolves sqlite:// paths against its working directory.
-        let child = Command::new("tansu")
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", "sqlite://tansu.db"])
-            .current_dir(&self.dir)
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
+        let libs = kafka_libs();
+        let classpath = format!("{}/*", libs.display());
+        let config = self.dir.join("server.properties");
+        if !self.dir.join("data/meta.properties").exists() {
+            let out = Command::new("java")
+                .args(["-Xmx256m", "-XX:TieredStopAtLevel=1", "-cp", &classpath, "kafka.tools.StorageTool", "format"])
+                .args(["--cluster-id", &kafka_cluster_id(), "--config", config.to_str().unwrap()])
+                .output()
+                .expect("java on PATH (deploy/infra.sh installs it)");
+            assert!(
+                out.status.success(),
+                "formatting the broker's storage in {} failed: {}{}",
+                self.dir.display(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("kafka.out")).unwrap();
+        let child = Command::new("java")
+            .args(["-Xms128m", "-Xmx384m", "-XX:+UseG1GC", "-Djava.awt.headless=true"])
+            .arg(format!("-Dlog4j2.configurationFile={}", self.dir.join("log4j2.properties").display()))
+            .args(["-cp", &classpath, "kafka.Kafka", config.to_str().unwrap()])
+            .stdout(Stdio::from(out.try_clone().unwrap()))
+            .stderr(Stdio::from(out))
             .spawn()
-            .expect("tansu on PATH (deploy/infra.sh installs it)");
+            .expect("java on PATH (deploy/infra.sh installs it)");
         self.child = Some(child);
-        wait_for_port(self.port, "tansu", Duration::from_secs(10)).await;
+        self.wait_until_serving(Duration::from_secs(60)).await;
+    }
+
+    /// Polls the broker's metadata (librdkafka, as the services see it): an open port is not
+    /// enough, the broker must have registered with its controller and led its partitions again.
+    async fn wait_until_serving(&mut self, timeout: Duration) {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let client: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", self.address())
+            .set("reconnect.backoff.ms", "100")
+            .set("reconnect.backoff.max.ms", "500")
+            .create()
+            .unwrap();
+        let client = std::sync::Arc::new(client);
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut last = String::from("no answer yet");
+        while tokio::time::Instant::now() < deadline {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+                panic!("the test's Kafka broker exited ({status}); see {}", self.dir.join("kafka.log").display());
+            }
+            let metadata = tokio::task::spawn_blocking({
+                let client = client.clone();
+                move || client.fetch_metadata(None, Duration::from_secs(2))
+            })
+            .await
+            .unwrap();
+            match metadata {
+                Ok(m) if m.brokers().is_empty() => last = "no broker in the metadata".into(),
+                Ok(m) => {
+                    let leaderless: Vec<String> = m
+                        .topics()
+                        .iter()
+                        .flat_map(|t| {
+                            t.partitions()
+                                .iter()
+                                .filter(|p| p.leader() < 0 || p.error().is_some())
+                                .map(move |p| format!("{}-{}", t.name(), p.id()))
+                        })
+                        .collect();
+                    if leaderless.is_empty() {
+                        return;
+                    }
+                    last = format!("partitions without a leader: {leaderless:?}");
+                }
+                Err(e) => last = e.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!(
+            "the test's Kafka broker on {} did not serve within {timeout:?} ({last}); see {}",
+            self.port,
+            self.dir.join("kafka.log").display()
+        );
+    }
+
+    fn write_config(&self) {
+        let (dir, port, controller) = (self.dir.display(), self.port, self.controller_port);
+        let server = format!(
+            "process.roles=broker,controller\n\
+             node.id=1\n\
+             controller.quorum.voters=1@127.0.0.1:{controller}\n\
+             listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}\n\
+             advertised.listeners=PLAINTEXT://127.0.0.1:{port}\n\
+             inter.broker.listener.name=PLAINTEXT\n\
+             controller.listener.names=CONTROLLER\n\
+             listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\n\
+             log.dirs={dir}/data\n\
+             num.partitions=1\n\
+             auto.create.topics.enable=false\n\
+             offsets.topic.replication.factor=1\n\
+             transaction.state.log.replication.factor=1\n\
+             transaction.state.log.min.isr=1\n\
+             share.coordinator.state.topic.replication.factor=1\n\
+             share.coordinator.state.topic.min.isr=1\n\
+             min.insync.replicas=1\n\
+             default.replication.factor=1\n\
+             group.initial.rebalance.delay.ms=0\n\
+             broker.session.timeout.ms=4000\n\
+             broker.heartbeat.interval.ms=1000\n"
+        );
+        std::fs::write(self.dir.join("server.properties"), server).unwrap();
+        let log4j = format!(
+            "status = warn\n\
+             appender.file.type = File\n\
+             appender.file.name = file\n\
+             appender.file.fileName = {dir}/kafka.log\n\
+             appender.file.layout.type = PatternLayout\n\
+             appender.file.layout.pattern = [%d] %p %m (%c)%n\n\
+             rootLogger.level = WARN\n\
+             rootLogger.appenderRef.file.ref = file\n\
+             logger.server.name = kafka.server\n\
+             logger.server.level = INFO\n"
+        );
+        std::fs::write(self.dir.join("log4j2.properties"), log4j).unwrap();
     }
 }
 
@@ -790,6 +902,39 @@ impl Drop for Broker {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The folder of the Apache Kafka jars (`KAFKA_LIBS`).
+fn kafka_libs() -> PathBuf {
+    let libs = std::env::var("KAFKA_LIBS").unwrap_or_else(|_| {
+        panic!(
+            "KAFKA_LIBS is not set: a test's own Kafka broker runs from the jars deploy/infra.sh resolves \
+             (deploy/test.sh sets KAFKA_LIBS=/var/cache/interest-bank/kafka-<version>/libs)"
+        )
+    });
+    let libs = PathBuf::from(libs);
+    assert!(
+        libs.join(".pom.sha256").exists(),
+        "KAFKA_LIBS={} holds no resolved Apache Kafka: run deploy/infra.sh",
+        libs.display()
+    );
+    libs
+}
+
+/// A random KRaft cluster id: 16 bytes in unpadded URL-safe base64, as Kafka's `Uuid` prints them.
+fn kafka_cluster_id() -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let (mut bits, mut held, mut out) = (0u32, 0u32, String::new());
+    for byte in Uuid::new_v4().into_bytes() {
+        bits = ((bits & 0x3f) << 8) | u32::from(byte);
+        held += 8;
+        while held >= 6 {
+            held -= 6;
+            out.push(ALPHABET[((bits >> held) & 0x3f) as usize] as char);
+        }
+    }
+    out.push(ALPHABET[((bits << (6 - held)) & 0x3f) as usize] as char);
+    out
 }
 
 pub fn date(s: &str) -> NaiveDate {
