@@ -1,7 +1,8 @@
 //! `chaos [--seconds N] [--seed S|random] [--workers N] [--accounts N] [--history FILE]`: the fault
 //! workload of `e2e::chaos` against a stack of its own (scratch databases, its own Redis and
 //! broker), then the independent checker. Needs what the end-to-end tests need: deploy/infra.sh's
-//! PostgreSQL, the binaries built (`cargo build --bins`), tansu, redis-server and python3.
+//! PostgreSQL, the binaries built (`cargo build --bins`), Apache Kafka (`KAFKA_LIBS`: the jars
+//! deploy/infra.sh resolves), redis-server and python3.
 //! Prints the seed (to replay) and the checker's report; exits non-zero on any violation.
 
 use std::process::ExitCode;
