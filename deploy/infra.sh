@@ -100,12 +100,18 @@ if [ "$(cat "$KAFKA_LIBS/.pom.sha256" 2>/dev/null)" != "$pom_sum" ]; then
   log "Apache Kafka $KAFKA_VERSION installed in $(( ($(date +%s%N) - t0) / 1000000 )) ms ($(ls "$KAFKA_LIBS" | wc -l) jars)"
 fi
 kafka_tool() { java -Xmx256m -XX:TieredStopAtLevel=1 -cp "$KAFKA_LIBS/*" "$@"; }
-KAFKA_DIR="$STATE/kafka"
-KAFKA_PID="$KAFKA_DIR/kafka.pid"
-kafka_running() { [ -f "$KAFKA_PID" ] && grep -qa kafka.Kafka "/proc/$(cat "$KAFKA_PID")/cmdline" 2>/dev/null; }
-if ! port_open "$KAFKA_PORT" && ! kafka_running; then
-  mkdir -p "$KAFKA_DIR/data" "$STATE/logs"
-  cat >"$KAFKA_DIR/server.properties" <<PROPS
+# KAFKA_BROKERS naming another broker (deploy/up.sh, deploy/test.sh and the tests use it): no local
+# broker is started, and that broker's topics are its owners' (the services create missing ones).
+# The jars above are still needed: the tests that kill a broker start their own from them.
+if [ -n "${KAFKA_BROKERS:-}" ] && [ "$KAFKA_BROKERS" != "127.0.0.1:$KAFKA_PORT" ] && [ "$KAFKA_BROKERS" != "localhost:$KAFKA_PORT" ]; then
+  log "KAFKA_BROKERS=$KAFKA_BROKERS: no local Kafka started"
+else
+  KAFKA_DIR="$STATE/kafka"
+  KAFKA_PID="$KAFKA_DIR/kafka.pid"
+  kafka_running() { [ -f "$KAFKA_PID" ] && grep -qa kafka.Kafka "/proc/$(cat "$KAFKA_PID")/cmdline" 2>/dev/null; }
+  if ! port_open "$KAFKA_PORT" && ! kafka_running; then
+    mkdir -p "$KAFKA_DIR/data" "$STATE/logs"
+    cat >"$KAFKA_DIR/server.properties" <<PROPS
 # Written by deploy/infra.sh at each start of the broker: edit the script, not this file.
 process.roles=broker,controller
 node.id=1
@@ -131,7 +137,7 @@ group.initial.rebalance.delay.ms=0
 broker.session.timeout.ms=4000
 broker.heartbeat.interval.ms=1000
 PROPS
-  cat >"$KAFKA_DIR/log4j2.properties" <<PROPS
+    cat >"$KAFKA_DIR/log4j2.properties" <<PROPS
 status = warn
 appender.file.type = RollingFile
 appender.file.name = file
@@ -156,38 +162,39 @@ logger.controller.level = INFO
 logger.quorum.name = org.apache.kafka.controller.QuorumController
 logger.quorum.level = INFO
 PROPS
-  if [ ! -f "$KAFKA_DIR/data/meta.properties" ]; then
-    log "formatting the Kafka storage in $KAFKA_DIR/data"
-    kafka_tool kafka.tools.StorageTool format --ignore-formatted \
-      --cluster-id "$(kafka_tool kafka.tools.StorageTool random-uuid)" \
-      --config "$KAFKA_DIR/server.properties" >/dev/null
+    if [ ! -f "$KAFKA_DIR/data/meta.properties" ]; then
+      log "formatting the Kafka storage in $KAFKA_DIR/data"
+      kafka_tool kafka.tools.StorageTool format --ignore-formatted \
+        --cluster-id "$(kafka_tool kafka.tools.StorageTool random-uuid)" \
+        --config "$KAFKA_DIR/server.properties" >/dev/null
+    fi
+    log "starting Apache Kafka $KAFKA_VERSION on $KAFKA_PORT (controller $KAFKA_CONTROLLER_PORT)"
+    kafka_t0="$(date +%s%N)"
+    ulimit -n 65536 2>/dev/null || true
+    setsid java -Xms256m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
+      -Dlog4j2.configurationFile="$KAFKA_DIR/log4j2.properties" -cp "$KAFKA_LIBS/*" \
+      kafka.Kafka "$KAFKA_DIR/server.properties" >>"$STATE/logs/kafka.out" 2>&1 </dev/null &
+    echo $! >"$KAFKA_PID"
   fi
-  log "starting Apache Kafka $KAFKA_VERSION on $KAFKA_PORT (controller $KAFKA_CONTROLLER_PORT)"
-  kafka_t0="$(date +%s%N)"
-  ulimit -n 65536 2>/dev/null || true
-  setsid java -Xms256m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
-    -Dlog4j2.configurationFile="$KAFKA_DIR/log4j2.properties" -cp "$KAFKA_LIBS/*" \
-    kafka.Kafka "$KAFKA_DIR/server.properties" >>"$STATE/logs/kafka.out" 2>&1 </dev/null &
-  echo $! >"$KAFKA_PID"
+  if [ -n "${kafka_t0:-}" ] || ! port_open "$KAFKA_PORT"; then
+    wait_port "$KAFKA_PORT" || { log "Kafka did not start; see $STATE/logs/kafka.log and kafka.out"; exit 1; }
+  fi
+  # The port opens before the broker serves: it is ready when it answers a metadata request (the
+  # admin client retries until then, bounded here).
+  if ! topics="$(timeout 90 java -Xmx256m -XX:TieredStopAtLevel=1 -cp "$KAFKA_LIBS/*" \
+      org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" --list 2>"$STATE/logs/kafka-tools.err")"; then
+    log "Kafka on $KAFKA_PORT does not answer metadata; see $STATE/logs/kafka.log and kafka-tools.err"; exit 1
+  fi
+  [ -n "${kafka_t0:-}" ] && log "Kafka ready in $(( ($(date +%s%N) - kafka_t0) / 1000000 )) ms"
+  # The topics as deploy/k8s/strimzi/topics.yaml has them, with one replica on this one node.
+  create_topic() { # name partitions retention.ms
+    grep -qx "$1" <<<"$topics" && return 0
+    log "creating topic $1"
+    kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" --create --if-not-exists \
+      --topic "$1" --partitions "$2" --replication-factor 1 \
+      --config "retention.ms=$3" --config cleanup.policy=delete --config min.insync.replicas=1 >/dev/null
+  }
+  create_topic tax.withholding.v1 6 1209600000
+  create_topic tax.withholding.v1.dlq 1 7776000000
 fi
-if [ -n "${kafka_t0:-}" ] || ! port_open "$KAFKA_PORT"; then
-  wait_port "$KAFKA_PORT" || { log "Kafka did not start; see $STATE/logs/kafka.log and kafka.out"; exit 1; }
-fi
-# The port opens before the broker serves: it is ready when it answers a metadata request (the
-# admin client retries until then, bounded here).
-if ! topics="$(timeout 90 java -Xmx256m -XX:TieredStopAtLevel=1 -cp "$KAFKA_LIBS/*" \
-    org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" --list 2>"$STATE/logs/kafka-tools.err")"; then
-  log "Kafka on $KAFKA_PORT does not answer metadata; see $STATE/logs/kafka.log and kafka-tools.err"; exit 1
-fi
-[ -n "${kafka_t0:-}" ] && log "Kafka ready in $(( ($(date +%s%N) - kafka_t0) / 1000000 )) ms"
-# The topics as deploy/k8s/strimzi/topics.yaml has them, with one replica on this one node.
-create_topic() { # name partitions retention.ms
-  grep -qx "$1" <<<"$topics" && return 0
-  log "creating topic $1"
-  kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" --create --if-not-exists \
-    --topic "$1" --partitions "$2" --replication-factor 1 \
-    --config "retention.ms=$3" --config cleanup.policy=delete --config min.insync.replicas=1 >/dev/null
-}
-create_topic tax.withholding.v1 6 1209600000
-create_topic tax.withholding.v1.dlq 1 7776000000
-log "ready: postgres $PGHOST:$PGPORT, redis 127.0.0.1:$REDIS_PORT, kafka 127.0.0.1:$KAFKA_PORT (Apache Kafka $KAFKA_VERSION)"
+log "ready: postgres $PGHOST:$PGPORT, redis 127.0.0.1:$REDIS_PORT, kafka ${KAFKA_BROKERS:-127.0.0.1:$KAFKA_PORT (Apache Kafka $KAFKA_VERSION)}"
