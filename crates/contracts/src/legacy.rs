@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -331,6 +332,50 @@ pub struct RolloutRoute {
     /// `kill_switch`, `team`, `staff` or `percent`.
     pub reason: String,
     pub version: i64,
+}
+
+// ---- the rollout rule: the gateway routes by it, a payout run follows it ----
+
+/// Buckets per customer hash: `percent × 100` of them go new.
+pub const BUCKETS: u16 = 10_000;
+
+/// A customer's stable bucket: the first 8 bytes of SHA-256 of the id, modulo [`BUCKETS`].
+pub fn bucket(customer: Uuid) -> u16 {
+    let digest = Sha256::digest(customer.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    (u64::from_be_bytes(first) % u64::from(BUCKETS)) as u16
+}
+
+/// Where `policy` sends `customer`, and why.
+pub fn route(policy: &RolloutPolicy, customer: Uuid) -> RolloutRoute {
+    let bucket = bucket(customer);
+    let (side, reason) = if policy.kill_switch {
+        (Side::Legacy, "kill_switch")
+    } else if policy.team.contains(&customer) {
+        (Side::New, "team")
+    } else if policy.staff.contains(&customer) {
+        (Side::New, "staff")
+    } else if bucket < u16::from(policy.percent) * 100 {
+        (Side::New, "percent")
+    } else {
+        (Side::Legacy, "percent")
+    };
+    RolloutRoute { customer_id: customer, bucket, side, reason: reason.into(), version: policy.version }
+}
+
+/// Before any change: everyone on the new system (a bank that never had a legacy core).
+pub fn default_policy() -> RolloutPolicy {
+    RolloutPolicy {
+        percent: 100,
+        team: Vec::new(),
+        staff: Vec::new(),
+        kill_switch: false,
+        version: 0,
+        changed_by: None,
+        changed_at: None,
+        reason: None,
+    }
 }
 
 #[cfg(test)]

@@ -253,7 +253,8 @@ pub struct InterestPostingRequest {
 
 /// What a payout's quote was computed from, verified by the ledger when the booking commits (SPEC
 /// §7): the period's end-of-day balances (history revision and a digest of the points), the
-/// account's status and holds, the customer's status and tax category, the product's rates.
+/// account's status and holds, the customer's status and tax category, the product's rates and
+/// the tax rules.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct QuoteBasis {
     pub history_rev: i64,
@@ -261,34 +262,60 @@ pub struct QuoteBasis {
     pub account_rev: i64,
     pub customer_rev: i64,
     pub rates_rev: i64,
+    /// The revision of the bank's tax rules the withholding was computed with (checked against the
+    /// fence of the payout's tax category). Absent only for a payout whose taxes are not computed
+    /// from the bank's rules (the legacy core withholds by its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tax_rules_rev: Option<i64>,
 }
 
-impl QuoteBasis {
-    /// The fences (see [`PayoutFence`]) this quote's revisions are checked against, with the
-    /// revision it was computed at.
-    pub fn fenced(&self, account_id: Uuid, customer_id: Uuid, product_code: &str) -> [(String, i64); 3] {
-        [
-            (fence::account(account_id), self.account_rev),
-            (fence::customer(customer_id), self.customer_rev),
-            (fence::rates(product_code), self.rates_rev),
-        ]
+impl InterestPostingRequest {
+    /// The fences (see [`PayoutFence`]) this payout's quote is checked against, with the revision
+    /// it was computed at.
+    pub fn fenced(&self) -> Vec<(String, i64)> {
+        let b = &self.basis;
+        let mut fenced = vec![
+            (fence::account(self.account_id), b.account_rev),
+            (fence::customer(self.customer_id), b.customer_rev),
+            (fence::rates(&self.product_code), b.rates_rev),
+        ];
+        if let Some(rev) = b.tax_rules_rev {
+            fenced.push((fence::tax(self.tax_category), rev));
+        }
+        fenced
     }
 }
 
-/// An owner of payout inputs (account-info, customer, interest's rates) raises a fence in the
-/// ledger *before* committing a change: from then on the ledger refuses bookings quoted at an
-/// older revision of that subject, and the fence waits for bookings in flight on it to finish.
+/// An owner of payout inputs (account-info, customer, interest's rates and tax rules) raises a
+/// fence in the ledger *before* committing a change: from then on the ledger refuses bookings —
+/// and money movements — decided at an older revision of that subject, and the fence waits for
+/// those in flight on it to finish.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PayoutFence {
     pub subject: String,
     pub rev: i64,
-    /// Rates only: the new schedule's first day; refused if a booked payout of the product
-    /// already covers it.
+    /// Rates and tax rules only: the new schedule's or rule's first day; refused if a booked
+    /// payout already covers it (rates: its period; tax: its business date, of that category).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub effective_from: Option<NaiveDate>,
 }
 
-/// Fence subjects: one per account, customer and product.
+/// A fence as the ledger keeps it: `seq` orders every raise, so an owner reading the fences after
+/// the last one it saw misses none, however long it was away.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RaisedFence {
+    pub subject: String,
+    pub rev: i64,
+    pub seq: i64,
+    pub changed_at: DateTime<Utc>,
+}
+
+/// `GET /v1/ledger/payout-fences?prefix=&after_seq=&limit=`: fences of one kind in raise order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FencePage {
+    pub fences: Vec<RaisedFence>,
+}
+
 /// The Redis keys under which owners publish the revision of data other services cache (the
 /// mechanism is `platform::revision`; these names are the contract between owner and reader).
 pub mod revision {
@@ -315,6 +342,17 @@ pub mod revision {
     pub fn rates(product_code: &str) -> String {
         format!("rev:rates:{product_code}")
     }
+
+    /// The tax rules (every category: they change rarely, by law), owned by interest.
+    pub fn tax_rules() -> String {
+        "rev:tax-rules".to_string()
+    }
+
+    /// The gateway's rollout policy (its JSON, not a number): what a payout run reads to follow
+    /// the rollout.
+    pub fn rollout() -> String {
+        "rollout:policy".to_string()
+    }
 }
 
 /// A product code: 1 to 64 letters, digits, `_` or `-` (the interest service's rule and its
@@ -323,7 +361,9 @@ pub fn is_product_code(code: &str) -> bool {
     (1..=64).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
+/// Fence subjects: one per account, customer, product and tax category.
 pub mod fence {
+    use domain::TaxCategory;
     use uuid::Uuid;
 
     pub fn account(id: Uuid) -> String {
@@ -338,9 +378,19 @@ pub mod fence {
         format!("rates:{product_code}")
     }
 
+    /// The tax rules of one category.
+    pub fn tax(category: TaxCategory) -> String {
+        format!("tax:{}", category.as_str())
+    }
+
     /// The product of a rates subject.
     pub fn rates_product(subject: &str) -> Option<&str> {
         subject.strip_prefix("rates:")
+    }
+
+    /// The category of a tax-rules subject.
+    pub fn tax_category(subject: &str) -> Option<TaxCategory> {
+        subject.strip_prefix("tax:").and_then(TaxCategory::parse)
     }
 }
 
@@ -488,6 +538,76 @@ pub struct Payout {
 pub struct Payouts {
     pub account_id: Uuid,
     pub payouts: Vec<Payout>,
+}
+
+// ---- tax rules (interest) ----
+
+/// A withholding component, as a tax rule names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TaxComponentName {
+    IncomeTax,
+    LocalTax,
+    RuralSpecialTax,
+}
+
+/// What a component's rate applies to: the gross, or an earlier component of the same rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TaxBaseName {
+    Gross,
+    IncomeTax,
+    LocalTax,
+    RuralSpecialTax,
+}
+
+/// One component of a tax rule: `rate` percent (at most 4 decimals) of its base, truncated to 10 won.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TaxComponentBody {
+    pub component: TaxComponentName,
+    pub base: TaxBaseName,
+    /// Percent, 0 to 100, at most 4 decimals ("14", "0.5").
+    #[schema(pattern = "^[0-9]{1,3}(\\.[0-9]{1,4})?$")]
+    pub rate: String,
+}
+
+/// `POST /v1/interest/tax-rules`: a category's withholding from a future business date on (a law
+/// change), scheduled by ops. Refused for a date that is not after today, for a date a booked
+/// payout of the category already has, and for a date the category has a rule for already.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ScheduleTaxRule {
+    pub category: TaxCategory,
+    /// The first business date the rule applies to: after today.
+    pub effective_from: NaiveDate,
+    /// In the order they are computed; at most 3, each component once, a base only an earlier
+    /// component; together they withhold at most the gross.
+    #[schema(max_items = 3)]
+    pub components: Vec<TaxComponentBody>,
+    /// Why (the law or notice), 1 to 500 characters, not only spaces.
+    #[schema(min_length = 1, max_length = 500, pattern = "\\S")]
+    pub reason: String,
+}
+
+/// A tax rule as kept: what it withholds, from when, who scheduled it and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TaxRuleView {
+    pub category: TaxCategory,
+    pub effective_from: NaiveDate,
+    pub components: Vec<TaxComponentBody>,
+    /// The tax rules' revision this rule was scheduled at (0: the rules the bank started with).
+    pub rev: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub scheduled_at: DateTime<Utc>,
+}
+
+/// Every tax rule, by category and date, and the rules' current revision (what a quote carries).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TaxRulesView {
+    pub rev: i64,
+    pub rules: Vec<TaxRuleView>,
 }
 
 // ---- tax ----

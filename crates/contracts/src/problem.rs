@@ -91,6 +91,11 @@ codes! {
     ProductExists = "PRODUCT_EXISTS" => 409,
     RateScheduleExists = "RATE_SCHEDULE_EXISTS" => 409,
     RateScheduleAffectsPaidPeriod = "RATE_SCHEDULE_AFFECTS_PAID_PERIOD" => 409,
+    TaxRuleExists = "TAX_RULE_EXISTS" => 409,
+    /// A tax rule would change the withholding of a business date a payout was booked on.
+    TaxRuleAffectsPaidPeriod = "TAX_RULE_AFFECTS_PAID_PERIOD" => 409,
+    /// The rollout serves the account's customer from the legacy core: a payout run skips it.
+    RoutedToLegacy = "ROUTED_TO_LEGACY" => 409,
     /// The legacy core was asked about a business date other than its own.
     BusinessDateMismatch = "BUSINESS_DATE_MISMATCH" => 409,
     // Retry later: nothing was done.

@@ -220,6 +220,8 @@ pub enum TaxError {
     BadRate,
     #[error("tax rule for {0} withholds more than the gross")]
     ExceedsGross(&'static str),
+    #[error("tax rule for {0} names a component twice")]
+    DuplicateComponent(&'static str),
 }
 
 /// Truncates to a multiple of 10 won (amounts below 10 won are not collected).
@@ -228,16 +230,32 @@ pub fn floor10(v: i64) -> i64 {
 }
 
 impl TaxRule {
+    /// A rule is usable when each rate is 0–100%, each component appears once with a base that
+    /// is the gross or an earlier component, and all of them together can never withhold more
+    /// than the gross (each component's share of the gross, exact, sums to at most one).
     pub fn validate(&self) -> Result<(), TaxError> {
-        for (i, c) in self.components.iter().enumerate() {
+        // Each component's share of the gross, as a fraction over 10^18 (three levels of
+        // millionths at most: a base is an earlier component, of which there are at most two).
+        const ONE: i128 = 1_000_000_000_000_000_000;
+        let mut shares: Vec<(TaxComponent, i128)> = Vec::with_capacity(self.components.len());
+        for c in &self.components {
             if !(0..=1_000_000).contains(&c.rate_millionths) {
                 return Err(TaxError::BadRate);
             }
-            if let TaxBase::Component(base) = c.base {
-                if !self.components[..i].iter().any(|e| e.component == base) {
-                    return Err(TaxError::BadBase(self.category.as_str()));
-                }
+            if shares.iter().any(|(k, _)| *k == c.component) {
+                return Err(TaxError::DuplicateComponent(self.category.as_str()));
             }
+            let base = match c.base {
+                TaxBase::Gross => ONE,
+                TaxBase::Component(b) => match shares.iter().find(|(k, _)| *k == b) {
+                    Some((_, share)) => *share,
+                    None => return Err(TaxError::BadBase(self.category.as_str())),
+                },
+            };
+            shares.push((c.component, base * i128::from(c.rate_millionths) / 1_000_000));
+        }
+        if shares.iter().map(|(_, s)| s).sum::<i128>() > ONE {
+            return Err(TaxError::ExceedsGross(self.category.as_str()));
         }
         Ok(())
     }
@@ -368,6 +386,39 @@ mod tests {
         let rules = TaxRules::korea_since_2015();
         let on = NaiveDate::from_ymd_opt(2010, 1, 1).unwrap();
         assert!(rules.withhold(TaxCategory::General, on, 100).is_err());
+    }
+
+    #[test]
+    fn a_rule_is_refused_when_it_could_withhold_more_than_the_gross_or_names_a_component_twice() {
+        let on = NaiveDate::from_ymd_opt(2020, 1, 1).unwrap();
+        let c = |component, base, rate_millionths| TaxComponentRule { component, base, rate_millionths };
+        let rule = |components| TaxRule { category: TaxCategory::General, effective_from: on, components };
+        let greedy = rule(vec![
+            c(TaxComponent::IncomeTax, TaxBase::Gross, 800_000),
+            c(TaxComponent::LocalTax, TaxBase::Gross, 800_000),
+        ]);
+        assert_eq!(greedy.validate(), Err(TaxError::ExceedsGross("GENERAL")));
+        // 90% of the gross, and 100% of that again: 180% in all.
+        let doubled = rule(vec![
+            c(TaxComponent::IncomeTax, TaxBase::Gross, 900_000),
+            c(TaxComponent::LocalTax, TaxBase::Component(TaxComponent::IncomeTax), 1_000_000),
+        ]);
+        assert_eq!(doubled.validate(), Err(TaxError::ExceedsGross("GENERAL")));
+        let exactly_all = rule(vec![
+            c(TaxComponent::IncomeTax, TaxBase::Gross, 500_000),
+            c(TaxComponent::LocalTax, TaxBase::Component(TaxComponent::IncomeTax), 1_000_000),
+        ]);
+        assert_eq!(exactly_all.validate(), Ok(()));
+        let twice = rule(vec![
+            c(TaxComponent::IncomeTax, TaxBase::Gross, 10_000),
+            c(TaxComponent::IncomeTax, TaxBase::Gross, 10_000),
+        ]);
+        assert_eq!(twice.validate(), Err(TaxError::DuplicateComponent("GENERAL")));
+        for rules in [TaxRules::korea_since_2015()] {
+            for r in &rules.rules {
+                assert_eq!(r.validate(), Ok(()));
+            }
+        }
     }
 
     #[test]

@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use chrono::NaiveDate;
 use contracts::{
     Account, AccountLookup, AccountPage, AccountsFound, BalancesBatch, BalancesMany, Customer, CustomerLookup,
-    CustomersFound, DailyBalances, InterestPosting, InterestPostingBatch, InterestPostingFeed, InterestPostingOutcomes,
-    InterestPostingRequest, PayoutFence, Product,
+    CustomersFound, DailyBalances, FencePage, InterestPosting, InterestPostingBatch, InterestPostingFeed,
+    InterestPostingOutcomes, InterestPostingRequest, PayoutFence, Product,
 };
 use platform::client::{ClientSettings, ServiceClient};
 use platform::config::{ConfigError, Env};
@@ -80,8 +80,8 @@ impl crate::Ledger for Http {
     async fn raise_fence(&self, fence: &PayoutFence) -> Result<PayoutFence, PeerError> {
         self.post("/v1/ledger/payout-fences", fence).await
     }
-    async fn recent_fences(&self, prefix: &str, within_secs: i64) -> Result<Vec<PayoutFence>, PeerError> {
-        self.get(&format!("/v1/ledger/payout-fences?prefix={prefix}&within_secs={within_secs}")).await
+    async fn fences_after(&self, prefix: &str, after_seq: i64, limit: i64) -> Result<FencePage, PeerError> {
+        self.get(&format!("/v1/ledger/payout-fences?prefix={prefix}&after_seq={after_seq}&limit={limit}")).await
     }
 }
 

@@ -20,8 +20,8 @@ use async_trait::async_trait;
 use chrono::NaiveDate;
 use contracts::{
     Account, AccountPage, AccountsFound, BalancesBatch, BalancesMany, Customer, CustomersFound, DailyBalances,
-    InterestPosting, InterestPostingBatch, InterestPostingFeed, InterestPostingOutcomes, InterestPostingRequest,
-    PayoutFence, Product,
+    FencePage, InterestPosting, InterestPostingBatch, InterestPostingFeed, InterestPostingOutcomes,
+    InterestPostingRequest, PayoutFence, Product,
 };
 use platform::ApiError;
 use uuid::Uuid;
@@ -48,8 +48,8 @@ pub trait Ledger: Send + Sync {
     async fn interest_feed(&self, after_seq: i64, limit: i64) -> Result<InterestPostingFeed, PeerError>;
     /// Raises a payout fence; answers the fence as it stands (possibly ahead of the request's).
     async fn raise_fence(&self, fence: &PayoutFence) -> Result<PayoutFence, PeerError>;
-    /// Fences whose subject starts with `prefix`, raised in the last `within_secs` seconds.
-    async fn recent_fences(&self, prefix: &str, within_secs: i64) -> Result<Vec<PayoutFence>, PeerError>;
+    /// Fences whose subject starts with `prefix`, raised after `after_seq`, in raise order.
+    async fn fences_after(&self, prefix: &str, after_seq: i64, limit: i64) -> Result<FencePage, PeerError>;
 }
 
 /// Account-info.
@@ -173,8 +173,8 @@ impl Ledger for Late<dyn Ledger> {
     async fn raise_fence(&self, fence: &PayoutFence) -> Result<PayoutFence, PeerError> {
         self.get()?.raise_fence(fence).await
     }
-    async fn recent_fences(&self, prefix: &str, within_secs: i64) -> Result<Vec<PayoutFence>, PeerError> {
-        self.get()?.recent_fences(prefix, within_secs).await
+    async fn fences_after(&self, prefix: &str, after_seq: i64, limit: i64) -> Result<FencePage, PeerError> {
+        self.get()?.fences_after(prefix, after_seq, limit).await
     }
 }
 

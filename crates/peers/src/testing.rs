@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use chrono::NaiveDate;
 use contracts::{
     Account, AccountPage, AccountsFound, BalancesBatch, BalancesMany, Customer, CustomersFound, DailyBalances,
-    InterestPosting, InterestPostingBatch, InterestPostingFeed, InterestPostingOutcomes, InterestPostingRequest,
-    PayoutFence, Product,
+    FencePage, InterestPosting, InterestPostingBatch, InterestPostingFeed, InterestPostingOutcomes,
+    InterestPostingRequest, PayoutFence, Product, RaisedFence,
 };
 use platform::config::Common;
 use uuid::Uuid;
@@ -85,14 +85,18 @@ impl crate::Ledger for Fakes {
         *rev = (*rev).max(fence.rev);
         Ok(PayoutFence { rev: *rev, ..fence.clone() })
     }
-    async fn recent_fences(&self, prefix: &str, _: i64) -> Result<Vec<PayoutFence>, PeerError> {
+    /// Every fence of the prefix, as one page raised long ago (its `seq` is 1 for all).
+    async fn fences_after(&self, prefix: &str, after_seq: i64, _: i64) -> Result<FencePage, PeerError> {
         self.up("accounting")?;
         let fences = self.fences.lock().unwrap();
-        Ok(fences
-            .iter()
-            .filter(|(s, _)| s.starts_with(prefix))
-            .map(|(s, r)| PayoutFence { subject: s.clone(), rev: *r, effective_from: None })
-            .collect())
+        let settled = chrono::Utc::now() - chrono::Duration::hours(1);
+        Ok(FencePage {
+            fences: fences
+                .iter()
+                .filter(|(s, _)| s.starts_with(prefix) && after_seq < 1)
+                .map(|(s, r)| RaisedFence { subject: s.clone(), rev: *r, seq: 1, changed_at: settled })
+                .collect(),
+        })
     }
 }
 

@@ -59,14 +59,14 @@ pub async fn change(s: &AppState, id: Uuid, change: Change) -> ApiResult<Account
 /// Accounts whose fence is ahead of their revision catch up with it (see [`peers::fences`]); a
 /// change in progress holds the row, so this waits for it.
 pub async fn catch_up_with_fences(s: AppState, ledger: Arc<dyn Ledger>, every: Duration) {
-    peers::fences::catch_up(ledger, "account:", every, |id, fence_rev| {
+    peers::fences::catch_up(ledger, "account-info", "account:", every, |page| {
         let s = s.clone();
         async move {
-            match store::catch_up(&s.pool, id, fence_rev).await {
-                Ok(Some(rev)) => s.revisions.publish(contracts::revision::account(id), rev).await,
-                Ok(None) => {}
-                Err(e) => tracing::warn!(error = %e, account_id = %id, "revision not caught up with its fence"),
-            }
+            let fences: Vec<(Uuid, i64)> = page.iter().filter_map(|(id, rev)| Some((id.parse().ok()?, *rev))).collect();
+            let moved = store::catch_up_many(&s.pool, &fences).await?;
+            let revs = moved.iter().map(|(id, rev)| (contracts::revision::account(*id), *rev)).collect();
+            s.revisions.publish_all(revs).await;
+            Ok::<_, sqlx::Error>(moved.len() as u64)
         }
     })
     .await

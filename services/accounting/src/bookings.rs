@@ -55,13 +55,14 @@ fn span(operation: &'static str) -> tracing::Span {
 /// computed from has changed since (`QUOTE_STALE` otherwise, nothing written); the same
 /// idempotency key again returns the booked posting.
 pub async fn book_interest(state: &AppState, req: &InterestPostingRequest) -> Result<InterestPosting, LedgerError> {
-    let today = state.clock.today().await?;
-    check_request(req, today)?;
     let id = req.account_id;
     retrying(state, || async {
         let mut tx = state.pool.begin().await?;
         store::set_lock_timeout(&mut tx, state.lock_timeout.as_millis()).await?;
         let acct = store::lock_account(&mut tx, id).await?.ok_or(LedgerError::AccountNotFound(id))?;
+        // Today as it is under the lock: a booking that waited while the date turned is refused.
+        let today = state.clock.today().await?;
+        check_request(req, today)?;
         let (mut results, revs) = book_locked(&mut tx, &[(req, acct)], today).await?;
         let posting = results.pop().ok_or_else(|| LedgerError::Invalid("postings", "nothing booked".into()))??;
         tx.commit().await?;
@@ -85,11 +86,11 @@ pub async fn book_interest_many(
         let detail = format!("give 1 to {MAX_LEDGER_BATCH} postings, each account at most once");
         return Err(LedgerError::Invalid("postings", detail));
     }
-    let today = state.clock.today().await?;
     let (results, revs) = retrying(state, || async {
         let mut tx = state.pool.begin().await?;
         store::set_lock_timeout(&mut tx, state.lock_timeout.as_millis()).await?;
         let mut locked = store::lock_accounts_unless_busy(&mut tx, &ids).await?;
+        let today = state.clock.today().await?;
         // Each request's refusal before the row lock, or its locked row.
         let mut early: Vec<Option<LedgerError>> = Vec::with_capacity(reqs.len());
         let mut bookable = Vec::new();
@@ -164,10 +165,7 @@ async fn book_locked(
     let existing = store::interest_postings_on(tx, &days).await?;
     let ranges: Vec<_> = locked.iter().map(|(r, _)| (r.account_id, r.period_from, r.period_to)).collect();
     let points = store::balance_points_many(tx, &ranges).await?;
-    let mut subjects: Vec<String> = locked
-        .iter()
-        .flat_map(|(r, _)| r.basis.fenced(r.account_id, r.customer_id, &r.product_code).map(|(s, _)| s))
-        .collect();
+    let mut subjects: Vec<String> = locked.iter().flat_map(|(r, _)| r.fenced().into_iter().map(|(s, _)| s)).collect();
     subjects.sort_unstable();
     subjects.dedup();
     let fences: HashMap<String, i64> = store::hold_fences(tx, &subjects).await?.into_iter().collect();
@@ -235,7 +233,7 @@ type Revised = (Vec<Result<InterestPosting, LedgerError>>, Vec<(String, i64)>);
 /// The rules of a booking, on what was read under its row lock: one payout per account and business
 /// date (the same key again is a replay), booked on today's business date, for the period right after
 /// the last, and only on the quote's basis — the balances' history revision and points, and no
-/// fence above the revisions the quote saw.
+/// fence above the revisions the quote saw (account, customer, rates, tax rules).
 fn decide<'a>(
     req: &InterestPostingRequest,
     acct: &store::LedgerAccount,
@@ -275,7 +273,7 @@ fn decide<'a>(
     if balances_digest(points) != basis.balances_digest {
         return Err(stale(format!("end-of-day balances of {}..{} changed", req.period_from, req.period_to)));
     }
-    for (subject, quoted) in basis.fenced(req.account_id, req.customer_id, &req.product_code) {
+    for (subject, quoted) in req.fenced() {
         let rev = fences.get(&subject).copied().unwrap_or(0);
         if rev > quoted {
             return Err(stale(format!("{subject} is at revision {rev}, quoted at {quoted}")));

@@ -18,6 +18,13 @@ pub enum LedgerError {
     KeyReused,
     #[error("the account stayed busy; retry shortly")]
     Busy,
+    /// An owner changed the account's or customer's state since the attempt read it (its fence
+    /// is above the revision read): decided again on a fresh read.
+    #[error("{0}")]
+    Stale(String),
+    /// A bug or broken data between services; nothing was written.
+    #[error("{0}")]
+    Inconsistent(String),
     /// A bug: the lines of an entry did not balance; nothing was written.
     #[error(transparent)]
     Entry(#[from] crate::journal::EntryError),
@@ -32,8 +39,13 @@ pub enum LedgerError {
 impl LedgerError {
     /// Lock-not-available, deadlock or serialization failure: worth another attempt.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, LedgerError::Db(sqlx::Error::Database(db))
-            if matches!(db.code().as_deref(), Some("55P03" | "40P01" | "40001")))
+        match self {
+            LedgerError::Stale(_) => true,
+            LedgerError::Db(sqlx::Error::Database(db)) => {
+                matches!(db.code().as_deref(), Some("55P03" | "40P01" | "40001"))
+            }
+            _ => false,
+        }
     }
 }
 
@@ -44,7 +56,8 @@ impl From<LedgerError> for ApiError {
             LedgerError::Invalid(field, detail) => ApiError::validation(field, detail),
             LedgerError::AccountNotFound(id) => ApiError::of(Code::AccountNotFound, format!("no account {id}")),
             LedgerError::KeyReused => ApiError::of(Code::IdempotencyKeyReused, e.to_string()),
-            LedgerError::Busy => ApiError::of(Code::AccountBusy, e.to_string()),
+            LedgerError::Busy | LedgerError::Stale(_) => ApiError::of(Code::AccountBusy, e.to_string()),
+            LedgerError::Inconsistent(detail) => ApiError::internal(detail),
             LedgerError::Entry(e) => ApiError::internal(e.to_string()),
             LedgerError::Db(db) => db.into(),
             LedgerError::Dependency(c) => c.into(),

@@ -7,7 +7,7 @@ use axum::{Json, Router};
 use chrono::NaiveDate;
 use contracts::problem::Code;
 use contracts::{
-    Balance, BalancesBatch, BalancesMany, DailyBalances, Entries, InterestPosting, InterestPostingBatch,
+    Balance, BalancesBatch, BalancesMany, DailyBalances, Entries, FencePage, InterestPosting, InterestPostingBatch,
     InterestPostingFeed, InterestPostingOutcomes, InterestPostingRequest, MoneyMovement, PayoutFence, Posting,
     Transfer, TransferPosting,
 };
@@ -21,10 +21,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::bookings;
-use crate::ledger::{self, Direction, Idempotency};
+use crate::movements::{self, Movement};
 use crate::state::AppState;
-use crate::store;
+use crate::{bookings, ledger, store};
 
 /// The routes and their OpenAPI description, from the same annotations.
 pub fn routes(state: AppState) -> (Router, OpenApi) {
@@ -46,17 +45,18 @@ pub fn routes(state: AppState) -> (Router, OpenApi) {
                 .routes(routes!(book_interest_many))
                 .layer(platform::server::batch_body_limit()),
         )
-        .routes(routes!(raise_fence, recent_fences))
+        .routes(routes!(raise_fence, fences_after))
         .with_state(state)
         .split_for_parts()
 }
 
-fn respond(r: ledger::Response) -> Response {
+fn respond(r: movements::Response) -> Response {
     (StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK), Json(r.body)).into_response()
 }
 
 /// Deposits into an account, value-dated today unless `value_date` says an earlier day (not before
-/// the opening nor inside a paid interest period).
+/// the opening nor inside a paid interest period). Refused (and the refusal kept under the key)
+/// while the account is not active or deposits are suspended, as they are when it commits.
 #[utoipa::path(post, path = "/v1/ledger/accounts/{id}/deposits", tag = "ledger",
     params(("id" = Uuid, Path), IdempotencyKey), request_body = MoneyMovement,
     responses((status = 201, body = Posting)))]
@@ -66,11 +66,13 @@ async fn deposit(
     IdempotencyKey(key): IdempotencyKey,
     body: Body<MoneyMovement>,
 ) -> ApiResult<Response> {
-    let idem = Idempotency { key: &key, request_hash: &body.body_hash };
-    Ok(respond(ledger::move_money(&s, id, Direction::Deposit, body.value.amount, body.value.value_date, idem).await?))
+    let m = Movement::deposit(id, body.value.amount, body.value.value_date);
+    Ok(respond(movements::book(&s, &m, &key).await?))
 }
 
-/// Withdraws from an account (422 INSUFFICIENT_FUNDS below zero).
+/// Withdraws from an account (422 INSUFFICIENT_FUNDS below zero). Refused (and the refusal kept
+/// under the key) while the customer is restricted, the account not active or withdrawals
+/// suspended, as they are when it commits.
 #[utoipa::path(post, path = "/v1/ledger/accounts/{id}/withdrawals", tag = "ledger",
     params(("id" = Uuid, Path), IdempotencyKey), request_body = MoneyMovement,
     responses((status = 201, body = Posting)))]
@@ -80,13 +82,12 @@ async fn withdraw(
     IdempotencyKey(key): IdempotencyKey,
     body: Body<MoneyMovement>,
 ) -> ApiResult<Response> {
-    let idem = Idempotency { key: &key, request_hash: &body.body_hash };
-    Ok(respond(
-        ledger::move_money(&s, id, Direction::Withdrawal, body.value.amount, body.value.value_date, idem).await?,
-    ))
+    let m = Movement::withdrawal(id, body.value.amount, body.value.value_date);
+    Ok(respond(movements::book(&s, &m, &key).await?))
 }
 
-/// Moves money between two accounts in one journal entry.
+/// Moves money between two different accounts in one journal entry, dated today; the key is the
+/// paying account's. Refused as a withdrawal from the one and a deposit to the other would be.
 #[utoipa::path(post, path = "/v1/ledger/transfers", tag = "ledger", params(IdempotencyKey), request_body = Transfer,
     responses((status = 201, body = TransferPosting)))]
 async fn transfer(
@@ -94,9 +95,9 @@ async fn transfer(
     IdempotencyKey(key): IdempotencyKey,
     body: Body<Transfer>,
 ) -> ApiResult<Response> {
-    let idem = Idempotency { key: &key, request_hash: &body.body_hash };
     let t = &body.value;
-    Ok(respond(ledger::transfer(&s, t.from_account_id, t.to_account_id, t.amount, idem).await?))
+    let m = Movement::transfer(t.from_account_id, t.to_account_id, t.amount);
+    Ok(respond(movements::book(&s, &m, &key).await?))
 }
 
 /// The balance of record.
@@ -108,7 +109,7 @@ async fn balance(State(s): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<J
         Some(a) => a.balance,
         None => {
             // Never posted to: the balance is 0 if the account exists at all.
-            match s.accounts.lookup(id, |_| Vec::new()).await {
+            match s.directory.lookup(id, |_| Vec::new()).await {
                 Ok(_) => 0,
                 Err(LookupError::Dependency(e)) => return Err(e.into()),
                 Err(_) => return Err(ApiError::of(Code::AccountNotFound, format!("no account {id}"))),
@@ -205,21 +206,23 @@ async fn raise_fence(State(s): State<AppState>, body: Body<PayoutFence>) -> ApiR
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-struct RecentFencesQuery {
-    /// Subjects starting with this (`account:`, `customer:`, `rates:`).
+struct FencesQuery {
+    /// Subjects starting with this (`account:`, `customer:`, `rates:`, `tax:`), at most 200 characters.
+    #[param(max_length = 200)]
     prefix: String,
-    /// How far back, in seconds (default 86400).
-    within_secs: Option<i64>,
+    /// The last `seq` already seen (default 0: from the first).
+    after_seq: Option<i64>,
+    /// Page size, 1 to 10000 (default 1000).
+    #[param(minimum = 1, maximum = 10000)]
+    limit: Option<i64>,
 }
 
-/// Fences raised recently (owners catch up on them at start-up).
-#[utoipa::path(get, path = "/v1/ledger/payout-fences", tag = "payout fences", params(RecentFencesQuery),
-    responses((status = 200, body = Vec<PayoutFence>)))]
-async fn recent_fences(
-    State(s): State<AppState>,
-    Query(q): Query<RecentFencesQuery>,
-) -> ApiResult<Json<Vec<PayoutFence>>> {
-    Ok(Json(ledger::recent_fences(&s, &q.prefix, q.within_secs.unwrap_or(86_400)).await?))
+/// Fences raised after `after_seq`, in raise order (owners catch their revisions up with any a
+/// failed change left ahead).
+#[utoipa::path(get, path = "/v1/ledger/payout-fences", tag = "payout fences", params(FencesQuery),
+    responses((status = 200, body = FencePage)))]
+async fn fences_after(State(s): State<AppState>, Query(q): Query<FencesQuery>) -> ApiResult<Json<FencePage>> {
+    Ok(Json(ledger::fences_after(&s, &q.prefix, q.after_seq.unwrap_or(0), q.limit.unwrap_or(1000)).await?))
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -1,12 +1,14 @@
 //! The accounting service: the ledger. Balances of record, balanced journal entries, end-of-day
-//! balances, deposits, withdrawals, transfers, and the booking of interest payouts — the single
-//! durable commit point of a payout (see docs/payout-design.md).
+//! balances, deposits, withdrawals and transfers (decided on the owners' state at commit), and the
+//! booking of interest payouts — the single durable commit point of a payout (see
+//! docs/payout-design.md).
 
 mod bookings;
 mod error;
 mod http;
 mod journal;
 mod ledger;
+mod movements;
 mod peer;
 mod state;
 mod store;
@@ -54,7 +56,7 @@ pub async fn build(config: Config, peers: Peers) -> anyhow::Result<App<AppState>
     let state = AppState {
         pool: infra.pool.clone(),
         clock: infra.clock.clone(),
-        accounts: Directory::new(infra.redis.clone(), peers.accounts, None),
+        directory: Directory::new(infra.redis.clone(), peers.accounts, Some(peers.customers)),
         revisions,
         lock_timeout: config.lock_timeout,
         lock_budget: config.lock_budget,

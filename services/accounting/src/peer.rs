@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::NaiveDate;
 use contracts::{
-    BalancesBatch, BalancesMany, DailyBalances, InterestPosting, InterestPostingBatch, InterestPostingFeed,
+    BalancesBatch, BalancesMany, DailyBalances, FencePage, InterestPosting, InterestPostingBatch, InterestPostingFeed,
     InterestPostingOutcomes, InterestPostingRequest, PayoutFence,
 };
 use peers::{in_process, PeerError};
@@ -62,7 +62,7 @@ impl peers::Ledger for Ledger {
     async fn raise_fence(&self, fence: &PayoutFence) -> Result<PayoutFence, PeerError> {
         self.call(ledger::raise_fence(&self.state, fence)).await
     }
-    async fn recent_fences(&self, prefix: &str, within_secs: i64) -> Result<Vec<PayoutFence>, PeerError> {
-        self.call(ledger::recent_fences(&self.state, prefix, within_secs)).await
+    async fn fences_after(&self, prefix: &str, after_seq: i64, limit: i64) -> Result<FencePage, PeerError> {
+        self.call(ledger::fences_after(&self.state, prefix, after_seq, limit)).await
     }
 }

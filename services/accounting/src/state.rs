@@ -11,7 +11,9 @@ use sqlx::PgPool;
 pub struct AppState {
     pub pool: PgPool,
     pub clock: Clock,
-    pub accounts: Directory,
+    /// Accounts and their customers as their owners answer them (cached, revision-checked): what
+    /// a movement is decided on, verified against the owners' fences under the row lock.
+    pub directory: Directory,
     pub revisions: Publisher,
     /// How long one attempt waits for a busy balance row before backing off.
     pub lock_timeout: Duration,

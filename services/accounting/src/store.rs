@@ -48,11 +48,16 @@ pub async fn find_account(conn: impl sqlx::PgExecutor<'_>, id: Uuid) -> Result<O
     row.as_ref().map(to_ledger_account).transpose()
 }
 
-pub async fn create_account(pool: &PgPool, id: Uuid, opened_on: NaiveDate) -> Result<(), sqlx::Error> {
+/// Opens the account in the ledger (its first posting); one already open is left as it is.
+pub async fn create_account(
+    conn: impl sqlx::PgExecutor<'_>,
+    id: Uuid,
+    opened_on: NaiveDate,
+) -> Result<(), sqlx::Error> {
     sqlx::query("INSERT INTO ledger_accounts (account_id, opened_on) VALUES ($1, $2) ON CONFLICT DO NOTHING")
         .bind(id)
         .bind(opened_on)
-        .execute(pool)
+        .execute(conn)
         .await
         .map(|_| ())
 }
@@ -282,11 +287,12 @@ pub async fn lock_fence(conn: &mut PgConnection, subject: &str) -> Result<(), sq
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))").bind(subject).execute(conn).await.map(|_| ())
 }
 
-/// Raises the fence (never lowers it); returns its revision.
+/// Raises the fence (never lowers it), as the latest raise (`seq`); returns its revision.
 pub async fn raise_fence(conn: &mut PgConnection, subject: &str, rev: i64) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar(
         "INSERT INTO payout_fences (subject, rev) VALUES ($1, $2)
-         ON CONFLICT (subject) DO UPDATE SET rev = GREATEST(payout_fences.rev, EXCLUDED.rev), changed_at = now()
+         ON CONFLICT (subject) DO UPDATE SET rev = GREATEST(payout_fences.rev, EXCLUDED.rev), changed_at = now(),
+             seq = nextval('payout_fences_seq_seq')
          RETURNING rev",
     )
     .bind(subject)
@@ -295,22 +301,41 @@ pub async fn raise_fence(conn: &mut PgConnection, subject: &str, rev: i64) -> Re
     .await
 }
 
-/// Fences of one kind (`customer:`, `account:`, `rates:`) raised in the last `within_secs`.
-pub async fn recent_fences(
+/// Fences of one kind (`customer:`, `account:`, `rates:`, `tax:`) raised after `after_seq`, in
+/// raise order.
+pub async fn fences_after(
     pool: &PgPool,
     prefix: &str,
-    within_secs: i64,
+    after_seq: i64,
     limit: i64,
-) -> Result<Vec<(String, i64)>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT subject, rev FROM payout_fences
-         WHERE starts_with(subject, $1) AND changed_at > now() - make_interval(secs => $2)
-         ORDER BY changed_at DESC LIMIT $3",
+) -> Result<Vec<contracts::RaisedFence>, sqlx::Error> {
+    let rows: Vec<(String, i64, i64, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+        "SELECT subject, rev, seq, changed_at FROM payout_fences
+         WHERE seq > $2 AND starts_with(subject, $1) ORDER BY seq LIMIT $3",
     )
     .bind(prefix)
-    .bind(within_secs as f64)
+    .bind(after_seq)
     .bind(limit)
     .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(subject, rev, seq, changed_at)| contracts::RaisedFence { subject, rev, seq, changed_at })
+        .collect())
+}
+
+/// The last business date a payout of the tax category was booked on.
+pub async fn category_paid_on(
+    conn: &mut PgConnection,
+    category: domain::TaxCategory,
+) -> Result<Option<NaiveDate>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT business_date FROM journal_entries
+         WHERE kind = 'INTEREST_PAYOUT' AND payout ->> 'tax_category' = $1
+         ORDER BY business_date DESC LIMIT 1",
+    )
+    .bind(category.as_str())
+    .fetch_optional(conn)
     .await
 }
 
@@ -330,7 +355,9 @@ pub async fn product_paid_through(
     day.map(|d| d.parse().map_err(|e| sqlx::Error::Decode(Box::new(e)))).transpose()
 }
 
+/// A movement's first answer, kept under its key.
 pub struct StoredResponse {
+    pub operation: String,
     pub request_hash: String,
     pub status: i16,
     pub response: serde_json::Value,
@@ -341,14 +368,16 @@ pub async fn find_idempotent(
     account_id: Uuid,
     key: &str,
 ) -> Result<Option<StoredResponse>, sqlx::Error> {
-    let row =
-        sqlx::query("SELECT request_hash, status, response FROM idempotency_keys WHERE account_id = $1 AND key = $2")
-            .bind(account_id)
-            .bind(key)
-            .fetch_optional(conn)
-            .await?;
+    let row = sqlx::query(
+        "SELECT operation, request_hash, status, response FROM idempotency_keys WHERE account_id = $1 AND key = $2",
+    )
+    .bind(account_id)
+    .bind(key)
+    .fetch_optional(conn)
+    .await?;
     row.map(|r| {
         Ok(StoredResponse {
+            operation: r.try_get("operation")?,
             request_hash: r.try_get("request_hash")?,
             status: r.try_get("status")?,
             response: r.try_get("response")?,

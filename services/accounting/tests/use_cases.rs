@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use chrono::{NaiveDate, Utc};
-use contracts::{Account, DailyBalances, InterestPostingRequest, PayoutFence, QuoteBasis};
-use domain::{AccountStatus, TaxBreakdown, TaxCategory, Withheld};
+use contracts::{Account, Customer, DailyBalances, InterestPostingRequest, PayoutFence, QuoteBasis};
+use domain::{AccountStatus, CustomerStatus, TaxBreakdown, TaxCategory, Withheld};
 use peers::testing::{common, Fakes};
 use peers::PeerError;
 use serde_json::{json, Value};
@@ -22,8 +22,19 @@ fn date(s: &str) -> NaiveDate {
     s.parse().unwrap()
 }
 
-/// An account of `customer_id` opened on 2024-01-01, known to the fake account-info.
+/// An account of `customer_id` (an active customer) opened on 2024-01-01, known to the fake
+/// account-info and customer services.
 fn open_account(fakes: &std::sync::Arc<Fakes>, account_id: Uuid, customer_id: Uuid) {
+    let customer = Customer {
+        customer_id,
+        name: "c".into(),
+        status: CustomerStatus::Active,
+        status_reason: None,
+        tax_category: TaxCategory::General,
+        created_at: Utc::now(),
+        rev: 0,
+    };
+    fakes.customers.lock().unwrap().entry(customer_id).or_insert(customer);
     let account = Account {
         account_id,
         customer_id,
@@ -130,9 +141,14 @@ async fn routes_and_the_in_process_peer_agree_and_a_stale_booking_writes_nothing
     let fence = |rev| PayoutFence { subject: subject.clone(), rev, effective_from: None };
     assert_eq!(ledger.raise_fence(&fence(5)).await.unwrap().rev, 5);
     assert_eq!(ledger.raise_fence(&fence(3)).await.unwrap().rev, 5, "a fence never goes down");
-    let recent = ledger.recent_fences("account:", 60).await.unwrap();
-    assert_eq!(recent.iter().map(|f| (f.subject.as_str(), f.rev)).collect::<Vec<_>>(), vec![(subject.as_str(), 5)]);
-    assert!(ledger.recent_fences("account:", 0).await.is_err(), "the route's validation, in process too");
+    let raised = ledger.fences_after("account:", 0, 100).await.unwrap().fences;
+    assert_eq!(raised.iter().map(|f| (f.subject.as_str(), f.rev)).collect::<Vec<_>>(), vec![(subject.as_str(), 5)]);
+    let after = ledger.fences_after("account:", raised[0].seq, 100).await.unwrap().fences;
+    assert!(after.is_empty(), "nothing raised after the last one read");
+    assert_eq!(ledger.raise_fence(&fence(6)).await.unwrap().rev, 6);
+    let again = ledger.fences_after("account:", raised[0].seq, 100).await.unwrap().fences;
+    assert_eq!(again.iter().map(|f| f.rev).collect::<Vec<_>>(), vec![6], "a raise moves the fence to the end");
+    assert!(ledger.fences_after("account:", 0, 0).await.is_err(), "the route's validation, in process too");
 }
 
 #[tokio::test]
@@ -242,4 +258,127 @@ async fn a_chunk_books_each_payout_alone_and_refuses_the_others_alone() {
     let twice = InterestPostingBatch { postings: vec![good.clone(), good] };
     let (status, body) = send(http.post(format!("{url}/v1/ledger/interest-postings/batch")).json(&twice)).await;
     assert_eq!((status, body["code"].as_str()), (422, Some("VALIDATION_FAILED")), "{body}");
+}
+
+/// The issue's first case, deterministic: a withdrawal waits on a balance row the test holds open
+/// (as under load); meanwhile the owner sets a withdrawal hold — raising the account's fence, then
+/// committing, then answering — and only then is the row released. The withdrawal must be decided
+/// on the hold, not on what it read before it waited. Likewise a customer restricted meanwhile.
+#[tokio::test]
+async fn a_movement_waiting_on_its_row_is_decided_on_the_state_at_commit() {
+    let fakes = Fakes::new();
+    let (account_id, customer_id, other) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    open_account(&fakes, account_id, customer_id);
+    open_account(&fakes, other, Uuid::new_v4());
+    let (ledger, url, database_url) = start(&fakes).await;
+    let http = reqwest::Client::new();
+    let move_money = |path: String, key: &'static str, body: Value| {
+        let req = http.post(format!("{url}{path}")).header("Idempotency-Key", key).json(&body);
+        async move { send(req).await }
+    };
+    let (status, body) =
+        move_money(format!("/v1/ledger/accounts/{account_id}/deposits"), "d", json!({"amount": 10_000})).await;
+    assert_eq!(status, 201, "{body}");
+    let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
+
+    for (case, change) in [("withdrawal hold", 0), ("customer restricted", 1)] {
+        // The movement reads the current state (and caches it), then waits on the held row.
+        let warm = if change == 0 { "warm-0" } else { "warm-1" };
+        let (status, _) =
+            move_money(format!("/v1/ledger/accounts/{account_id}/withdrawals"), warm, json!({"amount": 1})).await;
+        assert_eq!(status, 201, "{case}: a withdrawal goes through before the change");
+        let mut holder = pool.begin().await.unwrap();
+        sqlx::query("SELECT 1 FROM ledger_accounts WHERE account_id = $1 FOR UPDATE")
+            .bind(account_id)
+            .execute(&mut *holder)
+            .await
+            .unwrap();
+        let key = if change == 0 { "w-hold" } else { "w-restricted" };
+        let waiting = tokio::spawn(move_money(
+            format!("/v1/ledger/accounts/{account_id}/withdrawals"),
+            key,
+            json!({"amount": 100}),
+        ));
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        // The owner's change: its fence raised (nothing waits on it: the movement holds no fence
+        // yet), then committed, then answered — all while the movement waits on the row.
+        let subject = if change == 0 {
+            let mut accounts = fakes.accounts.lock().unwrap();
+            let a = accounts.get_mut(&account_id).unwrap();
+            (a.withdrawal_suspended, a.rev) = (true, a.rev + 1);
+            (contracts::fence::account(account_id), a.rev)
+        } else {
+            let mut customers = fakes.customers.lock().unwrap();
+            let c = customers.get_mut(&customer_id).unwrap();
+            (c.status, c.rev) = (CustomerStatus::HackingVictim, c.rev + 1);
+            (contracts::fence::customer(customer_id), c.rev)
+        };
+        ledger.raise_fence(&PayoutFence { subject: subject.0, rev: subject.1, effective_from: None }).await.unwrap();
+        holder.rollback().await.unwrap();
+        let (status, body) = waiting.await.unwrap();
+        let expected = if change == 0 { "WITHDRAWAL_SUSPENDED" } else { "CUSTOMER_RESTRICTED" };
+        assert_eq!((status, body["code"].as_str()), (403, Some(expected)), "{case}: {body}");
+        // The refusal is the key's answer, even once the account could pay again.
+        if change == 0 {
+            let rev = {
+                let mut accounts = fakes.accounts.lock().unwrap();
+                let a = accounts.get_mut(&account_id).unwrap();
+                (a.withdrawal_suspended, a.rev) = (false, a.rev + 1);
+                a.rev
+            };
+            let lifted = PayoutFence { subject: contracts::fence::account(account_id), rev, effective_from: None };
+            ledger.raise_fence(&lifted).await.unwrap();
+        }
+    }
+    let balance: i64 = sqlx::query_scalar("SELECT balance FROM ledger_accounts WHERE account_id = $1")
+        .bind(account_id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(balance, 10_000 - 2, "only the two withdrawals before the changes were booked");
+    let (status, body) =
+        move_money(format!("/v1/ledger/accounts/{account_id}/withdrawals"), "w-hold", json!({"amount": 100})).await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("WITHDRAWAL_SUSPENDED")), "replayed: {body}");
+    // A restricted customer's account still takes money in; nothing goes out, not by transfer.
+    let (status, body) =
+        move_money(format!("/v1/ledger/accounts/{account_id}/deposits"), "in", json!({"amount": 5})).await;
+    assert_eq!(status, 201, "{body}");
+    let transfer = json!({"from_account_id": account_id, "to_account_id": other, "amount": 5});
+    let (status, body) = move_money("/v1/ledger/transfers".into(), "t-out", transfer).await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("CUSTOMER_RESTRICTED")), "{body}");
+}
+
+/// One key, one operation, one request: the same key on another operation (even with the same
+/// bytes) or another request is refused; the same request in other whitespace or key order is the
+/// same request; a refusal is the key's answer for good.
+#[tokio::test]
+async fn a_key_names_its_operation_and_its_parsed_request_and_keeps_its_refusal() {
+    let fakes = Fakes::new();
+    let account_id = Uuid::new_v4();
+    open_account(&fakes, account_id, Uuid::new_v4());
+    let (_, url, _) = start(&fakes).await;
+    let http = reqwest::Client::new();
+    let raw = |kind: &str, key: &str, body: &'static str| {
+        http.post(format!("{url}/v1/ledger/accounts/{account_id}/{kind}"))
+            .header("Idempotency-Key", key)
+            .header("Content-Type", "application/json")
+            .body(body)
+    };
+    let (status, first) = send(raw("deposits", "k1", r#"{"amount": 1000}"#)).await;
+    assert_eq!(status, 201, "{first}");
+    let (status, body) = send(raw("withdrawals", "k1", r#"{"amount": 1000}"#)).await;
+    assert_eq!((status, body["code"].as_str()), (422, Some("IDEMPOTENCY_KEY_REUSED")), "{body}");
+    let (status, again) = send(raw("deposits", "k1", "{\n  \"amount\" :1000 }")).await;
+    assert_eq!((status, &again), (201, &first), "the same parsed request replays");
+    let (status, body) = send(raw("deposits", "k1", r#"{"amount": 1001}"#)).await;
+    assert_eq!((status, body["code"].as_str()), (422, Some("IDEMPOTENCY_KEY_REUSED")), "{body}");
+
+    let (status, refused) = send(raw("withdrawals", "k2", r#"{"amount": 5000}"#)).await;
+    assert_eq!((status, refused["code"].as_str()), (422, Some("INSUFFICIENT_FUNDS")), "{refused}");
+    let (status, _) = send(raw("deposits", "k3", r#"{"amount": 10000}"#)).await;
+    assert_eq!(status, 201);
+    let (status, body) = send(raw("withdrawals", "k2", r#"{"amount": 5000}"#)).await;
+    assert_eq!((status, body["code"].as_str()), (422, Some("INSUFFICIENT_FUNDS")), "one key, one answer: {body}");
+    let (status, body) = send(raw("withdrawals", "k4", r#"{"amount": 5000}"#)).await;
+    assert_eq!(status, 201, "a new key is a new request: {body}");
 }

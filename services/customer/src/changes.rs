@@ -61,14 +61,14 @@ pub async fn change(
 /// Customers whose fence is ahead of their revision catch up with it (see [`peers::fences`]); a
 /// change in progress holds the row, so this waits for it.
 pub async fn catch_up_with_fences(pool: PgPool, ledger: Arc<dyn Ledger>, revisions: Publisher, every: Duration) {
-    peers::fences::catch_up(ledger, "customer:", every, |id, fence_rev| {
+    peers::fences::catch_up(ledger, "customer", "customer:", every, |page| {
         let (pool, revisions) = (pool.clone(), revisions.clone());
         async move {
-            match store::catch_up(&pool, id, fence_rev).await {
-                Ok(Some(rev)) => revisions.publish(contracts::revision::customer(id), rev).await,
-                Ok(None) => {}
-                Err(e) => tracing::warn!(error = %e, customer_id = %id, "revision not caught up with its fence"),
-            }
+            let fences: Vec<(Uuid, i64)> = page.iter().filter_map(|(id, rev)| Some((id.parse().ok()?, *rev))).collect();
+            let moved = store::catch_up_many(&pool, &fences).await?;
+            let revs = moved.iter().map(|(id, rev)| (contracts::revision::customer(*id), *rev)).collect();
+            revisions.publish_all(revs).await;
+            Ok::<_, sqlx::Error>(moved.len() as u64)
         }
     })
     .await

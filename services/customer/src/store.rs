@@ -104,3 +104,18 @@ pub async fn catch_up(conn: impl sqlx::PgExecutor<'_>, id: Uuid, rev: i64) -> Re
         .fetch_optional(conn)
         .await
 }
+
+/// [`catch_up`] for many (a page of fences, subject ids with their fence revisions): answers the
+/// revisions that moved.
+pub async fn catch_up_many(pool: &PgPool, fences: &[(Uuid, i64)]) -> Result<Vec<(Uuid, i64)>, sqlx::Error> {
+    let ids: Vec<Uuid> = fences.iter().map(|f| f.0).collect();
+    let revs: Vec<i64> = fences.iter().map(|f| f.1).collect();
+    sqlx::query_as(
+        "UPDATE customers t SET rev = f.rev FROM unnest($1::uuid[], $2::int8[]) AS f(id, rev)
+         WHERE t.customer_id = f.id AND t.rev < f.rev RETURNING t.customer_id, t.rev",
+    )
+    .bind(&ids)
+    .bind(&revs)
+    .fetch_all(pool)
+    .await
+}
