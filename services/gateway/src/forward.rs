@@ -19,10 +19,23 @@ pub async fn forward(
     body: Option<Vec<u8>>,
     headers: &HeaderMap,
 ) -> GatewayResult<Response> {
-    let carried: Vec<(&str, &str)> = CARRIED
+    forward_with(to, method, path, body, headers, &[]).await
+}
+
+/// [`forward`] with headers the gateway itself sets (e.g. `x-actor`: who the verified caller is).
+pub async fn forward_with(
+    to: &ServiceClient,
+    method: Method,
+    path: &str,
+    body: Option<Vec<u8>>,
+    headers: &HeaderMap,
+    own: &[(&str, &str)],
+) -> GatewayResult<Response> {
+    let mut carried: Vec<(&str, &str)> = CARRIED
         .iter()
         .filter_map(|name| headers.get(*name).and_then(|v| v.to_str().ok()).map(|v| (*name, v)))
         .collect();
+    carried.extend_from_slice(own);
     let raw = to.forward(method, path, body.filter(|b| !b.is_empty()), &carried).await?;
     let status = StatusCode::from_u16(raw.status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let code = (!status.is_success())

@@ -10,7 +10,7 @@ use axum::Router;
 use contracts::problem::Code;
 use contracts::{
     Account, AccountPage, Clock, DeadLetters, Estimate, MonthlyReport, Payout, PayoutPage, PayoutRun, PayoutRuns,
-    Payouts, ReplayDeadLetters, ReplayOutcome, SetClock, StartPayoutRun, Withholdings,
+    Payouts, ReplayDeadLetters, ReplayOutcome, ScheduleTaxRule, SetClock, StartPayoutRun, TaxRulesView, Withholdings,
 };
 use platform::extract::{IdempotencyKey, Path, Query};
 use reqwest::Method;
@@ -24,7 +24,7 @@ use uuid::Uuid;
 use crate::audit;
 use crate::auth::{Caller, Scope};
 use crate::error::{GatewayError, GatewayResult};
-use crate::forward::forward;
+use crate::forward::{forward, forward_with};
 use crate::limits::Kind;
 use crate::rollout;
 use crate::state::{AppState, Upstreams};
@@ -62,6 +62,7 @@ pub fn routes(state: AppState) -> (Router, OpenApi) {
         .routes(routes!(rollout_changes))
         .routes(routes!(rollout_route))
         .routes(routes!(shadow_mismatches))
+        .routes(routes!(tax_rules, schedule_tax_rule))
         .route_layer(middleware::from_fn_with_state(state.clone(), audit::record));
     OpenApiRouter::with_openapi(doc)
         .routes(routes!(my_accounts))
@@ -372,6 +373,8 @@ async fn set_rollout(
     let policy =
         rollout::change(&s.pool, &set, &caller.subject).await.map_err(|e| GatewayError::Store(e.to_string()))?;
     s.rollout.adopt(policy.clone());
+    // Payout runs follow it from Redis (the other replicas republish it within their refresh too).
+    s.rollout.publish(&policy).await;
     tracing::warn!(
         version = policy.version,
         percent = policy.percent,
@@ -443,4 +446,29 @@ async fn set_clock(
     clock_route(&s)?;
     caller.require(WRITE)?;
     forward(&s.upstreams.interest, Method::PUT, "/v1/admin/clock", Some(body.to_vec()), &headers).await
+}
+
+/// Every tax rule and the rules' revision (each category's withholding by effective date).
+#[utoipa::path(get, path = "/v1/ops/tax-rules", tag = "ops", security(("bearer" = ["ops:read"]), ("bearer" = ["ops:write"])),
+    responses((status = 200, body = TaxRulesView)))]
+async fn tax_rules(State(s): State<AppState>, caller: Caller, p: Passed) -> GatewayResult<Response> {
+    pass(&s, caller, READ, interest, Method::GET, "/v1/interest/tax-rules", p).await
+}
+
+/// Schedules a tax category's withholding from a future business date (a law change): refused for
+/// a date not after today (422), a date the category has a rule for (409 TAX_RULE_EXISTS) or a
+/// date a booked payout of the category has (409 TAX_RULE_AFFECTS_PAID_PERIOD). Audited; the
+/// caller is kept with the rule.
+#[utoipa::path(post, path = "/v1/ops/tax-rules", tag = "ops", request_body = ScheduleTaxRule,
+    security(("bearer" = ["ops:write"])), responses((status = 201, body = TaxRulesView)))]
+async fn schedule_tax_rule(
+    State(s): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> GatewayResult<Response> {
+    caller.require(WRITE)?;
+    let own = [("x-actor", caller.subject.as_str())];
+    forward_with(&s.upstreams.interest, Method::POST, "/v1/interest/tax-rules", Some(body.to_vec()), &headers, &own)
+        .await
 }

@@ -8,52 +8,11 @@
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
-use contracts::legacy::{RolloutPolicy, RolloutRoute, SetRollout, Side};
-use sha2::{Digest, Sha256};
+use contracts::legacy::{RolloutPolicy, SetRollout};
+use platform::redis::Redis;
 use sqlx::{PgPool, Row};
-use uuid::Uuid;
 
-/// Buckets per customer hash: `percent × 100` of them go new.
-pub const BUCKETS: u16 = 10_000;
-
-/// A customer's stable bucket: the first 8 bytes of SHA-256 of the id, modulo [`BUCKETS`].
-pub fn bucket(customer: Uuid) -> u16 {
-    let digest = Sha256::digest(customer.as_bytes());
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&digest[..8]);
-    (u64::from_be_bytes(first) % u64::from(BUCKETS)) as u16
-}
-
-/// Where `policy` sends `customer`, and why.
-pub fn route(policy: &RolloutPolicy, customer: Uuid) -> RolloutRoute {
-    let bucket = bucket(customer);
-    let (side, reason) = if policy.kill_switch {
-        (Side::Legacy, "kill_switch")
-    } else if policy.team.contains(&customer) {
-        (Side::New, "team")
-    } else if policy.staff.contains(&customer) {
-        (Side::New, "staff")
-    } else if bucket < u16::from(policy.percent) * 100 {
-        (Side::New, "percent")
-    } else {
-        (Side::Legacy, "percent")
-    };
-    RolloutRoute { customer_id: customer, bucket, side, reason: reason.into(), version: policy.version }
-}
-
-/// Before any change: everyone on the new system (a bank that never had a legacy core).
-pub fn default_policy() -> RolloutPolicy {
-    RolloutPolicy {
-        percent: 100,
-        team: Vec::new(),
-        staff: Vec::new(),
-        kill_switch: false,
-        version: 0,
-        changed_by: None,
-        changed_at: None,
-        reason: None,
-    }
-}
+pub use contracts::legacy::{default_policy, route};
 
 fn to_policy(r: &sqlx::postgres::PgRow) -> Result<RolloutPolicy, sqlx::Error> {
     let percent: i16 = r.try_get("percent")?;
@@ -111,11 +70,40 @@ pub async fn change(pool: &PgPool, set: &SetRollout, by: &str) -> Result<Rollout
 pub struct Rollout {
     current: RwLock<(Instant, RolloutPolicy)>,
     refresh: Duration,
+    /// Where payout runs read the policy (`contracts::revision::rollout()`).
+    redis: Option<Redis>,
 }
 
 impl Rollout {
-    pub fn new(policy: RolloutPolicy, refresh: Duration) -> Self {
-        Self { current: RwLock::new((Instant::now(), policy)), refresh }
+    pub fn new(policy: RolloutPolicy, refresh: Duration, redis: Option<Redis>) -> Self {
+        Self { current: RwLock::new((Instant::now(), policy)), refresh, redis }
+    }
+
+    /// Publishes the policy for payout runs (failures are logged: the next publication heals).
+    pub async fn publish(&self, policy: &RolloutPolicy) {
+        let Some(redis) = &self.redis else { return };
+        let json = match serde_json::to_string(policy) {
+            Ok(j) => j,
+            Err(e) => return tracing::warn!(error = %e, "rollout policy not serialized"),
+        };
+        if let Err(e) = redis.set(&contracts::revision::rollout(), &json).await {
+            tracing::warn!(error = %e, "rollout policy not published to Redis; retried within the refresh interval");
+        }
+    }
+
+    /// For the life of the process: every refresh interval, the policy is re-read and published,
+    /// so payout runs follow a change made through any replica, and an emptied Redis is refilled.
+    pub async fn keep_published(self: std::sync::Arc<Self>, pool: PgPool) {
+        loop {
+            match load(&pool).await {
+                Ok(policy) => {
+                    self.adopt(policy.clone());
+                    self.publish(&policy).await;
+                }
+                Err(e) => tracing::warn!(error = %e, "rollout policy not re-read for publication"),
+            }
+            tokio::time::sleep(self.refresh).await;
+        }
     }
 
     /// The policy, re-read when older than the refresh interval (the last one read when the
@@ -147,6 +135,8 @@ impl Rollout {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use contracts::legacy::Side;
+    use uuid::Uuid;
 
     fn policy(percent: u8) -> RolloutPolicy {
         RolloutPolicy { percent, ..default_policy() }

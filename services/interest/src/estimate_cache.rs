@@ -1,8 +1,8 @@
 //! The estimate cache: an account's estimate is computed from the databases once per business date
 //! and served from Redis until the date ends (the key names the date; the TTL ends at the next
 //! Seoul midnight, or the manual clock's). An entry is used only while the ledger's history revision
-//! (bumped by payouts and back-dated postings) and the product's rates revision are the ones read
-//! before it was computed, and the customer's tax category is unchanged. Eligibility from statuses
+//! (bumped by payouts and back-dated postings), the product's rates revision and the tax rules'
+//! revision are the ones read before it was computed, and the customer's tax category is unchanged. Eligibility from statuses
 //! is never cached here: it is applied on every read from the directory's current data.
 //!
 //! Concurrent first reads in one process compute once (the others wait and read the result). A
@@ -24,6 +24,8 @@ use uuid::Uuid;
 pub struct Entry {
     pub ledger_rev: Rev,
     pub rates_rev: Rev,
+    #[serde(default)]
+    pub tax_rules_rev: Rev,
     pub tax_category: TaxCategory,
     /// With only the refusals the ledger decides (already paid today, nothing to pay).
     pub estimate: Estimate,
@@ -39,33 +41,43 @@ pub struct CachedQuote {
     pub history_rev: i64,
     pub balances_digest: String,
     pub rates_rev: i64,
+    pub tax_rules_rev: i64,
 }
 
 pub fn key(id: Uuid, today: NaiveDate) -> String {
     format!("estimate:{id}:{today}")
 }
 
-/// The keys read together, in this order, before using or computing an entry.
+/// The keys read together, in this order, before using or computing an entry: the revisions, then
+/// the entry ([`read`] reads them back by the same order).
 pub fn keys(id: Uuid, product_code: &str, today: NaiveDate) -> Vec<String> {
-    vec![contracts::revision::ledger(id), contracts::revision::rates(product_code), key(id, today)]
+    vec![
+        contracts::revision::ledger(id),
+        contracts::revision::rates(product_code),
+        contracts::revision::tax_rules(),
+        key(id, today),
+    ]
 }
 
 /// The revisions read with an entry, and the entry if it is still good for `tax_category`.
 pub struct Read {
     pub ledger_rev: Rev,
     pub rates_rev: Rev,
+    pub tax_rules_rev: Rev,
     pub entry: Option<Entry>,
 }
 
 pub fn read(values: &[Option<String>], tax_category: TaxCategory) -> Read {
-    let ledger_rev = values.first().and_then(revision::parse_rev);
-    let rates_rev = values.get(1).and_then(revision::parse_rev);
-    let entry = values
-        .get(2)
-        .and_then(|v| v.as_deref())
-        .and_then(|s| serde_json::from_str::<Entry>(s).ok())
-        .filter(|e| e.ledger_rev == ledger_rev && e.rates_rev == rates_rev && e.tax_category == tax_category);
-    Read { ledger_rev, rates_rev, entry }
+    let rev = |i: usize| values.get(i).and_then(revision::parse_rev);
+    let (ledger_rev, rates_rev, tax_rules_rev) = (rev(0), rev(1), rev(2));
+    let entry =
+        values.get(3).and_then(|v| v.as_deref()).and_then(|s| serde_json::from_str::<Entry>(s).ok()).filter(|e| {
+            e.ledger_rev == ledger_rev
+                && e.rates_rev == rates_rev
+                && e.tax_rules_rev == tax_rules_rev
+                && e.tax_category == tax_category
+        });
+    Read { ledger_rev, rates_rev, tax_rules_rev, entry }
 }
 
 pub fn count(hit: bool) {

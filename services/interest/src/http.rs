@@ -7,7 +7,7 @@ use axum::{Json, Router};
 use contracts::legacy::{ShadowMismatches, ShadowMismatchesQuery};
 use contracts::{
     CreateProduct, Estimate, Payout, PayoutPage, PayoutRun, PayoutRunsQuery, Payouts, PayoutsQuery, Product,
-    RateScheduleBody, StartPayoutRun,
+    RateScheduleBody, ScheduleTaxRule, StartPayoutRun, TaxRulesView,
 };
 use platform::extract::{IdempotencyKey, Json as Body, Path, Query};
 use platform::ApiResult;
@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use crate::shadow::Answer;
 use crate::state::AppState;
-use crate::{legacy, payout, rates, runs};
+use crate::{legacy, payout, rates, runs, tax_rules};
 
 /// The routes and their OpenAPI description, from the same annotations.
 pub fn routes(state: AppState) -> (Router, OpenApi) {
@@ -39,6 +39,7 @@ pub fn routes(state: AppState) -> (Router, OpenApi) {
         .routes(routes!(legacy_estimate))
         .routes(routes!(legacy_pay))
         .routes(routes!(shadow_mismatches))
+        .routes(routes!(list_tax_rules, schedule_tax_rule))
         .with_state(state)
         .split_for_parts()
 }
@@ -208,4 +209,33 @@ async fn payouts_between(State(s): State<AppState>, Query(q): Query<PayoutsQuery
     let payouts = crate::store::payouts_between(&s.pool, q.from, q.to, q.after, limit).await?;
     let next_after = (payouts.len() as i64 == limit).then(|| payouts.last().map(|p| p.payout_id)).flatten();
     Ok(Json(PayoutPage { payouts, next_after }))
+}
+
+/// Every tax rule (each category's withholding by effective date, who scheduled it and why) and
+/// the rules' revision, which every quote carries.
+#[utoipa::path(get, path = "/v1/interest/tax-rules", tag = "tax rules", responses((status = 200, body = TaxRulesView)))]
+async fn list_tax_rules(State(s): State<AppState>) -> ApiResult<Json<TaxRulesView>> {
+    Ok(Json(tax_rules::list(&s).await?))
+}
+
+/// Schedules a category's withholding from a future business date (a law change). Refused with 422
+/// for a date that is not after today, 409 TAX_RULE_EXISTS for a date the category has a rule for,
+/// 409 TAX_RULE_AFFECTS_PAID_PERIOD for a date a booked payout of the category has; fenced in the
+/// ledger before it commits, so no payout is booked on a superseded rule. `X-Actor` (set by the
+/// gateway: the caller's subject) is kept as who scheduled it.
+#[utoipa::path(post, path = "/v1/interest/tax-rules", tag = "tax rules", request_body = ScheduleTaxRule,
+    params(("X-Actor" = Option<String>, Header, description = "Who schedules the rule (the gateway sets it)")),
+    responses((status = 201, body = TaxRulesView)))]
+async fn schedule_tax_rule(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Body<ScheduleTaxRule>,
+) -> ApiResult<(StatusCode, Json<TaxRulesView>)> {
+    let by = headers
+        .get("x-actor")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.chars().take(200).collect::<String>())
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| "service".to_string());
+    Ok((StatusCode::CREATED, Json(tax_rules::schedule(&s, &body.value, &by).await?)))
 }

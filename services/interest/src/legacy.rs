@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use crate::error::InterestError;
 use crate::state::AppState;
+use crate::{payout, store};
 
 #[derive(Clone)]
 pub struct LegacyCore {
@@ -106,9 +107,13 @@ pub async fn estimate(state: &AppState, id: Uuid) -> Result<Estimate, InterestEr
 
 /// A payout made by the legacy core (booked in the ledger, so this service records it from the
 /// ledger's feed like any payout, and its tax event follows). `hash`: the channel's request, so
-/// a retry of the key routed here later is the same request.
+/// a retry of the key routed here later is the same request. A key this system already answered
+/// (the rollout moved the customer between the two) gets that answer again: one key, one answer.
 pub async fn pay(state: &AppState, id: Uuid, key: &str, hash: &str) -> Result<Payout, InterestError> {
     let legacy = configured(state)?;
+    if let Some(prior) = store::prior_outcome(&state.pool, id, key).await? {
+        return payout::replay(prior, hash);
+    }
     let today = state.clock.today().await?;
     payout_of(&legacy.pay(id, today, key, hash).await.map_err(refusal)?)
 }

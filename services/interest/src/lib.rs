@@ -12,18 +12,20 @@ mod payout;
 mod peer;
 mod rates;
 mod reference;
+mod rollout;
 mod run_chunk;
 mod run_store;
 mod runs;
 mod shadow;
 mod state;
 mod store;
+mod tax_rules;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use peers::directory::Directory;
-use peers::{Ledger, Peers};
+use peers::Peers;
 use platform::config::{Common, Env};
 use platform::kafka::KafkaConfig;
 use platform::revision::Publisher;
@@ -36,17 +38,6 @@ pub use state::AppState;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/interest");
 
-/// Retried until the ledger answers (services start in any order).
-async fn sync_rates_fences(state: AppState, ledger: Arc<dyn Ledger>) {
-    loop {
-        match rates::sync_rates_fences(&state, ledger.as_ref()).await {
-            Ok(()) => return,
-            Err(e) => tracing::warn!(error = %e, "rates fences not synced with the ledger yet; retrying"),
-        }
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
-}
-
 /// The interest service's settings.
 pub struct Config {
     pub common: Common,
@@ -58,6 +49,9 @@ pub struct Config {
     pub lock_wait: Duration,
     pub pause_before_booking: Duration,
     pub legacy: Option<LegacySettings>,
+    /// How often rates and tax-rule revisions catch up with fences raised ahead of them
+    /// (`FENCE_CATCH_UP_MS`).
+    pub fence_catch_up: Duration,
 }
 
 /// The legacy core and the shadow comparisons with it.
@@ -73,11 +67,15 @@ impl LegacySettings {
         let url = env.url("LEGACY_CORE_URL", &url)?;
         let ratio = env.var("SHADOW_SAMPLE_RATIO", "1");
         let sample_ppm = shadow::parse_ratio(&ratio).map_err(|e| anyhow::anyhow!("SHADOW_SAMPLE_RATIO: {e}"))?;
+        let run_ratio = env.var("SHADOW_RUN_SAMPLE_RATIO", "0.01");
+        let run_sample_ppm =
+            shadow::parse_ratio(&run_ratio).map_err(|e| anyhow::anyhow!("SHADOW_RUN_SAMPLE_RATIO: {e}"))?;
         Ok(Some(Self {
             url,
             client: platform::client::ClientSettings::from(env)?,
             shadow: shadow::ShadowSettings {
                 sample_ppm,
+                run_sample_ppm,
                 queue: env.parse("SHADOW_QUEUE", "1000")?,
                 concurrency: env.parse("SHADOW_CONCURRENCY", "8")?,
                 timeout: env.millis("SHADOW_TIMEOUT_MS", 2_000)?,
@@ -98,6 +96,7 @@ impl Config {
             lock_wait: env.millis("PAYOUT_LOCK_WAIT_MS", 3_000)?,
             pause_before_booking: env.millis("PAYOUT_PAUSE_BEFORE_BOOKING_MS", 0)?,
             legacy: LegacySettings::from(env)?,
+            fence_catch_up: env.millis("FENCE_CATCH_UP_MS", 30_000)?,
         })
     }
 }
@@ -126,6 +125,8 @@ pub async fn build(config: Config, peers: Peers) -> anyhow::Result<App<AppState>
     revisions
         .publish_all(rates.into_iter().map(|(code, rev)| (contracts::revision::rates(&code), rev)).collect())
         .await;
+    let (_, tax_rules_rev) = store::tax_rules(&infra.pool).await?;
+    revisions.publish(contracts::revision::tax_rules(), tax_rules_rev).await;
     let kafka = config.kafka;
     kafka.ensure_topics(&[contracts::TAX_TOPIC, contracts::TAX_DLQ_TOPIC]).await?;
     let producer = kafka.producer()?;
@@ -157,8 +158,10 @@ pub async fn build(config: Config, peers: Peers) -> anyhow::Result<App<AppState>
         pause_before_booking: config.pause_before_booking,
         legacy,
         shadow,
+        rollout: Arc::default(),
     };
-    tokio::spawn(sync_rates_fences(state.clone(), peers.ledger_sync));
+    tokio::spawn(rates::catch_up_with_fences(state.clone(), peers.ledger_sync.clone(), config.fence_catch_up));
+    tokio::spawn(tax_rules::catch_up_with_fences(state.clone(), peers.ledger_sync, config.fence_catch_up));
     let mut checks = infra.checks();
     let probe = Arc::new(kafka.consumer("interest-readiness")?);
     checks.push(("kafka", platform::kafka::readiness_check(probe)));

@@ -44,6 +44,7 @@ pub(crate) struct Assessment {
     pub(crate) history_rev: i64,
     pub(crate) balances_digest: String,
     pub(crate) rates_rev: i64,
+    pub(crate) tax_rules_rev: i64,
 }
 
 async fn fetch_balances(
@@ -66,7 +67,11 @@ async fn parties(state: &AppState, id: Uuid, today: NaiveDate) -> Result<Parties
     let l = state.directory.lookup(id, |a| estimate_cache::keys(id, &a.product_code, today)).await?;
     let customer = l.customer.ok_or_else(|| InterestError::Inconsistent("no customer client".into()))?;
     let read = l.extra.map(|values| estimate_cache::read(&values, customer.tax_category));
-    let rates = Rates { known: read.as_ref().and_then(|r| r.rates_rev), fresh: false };
+    let rates = Rates {
+        known: read.as_ref().and_then(|r| r.rates_rev),
+        tax_known: read.as_ref().and_then(|r| r.tax_rules_rev),
+        fresh: false,
+    };
     Ok(Parties { account: l.account, customer, entry: read.and_then(|r| r.entry), rates })
 }
 
@@ -77,12 +82,13 @@ struct Parties {
     rates: Rates,
 }
 
-/// How an assessment takes the product's rates: the revision Redis holds for them (the in-process
-/// table is reused at that revision), or `fresh` from the database (a re-quote after a stale
-/// booking).
+/// How an assessment takes the product's rates and the tax rules: the revisions Redis holds for
+/// them (the in-process copies are reused at those revisions), or `fresh` from the database (a
+/// re-quote after a stale booking).
 #[derive(Clone, Copy)]
 struct Rates {
     known: platform::revision::Rev,
+    tax_known: platform::revision::Rev,
     fresh: bool,
 }
 
@@ -101,6 +107,7 @@ impl Assessment {
             history_rev: c.history_rev,
             balances_digest: c.balances_digest,
             rates_rev: c.rates_rev,
+            tax_rules_rev: c.tax_rules_rev,
         })
     }
 
@@ -110,6 +117,7 @@ impl Assessment {
             history_rev: self.history_rev,
             balances_digest: self.balances_digest.clone(),
             rates_rev: self.rates_rev,
+            tax_rules_rev: self.tax_rules_rev,
         }
     }
 }
@@ -133,10 +141,10 @@ async fn assess(
     rates: Rates,
 ) -> Result<Assessment, InterestError> {
     let id = account.account_id;
-    let (last, (table, rates_rev), tax_rules) = tokio::try_join!(
+    let (last, (table, rates_rev), (tax_rules, tax_rules_rev)) = tokio::try_join!(
         async { store::last_payout(&state.pool, id).await.map_err(InterestError::from) },
         state.reference.rate_table(&state.pool, &account.product_code, rates.known, rates.fresh),
-        state.reference.tax_rules(&state.pool, rates.fresh),
+        state.reference.tax_rules(&state.pool, rates.tax_known, rates.fresh),
     )?;
     let mut last = last;
     // At most one repair round: if the ledger booked a payout we have not recorded (a crash
@@ -160,7 +168,8 @@ async fn assess(
             last = Some(store::payout_from_posting(&posting));
             continue;
         }
-        return assessment(&table, &tax_rules, customer, today, period, last.as_ref(), balances, rates_rev);
+        let revs = (rates_rev, tax_rules_rev);
+        return assessment(&table, &tax_rules, customer, today, period, last.as_ref(), balances, revs);
     }
     Err(InterestError::Inconsistent(format!("payout records of {id} did not converge with the ledger")))
 }
@@ -177,7 +186,7 @@ pub(crate) fn assessment(
     period: (NaiveDate, NaiveDate),
     last: Option<&Payout>,
     balances: Option<DailyBalances>,
-    rates_rev: i64,
+    (rates_rev, tax_rules_rev): (i64, i64),
 ) -> Result<Assessment, InterestError> {
     let (history_rev, balances_digest) =
         balances.as_ref().map(|b| (b.history_rev, b.digest.clone())).unwrap_or_default();
@@ -198,7 +207,7 @@ pub(crate) fn assessment(
         .filter(|p| p.business_date == today)
         .map(|_| Refusal::AlreadyPaidToday)
         .or_else(|| (!quote.payable).then_some(Refusal::NothingToPay));
-    Ok(Assessment { quote, refusal, history_rev, balances_digest, rates_rev })
+    Ok(Assessment { quote, refusal, history_rev, balances_digest, rates_rev, tax_rules_rev })
 }
 
 /// Evaluates a payout now. With `cached`, the day's estimate entry, when good, supplies the quote
@@ -237,6 +246,7 @@ impl Evaluation {
             account_rev: account.rev,
             customer_rev: customer.rev,
             rates_rev: a.rates_rev,
+            tax_rules_rev: Some(a.tax_rules_rev),
         };
         Evaluation { account, customer, today, quote: a.quote, refusal, basis }
     }
@@ -272,22 +282,27 @@ pub async fn estimate(state: &AppState, id: Uuid) -> Result<Estimate, InterestEr
     let account = lookup.account;
     let customer = lookup.customer.ok_or_else(|| InterestError::Inconsistent("no customer client".into()))?;
     let status = status_refusal(&account, &customer);
-    let known = lookup.extra.as_ref().and_then(|v| estimate_cache::read(v, customer.tax_category).rates_rev);
+    let read = lookup.extra.as_ref().map(|v| estimate_cache::read(v, customer.tax_category));
+    let rates = Rates {
+        known: read.as_ref().and_then(|r| r.rates_rev),
+        tax_known: read.as_ref().and_then(|r| r.tax_rules_rev),
+        fresh: false,
+    };
     let compute = || async {
-        let a = assess(state, &account, &customer, today, Missing::Skip, Rates { known, fresh: false }).await?;
+        let a = assess(state, &account, &customer, today, Missing::Skip, rates).await?;
         Ok::<_, InterestError>((to_estimate(id, today, &a.quote, a.refusal.clone()), a.to_cache()))
     };
-    let (Some(redis), Some(values)) = (&state.redis_cache, lookup.extra) else {
+    let (Some(redis), Some(_)) = (&state.redis_cache, &lookup.extra) else {
         // Redis unreadable: every estimate comes from the databases (slower, still correct).
         estimate_cache::count(false);
         return Ok(with_status(compute().await?.0, status));
     };
-    if let Some(entry) = estimate_cache::read(&values, customer.tax_category).entry {
+    if let Some(entry) = read.and_then(|r| r.entry) {
         estimate_cache::count(true);
         return Ok(with_status(entry.estimate, status));
     }
     let keys = estimate_cache::keys(id, &account.product_code, today);
-    let _flight = state.flights.enter(&keys[2]).await;
+    let _flight = state.flights.enter(&estimate_cache::key(id, today)).await;
     // Read the revisions again before reading the ledger: an entry stored under them is stale as
     // soon as either moves. Another request may have filled the entry while we waited.
     let Ok(values) = revision::read(redis, &keys).await else {
@@ -305,6 +320,7 @@ pub async fn estimate(state: &AppState, id: Uuid) -> Result<Estimate, InterestEr
     let entry = estimate_cache::Entry {
         ledger_rev: read.ledger_rev,
         rates_rev: read.rates_rev,
+        tax_rules_rev: read.tax_rules_rev,
         tax_category: customer.tax_category,
         estimate: fresh.clone(),
         quote: Some(quote),
@@ -318,7 +334,7 @@ pub async fn estimate(state: &AppState, id: Uuid) -> Result<Estimate, InterestEr
 }
 
 /// The first answer kept for this key, replayed (SPEC §7; README "Idempotency").
-fn replay(prior: PriorOutcome, request_hash: &str) -> Result<Payout, InterestError> {
+pub(crate) fn replay(prior: PriorOutcome, request_hash: &str) -> Result<Payout, InterestError> {
     let hash = match &prior {
         PriorOutcome::Paid(p) => &p.request_hash,
         PriorOutcome::Refused(r) => &r.request_hash,

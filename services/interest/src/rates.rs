@@ -133,16 +133,19 @@ async fn raise_rates_fence(
     Ok(raised.rev)
 }
 
-/// At start-up: every product's rates revision catches up with its fence (a crash between raising
-/// the fence and committing the schedule would otherwise leave the product's payouts refused as
-/// stale until its next schedule change).
-pub async fn sync_rates_fences(state: &AppState, ledger: &dyn Ledger) -> Result<(), InterestError> {
-    for (code, _) in store::product_codes(&state.pool).await? {
-        let mut tx = state.pool.begin().await?;
-        let Some(rev) = store::lock_product_rates(&mut tx, &code).await? else { continue };
-        let rev = raise_rates_fence(ledger, &mut tx, &code, rev, None).await?;
-        tx.commit().await?;
-        state.revisions.publish(contracts::revision::rates(&code), rev).await;
-    }
-    Ok(())
+/// Products whose rates fence is ahead of their revision catch up with it (see
+/// [`peers::fences`]): a crash between raising the fence and committing the schedule would
+/// otherwise leave the product's payouts refused as stale until its next schedule change. A
+/// change in progress holds the product row, so this waits for it.
+pub async fn catch_up_with_fences(state: AppState, ledger: std::sync::Arc<dyn Ledger>, every: std::time::Duration) {
+    peers::fences::catch_up(ledger, "interest-rates", "rates:", every, |page| {
+        let state = state.clone();
+        async move {
+            let moved = store::catch_up_rates(&state.pool, &page).await?;
+            let revs = moved.iter().map(|(code, rev)| (contracts::revision::rates(code), *rev)).collect();
+            state.revisions.publish_all(revs).await;
+            Ok::<_, sqlx::Error>(moved.len() as u64)
+        }
+    })
+    .await
 }

@@ -1,14 +1,12 @@
 //! Rate tables and tax rules kept in process, so a payout or an estimate does not read them from
-//! the database each time. A product's rate table is reused while the rates revision read from
-//! Redis with the request's other revisions is the one it was loaded at (never when Redis gave
-//! none: then the database is read); tax rules are re-read every `TAX_RULES_MAX_AGE`
-//! (they change only with a migration). A stale table cannot reach the books: the ledger verifies
-//! the quote's rates revision when it books, and a re-quote after a stale booking reads the
-//! database (`fresh`).
+//! the database each time. Each is reused while the revision read from Redis with the request's
+//! other revisions (the product's rates revision, the tax rules' revision) is the one it was
+//! loaded at — never when Redis gave none: then the database is read. A stale table or rule cannot
+//! reach the books: the ledger verifies the quote's revisions when it books, and a re-quote after
+//! a stale booking reads the database (`fresh`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use domain::{RateTable, TaxRules};
 use platform::revision::Rev;
@@ -17,12 +15,9 @@ use sqlx::PgPool;
 use crate::error::InterestError;
 use crate::{rates, store};
 
-const TAX_RULES_MAX_AGE: Duration = Duration::from_secs(60);
-
 struct Loaded<T> {
     value: Arc<T>,
     rev: i64,
-    at: Instant,
 }
 
 #[derive(Default)]
@@ -57,23 +52,29 @@ impl Reference {
         count("rates", false);
         let (table, rev) = rates::rate_table(pool, code).await?;
         let table = Arc::new(table);
-        let loaded = Loaded { value: table.clone(), rev, at: Instant::now() };
+        let loaded = Loaded { value: table.clone(), rev };
         self.rates.lock().unwrap_or_else(|p| p.into_inner()).insert(code.to_string(), loaded);
         Ok((table, rev))
     }
 
-    pub async fn tax_rules(&self, pool: &PgPool, fresh: bool) -> Result<Arc<TaxRules>, InterestError> {
+    /// Every tax rule and their revision. `known`: the revision Redis holds for them.
+    pub async fn tax_rules(
+        &self,
+        pool: &PgPool,
+        known: Rev,
+        fresh: bool,
+    ) -> Result<(Arc<TaxRules>, i64), InterestError> {
         if !fresh {
             let tax = self.tax.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(l) = tax.as_ref().filter(|l| l.at.elapsed() < TAX_RULES_MAX_AGE) {
+            if let Some(l) = tax.as_ref().filter(|l| known == Some(l.rev)) {
                 count("tax_rules", true);
-                return Ok(l.value.clone());
+                return Ok((l.value.clone(), l.rev));
             }
         }
         count("tax_rules", false);
-        let rules = Arc::new(store::tax_rules(pool).await?);
-        *self.tax.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some(Loaded { value: rules.clone(), rev: 0, at: Instant::now() });
-        Ok(rules)
+        let (rules, rev) = store::tax_rules(pool).await?;
+        let rules = Arc::new(rules);
+        *self.tax.lock().unwrap_or_else(|p| p.into_inner()) = Some(Loaded { value: rules.clone(), rev });
+        Ok((rules, rev))
     }
 }

@@ -80,6 +80,9 @@ pub async fn pay(state: &AppState, run_id: Uuid, ids: &[Uuid]) -> Result<(Vec<Ou
         .map(|p| {
             let payout = store::payout_from_posting(p);
             payout::count_paid(&payout);
+            if let Some(shadow) = &state.shadow {
+                shadow.offer_from_run(payout.clone());
+            }
             Outcome {
                 account_id: p.request.account_id,
                 state: "PAID",
@@ -155,7 +158,8 @@ async fn evaluate(
         return Ok((Vec::new(), rest));
     }
     let balances = state.ledger.daily_balances_many(&BalancesBatch { queries }).await?.accounts;
-    let tax_rules = state.reference.tax_rules(&state.pool, false).await?;
+    // One read of the rules and their revision a chunk (the revision goes into every quote's basis).
+    let (tax_rules, tax_rules_rev) = state.reference.tax_rules(&state.pool, None, false).await?;
     let mut tables = HashMap::new();
     let mut evaluations = Vec::new();
     for ((a, c, prior, period), b) in quotable.into_iter().zip(balances) {
@@ -173,7 +177,8 @@ async fn evaluate(
             tables.insert(a.product_code.clone(), table);
         }
         let (table, rates_rev) = &tables[&a.product_code];
-        let assessed = payout::assessment(table, &tax_rules, &c, today, period, prior.as_ref(), Some(b), *rates_rev)?;
+        let revs = (*rates_rev, tax_rules_rev);
+        let assessed = payout::assessment(table, &tax_rules, &c, today, period, prior.as_ref(), Some(b), revs)?;
         let e = Evaluation::new(a, c, today, assessed);
         match e.refusal {
             None => evaluations.push(e),

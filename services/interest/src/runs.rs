@@ -21,7 +21,7 @@ use uuid::Uuid;
 use crate::error::InterestError;
 use crate::run_store::{self, Outcome, Run};
 use crate::state::AppState;
-use crate::{payout, run_chunk};
+use crate::{payout, rollout, run_chunk};
 
 #[derive(Clone, Copy, Debug)]
 pub struct RunSettings {
@@ -217,11 +217,41 @@ async fn list_page(state: &AppState, run: &Run, settings: &RunSettings) -> anyho
     Ok(true)
 }
 
-/// Pays a claimed chunk: batched (`run_chunk`) unless `RUN_BOOKING=single`; what the batch leaves,
-/// and every account when it fails, one by one through the on-demand use case.
+/// Pays a claimed chunk: the accounts the rollout serves from the legacy core are skipped
+/// (`ROUTED_TO_LEGACY`); the rest batched (`run_chunk`) unless `RUN_BOOKING=single`; what the
+/// batch leaves, and every account when it fails, one by one through the on-demand use case. A
+/// sample of the payouts goes to the shadow comparison with the legacy core (when there is one).
 async fn pay_chunk(state: &AppState, run_id: Uuid, claimed: Vec<(Uuid, i32)>, settings: &RunSettings) -> Vec<Outcome> {
+    let attempts: std::collections::HashMap<Uuid, i32> = claimed.iter().copied().collect();
     let ids: Vec<Uuid> = claimed.iter().map(|(id, _)| *id).collect();
-    let (mut outcomes, rest) = if settings.batched {
+    let legacy = match rollout::routed_to_legacy(state, &ids).await {
+        Ok(legacy) => legacy,
+        Err(e) => {
+            // Which side serves them is not known: none is paid now (fail closed), all are retried.
+            tracing::warn!(%run_id, error = %e, "rollout not followed for a chunk; retrying it");
+            let retry = |id: &Uuid| 1000 * i64::from(attempts.get(id).copied().unwrap_or(1));
+            let pending = |id: Uuid| Outcome {
+                account_id: id,
+                state: "PENDING",
+                reason: None,
+                paid: None,
+                retry_in_ms: retry(&id),
+            };
+            return ids.into_iter().map(pending).collect();
+        }
+    };
+    let (ids, skipped): (Vec<Uuid>, Vec<Uuid>) = ids.into_iter().partition(|id| !legacy.contains(id));
+    let mut outcomes: Vec<Outcome> = skipped
+        .into_iter()
+        .map(|id| Outcome {
+            account_id: id,
+            state: "SKIPPED",
+            reason: Some(Code::RoutedToLegacy.as_str().into()),
+            paid: None,
+            retry_in_ms: 0,
+        })
+        .collect();
+    let (paid, rest) = if settings.batched && !ids.is_empty() {
         match run_chunk::pay(state, run_id, &ids).await {
             Ok(paid_and_rest) => paid_and_rest,
             Err(e) => {
@@ -232,7 +262,7 @@ async fn pay_chunk(state: &AppState, run_id: Uuid, claimed: Vec<(Uuid, i32)>, se
     } else {
         (Vec::new(), ids)
     };
-    let attempts: std::collections::HashMap<Uuid, i32> = claimed.into_iter().collect();
+    outcomes.extend(paid);
     let singles: Vec<Outcome> = futures::stream::iter(rest)
         .map(|id| pay_one(state, run_id, id, attempts.get(&id).copied().unwrap_or(1), settings))
         .buffer_unordered(settings.concurrency.max(1))
@@ -249,7 +279,13 @@ async fn pay_one(state: &AppState, run_id: Uuid, id: Uuid, attempts: i32, settin
         Outcome { account_id: id, state, reason, paid, retry_in_ms }
     };
     match payout::pay(state, id, &key, &hash).await {
-        Ok(p) => outcome("PAID", None, Some((p.payout_id, p.amounts)), 0),
+        Ok(p) => {
+            let paid = Some((p.payout_id, p.amounts));
+            if let Some(shadow) = &state.shadow {
+                shadow.offer_from_run(p);
+            }
+            outcome("PAID", None, paid, 0)
+        }
         Err(InterestError::Refused(r)) => outcome("SKIPPED", Some(r.code().to_string()), None, 0),
         // A resumed item whose first attempt was refused: the key replays that refusal.
         Err(InterestError::Replayed { code, .. }) => outcome("SKIPPED", Some(code), None, 0),

@@ -22,6 +22,9 @@ use crate::legacy::LegacyCore;
 pub struct ShadowSettings {
     /// Share of answers compared, in parts per million (`SHADOW_SAMPLE_RATIO`, a decimal 0–1).
     pub sample_ppm: u32,
+    /// Share of a payout run's payouts compared (`SHADOW_RUN_SAMPLE_RATIO`, default 0.01): a run
+    /// pays every account at once, and its sample must leave the queue room for answers.
+    pub run_sample_ppm: u32,
     pub queue: usize,
     pub concurrency: usize,
     pub timeout: Duration,
@@ -81,6 +84,7 @@ impl Answer {
 pub struct Shadow {
     jobs: mpsc::Sender<Answer>,
     sample_ppm: u32,
+    run_sample_ppm: u32,
 }
 
 const KINDS: [&str; 2] = ["estimate", "payout"];
@@ -97,12 +101,21 @@ impl Shadow {
         }
         let (jobs, rx) = mpsc::channel(settings.queue.max(1));
         tokio::spawn(work(rx, legacy, pool, settings.clone()));
-        Self { jobs, sample_ppm: settings.sample_ppm }
+        Self { jobs, sample_ppm: settings.sample_ppm, run_sample_ppm: settings.run_sample_ppm }
     }
 
     /// Offers an answer for comparison; returns at once whatever happens to it.
     pub fn offer(&self, answer: Answer) {
-        if self.sample_ppm < 1_000_000 && rand::random::<u32>() % 1_000_000 >= self.sample_ppm {
+        self.offer_sampled(answer, self.sample_ppm);
+    }
+
+    /// Offers a payout a run made, at the runs' sample ratio.
+    pub fn offer_from_run(&self, payout: Payout) {
+        self.offer_sampled(Answer::Payout(payout), self.run_sample_ppm);
+    }
+
+    fn offer_sampled(&self, answer: Answer, sample_ppm: u32) {
+        if sample_ppm < 1_000_000 && rand::random::<u32>() % 1_000_000 >= sample_ppm {
             return;
         }
         let kind = answer.kind();

@@ -39,4 +39,6 @@ pub struct AppState {
     pub legacy: Option<crate::legacy::LegacyCore>,
     /// Shadow comparisons of answers with the legacy core's (when it is configured).
     pub shadow: Option<crate::shadow::Shadow>,
+    /// The gateway's rollout policy, which payout runs follow.
+    pub rollout: Arc<crate::rollout::Follower>,
 }

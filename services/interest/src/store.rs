@@ -69,13 +69,15 @@ pub enum PriorOutcome {
     Refused(StoredRefusal),
 }
 
-/// One lookup for both kinds of kept answer (a payout wins if, exceptionally, both exist).
+/// One lookup for both kinds of kept answer (a payout wins if, exceptionally, both exist; of two
+/// payouts under one key — the legacy core reused a key of this system's — the first).
 pub async fn prior_outcome(pool: &PgPool, account_id: Uuid, key: &str) -> Result<Option<PriorOutcome>, sqlx::Error> {
     let row = sqlx::query(&format!(
         "SELECT p.*, r.request_hash AS refused_hash, r.status AS refused_status, r.code AS refused_code,
                 r.detail AS refused_detail
          FROM (SELECT 1) one
-         LEFT JOIN (SELECT {PAYOUT_COLUMNS} FROM payouts WHERE account_id = $1 AND idempotency_key = $2) p ON true
+         LEFT JOIN (SELECT {PAYOUT_COLUMNS} FROM payouts WHERE account_id = $1 AND idempotency_key = $2
+                    ORDER BY business_date LIMIT 1) p ON true
          LEFT JOIN payout_refusals r ON r.account_id = $1 AND r.idempotency_key = $2"
     ))
     .bind(account_id)
@@ -180,7 +182,8 @@ async fn insert_payout(
 }
 
 /// Inserts payouts (each also its tax event's outbox entry) in one statement; one already recorded
-/// is left as it is.
+/// (the same payout id) is left as it is. Every payout the ledger booked is recorded, whatever key
+/// it came with.
 async fn insert_payouts(
     conn: &mut PgConnection,
     postings: &[InterestPosting],
@@ -195,7 +198,7 @@ async fn insert_payouts(
          SELECT *, $21::jsonb FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::date[], $6::date[],
             $7::date[], $8::int8[], $9::int8[], $10::int8[], $11::int8[], $12::int8[], $13::text[], $14::int8[],
             $15::int8[], $16::int8[], $17::uuid[], $18::text[], $19::text[], $20::timestamptz[], $22::uuid[])
-         ON CONFLICT DO NOTHING",
+         ON CONFLICT (payout_id) DO NOTHING",
     )
     .bind(reqs().map(|r| r.payout_id).collect::<Vec<_>>())
     .bind(reqs().map(|r| r.account_id).collect::<Vec<_>>())
@@ -374,24 +377,122 @@ pub async fn insert_schedule(conn: &mut PgConnection, code: &str, s: &RateSchedu
     Ok(inserted == 1)
 }
 
+/// Raises each product's rates revision to its fence where it is behind; the revisions that moved.
+pub async fn catch_up_rates(pool: &PgPool, fences: &[(String, i64)]) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    let codes: Vec<&str> = fences.iter().map(|f| f.0.as_str()).collect();
+    let revs: Vec<i64> = fences.iter().map(|f| f.1).collect();
+    sqlx::query_as(
+        "UPDATE products p SET rates_rev = f.rev FROM unnest($1::text[], $2::int8[]) AS f(code, rev)
+         WHERE p.code = f.code AND p.rates_rev < f.rev RETURNING p.code, p.rates_rev",
+    )
+    .bind(&codes)
+    .bind(&revs)
+    .fetch_all(pool)
+    .await
+}
+
 pub async fn rates_revisions(pool: &PgPool) -> Result<Vec<(String, i64)>, sqlx::Error> {
     sqlx::query_as("SELECT code, rates_rev FROM products").fetch_all(pool).await
 }
 
-pub async fn tax_rules(pool: &PgPool) -> Result<TaxRules, sqlx::Error> {
-    let rows = sqlx::query("SELECT category, effective_from, components FROM tax_rules").fetch_all(pool).await?;
+// ---- tax rules ----
+
+fn to_tax_rule(r: &sqlx::postgres::PgRow) -> Result<TaxRule, sqlx::Error> {
+    let category: String = r.try_get("category")?;
+    let components: serde_json::Value = r.try_get("components")?;
+    Ok(TaxRule {
+        category: TaxCategory::parse(&category).ok_or_else(|| sqlx::Error::Decode(category.into()))?,
+        effective_from: r.try_get("effective_from")?,
+        components: serde_json::from_value::<Vec<TaxComponentRule>>(components)
+            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+    })
+}
+
+const TAX_RULES: &str = "SELECT v.rev AS rules_rev, t.category, t.effective_from, t.components, t.rev, t.scheduled_by,
+        t.reason, t.scheduled_at
+     FROM tax_rules_revision v LEFT JOIN tax_rules t ON true ORDER BY t.category, t.effective_from";
+
+/// Every tax rule and their revision, read in one statement (a quote carries the revision).
+pub async fn tax_rules(pool: &PgPool) -> Result<(TaxRules, i64), sqlx::Error> {
+    let rows = sqlx::query(TAX_RULES).fetch_all(pool).await?;
+    let rev = rows.first().map(|r| r.try_get("rules_rev")).transpose()?.unwrap_or(0);
     let mut rules = Vec::new();
-    for r in rows {
-        let category: String = r.try_get("category")?;
-        let components: serde_json::Value = r.try_get("components")?;
-        rules.push(TaxRule {
-            category: TaxCategory::parse(&category).ok_or_else(|| sqlx::Error::Decode(category.into()))?,
-            effective_from: r.try_get("effective_from")?,
-            components: serde_json::from_value::<Vec<TaxComponentRule>>(components)
-                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+    for r in rows.iter().filter(|r| r.try_get::<Option<String>, _>("category").ok().flatten().is_some()) {
+        rules.push(to_tax_rule(r)?);
+    }
+    Ok((TaxRules::new(rules).map_err(|e| sqlx::Error::Decode(Box::new(e)))?, rev))
+}
+
+/// Every tax rule as kept (who scheduled it and why), and their revision.
+pub async fn tax_rule_views(pool: &PgPool) -> Result<contracts::TaxRulesView, sqlx::Error> {
+    let rows = sqlx::query(TAX_RULES).fetch_all(pool).await?;
+    let rev = rows.first().map(|r| r.try_get("rules_rev")).transpose()?.unwrap_or(0);
+    let mut rules = Vec::new();
+    for r in rows.iter().filter(|r| r.try_get::<Option<String>, _>("category").ok().flatten().is_some()) {
+        let rule = to_tax_rule(r)?;
+        rules.push(contracts::TaxRuleView {
+            category: rule.category,
+            effective_from: rule.effective_from,
+            components: rule.components.iter().map(crate::tax_rules::to_body).collect(),
+            rev: r.try_get("rev")?,
+            scheduled_by: r.try_get("scheduled_by")?,
+            reason: r.try_get("reason")?,
+            scheduled_at: r.try_get("scheduled_at")?,
         });
     }
-    TaxRules::new(rules).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+    Ok(contracts::TaxRulesView { rev, rules })
+}
+
+/// Locks the rules' revision (serialising rule changes) and returns it.
+pub async fn lock_tax_rules(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT rev FROM tax_rules_revision WHERE id = 1 FOR UPDATE").fetch_one(conn).await
+}
+
+pub async fn set_tax_rules_rev(conn: &mut PgConnection, rev: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE tax_rules_revision SET rev = $1 WHERE id = 1").bind(rev).execute(conn).await.map(|_| ())
+}
+
+/// Raises the rules' revision to `rev` unless it is there already (waits for a change in
+/// progress); the new revision if it moved.
+pub async fn catch_up_tax_rules(pool: &PgPool, rev: i64) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar("UPDATE tax_rules_revision SET rev = $1 WHERE id = 1 AND rev < $1 RETURNING rev")
+        .bind(rev)
+        .fetch_optional(pool)
+        .await
+}
+
+pub async fn insert_tax_rule(
+    conn: &mut PgConnection,
+    rule: &TaxRule,
+    rev: i64,
+    by: &str,
+    reason: &str,
+) -> Result<(), sqlx::Error> {
+    let components = serde_json::to_value(&rule.components).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    sqlx::query(
+        "INSERT INTO tax_rules (category, effective_from, components, rev, scheduled_by, reason)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(rule.category.as_str())
+    .bind(rule.effective_from)
+    .bind(components)
+    .bind(rev)
+    .bind(by)
+    .bind(reason)
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+/// The last business date this service recorded a payout of the tax category on.
+pub async fn category_paid_on(
+    conn: &mut PgConnection,
+    category: TaxCategory,
+) -> Result<Option<NaiveDate>, sqlx::Error> {
+    sqlx::query_scalar("SELECT max(business_date) FROM payouts WHERE tax_category = $1")
+        .bind(category.as_str())
+        .fetch_one(conn)
+        .await
 }
 
 // ---- shadow comparisons with the legacy core ----
