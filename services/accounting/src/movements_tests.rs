@@ -98,38 +98,23 @@ fn unchanged(_: &mut Side) {}
 
 #[test]
 fn each_state_refuses_the_directions_it_governs() {
-    // (change, deposit, withdrawal, transfer out of it, transfer into it)
-    let table: [(&str, Change, Option<Code>, Option<Code>, Option<Code>, Option<Code>); 7] = [
-        ("as opened", unchanged, None, None, None, None),
-        ("hacking victim", restricted, None, Some(Code::CustomerRestricted), Some(Code::CustomerRestricted), None),
-        ("deceased", deceased, None, Some(Code::CustomerRestricted), Some(Code::CustomerRestricted), None),
-        (
-            "dormant",
-            dormant,
-            Some(Code::AccountNotActive),
-            Some(Code::AccountNotActive),
-            Some(Code::AccountNotActive),
-            Some(Code::AccountNotActive),
-        ),
-        (
-            "closed",
-            closed,
-            Some(Code::AccountNotActive),
-            Some(Code::AccountNotActive),
-            Some(Code::AccountNotActive),
-            Some(Code::AccountNotActive),
-        ),
-        ("deposits held", no_deposits, Some(Code::DepositSuspended), None, None, Some(Code::DepositSuspended)),
-        (
-            "withdrawals held",
-            no_withdrawals,
-            None,
-            Some(Code::WithdrawalSuspended),
-            Some(Code::WithdrawalSuspended),
-            None,
-        ),
+    /// What each movement answers: deposit, withdrawal, transfer out of it, transfer into it.
+    type Answers = [Option<Code>; 4];
+    const OK: Option<Code> = None;
+    const RESTRICTED: Option<Code> = Some(Code::CustomerRestricted);
+    const INACTIVE: Option<Code> = Some(Code::AccountNotActive);
+    const NO_IN: Option<Code> = Some(Code::DepositSuspended);
+    const NO_OUT: Option<Code> = Some(Code::WithdrawalSuspended);
+    let table: [(&str, Change, Answers); 7] = [
+        ("as opened", unchanged, [OK, OK, OK, OK]),
+        ("hacking victim", restricted, [OK, RESTRICTED, RESTRICTED, OK]),
+        ("deceased", deceased, [OK, RESTRICTED, RESTRICTED, OK]),
+        ("dormant", dormant, [INACTIVE; 4]),
+        ("closed", closed, [INACTIVE; 4]),
+        ("deposits held", no_deposits, [NO_IN, OK, OK, NO_IN]),
+        ("withdrawals held", no_withdrawals, [OK, NO_OUT, NO_OUT, OK]),
     ];
-    for (name, change, deposit, withdrawal, out_of, into) in table {
+    for (name, change, [deposit, withdrawal, out_of, into]) in table {
         let mut s = side(10_000);
         change(&mut s);
         let other = side(10_000);
