@@ -149,25 +149,66 @@ async fn interest_crash_after_raising_the_rates_fence() {
 }
 
 /// A fence left ahead without any crash (the owner lost the ledger's answer and rolled back): the
-/// running owner catches up by itself, and the account's payouts go through again.
+/// running owner catches up by itself — customer, account-info and interest (rates and tax rules)
+/// alike — and the account's payouts go through again; each owner counts the fences it found ahead.
 #[tokio::test]
 async fn a_fence_left_ahead_heals_while_the_owner_runs() {
     let stack = Stack::start_with(&[("FENCE_CATCH_UP_MS", "500")]).await;
     let (c, a) = account_with_a_day_unpaid(&stack).await;
+    let subjects = [
+        ("customer", format!("customer:{c}"), "customer"),
+        ("account-info", format!("account:{a}"), "account-info"),
+        ("interest", "rates:P".to_string(), "interest-rates"),
+        ("interest", "tax:GENERAL".to_string(), "interest-tax"),
+    ];
+    for (i, (svc, subject, owner)) in subjects.iter().enumerate() {
+        let r = stack.post("accounting", "/v1/ledger/payout-fences", json!({"subject": subject, "rev": 7})).await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        let mut paid = stack.pay(a, &format!("{i}-0")).await;
+        for k in 1..40 {
+            if paid.status == StatusCode::CREATED {
+                break;
+            }
+            assert_eq!(paid.body["code"], "QUOTE_STALE", "{subject}: {:?}", paid.body);
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            paid = stack.pay(a, &format!("{i}-{k}")).await;
+        }
+        assert_eq!(paid.status, StatusCode::CREATED, "{subject}: {:?}", paid.body);
+        assert!(stack.metric(svc, "payout_fences_ahead_total", &[("owner", owner)]).await >= 1.0, "{owner}");
+        // The next business date, for the next subject's payout.
+        stack.set_today(&format!("2024-10-{:02}", 3 + i)).await;
+    }
+    assert_eq!(stack.get("customer", &format!("/v1/customers/{c}")).await.body["rev"], 7);
+    assert_eq!(stack.get("account-info", &format!("/v1/accounts/{a}")).await.body["rev"], 7);
+    assert_eq!(stack.get("interest", "/v1/interest/products/P").await.body["rates_rev"], 7);
+    assert_eq!(stack.get("interest", "/v1/interest/tax-rules").await.body["rev"], 7);
+    stack.shutdown().await;
+}
+
+/// No look-back an outage can outlast: a fence raised ahead three days before the owner comes back
+/// (the owner was down all along) is caught up with when it starts.
+#[tokio::test]
+async fn a_fence_left_ahead_days_ago_heals_when_the_owner_starts() {
+    let mut stack = Stack::start().await;
+    let (_, a) = account_with_a_day_unpaid(&stack).await;
+    stack.kill("account-info");
     let r = stack
-        .post("accounting", "/v1/ledger/payout-fences", json!({"subject": format!("customer:{c}"), "rev": 7}))
+        .post("accounting", "/v1/ledger/payout-fences", json!({"subject": format!("account:{a}"), "rev": 4}))
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-    let mut paid = stack.pay(a, "k-0").await;
-    for i in 1..40 {
-        if paid.status == StatusCode::CREATED {
+    sqlx::query("UPDATE payout_fences SET changed_at = now() - interval '3 days'")
+        .execute(&stack.dbs["accounting"])
+        .await
+        .unwrap();
+    stack.restart_with("account-info", &[]).await;
+    let mut rev = serde_json::Value::Null;
+    for _ in 0..40 {
+        rev = stack.get("account-info", &format!("/v1/accounts/{a}")).await.body["rev"].clone();
+        if rev == 4 {
             break;
         }
-        assert_eq!(paid.body["code"], "QUOTE_STALE", "{:?}", paid.body);
         tokio::time::sleep(Duration::from_millis(250)).await;
-        paid = stack.pay(a, &format!("k-{i}")).await;
     }
-    assert_eq!(paid.status, StatusCode::CREATED, "{:?}", paid.body);
-    assert_eq!(stack.get("customer", &format!("/v1/customers/{c}")).await.body["rev"], 7);
+    assert_eq!(rev, 4, "caught up at start-up, however old the fence");
     stack.shutdown().await;
 }

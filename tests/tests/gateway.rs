@@ -199,3 +199,34 @@ async fn each_ops_route_needs_its_scope_and_payouts_are_rate_limited() {
     assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 2, "{statuses:?}");
     stack.shutdown().await;
 }
+
+/// Tax rules change through ops' route only with `ops:write`, audited, and the rule keeps who
+/// scheduled it (the token's subject, not anything the body or a header claims).
+#[tokio::test]
+async fn a_tax_rule_is_scheduled_by_ops_write_audited_and_kept_with_its_author() {
+    let (stack, a, _, _, _) = stack_with_gateway("10").await;
+    let (read, write) = (stack.token("ops-r", "ops:read"), stack.token("tax-officer", "ops:write"));
+    let customer = stack.token(&a.to_string(), "customer");
+    let rule = json!({"category": "PREFERENTIAL", "effective_from": "2024-07-01", "reason": "notice 2024-12",
+        "components": [{"component": "income_tax", "base": "gross", "rate": "9"},
+                       {"component": "rural_special_tax", "base": "gross", "rate": "1.4"}]});
+    for token in [&read, &customer] {
+        let r = stack.as_caller(token, Method::POST, "/v1/ops/tax-rules", Some(rule.clone()), &[]).await;
+        assert_eq!((r.status, r.body["code"].as_str()), (StatusCode::FORBIDDEN, Some("INSUFFICIENT_SCOPE")));
+    }
+    let r = stack
+        .as_caller(&write, Method::POST, "/v1/ops/tax-rules", Some(rule.clone()), &[("X-Actor", "someone-else")])
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let listed = stack.as_caller(&read, Method::GET, "/v1/ops/tax-rules", None, &[]).await;
+    assert_eq!(listed.status, StatusCode::OK, "{:?}", listed.body);
+    let new =
+        listed.body["rules"].as_array().unwrap().iter().find(|r| r["effective_from"] == "2024-07-01").unwrap().clone();
+    assert_eq!((new["scheduled_by"].as_str(), new["rev"].as_i64()), (Some("tax-officer"), Some(1)));
+    assert_eq!(new["components"][1]["rate"], "1.4");
+    let audited: i64 = stack
+        .count("gateway", "SELECT count(*) FROM audit_log WHERE route = '/v1/ops/tax-rules' AND method = 'POST'")
+        .await;
+    assert_eq!(audited, 3, "allowed or refused, every attempt is audited");
+    stack.shutdown().await;
+}

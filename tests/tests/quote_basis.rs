@@ -648,3 +648,71 @@ async fn a_run_chunk_changed_inside_its_window_pays_exactly_or_refuses() {
         .await;
     assert_eq!(skipped, 1);
 }
+
+/// Issue 28, case 6: tax rules are part of the quote basis and change only from a future date. A
+/// rule scheduled inside a payout's quote window makes the booking stale (the payout is quoted
+/// again, at the rules in force today); from its date on, payouts withhold by it, although the
+/// day's estimate and the rules kept in process were read before it was scheduled.
+#[tokio::test]
+async fn a_tax_rule_is_scheduled_for_a_future_date_and_no_payout_books_a_superseded_one() {
+    let pause = PAUSE_MS.to_string();
+    let stack = Stack::start_with(&[("PAYOUT_PAUSE_BEFORE_BOOKING_MS", &pause)]).await;
+    let (_, a) = funded(&stack, "PT", "GENERAL").await;
+    let (_, b) = funded(&stack, "PT2", "GENERAL").await;
+    let e = stack.get("interest", &format!("/v1/interest/accounts/{b}")).await;
+    assert_eq!(e.body["payable"], true, "warms the day's estimate and the rules in process: {:?}", e.body);
+    let rule = |from: &str, income: &str| {
+        json!({"category": "GENERAL", "effective_from": from, "reason": "Tax law amendment 2025",
+               "components": [{"component": "income_tax", "base": "gross", "rate": income},
+                              {"component": "local_tax", "base": "income_tax", "rate": "10"}]})
+    };
+    let stale0 = stack.metric("interest", "interest_quote_stale_total", &[]).await;
+    let (p, r) =
+        pay_while(&stack, a, "t", stack.post("interest", "/v1/interest/tax-rules", rule("2025-03-12", "20"))).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(r.body["rev"], 1, "{:?}", r.body);
+    assert_eq!(p.status, StatusCode::CREATED, "{:?}", p.body);
+    assert!(stack.metric("interest", "interest_quote_stale_total", &[]).await > stale0, "quoted again");
+    assert_paid_exactly(&stack, "PT", a, TaxCategory::General, &p.body).await;
+
+    // The refusals: not a future date, a date already scheduled, more than the gross.
+    for (body, status, code) in [
+        (rule(TODAY, "20"), StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED"),
+        (rule("2025-03-12", "25"), StatusCode::CONFLICT, "TAX_RULE_EXISTS"),
+        (rule("2025-04-01", "95"), StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED"),
+    ] {
+        let r = stack.post("interest", "/v1/interest/tax-rules", body).await;
+        assert_eq!((r.status, r.body["code"].as_str()), (status, Some(code)), "{:?}", r.body);
+    }
+
+    // The next day, the new rule governs: income tax 20%, local tax 10% of it.
+    stack.set_today("2025-03-12").await;
+    let p = stack.pay(b, "t-next-day").await;
+    assert_eq!(p.status, StatusCode::CREATED, "{:?}", p.body);
+    let gross = p.body["gross"].as_i64().unwrap();
+    let income = (gross * 20 / 100) / 10 * 10;
+    assert_eq!(
+        (p.body["income_tax"].as_i64(), p.body["local_tax"].as_i64()),
+        (Some(income), Some(income / 10 / 10 * 10)),
+        "{:?}",
+        p.body
+    );
+    let withheld = stack.wait_withholding(b, p.body["payout_id"].as_str().unwrap()).await;
+    assert_eq!(withheld["income_tax"], income);
+
+    // A date a booked payout of the category already has is refused, even with the clock moved back.
+    stack.set_today("2025-03-10").await;
+    let r = stack.post("interest", "/v1/interest/tax-rules", rule("2025-03-11", "30")).await;
+    assert_eq!((r.status, r.body["code"].as_str()), (StatusCode::CONFLICT, Some("TAX_RULE_AFFECTS_PAID_PERIOD")));
+    let listed = stack.get("interest", "/v1/interest/tax-rules").await.body;
+    assert_eq!(listed["rev"], 1);
+    let general: Vec<&Value> =
+        listed["rules"].as_array().unwrap().iter().filter(|r| r["category"] == "GENERAL").collect();
+    assert_eq!(general.len(), 2, "{listed}");
+    assert_eq!(
+        (general[1]["scheduled_by"].as_str(), general[1]["reason"].as_str()),
+        (Some("service"), Some("Tax law amendment 2025"))
+    );
+    stack.assert_ledger_consistent().await;
+    stack.shutdown().await;
+}

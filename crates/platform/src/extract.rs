@@ -10,7 +10,8 @@ use sha2::{Digest, Sha256};
 
 use crate::problem::ApiError;
 
-/// A JSON body; also keeps the SHA-256 of the raw bytes for idempotency checks.
+/// A JSON body; also keeps the SHA-256 of the request as parsed ([`request_hash`]) for
+/// idempotency checks.
 pub struct Json<T> {
     pub value: T,
     pub body_hash: String,
@@ -50,7 +51,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
                 Err(e) => ApiError::of(Code::MalformedJson, e.to_string()),
             });
         }
-        let body_hash = hash(&bytes);
+        let body_hash = request_hash(&bytes);
         match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(value)) => Ok(Self { value, body_hash }),
             Err(e) => Err(json_problem(e)),
@@ -74,6 +75,58 @@ fn escapes_nul(json: &[u8]) -> bool {
 pub fn hash(bytes: &[u8]) -> String {
     let digest = Sha256::digest(bytes);
     digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The SHA-256 of a request body as parsed, not as sent, for binding an `Idempotency-Key` to its
+/// request: JSON with object keys sorted and no whitespace; an empty body and an empty object are
+/// the same (empty) request; a body that is not JSON is hashed as sent.
+pub fn request_hash(bytes: &[u8]) -> String {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return hash(b"");
+    }
+    match serde_json::from_slice::<serde_json::Value>(bytes) {
+        Ok(value) => {
+            let mut text = String::new();
+            canonical(&value, &mut text);
+            if text == "{}" {
+                hash(b"")
+            } else {
+                hash(text.as_bytes())
+            }
+        }
+        Err(_) => hash(bytes),
+    }
+}
+
+fn canonical(v: &serde_json::Value, out: &mut String) {
+    use serde_json::Value;
+    match v {
+        Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            out.push('{');
+            for (i, (k, v)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                canonical(v, out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical(item, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
 }
 
 fn json_problem(e: JsonRejection) -> ApiError {
@@ -149,6 +202,24 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
                 ApiError::of(Code::IdempotencyKeyInvalid, "Idempotency-Key must be 1-200 visible ASCII characters")
             })?;
         Ok(Self(key.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod hash_tests {
+    use super::{hash, request_hash};
+
+    #[test]
+    fn a_request_is_hashed_as_parsed_not_as_sent() {
+        assert_eq!(
+            request_hash(br#"{"a": 1, "b": [1, {"y": 2, "x": 1}]}"#),
+            request_hash(b"{\"b\":[1,{\"x\":1,\"y\":2}],\"a\":1}\n")
+        );
+        assert_ne!(request_hash(br#"{"a": 1}"#), request_hash(br#"{"a": 2}"#));
+        assert_ne!(request_hash(br#"{"a": [1, 2]}"#), request_hash(br#"{"a": [2, 1]}"#), "arrays keep their order");
+        assert_eq!(request_hash(b""), hash(b""));
+        assert_eq!(request_hash(b" {} "), hash(b""), "an empty object is the empty request");
+        assert_eq!(request_hash(b"not json"), hash(b"not json"));
     }
 }
 

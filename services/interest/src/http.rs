@@ -101,7 +101,8 @@ async fn estimate(State(s): State<AppState>, Path(id): Path<Uuid>, headers: Head
 }
 
 /// Pays the interest accrued since the last payout up to yesterday, at most once per account and
-/// business date. The body is ignored but hashed: a retry must send the same (normally empty) body.
+/// business date. The body is ignored but hashed as parsed: a retry must send the same (normally
+/// empty) request.
 #[utoipa::path(post, path = "/v1/interest/accounts/{id}/payouts", tag = "payouts",
     params(("id" = Uuid, Path), IdempotencyKey), responses((status = 201, body = Payout)))]
 async fn pay(
@@ -110,7 +111,7 @@ async fn pay(
     IdempotencyKey(key): IdempotencyKey,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Payout>)> {
-    let hash = platform::extract::hash(&body);
+    let hash = platform::extract::request_hash(&body);
     let payout = payout::pay(&s, id, &key, &hash).await?;
     if let Some(shadow) = &s.shadow {
         shadow.offer(Answer::Payout(payout.clone()));
@@ -136,7 +137,7 @@ async fn legacy_pay(
     IdempotencyKey(key): IdempotencyKey,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Payout>)> {
-    let hash = platform::extract::hash(&body);
+    let hash = platform::extract::request_hash(&body);
     Ok((StatusCode::CREATED, Json(legacy::pay(&s, id, &key, &hash).await?)))
 }
 
