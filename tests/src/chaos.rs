@@ -62,8 +62,19 @@ struct History {
 }
 
 impl History {
+    /// Seconds since the workload started, as the history's `t` and `sent` say.
+    fn now(&self) -> f64 {
+        (self.start.elapsed().as_millis() as f64) / 1000.0
+    }
+
+    /// The wall clock (seconds since the epoch), comparable with the databases' timestamps.
+    fn wall() -> f64 {
+        chrono::Utc::now().timestamp_micros() as f64 / 1e6
+    }
+
     fn record(&self, mut entry: Value) {
         entry["t"] = json!((self.start.elapsed().as_millis() as f64) / 1000.0);
+        entry["at"] = json!(Self::wall());
         if let Ok(mut f) = self.file.lock() {
             use std::io::Write;
             let _ = writeln!(f, "{entry}");
@@ -118,27 +129,77 @@ impl Target {
         *self.today.lock().unwrap()
     }
 
-    /// A money-moving or payout request with its key, recorded with its answer.
+    /// A money-moving or payout request with its key, recorded with its answer (`sent`: when it
+    /// was first sent; `t`: when its answer came).
     async fn keyed(&self, op: &str, svc: &str, path: &str, body: Option<Value>, extra: Value) {
         let key = Uuid::new_v4().to_string();
+        let (sent, sent_at) = (self.history.now(), History::wall());
         let a = self.send(svc, Method::POST, path, body.as_ref(), Some(&key)).await;
         self.history.record(json!({
             "op": op, "key": key, "path": path, "request": body, "extra": extra, "outcome": a.outcome,
-            "status": a.status, "code": a.body["code"], "body": a.body, "business_date": self.today(),
+            "status": a.status, "code": a.body["code"], "body": a.body, "business_date": self.today(), "sent": sent,
+            "sent_at": sent_at,
         }));
     }
 
     async fn plain(&self, op: &str, svc: &str, method: Method, path: &str, body: Option<Value>) {
+        let (sent, sent_at) = (self.history.now(), History::wall());
         let a = self.send(svc, method, path, body.as_ref(), None).await;
         self.history.record(json!({
             "op": op, "path": path, "request": body, "outcome": a.outcome, "status": a.status,
-            "code": a.body["code"], "business_date": self.today(),
+            "code": a.body["code"], "business_date": self.today(), "sent": sent, "sent_at": sent_at,
         }));
+    }
+
+    /// A withdrawal hold, dormancy or a customer's restriction racing withdrawals and transfers
+    /// out: one sent as the change is, one after it was answered (the checker's
+    /// `no_movement_after_answered_change`: this one must be refused), then the change lifted.
+    async fn race_a_change(&self, rng: &mut StdRng, account: Uuid, customer: Uuid) {
+        let (to, _, _) = self.accounts[rng.gen_range(0..self.accounts.len())];
+        let (op, svc, path, on, off) = match rng.gen_range(0..3) {
+            0 => (
+                "holds",
+                "account-info",
+                format!("/v1/accounts/{account}/holds"),
+                json!({"deposit_suspended": false, "withdrawal_suspended": true}),
+                json!({"deposit_suspended": false, "withdrawal_suspended": false}),
+            ),
+            1 => (
+                "account_status",
+                "account-info",
+                format!("/v1/accounts/{account}/status"),
+                json!({"status": "DORMANT"}),
+                json!({"status": "ACTIVE"}),
+            ),
+            _ => (
+                "customer_status",
+                "customer",
+                format!("/v1/customers/{customer}/status"),
+                json!({"status": "IDENTITY_THEFT", "reason": "chaos race"}),
+                json!({"status": "ACTIVE"}),
+            ),
+        };
+        let withdrawals = format!("/v1/ledger/accounts/{account}/withdrawals");
+        let withdrawal = |amount: i64| {
+            let body = Some(json!({ "amount": amount }));
+            self.keyed("withdraw", "accounting", &withdrawals, body, json!({"account_id": account}))
+        };
+        let transfer = |amount: i64| {
+            let body = json!({ "from_account_id": account, "to_account_id": to, "amount": amount });
+            self.keyed("transfer", "accounting", "/v1/ledger/transfers", Some(body), json!({}))
+        };
+        // Movements queue on the account's row while the change is made and answered.
+        let change = self.plain(op, svc, Method::PUT, &path, Some(on));
+        let (w1, w2, w3, t1) =
+            (rng.gen_range(1..50_000), rng.gen_range(1..50_000), rng.gen_range(1..50_000), rng.gen_range(1..50_000));
+        tokio::join!(change, withdrawal(w1), withdrawal(w2), transfer(t1), withdrawal(w3));
+        tokio::join!(withdrawal(rng.gen_range(1..50_000)), transfer(rng.gen_range(1..50_000)));
+        self.plain(op, svc, Method::PUT, &path, Some(off)).await;
     }
 
     /// One randomly chosen client operation.
     async fn step(&self, rng: &mut StdRng) {
-        let (account, _, product) = self.accounts[rng.gen_range(0..self.accounts.len())];
+        let (account, customer, product) = self.accounts[rng.gen_range(0..self.accounts.len())];
         let roll = rng.gen_range(0..100);
         match roll {
             0..=29 => {
@@ -226,6 +287,7 @@ impl Target {
                 )
                 .await
             }
+            92..=94 => self.race_a_change(rng, account, customer).await,
             _ => {
                 self.plain("estimate", "interest", Method::GET, &format!("/v1/interest/accounts/{account}"), None).await
             }
@@ -510,6 +572,7 @@ async fn resolve_unknowns(target: &Target, history: &PathBuf) {
                 target.history.record(json!({
                     "op": h["op"], "key": key, "path": path, "request": body, "outcome": a.outcome, "status": a.status,
                     "code": a.body["code"], "body": a.body, "business_date": target.today(), "resolves": true,
+                    "sent": h["sent"],
                 }));
                 break;
             }

@@ -392,9 +392,10 @@ async fn the_gateway_moves_customers_by_policy_and_no_account_is_paid_by_both_si
 
 /// Issue 28, case 7: a key this system paid with on one day, reused on the legacy core another
 /// day. Through the gateway the key replays its first answer (one key, one answer); asked of the
-/// legacy core directly, the ledger books a second payout under that key — and then interest
-/// records it and the tax service withholds it like every other (it used to be dropped on the
-/// key's conflict: a withholding never reported), and reconciliation is clean.
+/// legacy core directly, the ledger replays the payout booked under that key instead of booking a
+/// second (which interest used to drop on the key's conflict: a withholding never reported).
+/// Every payout the ledger holds, whoever booked it, is recorded and withheld; reconciliation is
+/// clean.
 #[tokio::test]
 async fn every_ledger_payout_is_recorded_and_withheld_even_under_a_reused_key() {
     let mut stack = Stack::start_with_legacy(&[]).await;
@@ -421,7 +422,8 @@ async fn every_ledger_payout_is_recorded_and_withheld_even_under_a_reused_key() 
     assert_eq!(again.body["payout_id"], first.body["payout_id"], "the key's first answer, from either side");
     assert_eq!(postings(&stack, a).await.len(), 1, "nothing booked twice through the channel");
 
-    // The legacy core asked directly with the key this system used for account b on 03-08.
+    // The legacy core asked directly with the key this system used for account b on 03-08: the
+    // ledger replays that payout (a key names one payout, whatever day) instead of booking another.
     let direct = stack
         .call(
             LEGACY,
@@ -432,8 +434,20 @@ async fn every_ledger_payout_is_recorded_and_withheld_even_under_a_reused_key() 
         )
         .await;
     assert_eq!(direct.status, StatusCode::CREATED, "{:?}", direct.body);
-    assert_eq!(postings(&stack, b).await.len(), 2, "the ledger holds both payouts of b");
-    let second_id = direct.body["payout_id"].as_str().unwrap().to_string();
+    assert_eq!(direct.body["payout_id"], first_b.body["payout_id"], "{:?}", direct.body);
+    assert_eq!(postings(&stack, b).await.len(), 1, "nothing booked twice under one key");
+    // A payout the legacy core books under a key of its own is recorded and withheld like ours.
+    let own = stack
+        .call(
+            LEGACY,
+            Method::POST,
+            &format!("/legacy/v1/accounts/{b}/payouts"),
+            Some(json!({"business_date": "2024-03-12"})),
+            &[("Idempotency-Key", "legacy-own")],
+        )
+        .await;
+    assert_eq!(own.status, StatusCode::CREATED, "{:?}", own.body);
+    let second_id = own.body["payout_id"].as_str().unwrap().to_string();
     let mut recorded = 0;
     for _ in 0..120 {
         recorded = stack.count("interest", &format!("SELECT count(*) FROM payouts WHERE account_id = '{b}'")).await;

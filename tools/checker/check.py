@@ -61,6 +61,43 @@ class Report:
             self.violations.append({"invariant": invariant, "detail": detail})
 
 
+def forbids(aspect, state, leg):
+    """Whether the state an answered change set forbids money moving out of / into an account."""
+    if aspect == "holds":
+        return state.get("withdrawal_suspended") if leg == "out" else state.get("deposit_suspended")
+    if aspect == "account_status":
+        return state.get("status") != "ACTIVE"
+    return leg == "out" and state.get("status") != "ACTIVE"  # the customer's status
+
+
+def check_movements_after_changes(r, history, accounts, movements):
+    """`movements`: the journal's deposits, withdrawals and transfers with the moment each was
+    written (under its row locks, just before its commit) and its legs. A change answered before
+    that moment committed before the movement did; unless another change of the same subject may
+    have committed in between (sent before that moment, answered later or never), it governs."""
+    changes = defaultdict(list)  # (aspect, account or customer id) -> history records of changes
+    for h in history:
+        if h.get("op") in ("holds", "account_status", "customer_status") and "sent_at" in h:
+            changes[(h["op"], h["path"].split("/")[3])].append(h)
+    for m in movements:
+        for account_id, leg in m["legs"]:
+            subjects = [("holds", account_id), ("account_status", account_id),
+                        ("customer_status", accounts[account_id]["customer_id"])]
+            for aspect, subject in subjects:
+                seen = changes.get((aspect, subject), [])
+                answered = [c for c in seen if c["outcome"] == "ok" and c["at"] < m["written"]]
+                if not answered:
+                    continue
+                governing = max(answered, key=lambda c: c["at"])
+                overlapping = [c for c in seen if c is not governing and c["sent_at"] < m["written"]
+                               and (c["outcome"] != "ok" or c["at"] > governing["at"])]
+                if overlapping:
+                    continue
+                r.check("no_movement_after_answered_change", not forbids(aspect, governing["request"], leg),
+                        f"{m['kind']} {m['entry_id']} ({leg} of {account_id}) written at {m['written']}, after "
+                        f"{aspect} {governing['request']} was answered at {governing['at']}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--history", required=True)
@@ -73,7 +110,8 @@ def main():
     customers = {c["customer_id"]: c for c in rows(db["customer"], "SELECT customer_id, tax_category FROM customers")}
     accounts = {a["account_id"]: a for a in rows(db["account-info"], "SELECT account_id, customer_id, opened_on FROM accounts")}
     entries = {e["entry_id"]: e for e in rows(db["accounting"],
-               "SELECT entry_id, kind, account_id, business_date, value_date, payout_id FROM journal_entries")}
+               "SELECT entry_id, kind, account_id, business_date, value_date, payout_id,"
+               " extract(epoch FROM created_at)::float8 AS written FROM journal_entries")}
     lines = rows(db["accounting"], "SELECT entry_id, ledger_account, account_id, debit, credit FROM journal_lines")
     balances = {b["account_id"]: b["balance"] for b in rows(db["accounting"], "SELECT account_id, balance FROM ledger_accounts")}
     keys = rows(db["accounting"], "SELECT key, operation, status, response->>'entry_id' AS entry_id FROM idempotency_keys")
@@ -226,6 +264,17 @@ def main():
         t[0] += 1; t[1] += p["gross"]; t[2] += p["net"]
     for k in set(counted) | set(items):
         r.check("run_counters_match_items", counted[k] == items[k], f"run {k}: counted {counted[k]}, items {items[k]}")
+
+    # 11. No money movement committed after a hold, dormancy or restriction that had been answered:
+    #     a movement first sent after such a change was answered (with no other change of that
+    #     subject in flight or answered until the movement's own answer) must have been refused.
+    legs = defaultdict(list)
+    for ln in lines:
+        if ln["ledger_account"] == "CUSTOMER_DEPOSITS":
+            legs[ln["entry_id"]].append((ln["account_id"], "out" if ln["debit"] > 0 else "in"))
+    movements = [{"entry_id": e, "kind": v["kind"], "written": v["written"], "legs": legs[e]}
+                 for e, v in entries.items() if v["kind"] != "INTEREST_PAYOUT"]
+    check_movements_after_changes(r, history, accounts, movements)
 
     outcomes = defaultdict(lambda: defaultdict(int))
     faults = defaultdict(int)

@@ -163,6 +163,8 @@ async fn book_locked(
     }
     let days: Vec<(Uuid, NaiveDate)> = locked.iter().map(|(r, _)| (r.account_id, r.business_date)).collect();
     let existing = store::interest_postings_on(tx, &days).await?;
+    let keys: Vec<(Uuid, &str)> = locked.iter().map(|(r, _)| (r.account_id, r.idempotency_key.as_str())).collect();
+    let under_key = store::interest_postings_under(tx, &keys).await?;
     let ranges: Vec<_> = locked.iter().map(|(r, _)| (r.account_id, r.period_from, r.period_to)).collect();
     let points = store::balance_points_many(tx, &ranges).await?;
     let mut subjects: Vec<String> = locked.iter().flat_map(|(r, _)| r.fenced().into_iter().map(|(s, _)| s)).collect();
@@ -175,7 +177,8 @@ async fn book_locked(
     for (req, acct) in locked {
         let id = req.account_id;
         let seen = points.get(&id).map_or(&[][..], |p| p.as_slice());
-        match decide(req, acct, existing.get(&id), seen, &fences, today) {
+        let earlier = existing.get(&id).or_else(|| under_key.get(&id));
+        match decide(req, acct, earlier, seen, &fences, today) {
             Ok(Decision::Replay(posting)) => results.push(Ok(posting.clone())),
             Err(refusal) => results.push(Err(refusal)),
             Ok(Decision::Book) => {
@@ -230,8 +233,9 @@ async fn book_locked(
 /// Each request's posting or refusal, and the revisions to publish.
 type Revised = (Vec<Result<InterestPosting, LedgerError>>, Vec<(String, i64)>);
 
-/// The rules of a booking, on what was read under its row lock: one payout per account and business
-/// date (the same key again is a replay), booked on today's business date, for the period right after
+/// The rules of a booking, on what was read under its row lock (`existing`: the payout booked on the
+/// request's business date, else the one booked under its key): one payout per account and business
+/// date, one per key (the same key again is a replay, whichever day it was booked on), booked on today's business date, for the period right after
 /// the last, and only on the quote's basis — the balances' history revision and points, and no
 /// fence above the revisions the quote saw (account, customer, rates, tax rules).
 fn decide<'a>(
@@ -244,7 +248,8 @@ fn decide<'a>(
 ) -> Result<Decision<'a>, LedgerError> {
     if let Some(existing) = existing {
         // A retry of the same request (after a timeout or crash) gets the booked posting, whose
-        // amounts the caller adopts; any other payout that day is refused.
+        // amounts the caller adopts — whatever day it was booked on: a key names one payout, so
+        // a key answered yesterday is never paid again today; any other payout that day is refused.
         if existing.request.idempotency_key == req.idempotency_key {
             return Ok(Decision::Replay(existing));
         }

@@ -105,7 +105,8 @@ pub async fn insert_entry(
 }
 
 /// Inserts entries and all their lines in two statements; answers each entry's `(seq, created_at)`
-/// in the order given.
+/// in the order given. `created_at` is when the entry was written — under its row locks, decided,
+/// just before the commit — not when its transaction began (it may have waited on a busy row).
 pub async fn insert_entries(
     conn: &mut PgConnection,
     entries: &[(&EntryHeader<'_>, &JournalEntry)],
@@ -140,8 +141,10 @@ pub async fn insert_entries(
         }
     }
     let rows = sqlx::query(
-        "INSERT INTO journal_entries (entry_id, kind, account_id, business_date, value_date, balance_after, payout_id, payout)
-         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::date[], $5::date[], $6::int8[], $7::uuid[], $8::jsonb[])
+        "INSERT INTO journal_entries
+            (entry_id, kind, account_id, business_date, value_date, balance_after, payout_id, payout, created_at)
+         SELECT u.*, clock_timestamp()
+         FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::date[], $5::date[], $6::int8[], $7::uuid[], $8::jsonb[]) u
          RETURNING entry_id, seq, created_at",
     )
     .bind(&ids)
@@ -259,6 +262,27 @@ pub async fn interest_postings_on(
         let account_id: Uuid = r.try_get("account_id")?;
         let posting = to_posting(r)?;
         if wanted.contains(&(account_id, posting.request.business_date)) {
+            found.insert(account_id, posting);
+        }
+    }
+    Ok(found)
+}
+
+/// The payout booked under each `(account, key)`, if any (a key names one payout, whatever day).
+pub async fn interest_postings_under(
+    conn: &mut PgConnection,
+    keys: &[(Uuid, &str)],
+) -> Result<std::collections::HashMap<Uuid, InterestPosting>, sqlx::Error> {
+    let wanted: std::collections::HashSet<(Uuid, &str)> = keys.iter().copied().collect();
+    let mut texts: Vec<&str> = keys.iter().map(|k| k.1).collect();
+    texts.sort_unstable();
+    texts.dedup();
+    let rows = sqlx::query(INTEREST_POSTINGS_UNDER).bind(&texts).fetch_all(conn).await?;
+    let mut found = std::collections::HashMap::with_capacity(rows.len());
+    for r in &rows {
+        let account_id: Uuid = r.try_get("account_id")?;
+        let posting = to_posting(r)?;
+        if wanted.contains(&(account_id, posting.request.idempotency_key.as_str())) {
             found.insert(account_id, posting);
         }
     }
@@ -432,6 +456,12 @@ const POSTING_COLUMNS: &str = "entry_id, payout, balance_after, created_at, seq"
 /// Payouts of some accounts booked on some days.
 const INTEREST_POSTINGS_ON: &str = "SELECT account_id, entry_id, payout, balance_after, created_at, seq
      FROM journal_entries WHERE kind = 'INTEREST_PAYOUT' AND account_id = ANY($1) AND business_date = ANY($2)";
+/// Payouts under some keys, by the key index alone (its predicate spelled out, so the planner
+/// matches it whatever the statistics say; with the accounts in the index condition too it
+/// costed keys × accounts probes and chose a scan), narrowed to exact (account, key) pairs in Rust.
+const INTEREST_POSTINGS_UNDER: &str = "SELECT account_id, entry_id, payout, balance_after, created_at, seq
+     FROM journal_entries
+     WHERE (payout ->> 'idempotency_key') IS NOT NULL AND (payout ->> 'idempotency_key') = ANY($1)";
 /// An account's last payout, before a day or at all.
 const LAST_INTEREST_POSTING: &str = "SELECT entry_id, payout, balance_after, created_at, seq FROM journal_entries
      WHERE kind = 'INTEREST_PAYOUT' AND account_id = $1 AND ($2::date IS NULL OR business_date < $2)

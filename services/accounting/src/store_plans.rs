@@ -4,7 +4,7 @@
 //! a join with the keys once walked the whole index for every chunk instead.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use super::{INTEREST_POSTINGS_ON, LAST_INTEREST_POSTING, LAST_INTEREST_POSTINGS};
+use super::{INTEREST_POSTINGS_ON, INTEREST_POSTINGS_UNDER, LAST_INTEREST_POSTING, LAST_INTEREST_POSTINGS};
 use chrono::NaiveDate;
 use peers::testing::{explain, planned_scans};
 use sqlx::PgPool;
@@ -39,7 +39,8 @@ async fn lookups_by_account_probe_the_account_index_on_a_freshly_loaded_ledger()
         &pool,
         "INSERT INTO journal_entries (entry_id, kind, account_id, business_date, value_date, balance_after, payout_id, payout)
          SELECT md5('p' || i)::uuid, 'INTEREST_PAYOUT', md5('a' || i)::uuid, DATE '2024-02-01', DATE '2024-02-01',
-                1000, md5('q' || i)::uuid, jsonb_build_object('product_code', 'SAVE', 'period_to', '2024-01-31')
+                1000, md5('q' || i)::uuid,
+                jsonb_build_object('product_code', 'SAVE', 'period_to', '2024-01-31', 'idempotency_key', 'k' || i)
          FROM generate_series(1, 70000) i",
     )
     .await;
@@ -68,5 +69,15 @@ async fn lookups_by_account_probe_the_account_index_on_a_freshly_loaded_ledger()
             assert_eq!(scan.index, "journal_entries_one_payout_a_day", "{name}, {mode}: {plan:#}");
             assert!(scan.cond.contains("account_id = "), "{name}, {mode}: {plan:#}");
         }
+        // Payouts under keys: by key and account, on whichever index, never a scan of the journal.
+        let keys: Vec<String> = (69901..70101).map(|i| format!("k{i}")).collect();
+        let under = explain(INTEREST_POSTINGS_UNDER);
+        let (plan, scans) = planned_scans(&mut conn, sqlx::query(&under).bind(&keys), journal).await;
+        assert_eq!(scans.len(), 1, "under keys, {mode}: {plan:#}");
+        let by_key = match scans[0].node.as_str() {
+            "Bitmap Heap Scan" => plan.to_string().contains("\"Index Name\":\"journal_entries_payout_key\""),
+            node => node.starts_with("Index") && scans[0].index == "journal_entries_payout_key",
+        };
+        assert!(by_key, "under keys, {mode}: {plan:#}");
     }
 }

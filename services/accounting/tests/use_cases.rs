@@ -121,8 +121,22 @@ async fn routes_and_the_in_process_peer_agree_and_a_stale_booking_writes_nothing
     let stale = ledger.book_interest(&request).await.unwrap_err();
     assert_eq!(stale.code(), Some("QUOTE_STALE"), "{stale}");
     assert!(ledger.interest_feed(0, 10).await.unwrap().postings.is_empty(), "nothing booked");
+
+    // A key names one payout, whatever day: the same key the next day replays the first.
+    let booked = ledger.book_interest(&posting(&balances, customer_id, "p1")).await.unwrap();
+    let clock = reqwest::Client::new().put(format!("{url}/v1/admin/clock")).json(&json!({"today": "2024-02-02"}));
+    assert_eq!(send(clock).await.0, 200);
+    let next = DailyBalances { history_rev: booked.request.basis.history_rev + 1, ..balances.clone() };
+    let mut again = posting(&next, customer_id, "p1");
+    (again.business_date, again.period_from, again.period_to) =
+        (date("2024-02-02"), date("2024-02-01"), date("2024-02-01"));
+    let replayed = ledger.book_interest(&again).await.unwrap();
+    assert_eq!(replayed.request.payout_id, booked.request.payout_id, "the first payout under the key, not a second");
+    assert_eq!(ledger.interest_feed(0, 10).await.unwrap().postings.len(), 1);
+    let clock = reqwest::Client::new().put(format!("{url}/v1/admin/clock")).json(&json!({"today": "2024-02-01"}));
+    assert_eq!(send(clock).await.0, 200);
     let (_, balance) = send(http.get(format!("{url}/v1/ledger/accounts/{account_id}/balance"))).await;
-    assert_eq!(balance["balance"], 1_000_000);
+    assert_eq!(balance["balance"], 1_000_000 + 850, "the deposit and the one payout's net");
 
     // One code, one status, whichever service answers: an account's state forbids it (403).
     let dormant = Uuid::new_v4();
