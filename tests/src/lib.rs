@@ -112,6 +112,8 @@ pub struct Stack {
     pub topic_prefix: String,
     pub http: Client,
     children: HashMap<&'static str, Child>,
+    /// Extra replicas started by [`Stack::add_replica`]: name → the service they run.
+    replicas: HashMap<&'static str, &'static str>,
     env: Vec<(String, String)>,
     log_dir: PathBuf,
 }
@@ -198,6 +200,7 @@ impl Stack {
                 .build()
                 .unwrap(),
             children: HashMap::new(),
+            replicas: HashMap::new(),
             env,
             log_dir,
         };
@@ -280,7 +283,7 @@ impl Stack {
     /// The process that runs `svc`: its own binary, or `bank` for all five of them (the
     /// gateway and the legacy core always run alone).
     fn process_of(svc: &'static str) -> &'static str {
-        if monolith() && svc != LEGACY && svc != "gateway" {
+        if monolith() && SERVICES.iter().any(|(s, _)| *s == svc) {
             "bank"
         } else {
             svc
@@ -306,9 +309,11 @@ impl Stack {
                 })
                 .collect()
         } else {
-            vec![("PORT".into(), self.ports[process].to_string()), ("DATABASE_URL".into(), self.database_url(process))]
+            let svc = self.replicas.get(process).copied().unwrap_or(process);
+            vec![("PORT".into(), self.ports[process].to_string()), ("DATABASE_URL".into(), self.database_url(svc))]
         };
-        let child = Command::new(bin_dir().join(process))
+        let binary = self.replicas.get(process).copied().unwrap_or(process);
+        let child = Command::new(bin_dir().join(binary))
             .envs(self.env.iter().cloned())
             .envs(own)
             .envs(overrides.iter().map(|(k, v)| (k.to_string(), v.to_string())))
@@ -350,6 +355,18 @@ impl Stack {
         } else {
             self.wait_ready(svc).await;
         }
+    }
+
+    /// Starts another replica of a service as its own process (its own binary, even when the stack
+    /// runs as one process): the same database, Redis, broker and settings, its own port, reached
+    /// as `urls[replica]` and killed or restarted by that name.
+    pub async fn add_replica(&mut self, svc: &'static str, replica: &'static str) {
+        let port = free_port();
+        self.ports.insert(replica, port);
+        self.urls.insert(replica, format!("http://127.0.0.1:{port}"));
+        self.replicas.insert(replica, svc);
+        self.spawn_with(replica, &[]);
+        self.wait_ready(replica).await;
     }
 
     /// Waits for a service process to exit on its own (a crash injected with FAULT_POINT).

@@ -212,9 +212,13 @@ async fn the_broker_killed_mid_stream_and_restarted_loses_nothing() {
     let accts = accounts(&stack, 60).await;
     pay_all(&stack, &accts[..30]).await;
     broker.kill();
-    // Payouts go on: their tax events wait in the outbox.
+    // Payouts go on: their tax events wait in the outbox, and interest stays ready (a payout needs
+    // no broker); the relay's backlog shows it.
     pay_all(&stack, &accts[30..]).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let ready = stack.http.get(format!("{}/health/ready", stack.urls["interest"])).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK, "interest is ready without the broker");
+    assert!(stack.metric("interest", "interest_outbox_unpublished", &[]).await >= 1.0, "the backlog is measured");
     broker.restart().await;
     wait_count(&stack, "tax-consumer", "SELECT count(*) FROM withholdings", 60, Duration::from_secs(120)).await;
     wait_count(
@@ -226,6 +230,52 @@ async fn the_broker_killed_mid_stream_and_restarted_loses_nothing() {
     )
     .await;
     assert_clean(&stack.reconcile(DAY, DAY), 60);
+    stack.shutdown().await;
+}
+
+async fn assigned(stack: &Stack, replica: &str) -> f64 {
+    stack.metric(replica, "tax_consumer_partitions_assigned", &[]).await
+}
+
+/// Two tax-consumer replicas share the topic's partitions (a consumer group) and consume in
+/// parallel; one killed mid-stream hands its partitions to the other, which starts each at the
+/// position the tax database holds: exactly one withholding per payout.
+#[tokio::test]
+async fn two_consumer_replicas_share_the_partitions_and_a_killed_ones_move_to_the_other() {
+    let mut stack = Stack::start().await;
+    stack.add_replica("tax-consumer", "tax-consumer-2").await;
+    let payloads: Vec<(String, String)> = (0..6_000)
+        .map(|_| {
+            let a = Uuid::new_v4();
+            (a.to_string(), event(a).to_string())
+        })
+        .collect();
+    // The group settles with each replica holding some of the six partitions.
+    for _ in 0..100 {
+        if assigned(&stack, "tax-consumer").await > 0.0 && assigned(&stack, "tax-consumer-2").await > 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (one, two) = (assigned(&stack, "tax-consumer").await, assigned(&stack, "tax-consumer-2").await);
+    assert!(one > 0.0 && two > 0.0 && one + two == 6.0, "partitions shared: {one} and {two}");
+    produce(&stack, payloads).await;
+    for _ in 0..300 {
+        if stack.count("tax-consumer", "SELECT count(*) FROM withholdings").await >= 1_000 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stack.kill("tax-consumer-2");
+    let at_kill = stack.count("tax-consumer", "SELECT count(*) FROM withholdings").await;
+    assert!(at_kill < 6_000, "killed mid-stream ({at_kill} recorded)");
+    wait_count(&stack, "tax-consumer", "SELECT count(*) FROM withholdings", 6_000, Duration::from_secs(120)).await;
+    assert_eq!(assigned(&stack, "tax-consumer").await, 6.0, "the survivor holds every partition");
+    // Every partition was consumed, each payout recorded exactly once.
+    let partitions: i64 =
+        stack.count("tax-consumer", "SELECT count(DISTINCT source_partition) FROM withholdings").await;
+    assert_eq!(partitions, 6);
+    assert_eq!(stack.count("tax-consumer", "SELECT count(DISTINCT payout_id) FROM withholdings").await, 6_000);
     stack.shutdown().await;
 }
 

@@ -1,4 +1,6 @@
-//! Kafka: an `acks=all` producer (idempotent unless `KAFKA_IDEMPOTENCE=false`), a manually committed consumer, and topic creation.
+//! Kafka: an idempotent `acks=all` producer, consumers that keep their positions in their own
+//! database (a plain one, and a consumer-group member whose context places its partitions), and
+//! topic creation.
 //! The code speaks only the Kafka protocol, so any Kafka-compatible broker is a configuration change.
 
 use std::collections::HashMap;
@@ -7,7 +9,7 @@ use std::time::Duration;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::FutureProducer;
@@ -52,7 +54,7 @@ impl KafkaConfig {
         Ok(Self {
             brokers: env.var("KAFKA_BROKERS", "127.0.0.1:9092"),
             topic_prefix: env.var("KAFKA_TOPIC_PREFIX", ""),
-            partitions: env.parse("KAFKA_PARTITIONS", "3")?,
+            partitions: env.parse("KAFKA_PARTITIONS", "6")?,
             max_in_flight,
             linger_ms: env.parse("KAFKA_LINGER_MS", "5")?,
             idempotence: env.parse("KAFKA_IDEMPOTENCE", "true")?,
@@ -80,26 +82,50 @@ impl KafkaConfig {
     }
 
     pub fn consumer(&self, group: &str) -> Result<StreamConsumer, KafkaError> {
-        ClientConfig::new()
+        self.consumer_config(group).create()
+    }
+
+    /// A member of the consumer group `group` whose `context` places each partition the group
+    /// assigns it (consumers here keep their positions in their own database, so nothing is
+    /// committed to the broker).
+    pub fn group_member<C: ConsumerContext + 'static>(
+        &self,
+        group: &str,
+        context: C,
+    ) -> Result<StreamConsumer<C>, KafkaError> {
+        self.consumer_config(group).create_with_context(context)
+    }
+
+    fn consumer_config(&self, group: &str) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
             .set("bootstrap.servers", &self.brokers)
             .set("group.id", group)
-            // Consumers here keep their positions in their own database (assign, not subscribe), so
-            // nothing is committed to the broker.
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", "10000")
+            // A member killed without leaving hands its partitions over after this (Kafka's lowest
+            // default bound is 6 s); a live one heartbeats every 2 s.
+            .set("session.timeout.ms", "6000")
+            .set("heartbeat.interval.ms", "2000")
             .set("socket.timeout.ms", "10000")
-            // A fetch that finds nothing waits this long on the broker. Kafka answers as soon as a
-            // record arrives; a broker that answers only at the end of the wait (the former local
-            // one did) put the whole default (500 ms) into the payout → withholding lag.
-            .set("fetch.wait.max.ms", "100")
-            .create()
+            // A fetch that finds nothing waits this long on the broker; it answers as soon as a
+            // record arrives, so this bounds only an idle consumer's wake-ups.
+            .set("fetch.wait.max.ms", "100");
+        config
     }
 
-    /// Creates the topics if they do not exist yet (a broker that has them all is not asked to
-    /// create any: some Kafka-protocol brokers, such as librdkafka's mock cluster, have no admin API).
-    pub async fn ensure_topics(&self, names: &[&str]) -> anyhow::Result<()> {
+    /// Creates the tax topics if they do not exist yet, as deploy/k8s/strimzi/topics.yaml has them
+    /// (the topic with `partitions`, its dead-letter topic with one); a broker that has them all is
+    /// not asked to create any.
+    pub async fn ensure_tax_topics(&self) -> anyhow::Result<()> {
+        let dlq = self.topic(contracts::TAX_DLQ_TOPIC);
+        let partitions = |t: &str| if t == dlq { 1 } else { self.partitions };
+        self.ensure_topics(&[contracts::TAX_TOPIC, contracts::TAX_DLQ_TOPIC], partitions).await
+    }
+
+    /// Creates the topics if they do not exist yet, each with `partitions(name)` partitions.
+    pub async fn ensure_topics(&self, names: &[&str], partitions: impl Fn(&str) -> i32) -> anyhow::Result<()> {
         let admin: AdminClient<DefaultClientContext> =
             ClientConfig::new().set("bootstrap.servers", &self.brokers).create()?;
         let topics: Vec<String> = names.iter().map(|n| self.topic(n)).collect();
@@ -116,7 +142,7 @@ impl KafkaConfig {
             return Ok(());
         }
         let new: Vec<NewTopic> =
-            topics.iter().map(|t| NewTopic::new(t, self.partitions, TopicReplication::Fixed(1))).collect();
+            topics.iter().map(|t| NewTopic::new(t, partitions(t), TopicReplication::Fixed(1))).collect();
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
         for result in admin.create_topics(new.iter(), &opts).await? {
             match result {
@@ -129,7 +155,9 @@ impl KafkaConfig {
 }
 
 /// A readiness check: the broker answers a metadata request from this client.
-pub fn readiness_check(client: std::sync::Arc<StreamConsumer>) -> crate::server::ReadinessCheck {
+pub fn readiness_check<C: ConsumerContext + 'static>(
+    client: std::sync::Arc<StreamConsumer<C>>,
+) -> crate::server::ReadinessCheck {
     crate::server::check(move || {
         let client = client.clone();
         async move {

@@ -128,7 +128,17 @@ pub async fn build(config: Config, peers: Peers) -> anyhow::Result<App<AppState>
     let (_, tax_rules_rev) = store::tax_rules(&infra.pool).await?;
     revisions.publish(contracts::revision::tax_rules(), tax_rules_rev).await;
     let kafka = config.kafka;
-    kafka.ensure_topics(&[contracts::TAX_TOPIC, contracts::TAX_DLQ_TOPIC]).await?;
+    // Started without the broker too: the topics are made when it answers (the relay's events wait
+    // in the outbox meanwhile).
+    tokio::spawn({
+        let kafka = kafka.clone();
+        async move {
+            while let Err(e) = kafka.ensure_tax_topics().await {
+                tracing::warn!(error = %e, "tax topics not ensured yet (broker away?); retrying");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        }
+    });
     let producer = kafka.producer()?;
     let (legacy, shadow) = match config.legacy {
         Some(l) => {
@@ -162,13 +172,15 @@ pub async fn build(config: Config, peers: Peers) -> anyhow::Result<App<AppState>
     };
     tokio::spawn(rates::catch_up_with_fences(state.clone(), peers.ledger_sync.clone(), config.fence_catch_up));
     tokio::spawn(tax_rules::catch_up_with_fences(state.clone(), peers.ledger_sync, config.fence_catch_up));
-    let mut checks = infra.checks();
-    let probe = Arc::new(kafka.consumer("interest-readiness")?);
-    checks.push(("kafka", platform::kafka::readiness_check(probe)));
+    // Ready without the broker: a payout needs none (its tax event waits in the outbox), so a
+    // broker outage must not pull every replica out of service. The relay's backlog is a metric
+    // (`interest_outbox_unpublished`, `interest_outbox_oldest_unpublished_seconds`) and an alert.
+    let checks = infra.checks();
     // Tells the background workers to stop once requests have drained.
     let shutdown = Arc::new(Notify::new());
     let relay = tokio::spawn(outbox::relay(state.clone(), kafka.clone(), producer, shutdown.clone()));
     let recovery = tokio::spawn(outbox::recover_from_ledger(state.clone(), shutdown.clone()));
+    tokio::spawn(outbox::watch_backlog(state.clone(), shutdown.clone()));
     // Several chunk workers per replica: one quotes while another's chunk is in the ledger.
     let run_workers: Vec<_> = (0..config.runs.workers.max(1))
         .map(|_| tokio::spawn(runs::worker(state.clone(), config.runs, shutdown.clone())))

@@ -37,7 +37,6 @@ pub async fn relay(state: AppState, kafka: KafkaConfig, mut producer: FutureProd
     let topic = kafka.topic(contracts::TAX_TOPIC);
     let mut stopping = false;
     let mut failures = 0u32;
-    let mut aged_at = std::time::Instant::now() - Duration::from_secs(60);
     loop {
         match publish_batch(&state, &producer, &topic).await {
             Ok(n) if n as i64 == BATCH => {
@@ -64,10 +63,6 @@ pub async fn relay(state: AppState, kafka: KafkaConfig, mut producer: FutureProd
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
-        if aged_at.elapsed() >= Duration::from_secs(5) {
-            record_outbox_age(&state).await;
-            aged_at = std::time::Instant::now();
-        }
         tokio::select! {
             _ = state.outbox_wake.notified() => {}
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -77,15 +72,29 @@ pub async fn relay(state: AppState, kafka: KafkaConfig, mut producer: FutureProd
     let _ = rdkafka::producer::Producer::flush(&producer, Duration::from_secs(5));
 }
 
-/// How long the oldest payout has waited for its tax event to be published (0 when none waits):
-/// the alert on a relay that stopped.
+/// Every 5 s, on its own (the relay may be stuck on a broker that does not answer): the relay's
+/// backlog, how many payouts' tax events wait to be published and how long the oldest has waited
+/// (0 when none waits) — the alert on a relay that stopped. Interest stays ready without the
+/// broker (a payout needs none: the outbox keeps its event), so this is how a broker outage shows.
+pub async fn watch_backlog(state: AppState, shutdown: Arc<Notify>) {
+    loop {
+        record_outbox_age(&state).await;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = shutdown.notified() => return,
+        }
+    }
+}
+
 async fn record_outbox_age(state: &AppState) {
-    let age: Result<Option<f64>, _> = sqlx::query_scalar(
-        "SELECT EXTRACT(EPOCH FROM now() - min(created_at))::float8 FROM payouts WHERE tax_event_published_at IS NULL",
+    let backlog: Result<(i64, Option<f64>), _> = sqlx::query_as(
+        "SELECT count(*), EXTRACT(EPOCH FROM now() - min(created_at))::float8
+         FROM payouts WHERE tax_event_published_at IS NULL",
     )
     .fetch_one(&state.pool)
     .await;
-    if let Ok(age) = age {
+    if let Ok((waiting, age)) = backlog {
+        metrics::gauge!("interest_outbox_unpublished").set(waiting as f64);
         metrics::gauge!("interest_outbox_oldest_unpublished_seconds").set(age.unwrap_or(0.0).max(0.0));
     }
 }

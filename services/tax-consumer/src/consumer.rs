@@ -1,11 +1,12 @@
-//! The Kafka consumer loop. The consumer's position lives in the tax database, written in the same
-//! transaction as the withholding records (a batch of what has arrived) or the dead letter, and
-//! partitions are assigned from it — no broker-side consumer-group state is involved, so neither a
-//! crash of the consumer nor the broker's group coordinator can lose or repeat an effect. The
-//! `payout_id` primary key makes any redelivery a no-op anyway. Among replicas, one consumes at a
-//! time: it holds a PostgreSQL advisory lock on a connection of its own; when that connection dies
-//! (crash, database outage), another replica — or the same one, once the database is back — takes
-//! over from the stored positions.
+//! The Kafka consumer loop. Every replica is a member of the consumer group
+//! (`TAX_CONSUMER_GROUP`): Kafka shares the topic's partitions among them, so replicas consume in
+//! parallel, and a replica that dies hands its partitions to the others (after the session
+//! timeout, 6 s, when it could not leave). The positions are not the group's: each partition's
+//! next offset lives in the tax database, written in the same transaction as the withholding
+//! records (a batch of what has arrived) or the dead letter, and every partition the group assigns
+//! starts there ([`Placement`]). So neither a crash nor a rebalance can lose an effect, and one
+//! repeated (a batch in hand when its partition moved) is a no-op: the `payout_id` primary key
+//! drops the record, the positions only move forward.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -14,9 +15,11 @@ use std::time::Duration;
 use contracts::{TaxWithholdingEvent, TAX_EVENT_SCHEMA_VERSION};
 use domain::Withheld;
 use futures::{FutureExt, StreamExt};
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
 use sqlx::PgPool;
 use tokio::sync::Notify;
@@ -28,11 +31,84 @@ const MAX_BATCH: usize = 500;
 
 pub struct Worker {
     pub pool: PgPool,
-    pub consumer: Arc<StreamConsumer>,
+    pub consumer: Arc<StreamConsumer<Placement>>,
     pub dlq: FutureProducer,
     pub topic: String,
     pub dlq_topic: String,
     pub healthy: Arc<AtomicBool>,
+}
+
+/// Places each partition the group assigns this replica at the position the tax database holds
+/// for it (the beginning of a partition never consumed). Kafka calls it on the consumer's poll, in
+/// the middle of a rebalance; it reads the database there and then (the group waits for it), and
+/// retries while the database does not answer — a partition is never started anywhere else.
+pub struct Placement {
+    pub pool: PgPool,
+    pub runtime: tokio::runtime::Handle,
+    pub healthy: Arc<AtomicBool>,
+}
+
+impl ClientContext for Placement {}
+
+impl ConsumerContext for Placement {
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        let placed = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.place(tpl);
+                consumer.assign(tpl)
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => consumer.unassign(),
+            other => {
+                tracing::warn!(error = ?other, "consumer group rebalance failed");
+                consumer.unassign()
+            }
+        };
+        if let Err(e) = placed {
+            tracing::warn!(error = %e, "partitions not (un)assigned");
+        }
+        let partitions = consumer.assignment().map(|a| a.count()).unwrap_or(0);
+        metrics::gauge!("tax_consumer_partitions_assigned").set(partitions as f64);
+        tracing::info!(partitions, "consumer group rebalanced");
+    }
+}
+
+impl Placement {
+    /// Sets each partition's offset to its stored position.
+    fn place(&self, tpl: &mut TopicPartitionList) {
+        let wanted: Vec<(String, i32)> =
+            tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
+        let mut backoff = Duration::from_millis(100);
+        let stored = loop {
+            match self.read_positions(&wanted) {
+                Ok(stored) => break stored,
+                Err(e) => {
+                    self.healthy.store(false, Ordering::Relaxed);
+                    tracing::warn!(error = %e, "positions not readable; the assignment waits for the database");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        };
+        for (topic, partition) in &wanted {
+            let offset = stored.get(&(topic.clone(), *partition)).map_or(Offset::Beginning, |o| Offset::Offset(*o));
+            if let Err(e) = tpl.set_partition_offset(topic, *partition, offset) {
+                tracing::warn!(error = %e, partition, "partition not placed");
+            }
+        }
+    }
+
+    /// Reads the positions, blocking this (Kafka's) call: on a runtime worker the runtime is told
+    /// (`block_in_place`); the service runs on the multi-threaded runtime.
+    fn read_positions(
+        &self,
+        wanted: &[(String, i32)],
+    ) -> Result<std::collections::HashMap<(String, i32), i64>, sqlx::Error> {
+        let read = || self.runtime.block_on(store::positions(&self.pool, wanted));
+        match tokio::runtime::Handle::try_current() {
+            Ok(_) => tokio::task::block_in_place(read),
+            Err(_) => read(),
+        }
+    }
 }
 
 /// Why a message cannot be processed, ever: retrying will not help.
@@ -62,93 +138,30 @@ pub fn parse(payload: &[u8]) -> Result<TaxWithholdingEvent, Poison> {
     Ok(e)
 }
 
-/// The advisory-lock key of the active consumer of `topic` (FNV-1a of its name).
-fn lock_key(topic: &str) -> i64 {
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in format!("tax-consumer:{topic}").bytes() {
-        h = (h ^ b as u64).wrapping_mul(0x100000001b3);
-    }
-    h as i64
-}
-
 impl Worker {
+    /// Joins the group and consumes until `stop`.
     pub async fn run(self, stop: Arc<Notify>) {
         loop {
-            let mut lock = tokio::select! {
-                l = self.lead() => l,
-                _ = stop.notified() => return,
-            };
-            if let Err(e) = self.assign().await {
-                tracing::warn!(error = %e, "cannot assign partitions; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-            let stopped = self.consume(&mut lock, &stop).await;
-            let _ = self.consumer.unassign();
-            // Closing the connection releases the lock; it never goes back to the pool.
-            drop(lock.detach());
-            if stopped {
-                return;
-            }
-        }
-    }
-
-    /// Waits until this replica holds the active-consumer lock.
-    async fn lead(&self) -> sqlx::pool::PoolConnection<sqlx::Postgres> {
-        let key = lock_key(&self.topic);
-        let mut waiting_logged = false;
-        loop {
-            if let Ok(mut conn) = self.pool.acquire().await {
-                match sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock($1)")
-                    .bind(key)
-                    .fetch_one(&mut *conn)
-                    .await
-                {
-                    Ok(true) => {
-                        tracing::info!(topic = %self.topic, "consuming (holding the active-consumer lock)");
-                        return conn;
+            match self.consumer.subscribe(&[&self.topic]) {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot join the consumer group; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = stop.notified() => return,
                     }
-                    Ok(false) if !waiting_logged => {
-                        tracing::info!("another replica is consuming; standing by");
-                        waiting_logged = true;
-                    }
-                    _ => {}
                 }
-                // Never hand a connection that may hold the lock back to the pool.
-                drop(conn.detach());
             }
-            tokio::time::sleep(Duration::from_secs(1)).await;
         }
+        tracing::info!(topic = %self.topic, "consuming as a member of the consumer group");
+        self.consume(&stop).await;
+        // Leaving hands the partitions over at once (no session timeout to wait for).
+        self.consumer.unsubscribe();
     }
 
-    /// Assigns every partition of the topic from the positions stored in the database.
-    async fn assign(&self) -> anyhow::Result<()> {
-        let consumer = self.consumer.clone();
-        let topic = self.topic.clone();
-        let partitions: Vec<i32> = tokio::task::spawn_blocking(move || {
-            let md = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
-            Ok::<_, rdkafka::error::KafkaError>(
-                md.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect(),
-            )
-        })
-        .await??;
-        if partitions.is_empty() {
-            anyhow::bail!("topic {} has no partitions yet", self.topic);
-        }
-        let stored = store::offsets(&self.pool, &self.topic).await?;
-        let mut tpl = TopicPartitionList::new();
-        for p in partitions {
-            let offset = stored.get(&p).map_or(Offset::Beginning, |o| Offset::Offset(*o));
-            tpl.add_partition_offset(&self.topic, p, offset)?;
-        }
-        self.consumer.assign(&tpl)?;
-        Ok(())
-    }
-
-    /// Consumes until stopped (true) or until the lock's connection is gone (false).
-    async fn consume(&self, lock: &mut sqlx::pool::PoolConnection<sqlx::Postgres>, stop: &Notify) -> bool {
+    /// Consumes until stopped.
+    async fn consume(&self, stop: &Notify) {
         let mut stream = self.consumer.stream();
-        let mut check = tokio::time::interval(Duration::from_secs(2));
         loop {
             tokio::select! {
                 m = stream.next() => match m {
@@ -168,15 +181,9 @@ impl Worker {
                         tracing::warn!(error = %e, "kafka receive error");
                         tokio::time::sleep(Duration::from_millis(200)).await;
                     }
-                    None => return true,
+                    None => return,
                 },
-                _ = check.tick() => {
-                    if sqlx::query("SELECT 1").execute(&mut **lock).await.is_err() {
-                        tracing::warn!("lost the active-consumer lock's connection; electing again");
-                        return false;
-                    }
-                }
-                _ = stop.notified() => return true,
+                _ = stop.notified() => return,
             }
         }
     }

@@ -24,7 +24,8 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/
 pub struct Config {
     pub common: Common,
     pub kafka: KafkaConfig,
-    /// The Kafka client group id (positions are kept in the tax database, not in the group).
+    /// The consumer group the replicas share the topic's partitions in (positions are kept in the
+    /// tax database, not in the group).
     pub group: String,
 }
 
@@ -43,12 +44,17 @@ impl Config {
 pub async fn build(config: Config) -> anyhow::Result<App<AppState>> {
     let infra = platform::runtime::start(&config.common, &MIGRATOR, false, 10).await?;
     let kafka = config.kafka;
-    kafka.ensure_topics(&[contracts::TAX_TOPIC, contracts::TAX_DLQ_TOPIC]).await?;
+    kafka.ensure_tax_topics().await?;
 
     let healthy = Arc::new(AtomicBool::new(true));
+    let placement = consumer::Placement {
+        pool: infra.pool.clone(),
+        runtime: tokio::runtime::Handle::current(),
+        healthy: healthy.clone(),
+    };
     let worker = consumer::Worker {
         pool: infra.pool.clone(),
-        consumer: Arc::new(kafka.consumer(&config.group)?),
+        consumer: Arc::new(kafka.group_member(&config.group, placement)?),
         dlq: kafka.producer()?,
         topic: kafka.topic(contracts::TAX_TOPIC),
         dlq_topic: kafka.topic(contracts::TAX_DLQ_TOPIC),

@@ -54,13 +54,22 @@ async fn advance(conn: &mut sqlx::PgConnection, src: &Source<'_>) -> Result<(), 
     .map(|_| ())
 }
 
-/// Where to resume each partition of `topic`.
-pub async fn offsets(pool: &PgPool, topic: &str) -> Result<std::collections::HashMap<i32, i64>, sqlx::Error> {
-    let rows: Vec<(i32, i64)> = sqlx::query_as("SELECT partition, next_offset FROM consumer_offsets WHERE topic = $1")
-        .bind(topic)
-        .fetch_all(pool)
-        .await?;
-    Ok(rows.into_iter().collect())
+/// Where to resume each of `partitions` (`(topic, partition)`); a partition never consumed has none.
+pub async fn positions(
+    pool: &PgPool,
+    partitions: &[(String, i32)],
+) -> Result<std::collections::HashMap<(String, i32), i64>, sqlx::Error> {
+    let topics: Vec<&str> = partitions.iter().map(|p| p.0.as_str()).collect();
+    let numbers: Vec<i32> = partitions.iter().map(|p| p.1).collect();
+    let rows: Vec<(String, i32, i64)> = sqlx::query_as(
+        "SELECT o.topic, o.partition, o.next_offset FROM consumer_offsets o
+         JOIN unnest($1::text[], $2::int4[]) AS w(topic, partition) USING (topic, partition)",
+    )
+    .bind(&topics)
+    .bind(&numbers)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|(t, p, o)| ((t, p), o)).collect())
 }
 
 async fn insert_withholding_on(

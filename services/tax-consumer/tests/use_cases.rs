@@ -10,7 +10,9 @@ use rdkafka::producer::FutureRecord;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-#[tokio::test]
+// The group's rebalance places partitions with a blocking read: the multi-threaded runtime, as the
+// service runs on.
+#[tokio::test(flavor = "multi_thread")]
 async fn an_event_delivered_twice_is_one_withholding_record() {
     let common = peers::testing::common("tax-consumer").await;
     let mut kafka = platform::kafka::KafkaConfig::from(&Env::process()).unwrap();
