@@ -117,3 +117,49 @@ impl Drop for Flight {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// `keys` and `read` agree on the order: an entry stored under `key` — the last of `keys` —
+    /// is found by `read` among the values of `keys`, and only at the revisions it was stored at.
+    #[test]
+    fn an_entry_is_read_back_from_where_keys_put_it() {
+        let (id, today) = (Uuid::new_v4(), NaiveDate::from_ymd_opt(2024, 3, 1).unwrap());
+        let keys = keys(id, "SAVE", today);
+        assert_eq!(keys.last(), Some(&key(id, today)), "the entry's key comes last");
+        let estimate = Estimate {
+            account_id: id,
+            business_date: today,
+            period_from: today,
+            period_to: today,
+            amounts: domain::Withheld::default(),
+            carry_in_units: 0,
+            payable: false,
+            code: Some("NOTHING_TO_PAY".into()),
+        };
+        let entry = Entry {
+            ledger_rev: Some(3),
+            rates_rev: Some(5),
+            tax_rules_rev: Some(7),
+            tax_category: TaxCategory::General,
+            estimate,
+            quote: None,
+        };
+        let values = |tax: &str| {
+            vec![
+                Some("3".to_string()),
+                Some("5".into()),
+                Some(tax.into()),
+                Some(serde_json::to_string(&entry).unwrap()),
+            ]
+        };
+        let read = read(&values("7"), TaxCategory::General);
+        assert_eq!((read.ledger_rev, read.rates_rev, read.tax_rules_rev), (Some(3), Some(5), Some(7)));
+        assert!(read.entry.is_some());
+        assert!(super::read(&values("8"), TaxCategory::General).entry.is_none(), "the tax rules moved");
+        assert!(super::read(&values("7"), TaxCategory::TaxFree).entry.is_none(), "another category");
+    }
+}

@@ -302,7 +302,8 @@ pub async fn estimate(state: &AppState, id: Uuid) -> Result<Estimate, InterestEr
         return Ok(with_status(entry.estimate, status));
     }
     let keys = estimate_cache::keys(id, &account.product_code, today);
-    let _flight = state.flights.enter(&estimate_cache::key(id, today)).await;
+    let entry_key = estimate_cache::key(id, today);
+    let _flight = state.flights.enter(&entry_key).await;
     // Read the revisions again before reading the ledger: an entry stored under them is stale as
     // soon as either moves. Another request may have filled the entry while we waited.
     let Ok(values) = revision::read(redis, &keys).await else {
@@ -326,7 +327,7 @@ pub async fn estimate(state: &AppState, id: Uuid) -> Result<Estimate, InterestEr
         quote: Some(quote),
     };
     if let (Ok(json), true) = (serde_json::to_string(&entry), ttl.as_millis() > 0) {
-        if let Err(e) = redis.set_px(&keys[2], &json, ttl).await {
+        if let Err(e) = redis.set_px(&entry_key, &json, ttl).await {
             tracing::warn!(error = %e, "estimate not cached");
         }
     }
