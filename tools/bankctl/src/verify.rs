@@ -5,10 +5,12 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use chrono::NaiveDate;
+use clap::{ArgGroup, Args};
 use contracts::legacy::{Figures, LegacyQuote, FIELDS};
 use contracts::{Account, AccountPage, Customer, Estimate};
 use futures::StreamExt;
@@ -16,38 +18,47 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::{client, url};
+use crate::{client, command_help, url, ACCOUNT_INFO_URL, CUSTOMER_URL, INTEREST_URL, LEGACY_CORE_URL, SERVICE_TOKEN};
 
-struct Options {
-    date: NaiveDate,
-    accounts: Option<String>,
-    out: String,
-    max_mismatches: usize,
-    concurrency: usize,
-    progress: bool,
-}
-
-fn options(mut it: impl Iterator<Item = String>) -> anyhow::Result<Options> {
-    let (mut date, mut accounts, mut all, mut out) = (None, None, false, None);
-    let (mut max_mismatches, mut concurrency, mut progress) = (0usize, 32usize, true);
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--date" => date = Some(it.next().context("--date needs a value")?.parse().context("--date: YYYY-MM-DD")?),
-            "--accounts" => accounts = Some(it.next().context("--accounts needs a file")?),
-            "--all" => all = true,
-            "--out" => out = Some(it.next().context("--out needs a directory")?),
-            "--max-mismatches" => max_mismatches = it.next().context("--max-mismatches needs a number")?.parse()?,
-            "--concurrency" => concurrency = it.next().context("--concurrency needs a number")?.parse()?,
-            "--no-progress" => progress = false,
-            other => bail!("unknown argument {other}"),
-        }
-    }
-    let date: NaiveDate = date.context("--date is required")?;
-    if accounts.is_some() == all {
-        bail!("give either --accounts FILE or --all");
-    }
-    let out = out.unwrap_or_else(|| format!("verify-{date}"));
-    Ok(Options { date, accounts, out, max_mismatches, concurrency: concurrency.clamp(1, 256), progress })
+/// Compare every account's figures with the legacy core's
+///
+/// Both sides' figures for the business date, in estimate mode (nothing is paid), compared field by
+/// field; writes DIR/mismatches.csv and DIR/summary.json and prints the summary (by field, product
+/// and customer status, the largest differences). An account either side could not answer for is
+/// unverified.
+#[derive(Args, Debug)]
+#[command(after_help = command_help(
+    &[&INTEREST_URL, &LEGACY_CORE_URL, &ACCOUNT_INFO_URL, &CUSTOMER_URL, &SERVICE_TOKEN],
+    &[
+        "mismatched plus unverified accounts within --max-mismatches",
+        "above --max-mismatches",
+        "could not run",
+    ],
+))]
+// --accounts or --all: exactly one of them.
+#[command(group(ArgGroup::new("which").required(true).multiple(false).args(["accounts", "all"])))]
+pub struct VerifyArgs {
+    /// Business date to compare
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub(crate) date: NaiveDate,
+    /// Verify the accounts whose ids are in FILE, one per line (blank lines skipped)
+    #[arg(long, value_name = "FILE")]
+    pub(crate) accounts: Option<PathBuf>,
+    /// Verify every account (as the account-info service lists them)
+    #[arg(long)]
+    pub(crate) all: bool,
+    /// Directory for mismatches.csv and summary.json (created if missing) [default: verify-DATE]
+    #[arg(long, value_name = "DIR")]
+    pub(crate) out: Option<PathBuf>,
+    /// Mismatched plus unverified accounts tolerated before the exit code is 1
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub(crate) max_mismatches: usize,
+    /// Accounts compared at once (1 to 256; a number outside is taken as the nearest)
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    pub(crate) concurrency: usize,
+    /// Do not draw the progress bar
+    #[arg(long)]
+    pub(crate) no_progress: bool,
 }
 
 enum Outcome {
@@ -184,13 +195,14 @@ fn csv_row(id: Uuid, account: Option<&Account>, status: &str, fields: &[&str], o
 
 /// Runs the verification; `Ok(true)` when the mismatches and unverified accounts are within the
 /// threshold.
-pub async fn verify(it: impl Iterator<Item = String>) -> anyhow::Result<bool> {
-    let o = options(it)?;
+pub async fn verify(o: VerifyArgs) -> anyhow::Result<bool> {
+    let out = o.out.clone().unwrap_or_else(|| PathBuf::from(format!("verify-{}", o.date)));
+    let concurrency = o.concurrency.clamp(1, 256);
     let u = Urls {
-        interest: url("INTEREST_URL", "http://127.0.0.1:8084"),
-        legacy: url("LEGACY_CORE_URL", "http://127.0.0.1:8090"),
-        account_info: url("ACCOUNT_INFO_URL", "http://127.0.0.1:8082"),
-        customer: url("CUSTOMER_URL", "http://127.0.0.1:8081"),
+        interest: url(&INTEREST_URL),
+        legacy: url(&LEGACY_CORE_URL),
+        account_info: url(&ACCOUNT_INFO_URL),
+        customer: url(&CUSTOMER_URL),
     };
     let http = client(Duration::from_secs(30))?;
     let ids = match &o.accounts {
@@ -198,7 +210,7 @@ pub async fn verify(it: impl Iterator<Item = String>) -> anyhow::Result<bool> {
         None => all_accounts(&http, &u.account_info).await?,
     };
     let started = Instant::now();
-    let bar = if o.progress { ProgressBar::new(ids.len() as u64) } else { ProgressBar::hidden() };
+    let bar = if !o.no_progress { ProgressBar::new(ids.len() as u64) } else { ProgressBar::hidden() };
     bar.set_style(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} accounts ({per_sec}) {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -209,7 +221,7 @@ pub async fn verify(it: impl Iterator<Item = String>) -> anyhow::Result<bool> {
             let (http, u) = (&http, &u);
             async move { (id, compare(http, u, id, o.date).await) }
         })
-        .buffer_unordered(o.concurrency);
+        .buffer_unordered(concurrency);
     while let Some((id, outcome)) = stream.next().await {
         if matches!(outcome, Outcome::Mismatch { .. }) {
             mismatched += 1;
@@ -222,8 +234,9 @@ pub async fn verify(it: impl Iterator<Item = String>) -> anyhow::Result<bool> {
     let seconds = started.elapsed().as_secs_f64();
     let mut s = Summary { business_date: Some(o.date), accounts: ids.len(), seconds, ..Default::default() };
     s.accounts_per_second = ids.len() as f64 / seconds.max(0.001);
-    std::fs::create_dir_all(&o.out).with_context(|| format!("cannot create {}", o.out))?;
-    let csv_path = format!("{}/mismatches.csv", o.out);
+    let out_text = out.display().to_string();
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {out_text}"))?;
+    let csv_path = out.join("mismatches.csv");
     let mut csv = std::io::BufWriter::new(std::fs::File::create(&csv_path)?);
     writeln!(csv, "{HEADER}")?;
     // Who and what each mismatched account is (account, then its customer), fetched concurrently.
@@ -243,7 +256,7 @@ pub async fn verify(it: impl Iterator<Item = String>) -> anyhow::Result<bool> {
                 (id, (account, status))
             }
         })
-        .buffer_unordered(o.concurrency)
+        .buffer_unordered(concurrency)
         .collect()
         .await;
     let mut largest = Vec::new();
@@ -277,8 +290,8 @@ pub async fn verify(it: impl Iterator<Item = String>) -> anyhow::Result<bool> {
     largest.sort_by_key(|l| std::cmp::Reverse(l.largest_difference_won));
     largest.truncate(10);
     s.largest = largest;
-    std::fs::write(format!("{}/summary.json", o.out), serde_json::to_string_pretty(&s)?)?;
-    print_summary(&s, &o.out);
+    std::fs::write(out.join("summary.json"), serde_json::to_string_pretty(&s)?)?;
+    print_summary(&s, &out_text);
     Ok(s.mismatched + s.unverified <= o.max_mismatches)
 }
 
