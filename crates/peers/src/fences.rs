@@ -19,6 +19,9 @@ use crate::Ledger;
 /// Fences read at a time.
 const PAGE: i64 = 1000;
 
+/// How soon a pass that failed is tried again.
+const RETRY: Duration = Duration::from_secs(2);
+
 /// A fence raised this recently may still have a neighbour with a smaller `seq` uncommitted (a
 /// raise takes at most a few seconds: a 2 s lock timeout, then its commit), so the cursor does not
 /// move past it yet; it is read again next time (adopting a fence twice changes nothing).
@@ -27,7 +30,8 @@ const SETTLE: chrono::Duration = chrono::Duration::seconds(30);
 /// For the life of the process: every fence whose subject starts with `prefix` goes to `adopt`
 /// (a page at a time, subjects with the prefix stripped), which raises each subject's revision to
 /// its fence where it is behind and answers how many it raised. Then every `every`
-/// (`FENCE_CATCH_UP_MS`, 30 s) the fences raised since.
+/// (`FENCE_CATCH_UP_MS`, 30 s) the fences raised since; a pass that failed (the ledger still
+/// starting, or away) is tried again within 2 s.
 ///
 /// Metrics, by `owner`: `payout_fences_ahead` (subjects found ahead of their owner in the last
 /// pass, each healed at once), `payout_fences_ahead_total`, and
@@ -47,7 +51,7 @@ pub async fn catch_up<F, Fut, E>(
     metrics::counter!("payout_fences_ahead_total", "owner" => owner).increment(0);
     let mut cursor = 0;
     loop {
-        match pass(ledger.as_ref(), prefix, cursor, &mut adopt).await {
+        let pause = match pass(ledger.as_ref(), prefix, cursor, &mut adopt).await {
             Ok((next, ahead)) => {
                 cursor = next;
                 metrics::gauge!("payout_fences_ahead", "owner" => owner).set(ahead as f64);
@@ -57,10 +61,15 @@ pub async fn catch_up<F, Fut, E>(
                 if ahead > 0 {
                     tracing::warn!(owner, ahead, "revisions caught up with payout fences raised ahead of them");
                 }
+                every
             }
-            Err(e) => tracing::warn!(owner, error = %e, "payout fences not caught up; retrying"),
-        }
-        tokio::time::sleep(every).await;
+            Err(e) => {
+                // The ledger may still be starting (services start in any order): soon again.
+                tracing::warn!(owner, error = %e, "payout fences not caught up; retrying");
+                every.min(RETRY)
+            }
+        };
+        tokio::time::sleep(pause).await;
     }
 }
 
