@@ -118,6 +118,7 @@ pub async fn insert_entries(
     let mut value_dates = Vec::new();
     let mut balances = Vec::new();
     let mut payout_ids = Vec::new();
+    let mut payout_keys = Vec::new();
     let mut payouts = Vec::new();
     // Lines, flattened across entries.
     let (mut l_entries, mut l_nos, mut l_ledger, mut l_accounts, mut l_debits, mut l_credits) =
@@ -130,6 +131,7 @@ pub async fn insert_entries(
         value_dates.push(h.value_date);
         balances.push(h.balance_after);
         payout_ids.push(h.payout.map(|p| p.payout_id));
+        payout_keys.push(h.payout.map(|p| p.idempotency_key.as_str()));
         payouts.push(h.payout.map(serde_json::to_value).transpose().map_err(|e| sqlx::Error::Encode(Box::new(e)))?);
         for (i, l) in e.lines().iter().enumerate() {
             l_entries.push(h.entry_id);
@@ -142,9 +144,11 @@ pub async fn insert_entries(
     }
     let rows = sqlx::query(
         "INSERT INTO journal_entries
-            (entry_id, kind, account_id, business_date, value_date, balance_after, payout_id, payout, created_at)
+            (entry_id, kind, account_id, business_date, value_date, balance_after, payout_id, payout, payout_key,
+             created_at)
          SELECT u.*, clock_timestamp()
-         FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::date[], $5::date[], $6::int8[], $7::uuid[], $8::jsonb[]) u
+         FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::date[], $5::date[], $6::int8[], $7::uuid[], $8::jsonb[],
+                     $9::text[]) u
          RETURNING entry_id, seq, created_at",
     )
     .bind(&ids)
@@ -155,6 +159,7 @@ pub async fn insert_entries(
     .bind(&balances)
     .bind(&payout_ids)
     .bind(&payouts)
+    .bind(&payout_keys)
     .fetch_all(&mut *conn)
     .await?;
     sqlx::query(
@@ -456,12 +461,11 @@ const POSTING_COLUMNS: &str = "entry_id, payout, balance_after, created_at, seq"
 /// Payouts of some accounts booked on some days.
 const INTEREST_POSTINGS_ON: &str = "SELECT account_id, entry_id, payout, balance_after, created_at, seq
      FROM journal_entries WHERE kind = 'INTEREST_PAYOUT' AND account_id = ANY($1) AND business_date = ANY($2)";
-/// Payouts under some keys, by the key index alone (its predicate spelled out, so the planner
-/// matches it whatever the statistics say; with the accounts in the index condition too it
-/// costed keys × accounts probes and chose a scan), narrowed to exact (account, key) pairs in Rust.
+/// Payouts under some keys, by the key index alone (with the accounts in the index condition too
+/// it costed keys × accounts probes and chose a scan), narrowed to exact (account, key) pairs in
+/// Rust.
 const INTEREST_POSTINGS_UNDER: &str = "SELECT account_id, entry_id, payout, balance_after, created_at, seq
-     FROM journal_entries
-     WHERE (payout ->> 'idempotency_key') IS NOT NULL AND (payout ->> 'idempotency_key') = ANY($1)";
+     FROM journal_entries WHERE payout_key = ANY($1)";
 /// An account's last payout, before a day or at all.
 const LAST_INTEREST_POSTING: &str = "SELECT entry_id, payout, balance_after, created_at, seq FROM journal_entries
      WHERE kind = 'INTEREST_PAYOUT' AND account_id = $1 AND ($2::date IS NULL OR business_date < $2)
