@@ -23,7 +23,8 @@ pub struct KafkaConfig {
     pub partitions: i32,
     /// Produce requests in flight per broker connection (`KAFKA_MAX_IN_FLIGHT`, 1 to 5).
     pub max_in_flight: u8,
-    /// How long the producer gathers records into one request (`KAFKA_LINGER_MS`).
+    /// How long the producer gathers records into one request (`KAFKA_LINGER_MS`, 20 ms: a run's
+    /// events go in larger batches, which costs the broker less CPU; BENCHMARKS.md).
     pub linger_ms: u32,
     /// `none`, `gzip`, `snappy`, `lz4` or `zstd` (`KAFKA_COMPRESSION`).
     pub compression: String,
@@ -56,7 +57,7 @@ impl KafkaConfig {
             topic_prefix: env.var("KAFKA_TOPIC_PREFIX", ""),
             partitions: env.parse("KAFKA_PARTITIONS", "6")?,
             max_in_flight,
-            linger_ms: env.parse("KAFKA_LINGER_MS", "5")?,
+            linger_ms: env.parse("KAFKA_LINGER_MS", "20")?,
             idempotence: env.parse("KAFKA_IDEMPOTENCE", "true")?,
             compression,
         })

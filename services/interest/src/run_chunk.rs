@@ -158,8 +158,16 @@ async fn evaluate(
         return Ok((Vec::new(), rest));
     }
     let balances = state.ledger.daily_balances_many(&BalancesBatch { queries }).await?.accounts;
-    // One read of the rules and their revision a chunk (the revision goes into every quote's basis).
-    let (tax_rules, tax_rules_rev) = state.reference.tax_rules(&state.pool, None, false).await?;
+    // The rules kept in process while Redis says they are current (one GET a chunk), else read
+    // again; their revision goes into every quote's basis.
+    let known = match &state.redis_cache {
+        Some(redis) => platform::revision::read(redis, &[contracts::revision::tax_rules()])
+            .await
+            .ok()
+            .and_then(|v| v.first().and_then(platform::revision::parse_rev)),
+        None => None,
+    };
+    let (tax_rules, tax_rules_rev) = state.reference.tax_rules(&state.pool, known, false).await?;
     let mut tables = HashMap::new();
     let mut evaluations = Vec::new();
     for ((a, c, prior, period), b) in quotable.into_iter().zip(balances) {

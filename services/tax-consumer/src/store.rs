@@ -15,7 +15,7 @@ pub struct Source<'a> {
 /// Returns false when the payout already had its record (a redelivery).
 pub async fn insert_withholding(pool: &PgPool, e: &TaxWithholdingEvent, src: &Source<'_>) -> Result<bool, sqlx::Error> {
     let mut conn = pool.acquire().await?;
-    insert_withholding_on(&mut conn, e, src).await
+    Ok(insert_withholdings(&mut conn, &[(e.clone(), Source { ..*src })]).await? == 1)
 }
 
 /// Records the withholdings and moves the consumer's positions past their messages, atomically.
@@ -25,10 +25,9 @@ pub async fn consume_withholdings(
     records: &[(TaxWithholdingEvent, Source<'_>)],
 ) -> Result<usize, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let mut fresh = 0;
+    let fresh = insert_withholdings(&mut tx, records).await? as usize;
     let mut last: std::collections::BTreeMap<(&str, i32), &Source<'_>> = std::collections::BTreeMap::new();
-    for (e, src) in records {
-        fresh += usize::from(insert_withholding_on(&mut tx, e, src).await?);
+    for (_, src) in records {
         let at = last.entry((src.topic, src.partition)).or_insert(src);
         if src.offset > at.offset {
             *at = src;
@@ -72,34 +71,38 @@ pub async fn positions(
     Ok(rows.into_iter().map(|(t, p, o)| ((t, p), o)).collect())
 }
 
-async fn insert_withholding_on(
+/// Inserts the records in one statement; a payout that already has its record keeps it. Returns
+/// how many were new.
+async fn insert_withholdings(
     conn: &mut sqlx::PgConnection,
-    e: &TaxWithholdingEvent,
-    src: &Source<'_>,
-) -> Result<bool, sqlx::Error> {
-    let n = sqlx::query(
+    records: &[(TaxWithholdingEvent, Source<'_>)],
+) -> Result<u64, sqlx::Error> {
+    let e = || records.iter().map(|(e, _)| e);
+    let src = || records.iter().map(|(_, s)| s);
+    sqlx::query(
         "INSERT INTO withholdings (payout_id, event_id, account_id, customer_id, business_date, gross, income_tax,
             local_tax, rural_special_tax, tax_category, occurred_at, source_topic, source_partition, source_offset)
-         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14) ON CONFLICT (payout_id) DO NOTHING",
+         SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::date[], $6::int8[], $7::int8[],
+            $8::int8[], $9::int8[], $10::text[], $11::timestamptz[], $12::text[], $13::int4[], $14::int8[])
+         ON CONFLICT (payout_id) DO NOTHING",
     )
-    .bind(e.payout_id)
-    .bind(e.event_id)
-    .bind(e.account_id)
-    .bind(e.customer_id)
-    .bind(e.business_date)
-    .bind(e.gross)
-    .bind(e.taxes.income_tax)
-    .bind(e.taxes.local_tax)
-    .bind(e.taxes.rural_special_tax)
-    .bind(e.tax_category.as_str())
-    .bind(e.occurred_at)
-    .bind(src.topic)
-    .bind(src.partition)
-    .bind(src.offset)
+    .bind(e().map(|e| e.payout_id).collect::<Vec<_>>())
+    .bind(e().map(|e| e.event_id).collect::<Vec<_>>())
+    .bind(e().map(|e| e.account_id).collect::<Vec<_>>())
+    .bind(e().map(|e| e.customer_id).collect::<Vec<_>>())
+    .bind(e().map(|e| e.business_date).collect::<Vec<_>>())
+    .bind(e().map(|e| e.gross).collect::<Vec<_>>())
+    .bind(e().map(|e| e.taxes.income_tax).collect::<Vec<_>>())
+    .bind(e().map(|e| e.taxes.local_tax).collect::<Vec<_>>())
+    .bind(e().map(|e| e.taxes.rural_special_tax).collect::<Vec<_>>())
+    .bind(e().map(|e| e.tax_category.as_str()).collect::<Vec<_>>())
+    .bind(e().map(|e| e.occurred_at).collect::<Vec<_>>())
+    .bind(src().map(|s| s.topic).collect::<Vec<_>>())
+    .bind(src().map(|s| s.partition).collect::<Vec<_>>())
+    .bind(src().map(|s| s.offset).collect::<Vec<_>>())
     .execute(conn)
-    .await?
-    .rows_affected();
-    Ok(n == 1)
+    .await
+    .map(|r| r.rows_affected())
 }
 
 pub async fn withholdings(
