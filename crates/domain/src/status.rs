@@ -115,6 +115,30 @@ pub fn check_eligibility(
 mod tests {
     use super::*;
 
+    /// Every combination, with SPEC §5's order: the customer's status first, then the account's,
+    /// then the deposit hold (a withdrawal hold never refuses a payout: it is a credit).
+    #[test]
+    fn every_combination_refuses_by_the_first_rule_it_breaks() {
+        use AccountStatus as A;
+        use CustomerStatus as C;
+        for c in [C::Active, C::IdentityTheft, C::HackingVictim, C::Deceased] {
+            for a in [A::Active, A::Dormant, A::Closed] {
+                for held in [false, true] {
+                    let want = if c != C::Active {
+                        Err(Refusal::CustomerRestricted(c))
+                    } else if a != A::Active {
+                        Err(Refusal::AccountNotActive(a))
+                    } else if held {
+                        Err(Refusal::DepositSuspended)
+                    } else {
+                        Ok(())
+                    };
+                    assert_eq!(check_eligibility(c, a, held), want, "{c:?} {a:?} deposit hold {held}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn eligibility_table() {
         use AccountStatus as A;

@@ -143,6 +143,7 @@ pub async fn book_interest_many(
 }
 
 /// What a booking is, once its inputs are read under the row lock.
+#[derive(Debug)]
 enum Decision<'a> {
     /// The same key was booked already: its posting again, nothing written.
     Replay(&'a InterestPosting),
@@ -357,3 +358,7 @@ pub async fn daily_balances_many(state: &AppState, batch: &BalancesBatch) -> Res
         .collect();
     Ok(BalancesMany { accounts })
 }
+
+#[cfg(test)]
+#[path = "bookings_tests.rs"]
+mod tests;
