@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use crate::shadow::Answer;
 use crate::state::AppState;
-use crate::{legacy, payout, rates, runs, tax_rules};
+use crate::{legacy, payout, reference, runs};
 
 /// The routes and their OpenAPI description, from the same annotations.
 pub fn routes(state: AppState) -> (Router, OpenApi) {
@@ -47,7 +47,7 @@ pub fn routes(state: AppState) -> (Router, OpenApi) {
 /// Every product with its rate schedules.
 #[utoipa::path(get, path = "/v1/interest/products", tag = "products", responses((status = 200, body = Vec<Product>)))]
 async fn list_products(State(s): State<AppState>) -> ApiResult<Json<Vec<Product>>> {
-    Ok(Json(rates::products(&s.pool).await?))
+    Ok(Json(reference::products(&s.reference).await?))
 }
 
 /// Creates a product (409 PRODUCT_EXISTS); rates come as schedules.
@@ -57,14 +57,14 @@ async fn create_product(
     State(s): State<AppState>,
     body: Body<CreateProduct>,
 ) -> ApiResult<(StatusCode, Json<Product>)> {
-    Ok((StatusCode::CREATED, Json(rates::create_product(&s.pool, &body.value.code, &body.value.name).await?)))
+    Ok((StatusCode::CREATED, Json(reference::create_product(&s.reference, &body.value.code, &body.value.name).await?)))
 }
 
 /// A product and its rate schedules (404 PRODUCT_NOT_FOUND).
 #[utoipa::path(get, path = "/v1/interest/products/{code}", tag = "products", params(("code" = String, Path)),
     responses((status = 200, body = Product)))]
 async fn read_product(State(s): State<AppState>, Path(code): Path<String>) -> ApiResult<Json<Product>> {
-    Ok(Json(rates::product(&s.pool, &code).await?))
+    Ok(Json(reference::product(&s.reference, &code).await?))
 }
 
 /// The product with its rate schedules (as `GET /v1/interest/products/{code}`).
@@ -83,7 +83,7 @@ async fn add_schedule(
     Path(code): Path<String>,
     body: Body<RateScheduleBody>,
 ) -> ApiResult<(StatusCode, Json<Product>)> {
-    Ok((StatusCode::CREATED, Json(rates::add_schedule(&s, &code, &body.value).await?)))
+    Ok((StatusCode::CREATED, Json(reference::add_schedule(&s.reference, &code, &body.value).await?)))
 }
 
 /// The interest payable now: period, gross, each tax, net, and whether it may be paid (`code`
@@ -216,7 +216,7 @@ async fn payouts_between(State(s): State<AppState>, Query(q): Query<PayoutsQuery
 /// the rules' revision, which every quote carries.
 #[utoipa::path(get, path = "/v1/interest/tax-rules", tag = "tax rules", responses((status = 200, body = TaxRulesView)))]
 async fn list_tax_rules(State(s): State<AppState>) -> ApiResult<Json<TaxRulesView>> {
-    Ok(Json(tax_rules::list(&s).await?))
+    Ok(Json(reference::tax_rules(&s.reference).await?))
 }
 
 /// Schedules a category's withholding from a future business date (a law change). Refused with 422
@@ -238,5 +238,5 @@ async fn schedule_tax_rule(
         .map(|v| v.chars().take(200).collect::<String>())
         .filter(|v| !v.trim().is_empty())
         .unwrap_or_else(|| "service".to_string());
-    Ok((StatusCode::CREATED, Json(tax_rules::schedule(&s, &body.value, &by).await?)))
+    Ok((StatusCode::CREATED, Json(reference::schedule_tax_rule(&s.reference, &body.value, &by).await?)))
 }

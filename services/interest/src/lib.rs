@@ -10,7 +10,6 @@ mod legacy;
 mod outbox;
 mod payout;
 mod peer;
-mod rates;
 mod reference;
 mod rollout;
 mod run_chunk;
@@ -19,7 +18,6 @@ mod runs;
 mod shadow;
 mod state;
 mod store;
-mod tax_rules;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -120,13 +118,8 @@ pub async fn build(config: Config, peers: Peers) -> anyhow::Result<App<AppState>
         metrics::counter!("interest_payout_quotes_total", "source" => source).increment(0);
     }
     let revisions = Publisher::start(infra.redis.clone());
-    // Republish every product's rates revision (a crash may have come between commit and publication).
-    let rates = store::rates_revisions(&infra.pool).await?;
-    revisions
-        .publish_all(rates.into_iter().map(|(code, rev)| (contracts::revision::rates(&code), rev)).collect())
-        .await;
-    let (_, tax_rules_rev) = store::tax_rules(&infra.pool).await?;
-    revisions.publish(contracts::revision::tax_rules(), tax_rules_rev).await;
+    let reference = reference::Reference::new(&infra, peers.ledger.clone(), revisions);
+    reference::republish(&reference).await?;
     let kafka = config.kafka;
     // Started without the broker too: the topics are made when it answers (the relay's events wait
     // in the outbox meanwhile).
@@ -159,9 +152,8 @@ pub async fn build(config: Config, peers: Peers) -> anyhow::Result<App<AppState>
         directory: Directory::new(infra.redis.clone(), peers.accounts, Some(peers.customers)),
         ledger: peers.ledger,
         flights: estimate_cache::Flights::default(),
-        reference: Arc::default(),
+        reference: reference.clone(),
         run_wake: Arc::new(Notify::new()),
-        revisions,
         outbox_wake: Arc::new(Notify::new()),
         lock_lease: config.lock_lease,
         lock_wait: config.lock_wait,
@@ -170,8 +162,8 @@ pub async fn build(config: Config, peers: Peers) -> anyhow::Result<App<AppState>
         shadow,
         rollout: Arc::default(),
     };
-    tokio::spawn(rates::catch_up_with_fences(state.clone(), peers.ledger_sync.clone(), config.fence_catch_up));
-    tokio::spawn(tax_rules::catch_up_with_fences(state.clone(), peers.ledger_sync, config.fence_catch_up));
+    tokio::spawn(reference::catch_up_rates(reference.clone(), peers.ledger_sync.clone(), config.fence_catch_up));
+    tokio::spawn(reference::catch_up_tax_rules(reference, peers.ledger_sync, config.fence_catch_up));
     // Ready without the broker: a payout needs none (its tax event waits in the outbox), so a
     // broker outage must not pull every replica out of service. The relay's backlog is a metric
     // (`interest_outbox_unpublished`, `interest_outbox_oldest_unpublished_seconds`) and an alert.

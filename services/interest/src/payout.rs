@@ -143,8 +143,8 @@ async fn assess(
     let id = account.account_id;
     let (last, (table, rates_rev), (tax_rules, tax_rules_rev)) = tokio::try_join!(
         async { store::last_payout(&state.pool, id).await.map_err(InterestError::from) },
-        state.reference.rate_table(&state.pool, &account.product_code, rates.known, rates.fresh),
-        state.reference.tax_rules(&state.pool, rates.tax_known, rates.fresh),
+        state.reference.rate_table(&account.product_code, rates.known, rates.fresh),
+        state.reference.tax_rules(rates.tax_known, rates.fresh),
     )?;
     let mut last = last;
     // At most one repair round: if the ledger booked a payout we have not recorded (a crash

@@ -167,7 +167,7 @@ async fn evaluate(
             .and_then(|v| v.first().and_then(platform::revision::parse_rev)),
         None => None,
     };
-    let (tax_rules, tax_rules_rev) = state.reference.tax_rules(&state.pool, known, false).await?;
+    let (tax_rules, tax_rules_rev) = state.reference.tax_rules(known, false).await?;
     let mut tables = HashMap::new();
     let mut evaluations = Vec::new();
     for ((a, c, prior, period), b) in quotable.into_iter().zip(balances) {
@@ -181,7 +181,7 @@ async fn evaluate(
             continue;
         }
         if !tables.contains_key(&a.product_code) {
-            let table = state.reference.rate_table(&state.pool, &a.product_code, None, false).await?;
+            let table = state.reference.rate_table(&a.product_code, None, false).await?;
             tables.insert(a.product_code.clone(), table);
         }
         let (table, rates_rev) = &tables[&a.product_code];

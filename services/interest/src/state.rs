@@ -6,7 +6,6 @@ use std::time::Duration;
 use peers::directory::Directory;
 use platform::clock::Clock;
 use platform::redis::Redis;
-use platform::revision::Publisher;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 
@@ -23,11 +22,10 @@ pub struct AppState {
     pub directory: Directory,
     pub ledger: Arc<dyn peers::Ledger>,
     pub flights: estimate_cache::Flights,
-    /// Rate tables and tax rules kept in process.
-    pub reference: Arc<crate::reference::Reference>,
+    /// Products, rate schedules and tax rules, and the copies kept in process.
+    pub reference: crate::reference::Reference,
     /// Wakes the payout-run workers when a run starts.
     pub run_wake: Arc<Notify>,
-    pub revisions: Publisher,
     /// Wakes the outbox relay right after a payout is recorded.
     pub outbox_wake: Arc<Notify>,
     pub lock_lease: Duration,

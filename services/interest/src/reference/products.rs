@@ -1,4 +1,5 @@
-//! Products and rate schedules: validation into domain types, and the product's rate table.
+//! Products and rate schedules: validation into domain types, the product's rate table, and the
+//! use cases that list, create and change them.
 
 use contracts::problem::Code;
 use contracts::{PayoutFence, Product, RateScheduleBody};
@@ -7,9 +8,8 @@ use peers::Ledger;
 use platform::db::GuardedBy;
 use sqlx::PgPool;
 
+use super::{store, Reference};
 use crate::error::InterestError;
-use crate::state::AppState;
-use crate::store;
 
 fn invalid(field: impl Into<String>, detail: impl Into<String>) -> InterestError {
     InterestError::Invalid { field: field.into(), detail: detail.into() }
@@ -37,7 +37,7 @@ pub async fn rate_table(pool: &PgPool, code: &str) -> Result<(RateTable, i64), I
     Ok((RateTable::new(schedules), rev))
 }
 
-pub async fn create_product(pool: &PgPool, code: &str, name: &str) -> Result<Product, InterestError> {
+pub async fn create_product(reference: &Reference, code: &str, name: &str) -> Result<Product, InterestError> {
     if !contracts::is_product_code(code) {
         return Err(invalid("code", "code must be 1-64 letters, digits, '_' or '-'"));
     }
@@ -45,19 +45,21 @@ pub async fn create_product(pool: &PgPool, code: &str, name: &str) -> Result<Pro
     if name.is_empty() || name.chars().count() > 200 {
         return Err(invalid("name", "name must be 1 to 200 characters"));
     }
-    store::insert_product(pool, code, name).await.guarded_by("products_pkey", || {
+    store::insert_product(&reference.pool, code, name).await.guarded_by("products_pkey", || {
         InterestError::Rule(Code::ProductExists, format!("product {code} already exists"))
     })?;
     Ok(Product { code: code.into(), name: name.into(), rate_schedules: vec![], rates_rev: 0 })
 }
 
-pub async fn product(pool: &PgPool, code: &str) -> Result<Product, InterestError> {
+pub async fn product(reference: &Reference, code: &str) -> Result<Product, InterestError> {
+    let pool = &reference.pool;
     let name = store::product_name(pool, code).await?.ok_or_else(|| InterestError::ProductNotFound(code.into()))?;
     let (rates_rev, rate_schedules) = store::schedules_at_rev(pool, code).await?;
     Ok(Product { code: code.into(), name, rate_schedules, rates_rev })
 }
 
-pub async fn products(pool: &PgPool) -> Result<Vec<Product>, InterestError> {
+pub async fn products(reference: &Reference) -> Result<Vec<Product>, InterestError> {
+    let pool = &reference.pool;
     let mut out = Vec::new();
     for (code, name) in store::product_codes(pool).await? {
         let (rates_rev, rate_schedules) = store::schedules_at_rev(pool, &code).await?;
@@ -73,7 +75,11 @@ pub async fn products(pool: &PgPool) -> Result<Vec<Product>, InterestError> {
 /// for bookings in flight on the product, refuses the schedule if a booked payout already covers
 /// its first day, and from then on refuses bookings quoted at the old rates; only then does the
 /// schedule commit here.
-pub async fn add_schedule(state: &AppState, code: &str, body: &RateScheduleBody) -> Result<Product, InterestError> {
+pub async fn add_schedule(
+    reference: &Reference,
+    code: &str,
+    body: &RateScheduleBody,
+) -> Result<Product, InterestError> {
     let schedule = parse_schedule(body)?;
     // Store the canonical form (rates normalised) so reads show what the engine uses.
     let canonical = RateScheduleBody {
@@ -84,7 +90,7 @@ pub async fn add_schedule(state: &AppState, code: &str, body: &RateScheduleBody)
             .map(|b| contracts::BandBody { from: b.from, to: b.to, rate: b.rate.to_percent_string() })
             .collect(),
     };
-    let mut tx = state.pool.begin().await?;
+    let mut tx = reference.pool.begin().await?;
     let rev =
         store::lock_product_rates(&mut tx, code).await?.ok_or_else(|| InterestError::ProductNotFound(code.into()))?;
     if let Some(p) = store::product_paid_through(&mut tx, code).await?.filter(|p| canonical.effective_from <= *p) {
@@ -96,11 +102,12 @@ pub async fn add_schedule(state: &AppState, code: &str, body: &RateScheduleBody)
             format!("{code} already has a schedule effective from {}", body.effective_from),
         ));
     }
-    let rev = raise_rates_fence(state.ledger.as_ref(), &mut tx, code, rev + 1, Some(canonical.effective_from)).await?;
+    let rev =
+        raise_rates_fence(reference.ledger.as_ref(), &mut tx, code, rev + 1, Some(canonical.effective_from)).await?;
     platform::fault::point("rates.after_fence");
     tx.commit().await?;
-    state.revisions.publish(contracts::revision::rates(code), rev).await;
-    product(&state.pool, code).await
+    reference.revisions.publish(contracts::revision::rates(code), rev).await;
+    product(reference, code).await
 }
 
 fn affects_paid_period(code: &str, paid: chrono::NaiveDate) -> InterestError {
@@ -131,21 +138,4 @@ async fn raise_rates_fence(
     };
     store::set_rates_rev(tx, code, raised.rev).await?;
     Ok(raised.rev)
-}
-
-/// Products whose rates fence is ahead of their revision catch up with it (see
-/// [`peers::fences`]): a crash between raising the fence and committing the schedule would
-/// otherwise leave the product's payouts refused as stale until its next schedule change. A
-/// change in progress holds the product row, so this waits for it.
-pub async fn catch_up_with_fences(state: AppState, ledger: std::sync::Arc<dyn Ledger>, every: std::time::Duration) {
-    peers::fences::catch_up(ledger, "interest-rates", "rates:", every, |page| {
-        let state = state.clone();
-        async move {
-            let moved = store::catch_up_rates(&state.pool, &page).await?;
-            let revs = moved.iter().map(|(code, rev)| (contracts::revision::rates(code), *rev)).collect();
-            state.revisions.publish_all(revs).await;
-            Ok::<_, sqlx::Error>(moved.len() as u64)
-        }
-    })
-    .await
 }

@@ -10,13 +10,14 @@
 //! only then does the rule commit here.
 
 use contracts::problem::Code;
-use contracts::{PayoutFence, ScheduleTaxRule, TaxBaseName, TaxComponentBody, TaxComponentName, TaxRulesView};
+use contracts::{
+    PayoutFence, ScheduleTaxRule, TaxBaseName, TaxComponentBody, TaxComponentName, TaxRuleView, TaxRulesView,
+};
 use domain::{AnnualRate, TaxBase, TaxComponent, TaxComponentRule, TaxRule};
 use platform::db::GuardedBy;
 
+use super::{store, Reference};
 use crate::error::InterestError;
-use crate::state::AppState;
-use crate::store;
 
 fn invalid(field: impl Into<String>, detail: impl Into<String>) -> InterestError {
     InterestError::Invalid { field: field.into(), detail: detail.into() }
@@ -40,7 +41,7 @@ fn base(name: TaxBaseName) -> TaxBase {
 }
 
 /// A kept component as the API shows it.
-pub fn to_body(c: &TaxComponentRule) -> TaxComponentBody {
+fn to_body(c: &TaxComponentRule) -> TaxComponentBody {
     let component = match c.component {
         TaxComponent::IncomeTax => TaxComponentName::IncomeTax,
         TaxComponent::LocalTax => TaxComponentName::LocalTax,
@@ -84,19 +85,32 @@ pub fn parse(body: &ScheduleTaxRule) -> Result<TaxRule, InterestError> {
 }
 
 /// Every rule with who scheduled it, and the rules' revision.
-pub async fn list(state: &AppState) -> Result<TaxRulesView, InterestError> {
-    Ok(store::tax_rule_views(&state.pool).await?)
+pub async fn list(reference: &Reference) -> Result<TaxRulesView, InterestError> {
+    let (rev, kept) = store::tax_rule_views(&reference.pool).await?;
+    let rules = kept
+        .into_iter()
+        .map(|k| TaxRuleView {
+            category: k.rule.category,
+            effective_from: k.rule.effective_from,
+            components: k.rule.components.iter().map(to_body).collect(),
+            rev: k.rev,
+            scheduled_by: k.scheduled_by,
+            reason: k.reason,
+            scheduled_at: k.scheduled_at,
+        })
+        .collect();
+    Ok(TaxRulesView { rev, rules })
 }
 
 /// Schedules a rule from a future business date (see the module's doc); `by` is who asked (the
 /// gateway's caller, or the service credential's holder).
-pub async fn schedule(state: &AppState, body: &ScheduleTaxRule, by: &str) -> Result<TaxRulesView, InterestError> {
+pub async fn schedule(reference: &Reference, body: &ScheduleTaxRule, by: &str) -> Result<TaxRulesView, InterestError> {
     let rule = parse(body)?;
-    let today = state.clock.today().await?;
+    let today = reference.clock.today().await?;
     if rule.effective_from <= today {
         return Err(invalid("effective_from", format!("a tax rule starts on a future business date, after {today}")));
     }
-    let mut tx = state.pool.begin().await?;
+    let mut tx = reference.pool.begin().await?;
     let rev = store::lock_tax_rules(&mut tx).await?;
     let category = rule.category;
     if let Some(paid) = store::category_paid_on(&mut tx, category).await?.filter(|p| rule.effective_from <= *p) {
@@ -114,7 +128,7 @@ pub async fn schedule(state: &AppState, body: &ScheduleTaxRule, by: &str) -> Res
         rev: rev + 1,
         effective_from: Some(rule.effective_from),
     };
-    let raised = match state.ledger.raise_fence(&fence).await {
+    let raised = match reference.ledger.raise_fence(&fence).await {
         Ok(f) => f,
         Err(e) if e.refusal() == Some(Code::TaxRuleAffectsPaidPeriod) => {
             return Err(InterestError::Rule(Code::TaxRuleAffectsPaidPeriod, format!("the ledger: {e}")))
@@ -126,9 +140,9 @@ pub async fn schedule(state: &AppState, body: &ScheduleTaxRule, by: &str) -> Res
     store::set_tax_rules_rev(&mut tx, rev).await?;
     platform::fault::point("tax.after_fence");
     tx.commit().await?;
-    state.revisions.publish(contracts::revision::tax_rules(), rev).await;
+    reference.revisions.publish(contracts::revision::tax_rules(), rev).await;
     tracing::warn!(category = category.as_str(), effective_from = %rule.effective_from, rev, by, "tax rule scheduled");
-    list(state).await
+    list(reference).await
 }
 
 fn affects_paid(category: domain::TaxCategory, paid: chrono::NaiveDate) -> InterestError {
@@ -136,25 +150,4 @@ fn affects_paid(category: domain::TaxCategory, paid: chrono::NaiveDate) -> Inter
         Code::TaxRuleAffectsPaidPeriod,
         format!("a {} payout has business date {paid}; a new rule must start after it", category.as_str()),
     )
-}
-
-/// The tax rules' revision catches up with the categories' fences (see [`peers::fences`]): a
-/// crash between raising a fence and committing the rule leaves the fence ahead.
-pub async fn catch_up_with_fences(
-    state: AppState,
-    ledger: std::sync::Arc<dyn peers::Ledger>,
-    every: std::time::Duration,
-) {
-    peers::fences::catch_up(ledger, "interest-tax", "tax:", every, |page| {
-        let state = state.clone();
-        async move {
-            let Some(highest) = page.iter().map(|(_, rev)| *rev).max() else { return Ok(0) };
-            let moved = store::catch_up_tax_rules(&state.pool, highest).await?;
-            if let Some(rev) = moved {
-                state.revisions.publish(contracts::revision::tax_rules(), rev).await;
-            }
-            Ok::<_, sqlx::Error>(u64::from(moved.is_some()))
-        }
-    })
-    .await
 }

@@ -12,8 +12,8 @@ use domain::{RateTable, TaxRules};
 use platform::revision::Rev;
 use sqlx::PgPool;
 
+use super::{products, store, Reference};
 use crate::error::InterestError;
-use crate::{rates, store};
 
 struct Loaded<T> {
     value: Arc<T>,
@@ -21,7 +21,7 @@ struct Loaded<T> {
 }
 
 #[derive(Default)]
-pub struct Reference {
+pub struct Kept {
     rates: Mutex<HashMap<String, Loaded<RateTable>>>,
     tax: Mutex<Option<Loaded<TaxRules>>>,
 }
@@ -32,8 +32,27 @@ fn count(what: &'static str, hit: bool) {
 }
 
 impl Reference {
-    /// The product's rate table and its revision. `known`: the revision Redis holds for it.
+    /// The product's rate table and its revision. `known`: the revision Redis holds for it;
+    /// `fresh`: read the database whatever it says.
     pub async fn rate_table(
+        &self,
+        code: &str,
+        known: Rev,
+        fresh: bool,
+    ) -> Result<(Arc<RateTable>, i64), InterestError> {
+        self.kept.rate_table(&self.pool, code, known, fresh).await
+    }
+
+    /// Every tax rule and their revision. `known`: the revision Redis holds for them; `fresh`:
+    /// read the database whatever it says.
+    pub async fn tax_rules(&self, known: Rev, fresh: bool) -> Result<(Arc<TaxRules>, i64), InterestError> {
+        self.kept.tax_rules(&self.pool, known, fresh).await
+    }
+}
+
+impl Kept {
+    /// The product's rate table and its revision. `known`: the revision Redis holds for it.
+    async fn rate_table(
         &self,
         pool: &PgPool,
         code: &str,
@@ -50,7 +69,7 @@ impl Reference {
             }
         }
         count("rates", false);
-        let (table, rev) = rates::rate_table(pool, code).await?;
+        let (table, rev) = products::rate_table(pool, code).await?;
         let table = Arc::new(table);
         let loaded = Loaded { value: table.clone(), rev };
         self.rates.lock().unwrap_or_else(|p| p.into_inner()).insert(code.to_string(), loaded);
@@ -58,12 +77,7 @@ impl Reference {
     }
 
     /// Every tax rule and their revision. `known`: the revision Redis holds for them.
-    pub async fn tax_rules(
-        &self,
-        pool: &PgPool,
-        known: Rev,
-        fresh: bool,
-    ) -> Result<(Arc<TaxRules>, i64), InterestError> {
+    async fn tax_rules(&self, pool: &PgPool, known: Rev, fresh: bool) -> Result<(Arc<TaxRules>, i64), InterestError> {
         if !fresh {
             let tax = self.tax.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(l) = tax.as_ref().filter(|l| known == Some(l.rev)) {
