@@ -16,9 +16,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::shadow::Answer;
+use crate::migration::{self, Answer};
 use crate::state::AppState;
-use crate::{legacy, payout, reference, runs};
+use crate::{payout, reference, runs};
 
 /// The routes and their OpenAPI description, from the same annotations.
 pub fn routes(state: AppState) -> (Router, OpenApi) {
@@ -91,10 +91,10 @@ async fn add_schedule(
 #[utoipa::path(get, path = "/v1/interest/accounts/{id}", tag = "payouts", params(("id" = Uuid, Path)),
     responses((status = 200, body = Estimate)))]
 async fn estimate(State(s): State<AppState>, Path(id): Path<Uuid>, headers: HeaderMap) -> ApiResult<Json<Estimate>> {
-    let estimate = payout::estimate(&s, id).await?;
+    let estimate = payout::estimate(&s.payouts, id).await?;
     // A batch verification compares its estimates itself (`X-Shadow: off`).
     let batch = headers.get("x-shadow").is_some_and(|v| v == "off");
-    if let Some(shadow) = s.shadow.as_ref().filter(|_| !batch) {
+    if let Some(shadow) = s.migration.shadow().filter(|_| !batch) {
         shadow.offer(Answer::Estimate(estimate.clone()));
     }
     Ok(Json(estimate))
@@ -112,8 +112,8 @@ async fn pay(
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Payout>)> {
     let hash = platform::extract::request_hash(&body);
-    let payout = payout::pay(&s, id, &key, &hash).await?;
-    if let Some(shadow) = &s.shadow {
+    let payout = payout::pay(&s.payouts, id, &key, &hash).await?;
+    if let Some(shadow) = s.migration.shadow() {
         shadow.offer(Answer::Payout(payout.clone()));
     }
     Ok((StatusCode::CREATED, Json(payout)))
@@ -124,7 +124,7 @@ async fn pay(
 #[utoipa::path(get, path = "/v1/interest/legacy/accounts/{id}", tag = "legacy core", params(("id" = Uuid, Path)),
     responses((status = 200, body = Estimate)))]
 async fn legacy_estimate(State(s): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<Json<Estimate>> {
-    Ok(Json(legacy::estimate(&s, id).await?))
+    Ok(Json(migration::legacy_estimate(&s.migration, id).await?))
 }
 
 /// A payout made by the legacy core: booked in the same ledger, so at most one per account and
@@ -138,7 +138,7 @@ async fn legacy_pay(
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Payout>)> {
     let hash = platform::extract::request_hash(&body);
-    Ok((StatusCode::CREATED, Json(legacy::pay(&s, id, &key, &hash).await?)))
+    Ok((StatusCode::CREATED, Json(migration::legacy_pay(&s.migration, id, &key, &hash).await?)))
 }
 
 /// Shadow comparisons with the legacy core that found a difference, newest first.
@@ -148,20 +148,14 @@ async fn shadow_mismatches(
     State(s): State<AppState>,
     Query(q): Query<ShadowMismatchesQuery>,
 ) -> ApiResult<Json<ShadowMismatches>> {
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(platform::ApiError::validation("limit", "limit must be 1 to 1000"));
-    }
-    let rows = crate::store::shadow_mismatches(&s.pool, &q, limit).await.map_err(crate::error::InterestError::from)?;
-    let next_before = (rows.len() as i64 == limit).then(|| rows.last().map(|r| r.0)).flatten();
-    Ok(Json(ShadowMismatches { mismatches: rows.into_iter().map(|r| r.1).collect(), next_before }))
+    Ok(Json(migration::mismatches(&s.migration, &q).await?))
 }
 
 /// The account's payouts, newest first.
 #[utoipa::path(get, path = "/v1/interest/accounts/{id}/payouts", tag = "payouts", params(("id" = Uuid, Path)),
     responses((status = 200, body = Payouts)))]
 async fn history(State(s): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<Json<Payouts>> {
-    Ok(Json(Payouts { account_id: id, payouts: crate::store::payouts(&s.pool, id).await? }))
+    Ok(Json(payout::history(&s.payouts, id).await?))
 }
 
 /// Starts today's payout run over every account or the given ones (202: it proceeds in the
@@ -203,13 +197,7 @@ async fn list_runs(
 #[utoipa::path(get, path = "/v1/interest/payouts", tag = "payouts", params(PayoutsQuery),
     responses((status = 200, body = PayoutPage)))]
 async fn payouts_between(State(s): State<AppState>, Query(q): Query<PayoutsQuery>) -> ApiResult<Json<PayoutPage>> {
-    let limit = q.limit.unwrap_or(1000);
-    if !(1..=10_000).contains(&limit) {
-        return Err(platform::ApiError::validation("limit", "limit must be 1 to 10000"));
-    }
-    let payouts = crate::store::payouts_between(&s.pool, q.from, q.to, q.after, limit).await?;
-    let next_after = (payouts.len() as i64 == limit).then(|| payouts.last().map(|p| p.payout_id)).flatten();
-    Ok(Json(PayoutPage { payouts, next_after }))
+    Ok(Json(payout::payouts_between(&s.payouts, &q).await?))
 }
 
 /// Every tax rule (each category's withholding by effective date, who scheduled it and why) and

@@ -4,9 +4,8 @@
 //! missing here, and the outbox relay publishes each payout's tax event to Kafka.
 
 mod error;
-mod estimate_cache;
 mod http;
-mod legacy;
+mod migration;
 mod outbox;
 mod payout;
 mod peer;
@@ -15,9 +14,7 @@ mod rollout;
 mod run_chunk;
 mod run_store;
 mod runs;
-mod shadow;
 mod state;
-mod store;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,7 +53,7 @@ pub struct Config {
 pub struct LegacySettings {
     pub url: String,
     pub client: platform::client::ClientSettings,
-    pub shadow: shadow::ShadowSettings,
+    pub shadow: migration::ShadowSettings,
 }
 
 impl LegacySettings {
@@ -64,14 +61,14 @@ impl LegacySettings {
         let Some(url) = env.optional("LEGACY_CORE_URL") else { return Ok(None) };
         let url = env.url("LEGACY_CORE_URL", &url)?;
         let ratio = env.var("SHADOW_SAMPLE_RATIO", "1");
-        let sample_ppm = shadow::parse_ratio(&ratio).map_err(|e| anyhow::anyhow!("SHADOW_SAMPLE_RATIO: {e}"))?;
+        let sample_ppm = migration::parse_ratio(&ratio).map_err(|e| anyhow::anyhow!("SHADOW_SAMPLE_RATIO: {e}"))?;
         let run_ratio = env.var("SHADOW_RUN_SAMPLE_RATIO", "0.01");
         let run_sample_ppm =
-            shadow::parse_ratio(&run_ratio).map_err(|e| anyhow::anyhow!("SHADOW_RUN_SAMPLE_RATIO: {e}"))?;
+            migration::parse_ratio(&run_ratio).map_err(|e| anyhow::anyhow!("SHADOW_RUN_SAMPLE_RATIO: {e}"))?;
         Ok(Some(Self {
             url,
             client: platform::client::ClientSettings::from(env)?,
-            shadow: shadow::ShadowSettings {
+            shadow: migration::ShadowSettings {
                 sample_ppm,
                 run_sample_ppm,
                 queue: env.parse("SHADOW_QUEUE", "1000")?,
@@ -137,29 +134,42 @@ pub async fn build(config: Config, peers: Peers) -> anyhow::Result<App<AppState>
         Some(l) => {
             // The comparisons' own client: their timeout, their breaker.
             let quick = platform::client::ClientSettings { timeout: l.shadow.timeout, ..l.client.clone() };
-            let core = legacy::LegacyCore::new(&l.url, l.client)?;
-            let shadow = shadow::Shadow::start(legacy::LegacyCore::new(&l.url, quick)?, infra.pool.clone(), l.shadow);
+            let core = migration::LegacyCore::new(&l.url, l.client)?;
+            let shadow =
+                migration::Shadow::start(migration::LegacyCore::new(&l.url, quick)?, infra.pool.clone(), l.shadow);
             (Some(core), Some(shadow))
         }
         None => (None, None),
     };
 
-    let state = AppState {
-        pool: infra.pool.clone(),
-        clock: infra.clock.clone(),
-        redis: if config.use_redis_lock { infra.redis.clone() } else { None },
-        redis_cache: infra.redis.clone(),
-        directory: Directory::new(infra.redis.clone(), peers.accounts, Some(peers.customers)),
-        ledger: peers.ledger,
-        flights: estimate_cache::Flights::default(),
-        reference: reference.clone(),
-        run_wake: Arc::new(Notify::new()),
-        outbox_wake: Arc::new(Notify::new()),
+    let directory = Directory::new(infra.redis.clone(), peers.accounts, Some(peers.customers));
+    let outbox_wake = Arc::new(Notify::new());
+    let settings = payout::PayoutSettings {
+        use_redis_lock: config.use_redis_lock,
         lock_lease: config.lock_lease,
         lock_wait: config.lock_wait,
         pause_before_booking: config.pause_before_booking,
-        legacy,
-        shadow,
+    };
+    let payouts = payout::Payouts::new(
+        &infra,
+        directory.clone(),
+        peers.ledger.clone(),
+        reference.clone(),
+        settings,
+        outbox_wake.clone(),
+    );
+    let migration = migration::Migration::new(&infra, legacy, shadow, payouts.clone());
+    let outbox = outbox::Outbox::new(&infra, peers.ledger.clone(), outbox_wake);
+    let state = AppState {
+        pool: infra.pool.clone(),
+        clock: infra.clock.clone(),
+        redis_cache: infra.redis.clone(),
+        directory,
+        ledger: peers.ledger,
+        reference: reference.clone(),
+        payouts,
+        migration,
+        run_wake: Arc::new(Notify::new()),
         rollout: Arc::default(),
     };
     tokio::spawn(reference::catch_up_rates(reference.clone(), peers.ledger_sync.clone(), config.fence_catch_up));
@@ -170,9 +180,9 @@ pub async fn build(config: Config, peers: Peers) -> anyhow::Result<App<AppState>
     let checks = infra.checks();
     // Tells the background workers to stop once requests have drained.
     let shutdown = Arc::new(Notify::new());
-    let relay = tokio::spawn(outbox::relay(state.clone(), kafka.clone(), producer, shutdown.clone()));
-    let recovery = tokio::spawn(outbox::recover_from_ledger(state.clone(), shutdown.clone()));
-    tokio::spawn(outbox::watch_backlog(state.clone(), shutdown.clone()));
+    let relay = tokio::spawn(outbox::relay(outbox.clone(), kafka.clone(), producer, shutdown.clone()));
+    let recovery = tokio::spawn(outbox::recover_from_ledger(outbox.clone(), shutdown.clone()));
+    tokio::spawn(outbox::watch_backlog(outbox, shutdown.clone()));
     // Several chunk workers per replica: one quotes while another's chunk is in the ledger.
     let run_workers: Vec<_> = (0..config.runs.workers.max(1))
         .map(|_| tokio::spawn(runs::worker(state.clone(), config.runs, shutdown.clone())))

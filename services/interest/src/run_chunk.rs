@@ -19,7 +19,6 @@ use crate::error::InterestError;
 use crate::payout::{self, Evaluation};
 use crate::run_store::Outcome;
 use crate::state::AppState;
-use crate::store;
 
 /// The key a run pays an account under: a resumed or retried run replays it.
 pub fn key(run_id: Uuid, account_id: Uuid) -> String {
@@ -37,7 +36,7 @@ pub async fn pay(state: &AppState, run_id: Uuid, ids: &[Uuid]) -> Result<(Vec<Ou
     let today = state.clock.today().await?;
     let mut rest = Vec::new();
     let keys: Vec<String> = ids.iter().map(|id| key(run_id, *id)).collect();
-    let answered: HashSet<Uuid> = store::answered(&state.pool, ids, &keys).await?.into_iter().collect();
+    let answered: HashSet<Uuid> = payout::answered(&state.payouts, ids, &keys).await?.into_iter().collect();
     let (fresh, replays): (Vec<Uuid>, Vec<Uuid>) = ids.iter().partition(|id| !answered.contains(id));
     rest.extend(replays);
 
@@ -55,7 +54,7 @@ pub async fn pay(state: &AppState, run_id: Uuid, ids: &[Uuid]) -> Result<(Vec<Ou
     if requests.is_empty() {
         return Ok((Vec::new(), rest));
     }
-    payout::before_booking(state).await;
+    payout::before_booking(&state.payouts).await;
     let t = Instant::now();
     let answer = state.ledger.book_interest_many(&InterestPostingBatch { postings: requests }).await?;
     stage("booking", t);
@@ -73,14 +72,14 @@ pub async fn pay(state: &AppState, run_id: Uuid, ids: &[Uuid]) -> Result<(Vec<Ou
     }
     platform::fault::point("payout.after_ledger_booking");
     let t = Instant::now();
-    payout::record_booked(state, &booked, today).await?;
+    payout::record_booked(&state.payouts, &booked, today).await?;
     stage("record", t);
     let outcomes = booked
         .iter()
         .map(|p| {
-            let payout = store::payout_from_posting(p);
+            let payout = payout::payout_from_posting(p);
             payout::count_paid(&payout);
-            if let Some(shadow) = &state.shadow {
+            if let Some(shadow) = state.migration.shadow() {
                 shadow.offer_from_run(payout.clone());
             }
             Outcome {
@@ -141,7 +140,7 @@ async fn evaluate(
         }
     }
     let ids: Vec<Uuid> = found.iter().map(|(a, _)| a.account_id).collect();
-    let mut last = if ids.is_empty() { HashMap::new() } else { store::last_payouts(&state.pool, &ids).await? };
+    let mut last = if ids.is_empty() { HashMap::new() } else { payout::last_payouts(&state.payouts, &ids).await? };
     let mut queries = Vec::new();
     let mut quotable = Vec::new();
     for (a, c) in found {

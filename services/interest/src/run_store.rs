@@ -333,7 +333,7 @@ pub async fn report(pool: &PgPool, run_id: Uuid) -> Result<Option<PayoutRun>, sq
         match state.as_str() {
             "PAID" => {
                 run.paid += n;
-                run.totals = run.totals + crate::store::amounts(&row)?;
+                run.totals = run.totals + crate::payout::amounts(&row)?;
             }
             "SKIPPED" => {
                 let reason: Option<String> = row.try_get("reason")?;

@@ -278,10 +278,10 @@ async fn pay_one(state: &AppState, run_id: Uuid, id: Uuid, attempts: i32, settin
     let outcome = |state: &'static str, reason: Option<String>, paid: Option<(Uuid, Withheld)>, retry_in_ms: i64| {
         Outcome { account_id: id, state, reason, paid, retry_in_ms }
     };
-    match payout::pay(state, id, &key, &hash).await {
+    match payout::pay(&state.payouts, id, &key, &hash).await {
         Ok(p) => {
             let paid = Some((p.payout_id, p.amounts));
-            if let Some(shadow) = &state.shadow {
+            if let Some(shadow) = state.migration.shadow() {
                 shadow.offer_from_run(p);
             }
             outcome("PAID", None, paid, 0)

@@ -10,9 +10,9 @@ use domain::{TaxBreakdown, TaxCategory, Withheld};
 use platform::client::{ClientError, ClientSettings, ServiceClient};
 use uuid::Uuid;
 
+use super::Migration;
 use crate::error::InterestError;
-use crate::state::AppState;
-use crate::{payout, store};
+use crate::payout;
 
 #[derive(Clone)]
 pub struct LegacyCore {
@@ -92,14 +92,14 @@ fn refusal(e: ClientError) -> InterestError {
     }
 }
 
-fn configured(state: &AppState) -> Result<&LegacyCore, InterestError> {
+fn configured(state: &Migration) -> Result<&LegacyCore, InterestError> {
     state.legacy.as_ref().ok_or_else(|| {
         InterestError::Rule(Code::NotFound, "no legacy core is configured here (LEGACY_CORE_URL)".into())
     })
 }
 
 /// An estimate answered by the legacy core (a customer the rollout keeps there).
-pub async fn estimate(state: &AppState, id: Uuid) -> Result<Estimate, InterestError> {
+pub async fn estimate(state: &Migration, id: Uuid) -> Result<Estimate, InterestError> {
     let legacy = configured(state)?;
     let today = state.clock.today().await?;
     estimate_of(&legacy.quote(id, today, false).await.map_err(refusal)?)
@@ -109,10 +109,10 @@ pub async fn estimate(state: &AppState, id: Uuid) -> Result<Estimate, InterestEr
 /// ledger's feed like any payout, and its tax event follows). `hash`: the channel's request, so
 /// a retry of the key routed here later is the same request. A key this system already answered
 /// (the rollout moved the customer between the two) gets that answer again: one key, one answer.
-pub async fn pay(state: &AppState, id: Uuid, key: &str, hash: &str) -> Result<Payout, InterestError> {
+pub async fn pay(state: &Migration, id: Uuid, key: &str, hash: &str) -> Result<Payout, InterestError> {
     let legacy = configured(state)?;
-    if let Some(prior) = store::prior_outcome(&state.pool, id, key).await? {
-        return payout::replay(prior, hash);
+    if let Some(answer) = payout::kept_answer(&state.payouts, id, key, hash).await? {
+        return Ok(answer);
     }
     let today = state.clock.today().await?;
     payout_of(&legacy.pay(id, today, key, hash).await.map_err(refusal)?)

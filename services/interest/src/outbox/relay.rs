@@ -1,11 +1,7 @@
-//! The tax-event outbox relay and the ledger-feed recovery worker.
-//!
-//! Relay: payouts with no `tax_event_published_at` are claimed with `FOR UPDATE SKIP LOCKED` (so
-//! replicas never publish the same batch at once), produced to `tax.withholding.v1` by an
+//! The relay: payouts with no `tax_event_published_at` are claimed with `FOR UPDATE SKIP LOCKED`
+//! (so replicas never publish the same batch at once), produced to `tax.withholding.v1` by an
 //! idempotent `acks=all` producer with the payout's `traceparent`, then marked published. A crash
 //! between produce and mark republishes; the consumer dedupes on `payout_id`.
-//!
-//! Recovery: reads the ledger's payout feed and records any booked payout missing here.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,7 +9,7 @@ use std::time::Duration;
 use tracing::Instrument;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use contracts::{InterestPostingFeed, TaxWithholdingEvent, TAX_EVENT_SCHEMA_VERSION};
+use contracts::{TaxWithholdingEvent, TAX_EVENT_SCHEMA_VERSION};
 use domain::TaxCategory;
 use platform::kafka::KafkaConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -21,10 +17,8 @@ use sqlx::Row;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::state::AppState;
-use crate::store;
-
-const BATCH: i64 = 500;
+use super::{Outbox, BATCH};
+use crate::payout;
 
 /// Consecutive failed batches after which the relay starts over with a new producer.
 const FAILURES_BEFORE_NEW_PRODUCER: u32 = 5;
@@ -33,7 +27,7 @@ const FAILURES_BEFORE_NEW_PRODUCER: u32 = 5;
 /// one from `kafka`, because a producer can stay stuck on state the broker lost (measured: tansu
 /// 0.6.0, restarted after a storage panic, panics again on every produce from the old producer id)
 /// and an idempotent producer can also hit fatal errors that only a new instance clears.
-pub async fn relay(state: AppState, kafka: KafkaConfig, mut producer: FutureProducer, shutdown: Arc<Notify>) {
+pub async fn relay(state: Outbox, kafka: KafkaConfig, mut producer: FutureProducer, shutdown: Arc<Notify>) {
     let topic = kafka.topic(contracts::TAX_TOPIC);
     let mut stopping = false;
     let mut failures = 0u32;
@@ -64,7 +58,7 @@ pub async fn relay(state: AppState, kafka: KafkaConfig, mut producer: FutureProd
             }
         }
         tokio::select! {
-            _ = state.outbox_wake.notified() => {}
+            _ = state.wake.notified() => {}
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             _ = shutdown.notified() => { stopping = true; }
         }
@@ -72,34 +66,7 @@ pub async fn relay(state: AppState, kafka: KafkaConfig, mut producer: FutureProd
     let _ = rdkafka::producer::Producer::flush(&producer, Duration::from_secs(5));
 }
 
-/// Every 5 s, on its own (the relay may be stuck on a broker that does not answer): the relay's
-/// backlog, how many payouts' tax events wait to be published and how long the oldest has waited
-/// (0 when none waits) — the alert on a relay that stopped. Interest stays ready without the
-/// broker (a payout needs none: the outbox keeps its event), so this is how a broker outage shows.
-pub async fn watch_backlog(state: AppState, shutdown: Arc<Notify>) {
-    loop {
-        record_outbox_age(&state).await;
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
-            _ = shutdown.notified() => return,
-        }
-    }
-}
-
-async fn record_outbox_age(state: &AppState) {
-    let backlog: Result<(i64, Option<f64>), _> = sqlx::query_as(
-        "SELECT count(*), EXTRACT(EPOCH FROM now() - min(created_at))::float8
-         FROM payouts WHERE tax_event_published_at IS NULL",
-    )
-    .fetch_one(&state.pool)
-    .await;
-    if let Ok((waiting, age)) = backlog {
-        metrics::gauge!("interest_outbox_unpublished").set(waiting as f64);
-        metrics::gauge!("interest_outbox_oldest_unpublished_seconds").set(age.unwrap_or(0.0).max(0.0));
-    }
-}
-
-async fn publish_batch(state: &AppState, producer: &FutureProducer, topic: &str) -> anyhow::Result<usize> {
+async fn publish_batch(state: &Outbox, producer: &FutureProducer, topic: &str) -> anyhow::Result<usize> {
     let mut tx = state.pool.begin().await?;
     let rows = sqlx::query(
         "SELECT payout_id, tax_event_id, account_id, customer_id, business_date, gross, income_tax, local_tax,
@@ -125,7 +92,7 @@ async fn publish_batch(state: &AppState, producer: &FutureProducer, topic: &str)
             customer_id: r.try_get("customer_id")?,
             business_date: r.try_get::<NaiveDate, _>("business_date")?,
             gross: r.try_get("gross")?,
-            taxes: store::taxes(r)?,
+            taxes: payout::taxes(r)?,
             tax_category: TaxCategory::parse(&category).ok_or_else(|| anyhow::anyhow!("bad category {category}"))?,
             occurred_at: r.try_get::<DateTime<Utc>, _>("created_at")?,
         };
@@ -170,44 +137,4 @@ async fn publish_batch(state: &AppState, producer: &FutureProducer, topic: &str)
     tx.commit().await?;
     metrics::counter!("tax_events_published_total").increment(ids.len() as u64);
     Ok(ids.len())
-}
-
-/// Postings younger than this may still have concurrent neighbours with smaller sequence
-/// numbers uncommitted, so the cursor does not move past them yet.
-const SETTLE: chrono::Duration = chrono::Duration::seconds(30);
-
-pub async fn recover_from_ledger(state: AppState, shutdown: Arc<Notify>) {
-    loop {
-        if let Err(e) = recover_once(&state).await {
-            tracing::warn!(error = %e, "ledger feed recovery failed; will retry");
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
-            _ = shutdown.notified() => return,
-        }
-    }
-}
-
-pub async fn recover_once(state: &AppState) -> anyhow::Result<u64> {
-    let mut cursor = store::feed_cursor(&state.pool).await?;
-    let mut recovered = 0;
-    loop {
-        let feed: InterestPostingFeed = state.ledger.interest_feed(cursor, BATCH).await?;
-        if feed.postings.is_empty() {
-            return Ok(recovered);
-        }
-        let settled = Utc::now() - SETTLE;
-        let new_cursor =
-            feed.postings.iter().take_while(|p| p.posted_at < settled).map(|p| p.seq).max().unwrap_or(cursor);
-        let n = store::record_recovered(&state.pool, &feed.postings, new_cursor).await?;
-        if n > 0 {
-            tracing::warn!(recovered = n, "recorded payouts booked by the ledger but missing here");
-            state.outbox_wake.notify_one();
-        }
-        recovered += n;
-        if new_cursor == cursor || (feed.postings.len() as i64) < BATCH {
-            return Ok(recovered);
-        }
-        cursor = new_cursor;
-    }
 }

@@ -9,13 +9,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::NaiveDate;
-use contracts::legacy::{Figures, LegacyQuote};
+use contracts::legacy::{Figures, LegacyQuote, ShadowMismatches, ShadowMismatchesQuery};
 use contracts::{Estimate, Payout};
 use sqlx::PgPool;
 use tokio::sync::{mpsc, Semaphore};
 use uuid::Uuid;
 
-use crate::legacy::LegacyCore;
+use super::legacy::LegacyCore;
+use super::{store, Migration};
+use crate::error::InterestError;
 
 /// How shadow verification runs (`SHADOW_*`).
 #[derive(Debug, Clone)]
@@ -180,7 +182,7 @@ async fn compare(legacy: &LegacyCore, pool: &PgPool, answer: Answer, timeout: Du
     }
     tracing::error!(kind = answer.kind(), account_id = %id, business_date = %date, fields = ?fields,
         "shadow comparison: the legacy core disagrees");
-    let finding = crate::store::ShadowFinding {
+    let finding = store::ShadowFinding {
         kind: answer.kind(),
         account_id: id,
         business_date: date,
@@ -190,10 +192,21 @@ async fn compare(legacy: &LegacyCore, pool: &PgPool, answer: Answer, timeout: Du
         ours_payload: answer.payload(),
         legacy_payload: serde_json::json!(quote),
     };
-    if let Err(e) = crate::store::insert_shadow_mismatch(pool, finding).await {
+    if let Err(e) = store::insert_shadow_mismatch(pool, finding).await {
         tracing::error!(error = %e, "shadow mismatch not stored");
     }
     "mismatch"
+}
+
+/// Comparisons that found a difference, newest first, keyset-paged by their sequence.
+pub async fn mismatches(state: &Migration, q: &ShadowMismatchesQuery) -> Result<ShadowMismatches, InterestError> {
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(InterestError::Invalid { field: "limit".into(), detail: "limit must be 1 to 1000".into() });
+    }
+    let rows = store::shadow_mismatches(&state.pool, q, limit).await?;
+    let next_before = (rows.len() as i64 == limit).then(|| rows.last().map(|r| r.0)).flatten();
+    Ok(ShadowMismatches { mismatches: rows.into_iter().map(|r| r.1).collect(), next_before })
 }
 
 #[cfg(test)]
