@@ -164,14 +164,14 @@ async fn history(State(s): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<J
 #[utoipa::path(post, path = "/v1/interest/payout-runs", tag = "payout runs", request_body = StartPayoutRun,
     responses((status = 202, body = PayoutRun)))]
 async fn start_run(State(s): State<AppState>, body: Body<StartPayoutRun>) -> ApiResult<(StatusCode, Json<PayoutRun>)> {
-    Ok((StatusCode::ACCEPTED, Json(runs::start(&s, body.value).await?)))
+    Ok((StatusCode::ACCEPTED, Json(runs::start(&s.runs, body.value).await?)))
 }
 
 /// A run's state, counts, totals and progress.
 #[utoipa::path(get, path = "/v1/interest/payout-runs/{id}", tag = "payout runs", params(("id" = Uuid, Path)),
     responses((status = 200, body = PayoutRun)))]
 async fn read_run(State(s): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<Json<PayoutRun>> {
-    Ok(Json(runs::report(&s, id).await?))
+    Ok(Json(runs::report(&s.runs, id).await?))
 }
 
 /// Cancels a running run: no account is claimed after it (idempotent; 409 RUN_FINISHED once it
@@ -179,7 +179,7 @@ async fn read_run(State(s): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<
 #[utoipa::path(post, path = "/v1/interest/payout-runs/{id}/cancel", tag = "payout runs",
     params(("id" = Uuid, Path)), responses((status = 200, body = PayoutRun)))]
 async fn cancel_run(State(s): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<Json<PayoutRun>> {
-    Ok(Json(runs::cancel(&s, id).await?))
+    Ok(Json(runs::cancel(&s.runs, id).await?))
 }
 
 /// The latest runs, newest first.
@@ -189,7 +189,7 @@ async fn list_runs(
     State(s): State<AppState>,
     Query(q): Query<PayoutRunsQuery>,
 ) -> ApiResult<Json<contracts::PayoutRuns>> {
-    Ok(Json(runs::list(&s, q.limit.unwrap_or(50)).await?))
+    Ok(Json(runs::list(&s.runs, q.limit.unwrap_or(50)).await?))
 }
 
 /// Recorded payouts with a business date in `from..=to`, keyset-paged by payout id

@@ -2,6 +2,12 @@
 //! tax-event outbox. A payout is booked by the ledger (its one durable commit) and recorded here
 //! right after; a recovery worker replays the ledger's payout feed so nothing booked is ever
 //! missing here, and the outbox relay publishes each payout's tax event to Kafka.
+//!
+//! Laid out by capability, each a module with its own state and its SQL, lowest first:
+//! `reference` (products, rate schedules, tax rules), `payout` (estimates and payouts), `migration`
+//! (the legacy core and the shadow comparisons), `runs` (payout runs) and `outbox` (the relay and
+//! the ledger-feed recovery). A module names only those before it; `http` (thin handlers) and
+//! `peer` reach them through `state::AppState`, which composes their states.
 
 mod error;
 mod http;
@@ -10,9 +16,6 @@ mod outbox;
 mod payout;
 mod peer;
 mod reference;
-mod rollout;
-mod run_chunk;
-mod run_store;
 mod runs;
 mod state;
 
@@ -141,7 +144,8 @@ pub async fn build(config: Config, peers: Peers) -> anyhow::Result<App<AppState>
         }
         None => (None, None),
     };
-
+    // Each capability's state, the lower ones handed to those built on them; the routes' state is
+    // composed of them, and each worker gets its own capability's.
     let directory = Directory::new(infra.redis.clone(), peers.accounts, Some(peers.customers));
     let outbox_wake = Arc::new(Notify::new());
     let settings = payout::PayoutSettings {
@@ -160,18 +164,9 @@ pub async fn build(config: Config, peers: Peers) -> anyhow::Result<App<AppState>
     );
     let migration = migration::Migration::new(&infra, legacy, shadow, payouts.clone());
     let outbox = outbox::Outbox::new(&infra, peers.ledger.clone(), outbox_wake);
-    let state = AppState {
-        pool: infra.pool.clone(),
-        clock: infra.clock.clone(),
-        redis_cache: infra.redis.clone(),
-        directory,
-        ledger: peers.ledger,
-        reference: reference.clone(),
-        payouts,
-        migration,
-        run_wake: Arc::new(Notify::new()),
-        rollout: Arc::default(),
-    };
+    let shadow = migration.shadow().cloned();
+    let runs = runs::Runs::new(&infra, directory, peers.ledger, reference.clone(), payouts.clone(), shadow);
+    let state = AppState { reference: reference.clone(), payouts, runs: runs.clone(), migration };
     tokio::spawn(reference::catch_up_rates(reference.clone(), peers.ledger_sync.clone(), config.fence_catch_up));
     tokio::spawn(reference::catch_up_tax_rules(reference, peers.ledger_sync, config.fence_catch_up));
     // Ready without the broker: a payout needs none (its tax event waits in the outbox), so a
@@ -185,7 +180,7 @@ pub async fn build(config: Config, peers: Peers) -> anyhow::Result<App<AppState>
     tokio::spawn(outbox::watch_backlog(outbox, shutdown.clone()));
     // Several chunk workers per replica: one quotes while another's chunk is in the ledger.
     let run_workers: Vec<_> = (0..config.runs.workers.max(1))
-        .map(|_| tokio::spawn(runs::worker(state.clone(), config.runs, shutdown.clone())))
+        .map(|_| tokio::spawn(runs::worker(runs.clone(), config.runs, shutdown.clone())))
         .collect();
     let app = App::bind(&config.common, infra.clock.clone(), checks, http::routes(state.clone()), state).await?;
     Ok(app.after_stop(async move {

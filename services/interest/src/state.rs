@@ -1,33 +1,20 @@
-//! What the interest service's use cases and workers share.
-
-use std::sync::Arc;
-
-use peers::directory::Directory;
-use platform::clock::Clock;
-use platform::redis::Redis;
-use sqlx::PgPool;
-use tokio::sync::Notify;
+//! What the routes share: each capability's state, composed. The workers are given their own
+//! capability's state in `build` instead (the outbox's, the runs', the reference data's catch-ups).
 
 use crate::migration::Migration;
 use crate::payout::Payouts;
 use crate::reference::Reference;
+use crate::runs::Runs;
 
 #[derive(Clone)]
 pub struct AppState {
-    pub pool: PgPool,
-    pub clock: Clock,
-    /// Redis for the estimate cache.
-    pub redis_cache: Option<Redis>,
-    pub directory: Directory,
-    pub ledger: Arc<dyn peers::Ledger>,
-    /// Products, rate schedules and tax rules, and the copies kept in process.
-    pub reference: Reference,
-    /// Estimates and payouts.
-    pub payouts: Payouts,
-    /// The legacy core and the shadow comparisons with it.
-    pub migration: Migration,
-    /// Wakes the payout-run workers when a run starts.
-    pub run_wake: Arc<Notify>,
-    /// The gateway's rollout policy, which payout runs follow.
-    pub rollout: Arc<crate::rollout::Follower>,
+    /// Products, rate schedules and tax rules: their routes, and the in-process products peer.
+    pub(crate) reference: Reference,
+    /// Estimates, payouts and the recorded payouts' reads.
+    pub(crate) payouts: Payouts,
+    /// Starting, cancelling and reading payout runs (the same state as the run workers').
+    pub(crate) runs: Runs,
+    /// The legacy core's estimates and payouts, the shadow comparisons the routes offer their
+    /// answers to, and the mismatches they found.
+    pub(crate) migration: Migration,
 }

@@ -15,8 +15,8 @@ use contracts::legacy::{default_policy, route, RolloutPolicy, Side};
 use platform::redis::Redis;
 use uuid::Uuid;
 
+use super::Runs;
 use crate::error::InterestError;
-use crate::state::AppState;
 
 /// The policy as this replica last read it.
 #[derive(Default)]
@@ -56,8 +56,8 @@ fn sends_anyone_to_legacy(p: &RolloutPolicy) -> bool {
 }
 
 /// The accounts of `ids` whose customers the rollout serves from the legacy core.
-pub async fn routed_to_legacy(state: &AppState, ids: &[Uuid]) -> Result<HashSet<Uuid>, InterestError> {
-    let policy = state.rollout.policy(state.redis_cache.as_ref()).await;
+pub async fn routed_to_legacy(state: &Runs, ids: &[Uuid]) -> Result<HashSet<Uuid>, InterestError> {
+    let policy = state.rollout.policy(state.redis.as_ref()).await;
     if !sends_anyone_to_legacy(&policy) || ids.is_empty() {
         return Ok(HashSet::new());
     }

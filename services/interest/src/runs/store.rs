@@ -353,5 +353,5 @@ pub async fn report(pool: &PgPool, run_id: Uuid) -> Result<Option<PayoutRun>, sq
 }
 
 #[cfg(test)]
-#[path = "run_store_plans.rs"]
+#[path = "store_plans.rs"]
 mod plans;

@@ -4,7 +4,7 @@
 //! chunk in one transaction with each payout checked alone; the payouts (and so their tax events)
 //! are recorded in one commit. Whatever the batch does not settle plainly — a key already answered,
 //! a refusal, a payout the ledger booked but we have not recorded, a stale quote, a busy row, a
-//! failed call — goes through the on-demand use case (`runs::pay_one`), so eligibility, amounts,
+//! failed call — goes through the on-demand use case (`worker::pay_one`), so eligibility, amounts,
 //! idempotency and refusals are the same whichever path an account takes.
 
 use std::collections::{HashMap, HashSet};
@@ -15,10 +15,10 @@ use contracts::{Account, BalancesBatch, BalancesQuery, Customer, InterestPosting
 use domain::payout_period;
 use uuid::Uuid;
 
+use super::store::Outcome;
+use super::Runs;
 use crate::error::InterestError;
 use crate::payout::{self, Evaluation};
-use crate::run_store::Outcome;
-use crate::state::AppState;
 
 /// The key a run pays an account under: a resumed or retried run replays it.
 pub fn key(run_id: Uuid, account_id: Uuid) -> String {
@@ -32,7 +32,7 @@ pub fn request_hash() -> String {
 
 /// Pays what the batch can of `ids`: the outcomes of the accounts it paid, and the accounts left to
 /// the on-demand path.
-pub async fn pay(state: &AppState, run_id: Uuid, ids: &[Uuid]) -> Result<(Vec<Outcome>, Vec<Uuid>), InterestError> {
+pub async fn pay(state: &Runs, run_id: Uuid, ids: &[Uuid]) -> Result<(Vec<Outcome>, Vec<Uuid>), InterestError> {
     let today = state.clock.today().await?;
     let mut rest = Vec::new();
     let keys: Vec<String> = ids.iter().map(|id| key(run_id, *id)).collect();
@@ -79,7 +79,7 @@ pub async fn pay(state: &AppState, run_id: Uuid, ids: &[Uuid]) -> Result<(Vec<Ou
         .map(|p| {
             let payout = payout::payout_from_posting(p);
             payout::count_paid(&payout);
-            if let Some(shadow) = state.migration.shadow() {
+            if let Some(shadow) = &state.shadow {
                 shadow.offer_from_run(payout.clone());
             }
             Outcome {
@@ -97,7 +97,7 @@ pub async fn pay(state: &AppState, run_id: Uuid, ids: &[Uuid]) -> Result<(Vec<Ou
 /// Each account with its customer, read from their owners for the whole chunk (two calls, current
 /// revisions: a monthly run finds the directory cold); an account either owner does not give is
 /// left to the on-demand path, which answers for it.
-async fn parties(state: &AppState, ids: &[Uuid]) -> Result<Vec<Result<(Account, Customer), Uuid>>, InterestError> {
+async fn parties(state: &Runs, ids: &[Uuid]) -> Result<Vec<Result<(Account, Customer), Uuid>>, InterestError> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -126,7 +126,7 @@ async fn parties(state: &AppState, ids: &[Uuid]) -> Result<Vec<Result<(Account, 
 /// The payable evaluations of the chunk, and the accounts left to the on-demand path (refused, or
 /// the ledger booked a payout we have not recorded).
 async fn evaluate(
-    state: &AppState,
+    state: &Runs,
     today: NaiveDate,
     parties: Vec<Result<(Account, Customer), Uuid>>,
 ) -> Result<(Vec<Evaluation>, Vec<Uuid>), InterestError> {
@@ -159,7 +159,7 @@ async fn evaluate(
     let balances = state.ledger.daily_balances_many(&BalancesBatch { queries }).await?.accounts;
     // The rules kept in process while Redis says they are current (one GET a chunk), else read
     // again; their revision goes into every quote's basis.
-    let known = match &state.redis_cache {
+    let known = match &state.redis {
         Some(redis) => platform::revision::read(redis, &[contracts::revision::tax_rules()])
             .await
             .ok()
