@@ -1,7 +1,5 @@
 //! The audit log: every money-moving or ops request, who made it and how it ended.
 
-use std::sync::{Arc, Mutex};
-
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -9,8 +7,7 @@ use platform::problem::ProblemCode;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::auth::Caller;
-use crate::state::AppState;
+use crate::auth::CallerSlot;
 
 pub struct Entry<'a> {
     pub subject: &'a str,
@@ -41,13 +38,9 @@ pub async fn insert(pool: &PgPool, e: &Entry<'_>) -> Result<(), sqlx::Error> {
     .map(|_| ())
 }
 
-/// Where the caller's identity is left for the audit once the route has authenticated it.
-#[derive(Clone, Default)]
-pub struct CallerSlot(pub Arc<Mutex<Option<Caller>>>);
-
-/// Audits the request after it is answered; requests refused before a caller is known (401) are
-/// not attributable and only counted in the metrics.
-pub async fn record(State(s): State<AppState>, mut req: Request, next: Next) -> Response {
+/// Audits the request after it is answered, in `pool` (the gateway's database); requests refused
+/// before a caller is known (401) are not attributable and only counted in the metrics.
+pub async fn record(State(pool): State<PgPool>, mut req: Request, next: Next) -> Response {
     let slot = CallerSlot::default();
     req.extensions_mut().insert(slot.clone());
     let method = req.method().to_string();
@@ -68,7 +61,7 @@ pub async fn record(State(s): State<AppState>, mut req: Request, next: Next) -> 
         status: resp.status().as_u16(),
         code: code.as_deref(),
     };
-    if let Err(e) = insert(&s.pool, &entry).await {
+    if let Err(e) = insert(&pool, &entry).await {
         metrics::counter!("gateway_audit_failures_total").increment(1);
         tracing::error!(error = %e, route, subject = caller.subject, "audit entry not written");
     }

@@ -4,17 +4,16 @@
 //! token is a customer id; scopes come from the space-separated `scope` claim.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::audit::CallerSlot;
 use crate::error::{GatewayError, GatewayResult};
-use crate::state::AppState;
 
 /// What a route may require.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +82,11 @@ impl Caller {
     }
 }
 
+/// Where the caller's identity is left once the route has authenticated it, for whoever put the
+/// slot in the request's extensions (the audit).
+#[derive(Clone, Default)]
+pub struct CallerSlot(pub Arc<Mutex<Option<Caller>>>);
+
 pub fn unauthorized(detail: impl Into<String>) -> GatewayError {
     GatewayError::Unauthorized(detail.into())
 }
@@ -144,10 +148,15 @@ impl Verifier {
     }
 }
 
-impl FromRequestParts<AppState> for Caller {
+/// The caller of a route whose state gives the verifier.
+impl<S> FromRequestParts<S> for Caller
+where
+    Arc<Verifier>: FromRef<S>,
+    S: Send + Sync,
+{
     type Rejection = GatewayError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let header = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
@@ -157,7 +166,7 @@ impl FromRequestParts<AppState> for Caller {
             .strip_prefix("Bearer ")
             .or_else(|| header.strip_prefix("bearer "))
             .ok_or_else(|| unauthorized("the Authorization header must be a Bearer token"))?;
-        let caller = state.verifier.verify(token.trim())?;
+        let caller = Arc::<Verifier>::from_ref(state).verify(token.trim())?;
         if let Some(slot) = parts.extensions.get::<CallerSlot>() {
             *slot.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(caller.clone());
         }

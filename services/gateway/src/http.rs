@@ -63,7 +63,7 @@ pub fn routes(state: AppState) -> (Router, OpenApi) {
         .routes(routes!(rollout_route))
         .routes(routes!(shadow_mismatches))
         .routes(routes!(tax_rules, schedule_tax_rule))
-        .route_layer(middleware::from_fn_with_state(state.clone(), audit::record));
+        .route_layer(middleware::from_fn_with_state(state.pool.clone(), audit::record));
     OpenApiRouter::with_openapi(doc)
         .routes(routes!(my_accounts))
         .routes(routes!(my_account))

@@ -1,7 +1,9 @@
-//! What the gateway's routes share.
+//! What the gateway's routes share, composed of what each module's use cases take: the audit
+//! its database, a route's `Caller` the verifier (through `FromRef`), the rollout its policy.
 
 use std::sync::Arc;
 
+use axum::extract::FromRef;
 use platform::client::ServiceClient;
 use sqlx::PgPool;
 
@@ -20,10 +22,14 @@ pub struct Upstreams {
 
 #[derive(Clone)]
 pub struct AppState {
-    /// The gateway's own database: the audit log.
+    /// The gateway's own database: the audit log (the audit middleware's state) and the rollout
+    /// policy's versions.
     pub pool: PgPool,
+    /// Checks the bearer token of every route's caller.
     pub verifier: Arc<Verifier>,
+    /// Where routes are forwarded.
     pub upstreams: Upstreams,
+    /// The per-customer limits on estimates and payouts.
     pub limits: Arc<Limits>,
     /// Whether the manual clock's ops route exists (`CLOCK_MODE=manual`).
     pub clock_manual: bool,
@@ -31,4 +37,11 @@ pub struct AppState {
     pub reconcile: Arc<(reqwest::Client, reconcile::Urls)>,
     /// Which side serves each customer's estimates and payouts.
     pub rollout: Arc<crate::rollout::Rollout>,
+}
+
+/// The verifier a route's `Caller` is authenticated with.
+impl FromRef<AppState> for Arc<Verifier> {
+    fn from_ref(state: &AppState) -> Self {
+        state.verifier.clone()
+    }
 }
