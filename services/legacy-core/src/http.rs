@@ -37,7 +37,7 @@ async fn quote(
     Path(id): Path<Uuid>,
     Query(q): Query<LegacyQuoteQuery>,
 ) -> ApiResult<Json<LegacyQuote>> {
-    Ok(Json(payouts::quote(&s, id, q.business_date, q.as_if_unpaid).await?))
+    Ok(Json(payouts::quote(&s.payouts, id, q.business_date, q.as_if_unpaid).await?))
 }
 
 /// Pays on `business_date`, once per account and date across both systems (the ledger books it).
@@ -51,7 +51,7 @@ async fn pay(
     body: Body<LegacyPayoutRequest>,
 ) -> ApiResult<(StatusCode, Json<LegacyPayout>)> {
     let channel_hash = body.value.request_hash.as_deref();
-    let payout = payouts::pay(&s, id, body.value.business_date, &key, &body.body_hash, channel_hash).await?;
+    let payout = payouts::pay(&s.payouts, id, body.value.business_date, &key, &body.body_hash, channel_hash).await?;
     Ok((StatusCode::CREATED, Json(payout)))
 }
 

@@ -76,7 +76,8 @@ pub async fn build(config: Config) -> anyhow::Result<App<AppState>> {
         client("accounting", accounting)?,
         client("interest", interest)?,
     );
-    let state = AppState { pool: infra.pool.clone(), clock: infra.clock.clone(), feeds };
+    let payouts = payouts::Payouts::new(infra.pool.clone(), infra.clock.clone(), feeds);
+    let state = AppState { pool: infra.pool.clone(), payouts };
     App::bind(&config.common, infra.clock.clone(), infra.checks(), http::routes(state.clone()), state).await
 }
 

@@ -12,12 +12,13 @@ use chrono::{DateTime, Days, NaiveDate, Utc};
 use contracts::legacy::{LegacyDeviations, LegacyPayout, LegacyQuote, LegacyTax};
 use contracts::problem::Code;
 use platform::client::{ClientError, ServiceClient};
+use platform::clock::Clock;
 use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::arithmetic::{accrued_units, parse_rate, settle, withhold, Band, Schedule};
 use crate::error::LegacyError;
-use crate::state::AppState;
 use crate::store;
 
 // ---- the bank's data as the legacy core reads it (only the fields it uses) ----
@@ -180,6 +181,23 @@ impl Feeds {
     }
 }
 
+/// What the quote and payout use cases need; its fields are theirs alone.
+#[derive(Clone)]
+pub struct Payouts {
+    /// The simulator's own store: its withholding rates, its deviations, the payouts it made.
+    pool: PgPool,
+    /// The bank's business date (the manual clock in tests and demos), the only date it pays on.
+    clock: Clock,
+    /// The bank's services it reads its inputs from and books its payouts in.
+    feeds: Feeds,
+}
+
+impl Payouts {
+    pub fn new(pool: PgPool, clock: Clock, feeds: Feeds) -> Self {
+        Self { pool, clock, feeds }
+    }
+}
+
 /// A quote with what booking it needs.
 struct Worked {
     quote: LegacyQuote,
@@ -229,7 +247,7 @@ fn refusal(a: &AccountFeed, c: &CustomerFeed, d: &LegacyDeviations, paid_today: 
     }
 }
 
-async fn work(state: &AppState, id: Uuid, today: NaiveDate, as_if_unpaid: bool) -> Result<Worked, LegacyError> {
+async fn work(state: &Payouts, id: Uuid, today: NaiveDate, as_if_unpaid: bool) -> Result<Worked, LegacyError> {
     let feeds = &state.feeds;
     let account: AccountFeed = feeds.account_info.get(&format!("/v1/accounts/{id}")).await?;
     let (customer, product, head, deviations) = tokio::try_join!(
@@ -294,7 +312,7 @@ async fn work(state: &AppState, id: Uuid, today: NaiveDate, as_if_unpaid: bool) 
     })
 }
 
-async fn today_is(state: &AppState, asked: NaiveDate) -> Result<NaiveDate, LegacyError> {
+async fn today_is(state: &Payouts, asked: NaiveDate) -> Result<NaiveDate, LegacyError> {
     let ours = state.clock.today().await?;
     if ours != asked {
         return Err(LegacyError::DateMismatch { ours, asked });
@@ -302,12 +320,7 @@ async fn today_is(state: &AppState, asked: NaiveDate) -> Result<NaiveDate, Legac
     Ok(ours)
 }
 
-pub async fn quote(
-    state: &AppState,
-    id: Uuid,
-    date: NaiveDate,
-    as_if_unpaid: bool,
-) -> Result<LegacyQuote, LegacyError> {
+pub async fn quote(state: &Payouts, id: Uuid, date: NaiveDate, as_if_unpaid: bool) -> Result<LegacyQuote, LegacyError> {
     let today = today_is(state, date).await?;
     Ok(work(state, id, today, as_if_unpaid).await?.quote)
 }
@@ -340,7 +353,7 @@ fn to_payout(p: PostingFeed, account_id: Uuid) -> LegacyPayout {
 /// Pays on `date` (the legacy core's today) under `key`: the same key and request again answers
 /// the same payout; the ledger books it (or refuses it: already paid that day by either side).
 pub async fn pay(
-    state: &AppState,
+    state: &Payouts,
     id: Uuid,
     date: NaiveDate,
     key: &str,

@@ -1,15 +1,14 @@
-//! What the simulator's routes share.
+//! What the simulator's routes share, composed of what the use cases take.
 
-use platform::clock::Clock;
 use sqlx::PgPool;
 
-use crate::payouts::Feeds;
+use crate::payouts::Payouts;
 
 #[derive(Clone)]
 pub struct AppState {
-    /// The simulator's own store.
+    /// The simulator's own store, for the routes that only read or set it (the payouts it made,
+    /// its deviations).
     pub pool: PgPool,
-    /// The bank's business date (the manual clock in tests and demos).
-    pub clock: Clock,
-    pub feeds: Feeds,
+    /// The legacy core's quote and payout.
+    pub payouts: Payouts,
 }
