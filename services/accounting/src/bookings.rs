@@ -313,7 +313,7 @@ pub async fn daily_balances(
     }
     let mut conn = state.pool.acquire().await?;
     let mut tx = conn.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *tx).await?;
+    store::snapshot(&mut tx).await?;
     let history_rev = store::find_account(&mut *tx, id).await?.map_or(0, |a| a.history_rev);
     let points = store::balance_points(&mut tx, id, from, to).await?;
     let last = store::last_interest_posting(&mut tx, id, paid_before).await?;
@@ -335,7 +335,7 @@ pub async fn daily_balances_many(state: &AppState, batch: &BalancesBatch) -> Res
     }
     let mut conn = state.pool.acquire().await?;
     let mut tx = conn.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *tx).await?;
+    store::snapshot(&mut tx).await?;
     let revs: HashMap<Uuid, i64> = store::history_revisions(&mut tx, &ids).await?.into_iter().collect();
     let ranges: Vec<(Uuid, NaiveDate, NaiveDate)> = qs.iter().map(|q| (q.account_id, q.from, q.to)).collect();
     let mut points = store::balance_points_many(&mut tx, &ranges).await?;

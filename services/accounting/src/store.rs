@@ -1,12 +1,16 @@
-//! SQL for the ledger. Functions take a connection inside the caller's transaction.
+//! SQL for the ledger. Functions take a connection inside the caller's transaction. Every
+//! statement is checked against the schema at compile time (`sqlx::query!` and friends, with the
+//! offline metadata in `.sqlx/`), except the journal's lookups by account and key, which the plan
+//! tests in `store_plans.rs` also run (their text is shared: `query_as` into [`PostingRow`]).
 
 use chrono::NaiveDate;
 use contracts::{BalancePoint, Entry, EntryLine, InterestPosting, InterestPostingRequest};
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::journal::{Entry as JournalEntry, EntryHeader};
 
+#[derive(Clone)]
 pub struct LedgerAccount {
     pub balance: i64,
     pub opened_on: NaiveDate,
@@ -15,37 +19,38 @@ pub struct LedgerAccount {
     pub history_rev: i64,
 }
 
+/// How long this transaction waits for a row lock before failing (and being retried).
 pub async fn set_lock_timeout(conn: &mut PgConnection, ms: u128) -> Result<(), sqlx::Error> {
-    sqlx::query(&format!("SET LOCAL lock_timeout = '{ms}ms'")).execute(conn).await.map(|_| ())
+    sqlx::query_scalar!("SELECT set_config('lock_timeout', $1, true)", format!("{ms}ms"))
+        .fetch_one(conn)
+        .await
+        .map(|_| ())
 }
 
-fn to_ledger_account(r: &sqlx::postgres::PgRow) -> Result<LedgerAccount, sqlx::Error> {
-    Ok(LedgerAccount {
-        balance: r.try_get("balance")?,
-        opened_on: r.try_get("opened_on")?,
-        paid_through: r.try_get("paid_through")?,
-        history_rev: r.try_get("history_rev")?,
-    })
+/// A read-only transaction that sees one snapshot throughout (the balances a quote is made of).
+pub async fn snapshot(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query!("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(conn).await.map(|_| ())
 }
 
 /// Locks the balance row; `None` if the ledger has never seen the account.
 pub async fn lock_account(conn: &mut PgConnection, id: Uuid) -> Result<Option<LedgerAccount>, sqlx::Error> {
-    let row = sqlx::query(
+    sqlx::query_as!(
+        LedgerAccount,
         "SELECT balance, opened_on, paid_through, history_rev FROM ledger_accounts WHERE account_id = $1 FOR UPDATE",
+        id,
     )
-    .bind(id)
     .fetch_optional(conn)
-    .await?;
-    row.as_ref().map(to_ledger_account).transpose()
+    .await
 }
 
 pub async fn find_account(conn: impl sqlx::PgExecutor<'_>, id: Uuid) -> Result<Option<LedgerAccount>, sqlx::Error> {
-    let row =
-        sqlx::query("SELECT balance, opened_on, paid_through, history_rev FROM ledger_accounts WHERE account_id = $1")
-            .bind(id)
-            .fetch_optional(conn)
-            .await?;
-    row.as_ref().map(to_ledger_account).transpose()
+    sqlx::query_as!(
+        LedgerAccount,
+        "SELECT balance, opened_on, paid_through, history_rev FROM ledger_accounts WHERE account_id = $1",
+        id,
+    )
+    .fetch_optional(conn)
+    .await
 }
 
 /// Opens the account in the ledger (its first posting); one already open is left as it is.
@@ -54,12 +59,14 @@ pub async fn create_account(
     id: Uuid,
     opened_on: NaiveDate,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO ledger_accounts (account_id, opened_on) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-        .bind(id)
-        .bind(opened_on)
-        .execute(conn)
-        .await
-        .map(|_| ())
+    sqlx::query!(
+        "INSERT INTO ledger_accounts (account_id, opened_on) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        id,
+        opened_on
+    )
+    .execute(conn)
+    .await
+    .map(|_| ())
 }
 
 /// Sets the balance of record (and `paid_through` for a payout). `changes_history` marks a change
@@ -71,28 +78,28 @@ pub async fn set_balance(
     paid_through: Option<NaiveDate>,
     changes_history: bool,
 ) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "UPDATE ledger_accounts SET balance = $2, paid_through = COALESCE($3, paid_through), updated_at = now(),
-                history_rev = history_rev + $4::int,
-                history_changed_at = CASE WHEN $4 THEN now() ELSE history_changed_at END
+                history_rev = history_rev + $4::bool::int,
+                history_changed_at = CASE WHEN $4::bool THEN now() ELSE history_changed_at END
          WHERE account_id = $1 RETURNING history_rev",
+        id,
+        balance,
+        paid_through,
+        changes_history,
     )
-    .bind(id)
-    .bind(balance)
-    .bind(paid_through)
-    .bind(changes_history)
     .fetch_one(conn)
     .await
 }
 
 /// History revisions changed in the last 25 hours: the most an estimate stays cached.
 pub async fn recent_history_revisions(pool: &PgPool) -> Result<Vec<(Uuid, i64)>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT account_id, history_rev FROM ledger_accounts
-         WHERE history_changed_at > now() - interval '25 hours'",
+    let rows = sqlx::query!(
+        "SELECT account_id, history_rev FROM ledger_accounts WHERE history_changed_at > now() - interval '25 hours'"
     )
     .fetch_all(pool)
-    .await
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.account_id, r.history_rev)).collect())
 }
 
 pub async fn insert_entry(
@@ -125,24 +132,24 @@ pub async fn insert_entries(
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (h, e) in entries {
         ids.push(h.entry_id);
-        kinds.push(e.kind().code());
+        kinds.push(e.kind().code().to_string());
         accounts.push(h.account_id);
         business_dates.push(h.business_date);
         value_dates.push(h.value_date);
         balances.push(h.balance_after);
         payout_ids.push(h.payout.map(|p| p.payout_id));
-        payout_keys.push(h.payout.map(|p| p.idempotency_key.as_str()));
+        payout_keys.push(h.payout.map(|p| p.idempotency_key.clone()));
         payouts.push(h.payout.map(serde_json::to_value).transpose().map_err(|e| sqlx::Error::Encode(Box::new(e)))?);
         for (i, l) in e.lines().iter().enumerate() {
             l_entries.push(h.entry_id);
             l_nos.push(i as i16 + 1);
-            l_ledger.push(l.account.code());
+            l_ledger.push(l.account.code().to_string());
             l_accounts.push(l.customer_account);
             l_debits.push(l.debit);
             l_credits.push(l.credit);
         }
     }
-    let rows = sqlx::query(
+    let rows = sqlx::query!(
         "INSERT INTO journal_entries
             (entry_id, kind, account_id, business_date, value_date, balance_after, payout_id, payout, payout_key,
              created_at)
@@ -150,34 +157,32 @@ pub async fn insert_entries(
          FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::date[], $5::date[], $6::int8[], $7::uuid[], $8::jsonb[],
                      $9::text[]) u
          RETURNING entry_id, seq, created_at",
+        &ids,
+        &kinds,
+        &accounts,
+        &business_dates,
+        &value_dates,
+        &balances,
+        &payout_ids as &[Option<Uuid>],
+        &payouts as &[Option<serde_json::Value>],
+        &payout_keys as &[Option<String>],
     )
-    .bind(&ids)
-    .bind(&kinds)
-    .bind(&accounts)
-    .bind(&business_dates)
-    .bind(&value_dates)
-    .bind(&balances)
-    .bind(&payout_ids)
-    .bind(&payouts)
-    .bind(&payout_keys)
     .fetch_all(&mut *conn)
     .await?;
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO journal_lines (entry_id, line_no, ledger_account, account_id, debit, credit)
          SELECT * FROM UNNEST($1::uuid[], $2::int2[], $3::text[], $4::uuid[], $5::int8[], $6::int8[])",
+        &l_entries,
+        &l_nos,
+        &l_ledger,
+        &l_accounts as &[Option<Uuid>],
+        &l_debits,
+        &l_credits,
     )
-    .bind(&l_entries)
-    .bind(&l_nos)
-    .bind(&l_ledger)
-    .bind(&l_accounts)
-    .bind(&l_debits)
-    .bind(&l_credits)
     .execute(&mut *conn)
     .await?;
-    let mut by_id = std::collections::HashMap::new();
-    for r in rows {
-        by_id.insert(r.try_get::<Uuid, _>("entry_id")?, (r.try_get("seq")?, r.try_get("created_at")?));
-    }
+    let mut by_id: std::collections::HashMap<Uuid, (i64, chrono::DateTime<chrono::Utc>)> =
+        rows.into_iter().map(|r| (r.entry_id, (r.seq, r.created_at))).collect();
     ids.iter().map(|id| by_id.remove(id).ok_or(sqlx::Error::RowNotFound)).collect()
 }
 
@@ -203,25 +208,25 @@ pub async fn apply_to_daily_balances_many(
     // right for a posting dated today and for a back-dated one, and for one dated before points
     // that exist only because a manual clock went back (found by the chaos workload: a daily
     // balance that no longer matched the journal, and payouts computed from it).
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO daily_balances (account_id, day, balance)
          SELECT u.id, u.day, COALESCE((SELECT d.balance FROM daily_balances d WHERE d.account_id = u.id AND d.day < u.day
                                        ORDER BY d.day DESC LIMIT 1), 0)
          FROM UNNEST($1::uuid[], $2::date[]) AS u(id, day)
          ON CONFLICT (account_id, day) DO NOTHING",
+        &ids,
+        &days,
     )
-    .bind(&ids)
-    .bind(&days)
     .execute(&mut *conn)
     .await?;
-    sqlx::query(
+    sqlx::query!(
         "UPDATE daily_balances d SET balance = d.balance + u.delta
          FROM UNNEST($1::uuid[], $2::date[], $3::int8[]) AS u(id, day, delta)
          WHERE d.account_id = u.id AND d.day >= u.day",
+        &ids,
+        &days,
+        &deltas,
     )
-    .bind(&ids)
-    .bind(&days)
-    .bind(&deltas)
     .execute(conn)
     .await?;
     Ok(())
@@ -236,18 +241,18 @@ pub async fn set_paid_balances(
     let ids: Vec<Uuid> = changes.iter().map(|c| c.0).collect();
     let balances: Vec<i64> = changes.iter().map(|c| c.1).collect();
     let paid: Vec<NaiveDate> = changes.iter().map(|c| c.2).collect();
-    sqlx::query_as(
+    let rows = sqlx::query!(
         "UPDATE ledger_accounts a SET balance = u.balance, paid_through = u.paid, updated_at = now(),
                 history_rev = a.history_rev + 1, history_changed_at = now()
          FROM UNNEST($1::uuid[], $2::int8[], $3::date[]) AS u(id, balance, paid)
          WHERE a.account_id = u.id RETURNING a.account_id, a.history_rev",
+        &ids,
+        &balances,
+        &paid,
     )
-    .bind(&ids)
-    .bind(&balances)
-    .bind(&paid)
     .fetch_all(conn)
-    .await
-    .map(|rows| rows.into_iter().collect())
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.account_id, r.history_rev)).collect())
 }
 
 /// The payouts booked on each `(account, day)`. Asked as "these accounts on these days" (a
@@ -261,13 +266,13 @@ pub async fn interest_postings_on(
     let mut days: Vec<NaiveDate> = keys.iter().map(|k| k.1).collect();
     days.sort_unstable();
     days.dedup();
-    let rows = sqlx::query(INTEREST_POSTINGS_ON).bind(&ids).bind(&days).fetch_all(conn).await?;
+    let rows: Vec<AccountPostingRow> =
+        sqlx::query_as(INTEREST_POSTINGS_ON).bind(&ids).bind(&days).fetch_all(conn).await?;
     let mut found = std::collections::HashMap::with_capacity(rows.len());
-    for r in &rows {
-        let account_id: Uuid = r.try_get("account_id")?;
-        let posting = to_posting(r)?;
-        if wanted.contains(&(account_id, posting.request.business_date)) {
-            found.insert(account_id, posting);
+    for r in rows {
+        let posting = InterestPosting::try_from(r.posting)?;
+        if wanted.contains(&(r.account_id, posting.request.business_date)) {
+            found.insert(r.account_id, posting);
         }
     }
     Ok(found)
@@ -282,13 +287,12 @@ pub async fn interest_postings_under(
     let mut texts: Vec<&str> = keys.iter().map(|k| k.1).collect();
     texts.sort_unstable();
     texts.dedup();
-    let rows = sqlx::query(INTEREST_POSTINGS_UNDER).bind(&texts).fetch_all(conn).await?;
+    let rows: Vec<AccountPostingRow> = sqlx::query_as(INTEREST_POSTINGS_UNDER).bind(&texts).fetch_all(conn).await?;
     let mut found = std::collections::HashMap::with_capacity(rows.len());
-    for r in &rows {
-        let account_id: Uuid = r.try_get("account_id")?;
-        let posting = to_posting(r)?;
-        if wanted.contains(&(account_id, posting.request.idempotency_key.as_str())) {
-            found.insert(account_id, posting);
+    for r in rows {
+        let posting = InterestPosting::try_from(r.posting)?;
+        if wanted.contains(&(r.account_id, posting.request.idempotency_key.as_str())) {
+            found.insert(r.account_id, posting);
         }
     }
     Ok(found)
@@ -298,34 +302,46 @@ pub async fn interest_postings_under(
 /// for this booking, and this booking for a fence being raised), then reads their revisions (0 for
 /// a subject never fenced). The read is a separate statement so its snapshot follows the locks.
 pub async fn hold_fences(conn: &mut PgConnection, subjects: &[String]) -> Result<Vec<(String, i64)>, sqlx::Error> {
-    sqlx::query("SELECT pg_advisory_xact_lock_shared(hashtextextended(s, 0)) FROM unnest($1::text[]) AS s")
-        .bind(subjects)
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query_as(
-        "SELECT s, COALESCE(f.rev, 0) FROM unnest($1::text[]) AS s LEFT JOIN payout_fences f ON f.subject = s",
+    // (The locks' function returns nothing; the count is what a typed statement can answer.)
+    sqlx::query_scalar!(
+        r#"SELECT count(*) AS "held!" FROM (SELECT pg_advisory_xact_lock_shared(hashtextextended(s, 0))
+                                             FROM unnest($1::text[]) AS s) AS locks"#,
+        subjects,
     )
-    .bind(subjects)
+    .fetch_one(&mut *conn)
+    .await?;
+    let rows = sqlx::query!(
+        r#"SELECT s AS "subject!", COALESCE(f.rev, 0) AS "rev!"
+           FROM unnest($1::text[]) AS s LEFT JOIN payout_fences f ON f.subject = s"#,
+        subjects,
+    )
     .fetch_all(conn)
-    .await
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.subject, r.rev)).collect())
 }
 
 /// Waits for the bookings in flight on `subject`, then holds it exclusively until the transaction
 /// ends.
 pub async fn lock_fence(conn: &mut PgConnection, subject: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))").bind(subject).execute(conn).await.map(|_| ())
+    sqlx::query_scalar!(
+        r#"SELECT count(*) AS "held!" FROM (SELECT pg_advisory_xact_lock(hashtextextended($1, 0))) AS lock"#,
+        subject,
+    )
+    .fetch_one(conn)
+    .await
+    .map(|_| ())
 }
 
 /// Raises the fence (never lowers it), as the latest raise (`seq`); returns its revision.
 pub async fn raise_fence(conn: &mut PgConnection, subject: &str, rev: i64) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "INSERT INTO payout_fences (subject, rev) VALUES ($1, $2)
          ON CONFLICT (subject) DO UPDATE SET rev = GREATEST(payout_fences.rev, EXCLUDED.rev), changed_at = now(),
              seq = nextval('payout_fences_seq_seq')
          RETURNING rev",
+        subject,
+        rev,
     )
-    .bind(subject)
-    .bind(rev)
     .fetch_one(conn)
     .await
 }
@@ -338,19 +354,16 @@ pub async fn fences_after(
     after_seq: i64,
     limit: i64,
 ) -> Result<Vec<contracts::RaisedFence>, sqlx::Error> {
-    let rows: Vec<(String, i64, i64, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+    sqlx::query_as!(
+        contracts::RaisedFence,
         "SELECT subject, rev, seq, changed_at FROM payout_fences
          WHERE seq > $2 AND starts_with(subject, $1) ORDER BY seq LIMIT $3",
+        prefix,
+        after_seq,
+        limit,
     )
-    .bind(prefix)
-    .bind(after_seq)
-    .bind(limit)
     .fetch_all(pool)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(subject, rev, seq, changed_at)| contracts::RaisedFence { subject, rev, seq, changed_at })
-        .collect())
+    .await
 }
 
 /// The last business date a payout of the tax category was booked on.
@@ -358,12 +371,12 @@ pub async fn category_paid_on(
     conn: &mut PgConnection,
     category: domain::TaxCategory,
 ) -> Result<Option<NaiveDate>, sqlx::Error> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "SELECT business_date FROM journal_entries
          WHERE kind = 'INTEREST_PAYOUT' AND payout ->> 'tax_category' = $1
          ORDER BY business_date DESC LIMIT 1",
+        category.as_str(),
     )
-    .bind(category.as_str())
     .fetch_optional(conn)
     .await
 }
@@ -373,14 +386,15 @@ pub async fn product_paid_through(
     conn: &mut PgConnection,
     product_code: &str,
 ) -> Result<Option<NaiveDate>, sqlx::Error> {
-    let day: Option<String> = sqlx::query_scalar(
+    let day = sqlx::query_scalar!(
         "SELECT payout ->> 'period_to' FROM journal_entries
          WHERE kind = 'INTEREST_PAYOUT' AND payout ->> 'product_code' = $1
          ORDER BY payout ->> 'period_to' DESC LIMIT 1",
+        product_code,
     )
-    .bind(product_code)
     .fetch_optional(conn)
-    .await?;
+    .await?
+    .flatten();
     day.map(|d| d.parse().map_err(|e| sqlx::Error::Decode(Box::new(e)))).transpose()
 }
 
@@ -397,22 +411,14 @@ pub async fn find_idempotent(
     account_id: Uuid,
     key: &str,
 ) -> Result<Option<StoredResponse>, sqlx::Error> {
-    let row = sqlx::query(
+    sqlx::query_as!(
+        StoredResponse,
         "SELECT operation, request_hash, status, response FROM idempotency_keys WHERE account_id = $1 AND key = $2",
+        account_id,
+        key,
     )
-    .bind(account_id)
-    .bind(key)
     .fetch_optional(conn)
-    .await?;
-    row.map(|r| {
-        Ok(StoredResponse {
-            operation: r.try_get("operation")?,
-            request_hash: r.try_get("request_hash")?,
-            status: r.try_get("status")?,
-            response: r.try_get("response")?,
-        })
-    })
-    .transpose()
+    .await
 }
 
 pub async fn save_idempotent(
@@ -424,33 +430,53 @@ pub async fn save_idempotent(
     status: i16,
     response: &serde_json::Value,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO idempotency_keys (account_id, key, operation, request_hash, status, response) VALUES ($1, $2, $3, $4, $5, $6)",
+        account_id,
+        key,
+        operation,
+        request_hash,
+        status,
+        response,
     )
-    .bind(account_id)
-    .bind(key)
-    .bind(operation)
-    .bind(request_hash)
-    .bind(status)
-    .bind(response)
     .execute(conn)
     .await
     .map(|_| ())
 }
 
-fn to_posting(r: &sqlx::postgres::PgRow) -> Result<InterestPosting, sqlx::Error> {
-    let body: serde_json::Value = r.try_get("payout")?;
-    let request: InterestPostingRequest = serde_json::from_value(body).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-    Ok(InterestPosting {
-        request,
-        entry_id: r.try_get("entry_id")?,
-        balance_after: r.try_get("balance_after")?,
-        posted_at: r.try_get("created_at")?,
-        seq: r.try_get("seq")?,
-    })
+/// A booked payout's journal row: the request it booked (`payout`) and what the booking added.
+#[derive(sqlx::FromRow)]
+pub struct PostingRow {
+    entry_id: Uuid,
+    payout: serde_json::Value,
+    balance_after: i64,
+    created_at: chrono::DateTime<chrono::Utc>,
+    seq: i64,
 }
 
-const POSTING_COLUMNS: &str = "entry_id, payout, balance_after, created_at, seq";
+/// A [`PostingRow`] with its account (lookups of many accounts).
+#[derive(sqlx::FromRow)]
+pub struct AccountPostingRow {
+    account_id: Uuid,
+    #[sqlx(flatten)]
+    posting: PostingRow,
+}
+
+impl TryFrom<PostingRow> for InterestPosting {
+    type Error = sqlx::Error;
+
+    fn try_from(r: PostingRow) -> Result<Self, Self::Error> {
+        let request: InterestPostingRequest =
+            serde_json::from_value(r.payout).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+        Ok(InterestPosting {
+            request,
+            entry_id: r.entry_id,
+            balance_after: r.balance_after,
+            posted_at: r.created_at,
+            seq: r.seq,
+        })
+    }
+}
 
 // The journal's lookups of interest payouts by account. Each must probe the (account, business
 // date) index per account whatever the statistics say: a freshly loaded ledger's say "no payouts"
@@ -481,19 +507,24 @@ pub async fn last_interest_posting(
     account_id: Uuid,
     before: Option<NaiveDate>,
 ) -> Result<Option<InterestPosting>, sqlx::Error> {
-    let row = sqlx::query(LAST_INTEREST_POSTING).bind(account_id).bind(before).fetch_optional(conn).await?;
-    row.as_ref().map(to_posting).transpose()
+    let row: Option<PostingRow> =
+        sqlx::query_as(LAST_INTEREST_POSTING).bind(account_id).bind(before).fetch_optional(conn).await?;
+    row.map(InterestPosting::try_from).transpose()
 }
 
 pub async fn interest_feed(pool: &PgPool, after_seq: i64, limit: i64) -> Result<Vec<InterestPosting>, sqlx::Error> {
-    let rows = sqlx::query(&format!(
-        "SELECT {POSTING_COLUMNS} FROM journal_entries WHERE payout_id IS NOT NULL AND seq > $1 ORDER BY seq LIMIT $2"
-    ))
-    .bind(after_seq)
-    .bind(limit)
+    sqlx::query_as!(
+        PostingRow,
+        r#"SELECT entry_id, payout AS "payout!", balance_after, created_at, seq FROM journal_entries
+           WHERE payout_id IS NOT NULL AND seq > $1 ORDER BY seq LIMIT $2"#,
+        after_seq,
+        limit,
+    )
     .fetch_all(pool)
-    .await?;
-    rows.iter().map(to_posting).collect()
+    .await?
+    .into_iter()
+    .map(InterestPosting::try_from)
+    .collect()
 }
 
 /// Change points for `[from, to]`: the balance in force on `from`, then every change after it.
@@ -503,54 +534,54 @@ pub async fn balance_points(
     from: NaiveDate,
     to: NaiveDate,
 ) -> Result<Vec<BalancePoint>, sqlx::Error> {
-    let rows = sqlx::query(
-        "(SELECT $2::date AS point_day, balance FROM daily_balances WHERE account_id = $1 AND day <= $2
-          ORDER BY daily_balances.day DESC LIMIT 1)
-         UNION ALL
-         (SELECT day AS point_day, balance FROM daily_balances WHERE account_id = $1 AND day > $2 AND day <= $3 ORDER BY day)",
+    sqlx::query_as!(
+        BalancePoint,
+        r#"(SELECT $2::date AS "date!", balance AS "balance!" FROM daily_balances WHERE account_id = $1 AND day <= $2
+            ORDER BY daily_balances.day DESC LIMIT 1)
+           UNION ALL
+           (SELECT day, balance FROM daily_balances WHERE account_id = $1 AND day > $2 AND day <= $3 ORDER BY day)"#,
+        id,
+        from,
+        to,
     )
-    .bind(id)
-    .bind(from)
-    .bind(to)
     .fetch_all(conn)
-    .await?;
-    rows.iter().map(|r| Ok(BalancePoint { date: r.try_get("point_day")?, balance: r.try_get("balance")? })).collect()
+    .await
 }
 
 pub async fn entries(pool: &PgPool, account_id: Uuid, limit: i64) -> Result<Vec<Entry>, sqlx::Error> {
-    let rows = sqlx::query(
-        "WITH e AS (
-            SELECT DISTINCT je.seq, je.entry_id, je.kind, je.business_date, je.value_date, je.created_at
-            FROM journal_lines jl JOIN journal_entries je ON je.entry_id = jl.entry_id
-            WHERE jl.account_id = $1 ORDER BY je.seq DESC LIMIT $2)
-         SELECT e.seq, e.entry_id, e.kind, e.business_date, e.value_date, e.created_at,
-                l.ledger_account, l.account_id, l.debit, l.credit
-         FROM e JOIN journal_lines l ON l.entry_id = e.entry_id
-         ORDER BY e.seq DESC, l.line_no",
+    let rows = sqlx::query!(
+        r#"WITH e AS (
+              SELECT DISTINCT je.seq, je.entry_id, je.kind, je.business_date, je.value_date, je.created_at
+              FROM journal_lines jl JOIN journal_entries je ON je.entry_id = jl.entry_id
+              WHERE jl.account_id = $1 ORDER BY je.seq DESC LIMIT $2)
+           SELECT e.seq AS "seq!", e.entry_id AS "entry_id!", e.kind AS "kind!", e.business_date AS "business_date!",
+                  e.value_date AS "value_date!", e.created_at AS "created_at!",
+                  l.ledger_account, l.account_id, l.debit, l.credit
+           FROM e JOIN journal_lines l ON l.entry_id = e.entry_id
+           ORDER BY e.seq DESC, l.line_no"#,
+        account_id,
+        limit,
     )
-    .bind(account_id)
-    .bind(limit)
     .fetch_all(pool)
     .await?;
     let mut out: Vec<Entry> = Vec::new();
     for r in rows {
-        let entry_id: Uuid = r.try_get("entry_id")?;
-        if out.last().map(|e| e.entry_id) != Some(entry_id) {
+        if out.last().map(|e| e.entry_id) != Some(r.entry_id) {
             out.push(Entry {
-                entry_id,
-                kind: r.try_get("kind")?,
-                business_date: r.try_get("business_date")?,
-                value_date: r.try_get("value_date")?,
-                created_at: r.try_get("created_at")?,
+                entry_id: r.entry_id,
+                kind: r.kind,
+                business_date: r.business_date,
+                value_date: r.value_date,
+                created_at: r.created_at,
                 lines: Vec::new(),
             });
         }
         if let Some(e) = out.last_mut() {
             e.lines.push(EntryLine {
-                ledger_account: r.try_get("ledger_account")?,
-                account_id: r.try_get("account_id")?,
-                debit: r.try_get("debit")?,
-                credit: r.try_get("credit")?,
+                ledger_account: r.ledger_account,
+                account_id: r.account_id,
+                debit: r.debit,
+                credit: r.credit,
             });
         }
     }
@@ -563,21 +594,32 @@ pub async fn lock_accounts_unless_busy(
     conn: &mut PgConnection,
     ids: &[Uuid],
 ) -> Result<std::collections::HashMap<Uuid, LedgerAccount>, sqlx::Error> {
-    let rows = sqlx::query(
+    let rows = sqlx::query!(
         "SELECT account_id, balance, opened_on, paid_through, history_rev FROM ledger_accounts
          WHERE account_id = ANY($1) ORDER BY account_id FOR UPDATE SKIP LOCKED",
+        ids,
     )
-    .bind(ids)
     .fetch_all(conn)
     .await?;
-    rows.iter().map(|r| Ok((r.try_get("account_id")?, to_ledger_account(r)?))).collect()
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let row = LedgerAccount {
+                balance: r.balance,
+                opened_on: r.opened_on,
+                paid_through: r.paid_through,
+                history_rev: r.history_rev,
+            };
+            (r.account_id, row)
+        })
+        .collect())
 }
 
 pub async fn history_revisions(conn: &mut PgConnection, ids: &[Uuid]) -> Result<Vec<(Uuid, i64)>, sqlx::Error> {
-    sqlx::query_as("SELECT account_id, history_rev FROM ledger_accounts WHERE account_id = ANY($1)")
-        .bind(ids)
+    let rows = sqlx::query!("SELECT account_id, history_rev FROM ledger_accounts WHERE account_id = ANY($1)", ids)
         .fetch_all(conn)
-        .await
+        .await?;
+    Ok(rows.into_iter().map(|r| (r.account_id, r.history_rev)).collect())
 }
 
 /// [`balance_points`] for many accounts and periods in one statement.
@@ -588,27 +630,26 @@ pub async fn balance_points_many(
     let ids: Vec<Uuid> = ranges.iter().map(|r| r.0).collect();
     let froms: Vec<NaiveDate> = ranges.iter().map(|r| r.1).collect();
     let tos: Vec<NaiveDate> = ranges.iter().map(|r| r.2).collect();
-    let rows = sqlx::query(
-        "SELECT q.account_id, p.point_day, p.balance
-         FROM unnest($1::uuid[], $2::date[], $3::date[]) AS q(account_id, f, t)
-         CROSS JOIN LATERAL (
-            (SELECT q.f AS point_day, d.balance FROM daily_balances d WHERE d.account_id = q.account_id AND d.day <= q.f
-             ORDER BY d.day DESC LIMIT 1)
-            UNION ALL
-            (SELECT d.day, d.balance FROM daily_balances d
-             WHERE d.account_id = q.account_id AND d.day > q.f AND d.day <= q.t)
-         ) p
-         ORDER BY q.account_id, p.point_day",
+    let rows = sqlx::query!(
+        r#"SELECT q.account_id AS "account_id!", p.point_day AS "point_day!", p.balance AS "balance!"
+           FROM unnest($1::uuid[], $2::date[], $3::date[]) AS q(account_id, f, t)
+           CROSS JOIN LATERAL (
+              (SELECT q.f AS point_day, d.balance FROM daily_balances d WHERE d.account_id = q.account_id AND d.day <= q.f
+               ORDER BY d.day DESC LIMIT 1)
+              UNION ALL
+              (SELECT d.day, d.balance FROM daily_balances d
+               WHERE d.account_id = q.account_id AND d.day > q.f AND d.day <= q.t)
+           ) p
+           ORDER BY q.account_id, p.point_day"#,
+        &ids,
+        &froms,
+        &tos,
     )
-    .bind(&ids)
-    .bind(&froms)
-    .bind(&tos)
     .fetch_all(conn)
     .await?;
     let mut out: std::collections::HashMap<Uuid, Vec<BalancePoint>> = std::collections::HashMap::new();
     for r in rows {
-        let point = BalancePoint { date: r.try_get("point_day")?, balance: r.try_get("balance")? };
-        out.entry(r.try_get("account_id")?).or_default().push(point);
+        out.entry(r.account_id).or_default().push(BalancePoint { date: r.point_day, balance: r.balance });
     }
     Ok(out)
 }
@@ -618,8 +659,8 @@ pub async fn last_interest_postings(
     conn: &mut PgConnection,
     ids: &[Uuid],
 ) -> Result<std::collections::HashMap<Uuid, InterestPosting>, sqlx::Error> {
-    let rows = sqlx::query(LAST_INTEREST_POSTINGS).bind(ids).fetch_all(conn).await?;
-    rows.iter().map(|r| Ok((r.try_get("account_id")?, to_posting(r)?))).collect()
+    let rows: Vec<AccountPostingRow> = sqlx::query_as(LAST_INTEREST_POSTINGS).bind(ids).fetch_all(conn).await?;
+    rows.into_iter().map(|r| Ok((r.account_id, InterestPosting::try_from(r.posting)?))).collect()
 }
 
 #[cfg(test)]

@@ -1,9 +1,11 @@
-//! SQL for withholding records and dead letters.
+//! SQL for withholding records, the consumer's positions and dead letters. Every statement is
+//! checked against the schema at compile time (`sqlx::query!` and friends, with the offline
+//! metadata in `.sqlx/`).
 
 use chrono::NaiveDate;
 use contracts::{MonthlyReport, TaxWithholdingEvent, Withholding};
 use domain::{TaxBreakdown, TaxCategory};
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 pub struct Source<'a> {
@@ -41,13 +43,13 @@ pub async fn consume_withholdings(
 }
 
 async fn advance(conn: &mut sqlx::PgConnection, src: &Source<'_>) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO consumer_offsets (topic, partition, next_offset) VALUES ($1, $2, $3)
          ON CONFLICT (topic, partition) DO UPDATE SET next_offset = GREATEST(consumer_offsets.next_offset, EXCLUDED.next_offset)",
+        src.topic,
+        src.partition,
+        src.offset + 1,
     )
-    .bind(src.topic)
-    .bind(src.partition)
-    .bind(src.offset + 1)
     .execute(conn)
     .await
     .map(|_| ())
@@ -58,17 +60,17 @@ pub async fn positions(
     pool: &PgPool,
     partitions: &[(String, i32)],
 ) -> Result<std::collections::HashMap<(String, i32), i64>, sqlx::Error> {
-    let topics: Vec<&str> = partitions.iter().map(|p| p.0.as_str()).collect();
+    let topics: Vec<String> = partitions.iter().map(|p| p.0.clone()).collect();
     let numbers: Vec<i32> = partitions.iter().map(|p| p.1).collect();
-    let rows: Vec<(String, i32, i64)> = sqlx::query_as(
+    let rows = sqlx::query!(
         "SELECT o.topic, o.partition, o.next_offset FROM consumer_offsets o
          JOIN unnest($1::text[], $2::int4[]) AS w(topic, partition) USING (topic, partition)",
+        &topics,
+        &numbers,
     )
-    .bind(&topics)
-    .bind(&numbers)
     .fetch_all(pool)
     .await?;
-    Ok(rows.into_iter().map(|(t, p, o)| ((t, p), o)).collect())
+    Ok(rows.into_iter().map(|r| ((r.topic, r.partition), r.next_offset)).collect())
 }
 
 /// Inserts the records in one statement; a payout that already has its record keeps it. Returns
@@ -79,30 +81,70 @@ async fn insert_withholdings(
 ) -> Result<u64, sqlx::Error> {
     let e = || records.iter().map(|(e, _)| e);
     let src = || records.iter().map(|(_, s)| s);
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO withholdings (payout_id, event_id, account_id, customer_id, business_date, gross, income_tax,
             local_tax, rural_special_tax, tax_category, occurred_at, source_topic, source_partition, source_offset)
          SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::date[], $6::int8[], $7::int8[],
             $8::int8[], $9::int8[], $10::text[], $11::timestamptz[], $12::text[], $13::int4[], $14::int8[])
          ON CONFLICT (payout_id) DO NOTHING",
+        &e().map(|e| e.payout_id).collect::<Vec<_>>(),
+        &e().map(|e| e.event_id).collect::<Vec<_>>(),
+        &e().map(|e| e.account_id).collect::<Vec<_>>(),
+        &e().map(|e| e.customer_id).collect::<Vec<_>>(),
+        &e().map(|e| e.business_date).collect::<Vec<_>>(),
+        &e().map(|e| e.gross).collect::<Vec<_>>(),
+        &e().map(|e| e.taxes.income_tax).collect::<Vec<_>>(),
+        &e().map(|e| e.taxes.local_tax).collect::<Vec<_>>(),
+        &e().map(|e| e.taxes.rural_special_tax).collect::<Vec<_>>(),
+        &e().map(|e| e.tax_category.as_str().to_string()).collect::<Vec<_>>(),
+        &e().map(|e| e.occurred_at).collect::<Vec<_>>(),
+        &src().map(|s| s.topic.to_string()).collect::<Vec<_>>(),
+        &src().map(|s| s.partition).collect::<Vec<_>>(),
+        &src().map(|s| s.offset).collect::<Vec<_>>(),
     )
-    .bind(e().map(|e| e.payout_id).collect::<Vec<_>>())
-    .bind(e().map(|e| e.event_id).collect::<Vec<_>>())
-    .bind(e().map(|e| e.account_id).collect::<Vec<_>>())
-    .bind(e().map(|e| e.customer_id).collect::<Vec<_>>())
-    .bind(e().map(|e| e.business_date).collect::<Vec<_>>())
-    .bind(e().map(|e| e.gross).collect::<Vec<_>>())
-    .bind(e().map(|e| e.taxes.income_tax).collect::<Vec<_>>())
-    .bind(e().map(|e| e.taxes.local_tax).collect::<Vec<_>>())
-    .bind(e().map(|e| e.taxes.rural_special_tax).collect::<Vec<_>>())
-    .bind(e().map(|e| e.tax_category.as_str()).collect::<Vec<_>>())
-    .bind(e().map(|e| e.occurred_at).collect::<Vec<_>>())
-    .bind(src().map(|s| s.topic).collect::<Vec<_>>())
-    .bind(src().map(|s| s.partition).collect::<Vec<_>>())
-    .bind(src().map(|s| s.offset).collect::<Vec<_>>())
     .execute(conn)
     .await
     .map(|r| r.rows_affected())
+}
+
+/// A `withholdings` row as selected.
+struct WithholdingRow {
+    payout_id: Uuid,
+    event_id: Uuid,
+    account_id: Uuid,
+    customer_id: Uuid,
+    business_date: NaiveDate,
+    gross: i64,
+    income_tax: i64,
+    local_tax: i64,
+    rural_special_tax: i64,
+    tax_category: String,
+    occurred_at: chrono::DateTime<chrono::Utc>,
+    recorded_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl TryFrom<WithholdingRow> for Withholding {
+    type Error = sqlx::Error;
+
+    fn try_from(r: WithholdingRow) -> Result<Self, Self::Error> {
+        Ok(Withholding {
+            tax_category: TaxCategory::parse(&r.tax_category)
+                .ok_or_else(|| sqlx::Error::Decode(format!("tax_category {}", r.tax_category).into()))?,
+            taxes: TaxBreakdown {
+                income_tax: r.income_tax,
+                local_tax: r.local_tax,
+                rural_special_tax: r.rural_special_tax,
+            },
+            payout_id: r.payout_id,
+            event_id: r.event_id,
+            account_id: r.account_id,
+            customer_id: r.customer_id,
+            business_date: r.business_date,
+            gross: r.gross,
+            occurred_at: r.occurred_at,
+            recorded_at: r.recorded_at,
+        })
+    }
 }
 
 pub async fn withholdings(
@@ -113,42 +155,25 @@ pub async fn withholdings(
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<Withholding>, sqlx::Error> {
-    let rows = sqlx::query(
+    sqlx::query_as!(
+        WithholdingRow,
         "SELECT payout_id, event_id, account_id, customer_id, business_date, gross, income_tax, local_tax,
                 rural_special_tax, tax_category, occurred_at, recorded_at
          FROM withholdings
          WHERE ($1::uuid IS NULL OR account_id = $1) AND ($2::date IS NULL OR business_date >= $2)
            AND ($3::date IS NULL OR business_date <= $3) AND ($4::uuid IS NULL OR payout_id > $4)
          ORDER BY payout_id LIMIT $5",
+        account,
+        from,
+        to,
+        after,
+        limit,
     )
-    .bind(account)
-    .bind(from)
-    .bind(to)
-    .bind(after)
-    .bind(limit)
     .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            let category: String = r.try_get("tax_category")?;
-            Ok(Withholding {
-                payout_id: r.try_get("payout_id")?,
-                event_id: r.try_get("event_id")?,
-                account_id: r.try_get("account_id")?,
-                customer_id: r.try_get("customer_id")?,
-                business_date: r.try_get("business_date")?,
-                gross: r.try_get("gross")?,
-                taxes: TaxBreakdown {
-                    income_tax: r.try_get("income_tax")?,
-                    local_tax: r.try_get("local_tax")?,
-                    rural_special_tax: r.try_get("rural_special_tax")?,
-                },
-                tax_category: TaxCategory::parse(&category).ok_or_else(|| sqlx::Error::Decode(category.into()))?,
-                occurred_at: r.try_get("occurred_at")?,
-                recorded_at: r.try_get("recorded_at")?,
-            })
-        })
-        .collect()
+    .await?
+    .into_iter()
+    .map(Withholding::try_from)
+    .collect()
 }
 
 pub async fn monthly(
@@ -158,21 +183,22 @@ pub async fn monthly(
     next: NaiveDate,
     due: NaiveDate,
 ) -> Result<MonthlyReport, sqlx::Error> {
-    let r = sqlx::query(
-        "SELECT count(*) AS n, COALESCE(sum(gross),0)::int8 AS gross, COALESCE(sum(income_tax),0)::int8 AS it,
-                COALESCE(sum(local_tax),0)::int8 AS lt, COALESCE(sum(rural_special_tax),0)::int8 AS rt
-         FROM withholdings WHERE business_date >= $1 AND business_date < $2",
+    let r = sqlx::query!(
+        r#"SELECT count(*) AS "payouts!", COALESCE(sum(gross), 0)::int8 AS "gross!",
+                  COALESCE(sum(income_tax), 0)::int8 AS "income_tax!", COALESCE(sum(local_tax), 0)::int8 AS "local_tax!",
+                  COALESCE(sum(rural_special_tax), 0)::int8 AS "rural_special_tax!"
+           FROM withholdings WHERE business_date >= $1 AND business_date < $2"#,
+        first,
+        next,
     )
-    .bind(first)
-    .bind(next)
     .fetch_one(pool)
     .await?;
     let taxes =
-        TaxBreakdown { income_tax: r.try_get("it")?, local_tax: r.try_get("lt")?, rural_special_tax: r.try_get("rt")? };
+        TaxBreakdown { income_tax: r.income_tax, local_tax: r.local_tax, rural_special_tax: r.rural_special_tax };
     Ok(MonthlyReport {
         month: month.to_string(),
-        payouts: r.try_get("n")?,
-        gross: r.try_get("gross")?,
+        payouts: r.payouts,
+        gross: r.gross,
         taxes,
         total_tax: taxes.total(),
         due_date: due,
@@ -191,18 +217,18 @@ pub struct DeadLetter<'a> {
 /// Stores the dead letter and moves the consumer's position past it, atomically.
 pub async fn insert_dead_letter(pool: &PgPool, d: &DeadLetter<'_>) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO dead_letters (source_topic, source_partition, source_offset, message_key, payload, headers, error, attempts)
          VALUES ($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT (source_topic, source_partition, source_offset) DO NOTHING",
+        d.source.topic,
+        d.source.partition,
+        d.source.offset,
+        d.key,
+        d.payload,
+        &d.headers,
+        d.error,
+        d.attempts,
     )
-    .bind(d.source.topic)
-    .bind(d.source.partition)
-    .bind(d.source.offset)
-    .bind(d.key)
-    .bind(d.payload)
-    .bind(&d.headers)
-    .bind(d.error)
-    .bind(d.attempts)
     .execute(&mut *tx)
     .await?;
     advance(&mut tx, &d.source).await?;
@@ -210,26 +236,21 @@ pub async fn insert_dead_letter(pool: &PgPool, d: &DeadLetter<'_>) -> Result<(),
 }
 
 pub async fn dead_letters(pool: &PgPool, after_id: i64, limit: i64) -> Result<Vec<contracts::DeadLetter>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT json_build_object('id', id, 'source_topic', source_topic, 'source_partition', source_partition,
+    let letters = sqlx::query_scalar!(
+        r#"SELECT json_build_object('id', id, 'source_topic', source_topic, 'source_partition', source_partition,
             'source_offset', source_offset, 'key', message_key, 'payload', payload, 'headers', headers, 'error', error,
             'attempts', attempts, 'created_at', created_at, 'replayed_at', replayed_at, 'replayed_by', replayed_by,
             'replay_result', replay_result,
             'replays', (SELECT COALESCE(json_agg(json_build_object('replayed_by', r.replayed_by,
                           'replayed_at', r.replayed_at, 'result', r.result) ORDER BY r.replayed_at), '[]')
-                        FROM dead_letter_replays r WHERE r.dead_letter_id = d.id)) AS j
-         FROM dead_letters d WHERE id > $1 ORDER BY id LIMIT $2",
+                        FROM dead_letter_replays r WHERE r.dead_letter_id = d.id)) AS "letter!"
+         FROM dead_letters d WHERE id > $1 ORDER BY id LIMIT $2"#,
+        after_id,
+        limit,
     )
-    .bind(after_id)
-    .bind(limit)
     .fetch_all(pool)
     .await?;
-    rows.iter()
-        .map(|r| {
-            let j = r.try_get::<serde_json::Value, _>("j")?;
-            serde_json::from_value(j).map_err(|e| sqlx::Error::Decode(Box::new(e)))
-        })
-        .collect()
+    letters.into_iter().map(|j| serde_json::from_value(j).map_err(|e| sqlx::Error::Decode(Box::new(e)))).collect()
 }
 
 pub struct StoredDeadLetter {
@@ -241,35 +262,25 @@ pub struct StoredDeadLetter {
 }
 
 pub async fn dead_letters_for_replay(pool: &PgPool, ids: Option<&[i64]>) -> Result<Vec<StoredDeadLetter>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT id, source_topic, source_partition, source_offset, payload FROM dead_letters
-         WHERE ($1::int8[] IS NULL OR id = ANY($1)) ORDER BY id LIMIT 10000",
+    sqlx::query_as!(
+        StoredDeadLetter,
+        r#"SELECT id, source_topic AS topic, source_partition AS partition, source_offset AS offset, payload
+           FROM dead_letters WHERE ($1::int8[] IS NULL OR id = ANY($1)) ORDER BY id LIMIT 10000"#,
+        ids,
     )
-    .bind(ids)
     .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(StoredDeadLetter {
-                id: r.try_get("id")?,
-                topic: r.try_get("source_topic")?,
-                partition: r.try_get("source_partition")?,
-                offset: r.try_get("source_offset")?,
-                payload: r.try_get("payload")?,
-            })
-        })
-        .collect()
+    .await
 }
 
 /// Records a replay in the history and as the letter's latest.
 pub async fn mark_replayed(pool: &PgPool, id: i64, by: &str, result: &str) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "WITH h AS (INSERT INTO dead_letter_replays (dead_letter_id, replayed_by, result) VALUES ($1, $2, $3))
          UPDATE dead_letters SET replayed_at = now(), replayed_by = $2, replay_result = $3 WHERE id = $1",
+        id,
+        by,
+        result,
     )
-    .bind(id)
-    .bind(by)
-    .bind(result)
     .execute(pool)
     .await
     .map(|_| ())
@@ -278,8 +289,9 @@ pub async fn mark_replayed(pool: &PgPool, id: i64, by: &str, result: &str) -> Re
 /// Keeps the `tax_dead_letters_unreplayed` gauge (the "dead letters present" alert) current.
 pub async fn count_dead_letters(pool: PgPool) {
     loop {
-        let n: Result<i64, _> =
-            sqlx::query_scalar("SELECT count(*) FROM dead_letters WHERE replayed_at IS NULL").fetch_one(&pool).await;
+        let n = sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM dead_letters WHERE replayed_at IS NULL"#)
+            .fetch_one(&pool)
+            .await;
         if let Ok(n) = n {
             metrics::gauge!("tax_dead_letters_unreplayed").set(n as f64);
         }
