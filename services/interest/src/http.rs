@@ -1,4 +1,5 @@
-//! Interest endpoints (SPEC §8).
+//! Interest endpoints (SPEC §8). Thin handlers: each reads its request and calls one capability's
+//! use case with that capability's state from `AppState` (no SQL here).
 
 use axum::body::Bytes;
 use axum::extract::State;
