@@ -20,19 +20,20 @@ pub struct Entry<'a> {
     pub code: Option<&'a str>,
 }
 
+/// Writes one entry of the audit log.
 pub async fn insert(pool: &PgPool, e: &Entry<'_>) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO audit_log (subject, scopes, method, route, account_id, request_id, status, code)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        e.subject,
+        e.scopes,
+        e.method,
+        e.route,
+        e.account_id,
+        e.request_id,
+        e.status as i16,
+        e.code,
     )
-    .bind(e.subject)
-    .bind(e.scopes)
-    .bind(e.method)
-    .bind(e.route)
-    .bind(e.account_id)
-    .bind(e.request_id)
-    .bind(e.status as i16)
-    .bind(e.code)
     .execute(pool)
     .await
     .map(|_| ())

@@ -8,62 +8,86 @@
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use contracts::legacy::{RolloutPolicy, SetRollout};
 use platform::redis::Redis;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
+use uuid::Uuid;
 
 pub use contracts::legacy::{default_policy, route};
 
-fn to_policy(r: &sqlx::postgres::PgRow) -> Result<RolloutPolicy, sqlx::Error> {
-    let percent: i16 = r.try_get("percent")?;
-    Ok(RolloutPolicy {
-        percent: u8::try_from(percent).unwrap_or(0),
-        team: r.try_get("team")?,
-        staff: r.try_get("staff")?,
-        kill_switch: r.try_get("kill_switch")?,
-        version: r.try_get("version")?,
-        changed_by: r.try_get("changed_by")?,
-        changed_at: r.try_get("changed_at")?,
-        reason: r.try_get("reason")?,
-    })
+/// A row of `rollout_changes`, as its migration types it.
+struct PolicyRow {
+    version: i64,
+    percent: i16,
+    team: Vec<Uuid>,
+    staff: Vec<Uuid>,
+    kill_switch: bool,
+    changed_by: String,
+    changed_at: DateTime<Utc>,
+    reason: Option<String>,
 }
 
-const COLUMNS: &str = "version, percent, team, staff, kill_switch, changed_by, changed_at, reason";
+impl From<PolicyRow> for RolloutPolicy {
+    fn from(r: PolicyRow) -> Self {
+        RolloutPolicy {
+            percent: u8::try_from(r.percent).unwrap_or(0),
+            team: r.team,
+            staff: r.staff,
+            kill_switch: r.kill_switch,
+            version: r.version,
+            changed_by: Some(r.changed_by),
+            changed_at: Some(r.changed_at),
+            reason: r.reason,
+        }
+    }
+}
 
+/// The latest change (the default policy when there has been none).
 pub async fn load(pool: &PgPool) -> Result<RolloutPolicy, sqlx::Error> {
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM rollout_changes ORDER BY version DESC LIMIT 1"))
-        .fetch_optional(pool)
-        .await?;
-    row.as_ref().map_or(Ok(default_policy()), to_policy)
+    let row = sqlx::query_as!(
+        PolicyRow,
+        "SELECT version, percent, team, staff, kill_switch, changed_by, changed_at, reason
+         FROM rollout_changes ORDER BY version DESC LIMIT 1"
+    )
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map_or_else(default_policy, RolloutPolicy::from))
 }
 
+/// The latest `limit` changes, newest first.
 pub async fn changes(pool: &PgPool, limit: i64) -> Result<Vec<RolloutPolicy>, sqlx::Error> {
-    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM rollout_changes ORDER BY version DESC LIMIT $1"))
-        .bind(limit)
-        .fetch_all(pool)
-        .await?;
-    rows.iter().map(to_policy).collect()
+    let rows = sqlx::query_as!(
+        PolicyRow,
+        "SELECT version, percent, team, staff, kill_switch, changed_by, changed_at, reason
+         FROM rollout_changes ORDER BY version DESC LIMIT $1",
+        limit,
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(RolloutPolicy::from).collect())
 }
 
 /// Stores the next version (changes serialized by a table lock: versions have no gaps).
 pub async fn change(pool: &PgPool, set: &SetRollout, by: &str) -> Result<RolloutPolicy, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    sqlx::query("LOCK TABLE rollout_changes IN EXCLUSIVE MODE").execute(&mut *tx).await?;
-    let row = sqlx::query(&format!(
+    sqlx::query!("LOCK TABLE rollout_changes IN EXCLUSIVE MODE").execute(&mut *tx).await?;
+    let row = sqlx::query_as!(
+        PolicyRow,
         "INSERT INTO rollout_changes (version, percent, team, staff, kill_switch, changed_by, reason)
          SELECT COALESCE(MAX(version), 0) + 1, $1, $2, $3, $4, $5, $6 FROM rollout_changes
-         RETURNING {COLUMNS}"
-    ))
-    .bind(i16::from(set.percent))
-    .bind(&set.team)
-    .bind(&set.staff)
-    .bind(set.kill_switch)
-    .bind(by)
-    .bind(set.reason.as_deref())
+         RETURNING version, percent, team, staff, kill_switch, changed_by, changed_at, reason",
+        i16::from(set.percent),
+        &set.team,
+        &set.staff,
+        set.kill_switch,
+        by,
+        set.reason.as_deref(),
+    )
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;
-    to_policy(&row)
+    Ok(row.into())
 }
 
 /// The policy as this replica last read it.
