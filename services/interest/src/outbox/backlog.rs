@@ -22,14 +22,14 @@ pub async fn watch_backlog(state: Outbox, shutdown: Arc<Notify>) {
 }
 
 async fn record_outbox_age(state: &Outbox) {
-    let backlog: Result<(i64, Option<f64>), _> = sqlx::query_as(
-        "SELECT count(*), EXTRACT(EPOCH FROM now() - min(created_at))::float8
-         FROM payouts WHERE tax_event_published_at IS NULL",
+    let backlog = sqlx::query!(
+        r#"SELECT count(*) AS "waiting!", EXTRACT(EPOCH FROM now() - min(created_at))::float8 AS "age?"
+         FROM payouts WHERE tax_event_published_at IS NULL"#
     )
     .fetch_one(&state.pool)
     .await;
-    if let Ok((waiting, age)) = backlog {
-        metrics::gauge!("interest_outbox_unpublished").set(waiting as f64);
-        metrics::gauge!("interest_outbox_oldest_unpublished_seconds").set(age.unwrap_or(0.0).max(0.0));
+    if let Ok(b) = backlog {
+        metrics::gauge!("interest_outbox_unpublished").set(b.waiting as f64);
+        metrics::gauge!("interest_outbox_oldest_unpublished_seconds").set(b.age.unwrap_or(0.0).max(0.0));
     }
 }

@@ -8,17 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 use tracing::Instrument;
 
-use chrono::{DateTime, NaiveDate, Utc};
 use contracts::{TaxWithholdingEvent, TAX_EVENT_SCHEMA_VERSION};
-use domain::TaxCategory;
+use domain::{TaxBreakdown, TaxCategory};
 use platform::kafka::KafkaConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use sqlx::Row;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::{Outbox, BATCH};
-use crate::payout;
 
 /// Consecutive failed batches after which the relay starts over with a new producer.
 const FAILURES_BEFORE_NEW_PRODUCER: u32 = 5;
@@ -68,13 +65,13 @@ pub async fn relay(state: Outbox, kafka: KafkaConfig, mut producer: FutureProduc
 
 async fn publish_batch(state: &Outbox, producer: &FutureProducer, topic: &str) -> anyhow::Result<usize> {
     let mut tx = state.pool.begin().await?;
-    let rows = sqlx::query(
+    let rows = sqlx::query!(
         "SELECT payout_id, tax_event_id, account_id, customer_id, business_date, gross, income_tax, local_tax,
                 rural_special_tax, tax_category, created_at, trace_headers
          FROM payouts WHERE tax_event_published_at IS NULL
          ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED",
+        BATCH,
     )
-    .bind(BATCH)
     .fetch_all(&mut *tx)
     .await?;
     if rows.is_empty() {
@@ -82,22 +79,25 @@ async fn publish_batch(state: &Outbox, producer: &FutureProducer, topic: &str) -
     }
     let mut sends = Vec::with_capacity(rows.len());
     let mut ids = Vec::with_capacity(rows.len());
-    for r in &rows {
-        let category: String = r.try_get("tax_category")?;
+    for r in rows {
+        let category = r.tax_category;
         let event = TaxWithholdingEvent {
-            event_id: r.try_get("tax_event_id")?,
+            event_id: r.tax_event_id,
             schema_version: TAX_EVENT_SCHEMA_VERSION,
-            payout_id: r.try_get("payout_id")?,
-            account_id: r.try_get("account_id")?,
-            customer_id: r.try_get("customer_id")?,
-            business_date: r.try_get::<NaiveDate, _>("business_date")?,
-            gross: r.try_get("gross")?,
-            taxes: payout::taxes(r)?,
+            payout_id: r.payout_id,
+            account_id: r.account_id,
+            customer_id: r.customer_id,
+            business_date: r.business_date,
+            gross: r.gross,
+            taxes: TaxBreakdown {
+                income_tax: r.income_tax,
+                local_tax: r.local_tax,
+                rural_special_tax: r.rural_special_tax,
+            },
             tax_category: TaxCategory::parse(&category).ok_or_else(|| anyhow::anyhow!("bad category {category}"))?,
-            occurred_at: r.try_get::<DateTime<Utc>, _>("created_at")?,
+            occurred_at: r.created_at,
         };
-        let payout_trace: HashMap<String, String> =
-            serde_json::from_value(r.try_get::<serde_json::Value, _>("trace_headers")?).unwrap_or_default();
+        let payout_trace: HashMap<String, String> = serde_json::from_value(r.trace_headers).unwrap_or_default();
         let payload = serde_json::to_string(&event)?;
         let key = event.account_id.to_string();
         ids.push(event.payout_id);
@@ -130,8 +130,7 @@ async fn publish_batch(state: &Outbox, producer: &FutureProducer, topic: &str) -
         result?;
     }
     platform::fault::point("outbox.after_publish");
-    sqlx::query("UPDATE payouts SET tax_event_published_at = now() WHERE payout_id = ANY($1)")
-        .bind(&ids as &[Uuid])
+    sqlx::query!("UPDATE payouts SET tax_event_published_at = now() WHERE payout_id = ANY($1)", &ids as &[Uuid])
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;

@@ -28,7 +28,7 @@ pub(crate) use estimate::estimate;
 pub(crate) use evaluate::{assessment, status_refusal, Evaluation};
 pub(crate) use history::{answered, history, last_payouts, payouts_between};
 pub(crate) use pay::{before_booking, count_paid, kept_answer, pay, posting_request, record_booked};
-pub(crate) use store::{amounts, insert_payout, payout_from_posting, taxes};
+pub(crate) use store::{amounts, insert_payout, payout_from_posting};
 
 /// How payouts take the Redis lock, and the test-only pause before booking (from `Config`).
 pub struct PayoutSettings {

@@ -1,11 +1,14 @@
-//! SQL for payout runs and their items.
+//! SQL for payout runs and their items. Every statement is checked against the schema at compile
+//! time (`sqlx::query!` and friends, with the offline metadata in `.sqlx/`), except the claim and
+//! the outcomes, which the plan tests in `store_plans.rs` also run (their text is shared: the claim
+//! is `query_as` into [`Claimed`], the outcomes return no rows).
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::NaiveDate;
 use contracts::{PayoutRun, PayoutRunSummary, RunTotals};
-use domain::Withheld;
-use sqlx::{PgPool, Postgres, Row, Transaction};
+use domain::{TaxBreakdown, Withheld};
+use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 pub struct Run {
@@ -24,29 +27,30 @@ pub async fn create_run(
 ) -> Result<Result<Uuid, Uuid>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let run_id = Uuid::new_v4();
-    let inserted = sqlx::query(
+    let inserted = sqlx::query!(
         "INSERT INTO payout_runs (run_id, business_date, scope, listing_done) VALUES ($1, $2, $3, $4)
          ON CONFLICT (business_date, scope) DO NOTHING",
+        run_id,
+        business_date,
+        scope,
+        accounts.is_some(),
     )
-    .bind(run_id)
-    .bind(business_date)
-    .bind(scope)
-    .bind(accounts.is_some())
     .execute(&mut *tx)
     .await?
     .rows_affected();
     if inserted == 0 {
-        let (existing, state): (Uuid, String) =
-            sqlx::query_as("SELECT run_id, state FROM payout_runs WHERE business_date = $1 AND scope = $2 FOR UPDATE")
-                .bind(business_date)
-                .bind(scope)
-                .fetch_one(&mut *tx)
-                .await?;
-        if state != "CANCELLED" {
-            return Ok(Err(existing));
+        let existing = sqlx::query!(
+            "SELECT run_id, state FROM payout_runs WHERE business_date = $1 AND scope = $2 FOR UPDATE",
+            business_date,
+            scope,
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        if existing.state != "CANCELLED" {
+            return Ok(Err(existing.run_id));
         }
-        sqlx::query("UPDATE payout_runs SET state = 'RUNNING', finished_at = NULL WHERE run_id = $1")
-            .bind(existing)
+        let existing = existing.run_id;
+        sqlx::query!("UPDATE payout_runs SET state = 'RUNNING', finished_at = NULL WHERE run_id = $1", existing)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -60,11 +64,11 @@ pub async fn create_run(
 }
 
 pub async fn add_items(tx: &mut Transaction<'_, Postgres>, run_id: Uuid, ids: &[Uuid]) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO payout_run_items (run_id, account_id) SELECT $1, unnest($2::uuid[]) ON CONFLICT DO NOTHING",
+        run_id,
+        ids,
     )
-    .bind(run_id)
-    .bind(ids)
     .execute(&mut **tx)
     .await
     .map(|_| ())
@@ -73,55 +77,45 @@ pub async fn add_items(tx: &mut Transaction<'_, Postgres>, run_id: Uuid, ids: &[
 /// Stops a running run: no account of it is claimed after this commits (a chunk in flight finishes
 /// and records its outcomes). The run's state after the attempt, `None` if there is no such run.
 pub async fn cancel(pool: &PgPool, run_id: Uuid) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "UPDATE payout_runs SET state = 'CANCELLED', finished_at = now() WHERE run_id = $1 AND state = 'RUNNING'",
+        run_id,
     )
-    .bind(run_id)
     .execute(pool)
     .await?;
-    sqlx::query_scalar("SELECT state FROM payout_runs WHERE run_id = $1").bind(run_id).fetch_optional(pool).await
+    sqlx::query_scalar!("SELECT state FROM payout_runs WHERE run_id = $1", run_id).fetch_optional(pool).await
 }
 
 /// The latest runs, newest first.
 pub async fn list(pool: &PgPool, limit: i64) -> Result<Vec<PayoutRunSummary>, sqlx::Error> {
-    let rows = sqlx::query(
+    let rows = sqlx::query!(
         "SELECT run_id, business_date, scope, state, started_at, finished_at FROM payout_runs
          ORDER BY started_at DESC LIMIT $1",
+        limit,
     )
-    .bind(limit)
     .fetch_all(pool)
     .await?;
-    rows.iter()
-        .map(|r| {
-            let scope: String = r.try_get("scope")?;
-            Ok(PayoutRunSummary {
-                run_id: r.try_get("run_id")?,
-                business_date: r.try_get("business_date")?,
-                scope: if scope == "ALL" { scope } else { "ACCOUNTS".into() },
-                state: r.try_get("state")?,
-                started_at: r.try_get("started_at")?,
-                finished_at: r.try_get("finished_at")?,
-            })
+    Ok(rows
+        .into_iter()
+        .map(|r| PayoutRunSummary {
+            run_id: r.run_id,
+            business_date: r.business_date,
+            scope: if r.scope == "ALL" { r.scope } else { "ACCOUNTS".into() },
+            state: r.state,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
         })
-        .collect()
+        .collect())
 }
 
 pub async fn running(pool: &PgPool) -> Result<Vec<Run>, sqlx::Error> {
-    let rows = sqlx::query(
+    sqlx::query_as!(
+        Run,
         "SELECT run_id, business_date, listing_done FROM payout_runs WHERE state = 'RUNNING'
          ORDER BY started_at",
     )
     .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Run {
-                run_id: r.try_get("run_id")?,
-                business_date: r.try_get("business_date")?,
-                listing_done: r.try_get("listing_done")?,
-            })
-        })
-        .collect()
+    .await
 }
 
 /// Takes the run's enumeration for one page, unless another replica holds it: the caller fetches
@@ -131,19 +125,22 @@ pub async fn lock_listing(
     tx: &mut Transaction<'_, Postgres>,
     run_id: Uuid,
 ) -> Result<Option<(Option<Uuid>, bool)>, sqlx::Error> {
-    let held: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtextextended('run-listing:' || $1, 0))")
-        .bind(run_id.to_string())
-        .fetch_one(&mut **tx)
-        .await?;
+    let held = sqlx::query_scalar!(
+        r#"SELECT pg_try_advisory_xact_lock(hashtextextended('run-listing:' || $1, 0)) AS "held!""#,
+        run_id.to_string(),
+    )
+    .fetch_one(&mut **tx)
+    .await?;
     if !held {
         return Ok(None);
     }
-    let row =
-        sqlx::query("SELECT listing_after, listing_done FROM payout_runs WHERE run_id = $1 AND state = 'RUNNING'")
-            .bind(run_id)
-            .fetch_optional(&mut **tx)
-            .await?;
-    row.map(|r| Ok((r.try_get("listing_after")?, r.try_get("listing_done")?))).transpose()
+    let row = sqlx::query!(
+        "SELECT listing_after, listing_done FROM payout_runs WHERE run_id = $1 AND state = 'RUNNING'",
+        run_id,
+    )
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row.map(|r| (r.listing_after, r.listing_done)))
 }
 
 /// Moves the run's enumeration on; `false` (the caller rolls back, with the page's items) when the
@@ -154,16 +151,23 @@ pub async fn advance_listing(
     after: Option<Uuid>,
     done: bool,
 ) -> Result<bool, sqlx::Error> {
-    let n = sqlx::query(
+    let n = sqlx::query!(
         "UPDATE payout_runs SET listing_after = $2, listing_done = $3 WHERE run_id = $1 AND state = 'RUNNING'",
+        run_id,
+        after,
+        done,
     )
-    .bind(run_id)
-    .bind(after)
-    .bind(done)
     .execute(&mut **tx)
     .await?
     .rows_affected();
     Ok(n == 1)
+}
+
+/// An item claimed: its account and how many times it has been claimed, this claim included.
+#[derive(sqlx::FromRow)]
+struct Claimed {
+    account_id: Uuid,
+    attempts: i32,
 }
 
 const CLAIM: &str = "WITH run AS (SELECT run_id FROM payout_runs WHERE run_id = $1 AND state = 'RUNNING' FOR SHARE),
@@ -193,13 +197,14 @@ pub async fn claim(
     limit: i64,
     lease_ms: i64,
 ) -> Result<Vec<(Uuid, i32)>, sqlx::Error> {
-    sqlx::query_as(CLAIM)
+    let claimed = sqlx::query_as::<_, Claimed>(CLAIM)
         .bind(run_id)
         .bind(limit)
         .bind(lease_ms)
         .bind(after.unwrap_or(Uuid::nil()))
         .fetch_all(pool)
-        .await
+        .await?;
+    Ok(claimed.into_iter().map(|c| (c.account_id, c.attempts)).collect())
 }
 
 const RECORD_OUTCOMES: &str = "UPDATE payout_run_items i
@@ -258,12 +263,12 @@ pub async fn record_outcomes(pool: &PgPool, run_id: Uuid, outcomes: &[Outcome]) 
 
 /// Marks the run completed once enumerated and nothing is pending.
 pub async fn complete_if_done(pool: &PgPool, run_id: Uuid) -> Result<bool, sqlx::Error> {
-    let n = sqlx::query(
+    let n = sqlx::query!(
         "UPDATE payout_runs r SET state = 'COMPLETED', finished_at = now()
          WHERE run_id = $1 AND state = 'RUNNING' AND listing_done
            AND NOT EXISTS (SELECT 1 FROM payout_run_items WHERE run_id = $1 AND state = 'PENDING')",
+        run_id,
     )
-    .bind(run_id)
     .execute(pool)
     .await?
     .rows_affected();
@@ -273,17 +278,17 @@ pub async fn complete_if_done(pool: &PgPool, run_id: Uuid) -> Result<bool, sqlx:
 /// The business date ended before the run did: what is left fails.
 pub async fn expire(pool: &PgPool, run_id: Uuid) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
-    sqlx::query(
+    sqlx::query!(
         "UPDATE payout_run_items SET state = 'FAILED', reason = 'BUSINESS_DATE_ENDED'
          WHERE run_id = $1 AND state = 'PENDING'",
+        run_id,
     )
-    .bind(run_id)
     .execute(&mut *tx)
     .await?;
-    sqlx::query(
+    sqlx::query!(
         "UPDATE payout_runs SET state = 'EXPIRED', finished_at = now() WHERE run_id = $1 AND state = 'RUNNING'",
+        run_id,
     )
-    .bind(run_id)
     .execute(&mut *tx)
     .await?;
     tx.commit().await
@@ -291,54 +296,54 @@ pub async fn expire(pool: &PgPool, run_id: Uuid) -> Result<(), sqlx::Error> {
 
 /// The run with its counts and totals (counters kept in the same transactions as its items).
 pub async fn report(pool: &PgPool, run_id: Uuid) -> Result<Option<PayoutRun>, sqlx::Error> {
-    let Some(r) = sqlx::query(
+    let Some(r) = sqlx::query!(
         "SELECT run_id, business_date, scope, state, listing_done, started_at, finished_at FROM payout_runs
          WHERE run_id = $1",
+        run_id,
     )
-    .bind(run_id)
     .fetch_optional(pool)
     .await?
     else {
         return Ok(None);
     };
     // Counters kept per chunk by the items' triggers (migration 0007), not an aggregate of items.
-    let rows = sqlx::query(
+    let rows = sqlx::query!(
         "SELECT state, NULLIF(reason, '') AS reason, n, gross, income_tax, local_tax, rural_special_tax, net
          FROM payout_run_counts WHERE run_id = $1 AND n <> 0",
+        run_id,
     )
-    .bind(run_id)
     .fetch_all(pool)
     .await?;
-    let scope: String = r.try_get("scope")?;
     let mut run = PayoutRun {
         run_id,
-        business_date: r.try_get("business_date")?,
-        scope: if scope == "ALL" { "ALL".into() } else { "ACCOUNTS".into() },
-        state: r.try_get("state")?,
+        business_date: r.business_date,
+        scope: if r.scope == "ALL" { "ALL".into() } else { "ACCOUNTS".into() },
+        state: r.state,
         accounts: 0,
-        enumeration_complete: r.try_get("listing_done")?,
+        enumeration_complete: r.listing_done,
         paid: 0,
         skipped: BTreeMap::new(),
         failed: 0,
         pending: 0,
         totals: RunTotals::default(),
         progress: 0.0,
-        started_at: r.try_get::<DateTime<Utc>, _>("started_at")?,
-        finished_at: r.try_get("finished_at")?,
+        started_at: r.started_at,
+        finished_at: r.finished_at,
     };
     for row in rows {
-        let state: String = row.try_get("state")?;
-        let n: i64 = row.try_get("n")?;
+        let n = row.n;
         run.accounts += n;
-        match state.as_str() {
+        match row.state.as_str() {
             "PAID" => {
                 run.paid += n;
-                run.totals = run.totals + crate::payout::amounts(&row)?;
+                let taxes = TaxBreakdown {
+                    income_tax: row.income_tax,
+                    local_tax: row.local_tax,
+                    rural_special_tax: row.rural_special_tax,
+                };
+                run.totals = run.totals + crate::payout::amounts(row.gross, taxes, row.net)?;
             }
-            "SKIPPED" => {
-                let reason: Option<String> = row.try_get("reason")?;
-                *run.skipped.entry(reason.unwrap_or_default()).or_default() += n;
-            }
+            "SKIPPED" => *run.skipped.entry(row.reason.unwrap_or_default()).or_default() += n,
             "FAILED" => run.failed += n,
             _ => run.pending += n,
         }
