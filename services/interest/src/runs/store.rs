@@ -233,8 +233,9 @@ pub struct Outcome {
 /// `OFFSET 0`) and updated by its row address: joined with the outcomes directly, a planner that
 /// believed the run had no pending items (statistics taken before the run listed them) hashed
 /// every pending item of the run for each chunk, 70-100 ms a chunk at 100,000 items. An item
-/// changed meanwhile (another replica claimed it after our lease ran out, or the run expired) is
-/// left to that change.
+/// changed meanwhile (another replica claimed it after our lease ran out) is left to that change —
+/// except a payout the ledger booked for an item the run's expiry failed meanwhile: the run's
+/// report agrees with the ledger ([`paid_after_expiry`]).
 pub async fn record_outcomes(pool: &PgPool, run_id: Uuid, outcomes: &[Outcome]) -> Result<(), sqlx::Error> {
     let ids: Vec<Uuid> = outcomes.iter().map(|o| o.account_id).collect();
     let states: Vec<&str> = outcomes.iter().map(|o| o.state).collect();
@@ -244,7 +245,7 @@ pub async fn record_outcomes(pool: &PgPool, run_id: Uuid, outcomes: &[Outcome]) 
         outcomes.iter().map(|o| o.paid.as_ref().map(|(_, w)| f(w))).collect()
     };
     let retry: Vec<i64> = outcomes.iter().map(|o| o.retry_in_ms).collect();
-    sqlx::query(RECORD_OUTCOMES)
+    let recorded = sqlx::query(RECORD_OUTCOMES)
         .bind(run_id)
         .bind(&ids)
         .bind(&states)
@@ -257,8 +258,50 @@ pub async fn record_outcomes(pool: &PgPool, run_id: Uuid, outcomes: &[Outcome]) 
         .bind(amount(|w| w.taxes().rural_special_tax))
         .bind(amount(Withheld::net))
         .execute(pool)
-        .await
-        .map(|_| ())
+        .await?
+        .rows_affected();
+    if recorded < outcomes.len() as u64 {
+        paid_after_expiry(pool, run_id, outcomes).await?;
+    }
+    Ok(())
+}
+
+/// Paid outcomes of items failed as `BUSINESS_DATE_ENDED` while their payout was being booked (a
+/// worker paused past its claim lease, then the date turned): the ledger holds the payout, so the
+/// item is paid. Rare: only when the main statement left some outcome unrecorded.
+async fn paid_after_expiry(pool: &PgPool, run_id: Uuid, outcomes: &[Outcome]) -> Result<(), sqlx::Error> {
+    let paid: Vec<(Uuid, Uuid, &Withheld)> =
+        outcomes.iter().filter_map(|o| o.paid.as_ref().map(|(id, w)| (o.account_id, *id, w))).collect();
+    if paid.is_empty() {
+        return Ok(());
+    }
+    let column = |f: fn(&Withheld) -> i64| -> Vec<i64> { paid.iter().map(|(_, _, w)| f(w)).collect() };
+    let ids: Vec<Uuid> = paid.iter().map(|p| p.0).collect();
+    let payouts: Vec<Uuid> = paid.iter().map(|p| p.1).collect();
+    let n = sqlx::query!(
+        "UPDATE payout_run_items i
+         SET state = 'PAID', reason = NULL, payout_id = u.payout_id, gross = u.gross, income_tax = u.income_tax,
+             local_tax = u.local_tax, rural_special_tax = u.rural_special_tax, net = u.net, claimed_until = NULL
+         FROM unnest($2::uuid[], $3::uuid[], $4::int8[], $5::int8[], $6::int8[], $7::int8[], $8::int8[])
+              AS u(account_id, payout_id, gross, income_tax, local_tax, rural_special_tax, net)
+         WHERE i.run_id = $1 AND i.account_id = u.account_id AND i.state = 'FAILED'
+           AND i.reason = 'BUSINESS_DATE_ENDED'",
+        run_id,
+        &ids,
+        &payouts,
+        &column(Withheld::gross),
+        &column(|w| w.taxes().income_tax),
+        &column(|w| w.taxes().local_tax),
+        &column(|w| w.taxes().rural_special_tax),
+        &column(Withheld::net),
+    )
+    .execute(pool)
+    .await?
+    .rows_affected();
+    if n > 0 {
+        tracing::warn!(%run_id, items = n, "payouts booked for items the run's expiry had failed: recorded as paid");
+    }
+    Ok(())
 }
 
 /// Marks the run completed once enumerated and nothing is pending.
@@ -275,18 +318,22 @@ pub async fn complete_if_done(pool: &PgPool, run_id: Uuid) -> Result<bool, sqlx:
     Ok(n == 1)
 }
 
-/// The business date ended before the run did: what is left fails.
+/// The business date ended before the run did: what is left fails — but not an item a worker
+/// holds (claimed, its lease running): its payout may be booking, and its worker records what the
+/// ledger answered. The run expires once nothing is pending; a later pass (every worker loop)
+/// fails what such a worker left, after its lease.
 pub async fn expire(pool: &PgPool, run_id: Uuid) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
     sqlx::query!(
         "UPDATE payout_run_items SET state = 'FAILED', reason = 'BUSINESS_DATE_ENDED'
-         WHERE run_id = $1 AND state = 'PENDING'",
+         WHERE run_id = $1 AND state = 'PENDING' AND (claimed_until IS NULL OR claimed_until <= now())",
         run_id,
     )
     .execute(&mut *tx)
     .await?;
     sqlx::query!(
-        "UPDATE payout_runs SET state = 'EXPIRED', finished_at = now() WHERE run_id = $1 AND state = 'RUNNING'",
+        "UPDATE payout_runs SET state = 'EXPIRED', finished_at = now() WHERE run_id = $1 AND state = 'RUNNING'
+           AND NOT EXISTS (SELECT 1 FROM payout_run_items WHERE run_id = $1 AND state = 'PENDING')",
         run_id,
     )
     .execute(&mut *tx)
