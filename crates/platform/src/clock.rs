@@ -45,6 +45,24 @@ impl Clock {
         Clock::Manual { redis, last: Arc::new(Mutex::new(None)) }
     }
 
+    /// Reads the manual clock every `every` for the life of the process, so the reading this
+    /// process would put back into a Redis that lost it is at most that old — not the one from its
+    /// last request (a replica idle since an older date put that date back, found with two
+    /// replicas of each service). Nothing for the system clock.
+    pub fn follow(&self, every: std::time::Duration) {
+        if let Clock::Manual { .. } = self {
+            let clock = self.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    if let Err(e) = clock.now().await {
+                        tracing::debug!(error = %e, "manual clock not read");
+                    }
+                }
+            });
+        }
+    }
+
     pub fn is_manual(&self) -> bool {
         matches!(self, Clock::Manual { .. })
     }

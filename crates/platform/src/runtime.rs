@@ -41,6 +41,7 @@ pub async fn start(
         (Some(r), true) => Clock::manual(r.clone()),
         _ => Clock::System,
     };
+    clock.follow(Duration::from_millis(500));
     Ok(Infra { pool, redis, clock })
 }
 
