@@ -120,7 +120,13 @@ impl Clock {
     pub async fn set(&self, today: NaiveDate, time: NaiveTime) -> Result<DateTime<Utc>, ClockError> {
         let now = seoul_instant(today, time);
         if let Clock::Manual { redis, last } = self {
-            redis.set(KEY, &today.and_time(time).format("%Y-%m-%dT%H:%M:%S").to_string()).await?;
+            let value = today.and_time(time).format("%Y-%m-%dT%H:%M:%S").to_string();
+            // Once more after a failure: the first command on a connection Redis dropped (a restart)
+            // fails while the connection is made again, and setting the clock is idempotent.
+            if redis.set(KEY, &value).await.is_err() {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                redis.set(KEY, &value).await?;
+            }
             *last.lock().unwrap_or_else(|p| p.into_inner()) = Some(now);
         }
         Ok(now)
