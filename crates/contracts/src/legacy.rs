@@ -307,12 +307,15 @@ pub struct RolloutPolicy {
 /// A change of the rollout policy (`PUT /v1/ops/rollout`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SetRollout {
+    #[serde(deserialize_with = "crate::wire::whole")]
     #[schema(minimum = 0, maximum = 100)]
     pub percent: u8,
     /// At most 10,000 customer ids each.
     #[serde(default)]
+    #[schema(max_items = 10_000)]
     pub team: Vec<Uuid>,
     #[serde(default)]
+    #[schema(max_items = 10_000)]
     pub staff: Vec<Uuid>,
     #[serde(default)]
     pub kill_switch: bool,

@@ -3,12 +3,16 @@
 //! amounts are whole won; dates are `YYYY-MM-DD`.
 
 pub mod legacy;
+pub mod openapi;
 pub mod problem;
+pub mod wire;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use domain::{AccountStatus, Amount, CustomerStatus, TaxBreakdown, TaxCategory, Withheld};
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Schema, SchemaFormat, SchemaType, Type};
+use utoipa::openapi::RefOr;
+use utoipa::{IntoParams, PartialSchema, ToSchema};
 use uuid::Uuid;
 
 // ---- customer ----
@@ -16,7 +20,11 @@ use uuid::Uuid;
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct CreateCustomer {
     /// 1 to 200 characters, not only spaces.
-    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00]*[^\x00\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00]*$"
+    )]
     pub name: String,
     pub tax_category: TaxCategory,
 }
@@ -24,7 +32,8 @@ pub struct CreateCustomer {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ChangeCustomerStatus {
     pub status: CustomerStatus,
-    /// Required (not only spaces) for any status but ACTIVE; at most 500 characters.
+    /// Required (not only spaces) for any status but ACTIVE (see [`openapi::whole_truth`]); at most
+    /// 500 characters.
     #[serde(default)]
     #[schema(max_length = 500)]
     pub reason: Option<String>,
@@ -49,7 +58,9 @@ pub struct ChangeTaxCategory {
     pub tax_category: TaxCategory,
 }
 
-/// `PATCH /v1/customers/{id}`: any of the mutable fields.
+/// `PATCH /v1/customers/{id}`: any of the mutable fields, at least one of `status` and
+/// `tax_category` (not null); a status other than ACTIVE with its reason (see
+/// [`openapi::whole_truth`]).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AmendCustomer {
@@ -113,6 +124,7 @@ pub const MAX_LOOKUP: usize = 1000;
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct AccountLookup {
     /// 1 to 1000 ids.
+    #[schema(min_items = 1, max_items = 1000)]
     pub account_ids: Vec<Uuid>,
 }
 
@@ -126,6 +138,7 @@ pub struct AccountsFound {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct CustomerLookup {
     /// 1 to 1000 ids.
+    #[schema(min_items = 1, max_items = 1000)]
     pub customer_ids: Vec<Uuid>,
 }
 
@@ -139,7 +152,9 @@ pub struct CustomersFound {
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct MoneyMovement {
+    /// Whole won as a JSON integer (`100`, not `100.0`).
     pub amount: Amount,
+    /// An earlier value date (default: today).
     #[serde(default)]
     pub value_date: Option<NaiveDate>,
 }
@@ -147,7 +162,9 @@ pub struct MoneyMovement {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Transfer {
     pub from_account_id: Uuid,
+    /// Another account than `from_account_id`.
     pub to_account_id: Uuid,
+    /// Whole won as a JSON integer (`100`, not `100.0`).
     pub amount: Amount,
 }
 
@@ -238,8 +255,8 @@ pub struct InterestPostingRequest {
     pub business_date: NaiveDate,
     pub period_from: NaiveDate,
     pub period_to: NaiveDate,
-    /// Gross, each tax, net (serialized flat).
-    #[serde(flatten)]
+    /// Gross, each tax, net (serialized flat; net = gross − taxes).
+    #[serde(flatten, deserialize_with = "wire::withheld")]
     pub amounts: Withheld,
     pub carry_in_units: i64,
     pub carry_out_units: i64,
@@ -292,7 +309,11 @@ impl InterestPostingRequest {
 /// those in flight on it to finish.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PayoutFence {
+    /// 1 to 200 characters (`account:<id>`, `customer:<id>`, `rates:<product>`, `tax:<category>`).
+    #[schema(min_length = 1, max_length = 200)]
     pub subject: String,
+    #[serde(deserialize_with = "wire::whole")]
+    #[schema(minimum = 0)]
     pub rev: i64,
     /// Rates and tax rules only: the new schedule's or rule's first day; refused if a booked
     /// payout already covers it (rates: its period; tax: its business date, of that category).
@@ -425,6 +446,7 @@ pub struct BalancesQuery {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct BalancesBatch {
     /// 1 to 1000 queries, each account at most once.
+    #[schema(min_items = 1, max_items = 1000)]
     pub queries: Vec<BalancesQuery>,
 }
 
@@ -439,6 +461,7 @@ pub struct BalancesMany {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct InterestPostingBatch {
     /// 1 to 1000 payouts, each account at most once.
+    #[schema(min_items = 1, max_items = 1000)]
     pub postings: Vec<InterestPostingRequest>,
 }
 
@@ -466,27 +489,35 @@ pub struct CreateProduct {
     #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub code: String,
     /// 1 to 200 characters, not only spaces.
-    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00]*[^\x00\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00]*$"
+    )]
     pub name: String,
 }
 
 /// Rates travel as percentage strings ("2.3") so no float ever touches them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct BandBody {
-    /// The band's lowest balance, won (the first band starts at 0).
-    #[schema(minimum = 0)]
+    /// The band's lowest balance, won (the first band starts at 0; each next one where the one
+    /// before ends).
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_000_i64)]
     pub from: i64,
-    /// The first balance above the band (absent on the last band).
+    /// The first balance above the band, above `from` (absent on the last band, and only there).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_000_i64)]
     pub to: Option<i64>,
-    /// Annual rate in percent, at most 4 decimals ("2.35").
-    #[schema(pattern = "^[0-9]{1,3}(\\.[0-9]{1,4})?$")]
+    /// Annual rate in percent, 0 to 100, at most 4 decimals ("2.35").
+    #[schema(pattern = r"^(?:0?[0-9]{1,2}(?:\.[0-9]{1,4})?|100(?:\.0{1,4})?)$")]
     pub rate: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RateScheduleBody {
     pub effective_from: NaiveDate,
+    /// Contiguous bands from 0, the last one open-ended.
+    #[schema(min_items = 1)]
     pub bands: Vec<BandBody>,
 }
 
@@ -567,7 +598,7 @@ pub struct TaxComponentBody {
     pub component: TaxComponentName,
     pub base: TaxBaseName,
     /// Percent, 0 to 100, at most 4 decimals ("14", "0.5").
-    #[schema(pattern = "^[0-9]{1,3}(\\.[0-9]{1,4})?$")]
+    #[schema(pattern = r"^(?:0?[0-9]{1,2}(?:\.[0-9]{1,4})?|100(?:\.0{1,4})?)$")]
     pub rate: String,
 }
 
@@ -584,7 +615,11 @@ pub struct ScheduleTaxRule {
     #[schema(max_items = 3)]
     pub components: Vec<TaxComponentBody>,
     /// Why (the law or notice), 1 to 500 characters, not only spaces.
-    #[schema(min_length = 1, max_length = 500, pattern = "\\S")]
+    #[schema(
+        min_length = 1,
+        max_length = 500,
+        pattern = r"^[^\x00]*[^\x00\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00]*$"
+    )]
     pub reason: String,
 }
 
@@ -672,13 +707,31 @@ pub struct MonthlyReport {
 
 // ---- every service ----
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SetClock {
     pub today: NaiveDate,
     /// Seoul wall-clock time on `today`, frozen until the next change (default 00:00:00).
     #[serde(default)]
     pub time: Option<chrono::NaiveTime>,
 }
+
+/// Written out (not derived): the platform's clock route documents it, merged after the service's
+/// own operations, so it says what [`openapi::whole_truth`] adds itself.
+impl PartialSchema for SetClock {
+    fn schema() -> RefOr<Schema> {
+        let date =
+            ObjectBuilder::new().schema_type(Type::String).format(Some(SchemaFormat::KnownFormat(KnownFormat::Date)));
+        let time = ObjectBuilder::new()
+            .schema_type(SchemaType::Array(vec![Type::String, Type::Null]))
+            .description(Some("Seoul wall-clock time on `today`, frozen until the next change (default 00:00:00)."))
+            .pattern(Some(openapi::TIME));
+        let mut schema = ObjectBuilder::new().property("today", date).required("today").property("time", time).into();
+        openapi::truthful(&mut schema);
+        schema
+    }
+}
+
+impl ToSchema for SetClock {}
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Clock {
@@ -701,9 +754,12 @@ pub struct PayoutPage {
 /// `POST /v1/interest/payout-runs`: today's run over every account, or over the given ones.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct StartPayoutRun {
+    /// Today's business date, if given (another is refused).
     #[serde(default)]
     pub business_date: Option<NaiveDate>,
+    /// 1 to 100,000 accounts (absent: every account).
     #[serde(default)]
+    #[schema(min_items = 1, max_items = 100_000)]
     pub account_ids: Option<Vec<Uuid>>,
 }
 
@@ -796,11 +852,16 @@ pub struct DeadLetters {
 /// `POST /v1/tax/dead-letters/replay`: the given letters, or all of them, re-processed.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ReplayDeadLetters {
-    #[serde(default)]
+    /// These letters (`ids` or `all: true` is required).
+    #[serde(default, deserialize_with = "wire::whole_list_or_null")]
     pub ids: Option<Vec<i64>>,
+    /// Every letter.
     #[serde(default)]
     pub all: bool,
-    /// Who replays (recorded with each replay).
+    /// Who replays (recorded with each replay), not only spaces.
+    #[schema(
+        pattern = r"^[^\x00]*[^\x00\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00]*$"
+    )]
     pub replayed_by: String,
 }
 
