@@ -19,21 +19,24 @@ use crate::changes;
 use crate::state::AppState;
 use crate::store::{self, Change};
 
-/// The routes and their OpenAPI description, from the same annotations.
+/// The routes and their OpenAPI description, from the same annotations (with what the schemas
+/// cannot show by their types: `contracts::openapi::whole_truth`).
 pub fn routes(state: AppState) -> (Router, OpenApi) {
     let doc = platform::openapi::internal("Account-info service", "Accounts, their status and holds (SPEC §8)");
-    OpenApiRouter::with_openapi(doc)
+    let (router, doc) = OpenApiRouter::with_openapi(doc)
         .routes(routes!(open, list))
         .routes(routes!(read))
         .routes(routes!(read_many))
         .routes(routes!(change_status))
         .routes(routes!(change_holds))
         .with_state(state)
-        .split_for_parts()
+        .split_for_parts();
+    (router, contracts::openapi::whole_truth(doc))
 }
 
 /// Opens an account for an existing customer and product; the opening date is the business date.
-/// An unknown customer or product is 422 naming the field.
+/// `customer_id` and `product_code` must name a customer and a product that exist: an unknown one
+/// is 422 CUSTOMER_NOT_FOUND or PRODUCT_NOT_FOUND naming the field.
 #[utoipa::path(post, path = "/v1/accounts", tag = "accounts", request_body = OpenAccount,
     responses((status = 201, body = Account)))]
 async fn open(State(s): State<AppState>, body: Body<OpenAccount>) -> ApiResult<(StatusCode, Json<Account>)> {
@@ -110,6 +113,7 @@ async fn change_holds(
 struct ListQuery {
     product_code: Option<String>,
     /// ACTIVE, DORMANT or CLOSED.
+    #[param(value_type = Option<AccountStatus>)]
     status: Option<String>,
     customer_id: Option<Uuid>,
     /// The `next_after` of the previous page.

@@ -25,13 +25,14 @@ use crate::movements::{self, Movement};
 use crate::state::AppState;
 use crate::{bookings, ledger, store};
 
-/// The routes and their OpenAPI description, from the same annotations.
+/// The routes and their OpenAPI description, from the same annotations (with what the schemas
+/// cannot show by their types: `contracts::openapi::whole_truth`).
 pub fn routes(state: AppState) -> (Router, OpenApi) {
     let doc = platform::openapi::internal(
         "Accounting service (the ledger)",
         "Double-entry journal, balances, interest bookings and payout fences (SPEC §6–§8)",
     );
-    OpenApiRouter::with_openapi(doc)
+    let (router, doc) = OpenApiRouter::with_openapi(doc)
         .routes(routes!(deposit))
         .routes(routes!(withdraw))
         .routes(routes!(transfer))
@@ -47,7 +48,8 @@ pub fn routes(state: AppState) -> (Router, OpenApi) {
         )
         .routes(routes!(raise_fence, fences_after))
         .with_state(state)
-        .split_for_parts()
+        .split_for_parts();
+    (router, contracts::openapi::whole_truth(doc))
 }
 
 fn respond(r: movements::Response) -> Response {
@@ -56,7 +58,8 @@ fn respond(r: movements::Response) -> Response {
 
 /// Deposits into an account, value-dated today unless `value_date` says an earlier day (not before
 /// the opening nor inside a paid interest period). Refused (and the refusal kept under the key)
-/// while the account is not active or deposits are suspended, as they are when it commits.
+/// while the account is not active or deposits are suspended, as they are when it commits. The
+/// amount is a JSON integer (`100`, not `100.0`: money never travels as a float).
 #[utoipa::path(post, path = "/v1/ledger/accounts/{id}/deposits", tag = "ledger",
     params(("id" = Uuid, Path), IdempotencyKey), request_body = MoneyMovement,
     responses((status = 201, body = Posting)))]
@@ -72,7 +75,8 @@ async fn deposit(
 
 /// Withdraws from an account (422 INSUFFICIENT_FUNDS below zero). Refused (and the refusal kept
 /// under the key) while the customer is restricted, the account not active or withdrawals
-/// suspended, as they are when it commits.
+/// suspended, as they are when it commits. The amount is a JSON integer (`100`, not `100.0`), and
+/// `value_date` as for a deposit.
 #[utoipa::path(post, path = "/v1/ledger/accounts/{id}/withdrawals", tag = "ledger",
     params(("id" = Uuid, Path), IdempotencyKey), request_body = MoneyMovement,
     responses((status = 201, body = Posting)))]
@@ -87,7 +91,9 @@ async fn withdraw(
 }
 
 /// Moves money between two different accounts in one journal entry, dated today; the key is the
-/// paying account's. Refused as a withdrawal from the one and a deposit to the other would be.
+/// paying account's. `to_account_id` must differ from `from_account_id` (422 SAME_ACCOUNT); the
+/// amount is a JSON integer (`100`, not `100.0`). Refused as a withdrawal from the one and a
+/// deposit to the other would be.
 #[utoipa::path(post, path = "/v1/ledger/transfers", tag = "ledger", params(IdempotencyKey), request_body = Transfer,
     responses((status = 201, body = TransferPosting)))]
 async fn transfer(
@@ -152,7 +158,8 @@ struct RangeQuery {
 }
 
 /// End-of-day balances of `from..=to` as change points, with the history revision and digest a
-/// payout's booking is checked against (the interest service's input).
+/// payout's booking is checked against (the interest service's input). `to` must not be before
+/// `from` (422).
 #[utoipa::path(get, path = "/v1/ledger/accounts/{id}/daily-balances", tag = "ledger",
     params(("id" = Uuid, Path), RangeQuery), responses((status = 200, body = DailyBalances)))]
 async fn daily_balances(
@@ -165,7 +172,9 @@ async fn daily_balances(
 
 /// Books an interest payout (the interest service's call): at most one per account and business
 /// date, only for the period after the last, only if its quote's basis is still current (409
-/// QUOTE_STALE otherwise); the same `payout_id` again answers the booked posting.
+/// QUOTE_STALE otherwise); the same `payout_id` again answers the booked posting. The amounts add
+/// up (`net` = `gross` − the taxes, the taxes at most the gross) and are JSON integers; the
+/// period, dates and carries are the ledger's to check against what it booked (422).
 #[utoipa::path(post, path = "/v1/ledger/interest-postings", tag = "interest bookings",
     request_body = InterestPostingRequest, responses((status = 201, body = InterestPosting)))]
 async fn book_interest(
@@ -177,7 +186,8 @@ async fn book_interest(
 }
 
 /// Daily balances of many accounts in one snapshot (a payout run's chunk), one answer per query in
-/// its order, each as the single-account route answers it.
+/// its order, each as the single-account route answers it. Each account at most once, and no
+/// query's `to` before its `from` (422).
 #[utoipa::path(post, path = "/v1/ledger/daily-balances", tag = "ledger", request_body = BalancesBatch,
     responses((status = 200, body = BalancesMany)))]
 async fn daily_balances_many(State(s): State<AppState>, body: Body<BalancesBatch>) -> ApiResult<Json<BalancesMany>> {
@@ -187,6 +197,8 @@ async fn daily_balances_many(State(s): State<AppState>, body: Body<BalancesBatch
 /// Books a payout run's chunk in one transaction: each payout is checked as a single booking is and
 /// gets its own outcome (its posting, or the problem code and detail a single booking would have
 /// answered, nothing written for it); a balance row held elsewhere is `ACCOUNT_BUSY`, not waited for.
+/// Each account at most once, and each payout's amounts as for a single booking (422 for the
+/// whole chunk otherwise).
 #[utoipa::path(post, path = "/v1/ledger/interest-postings/batch", tag = "interest bookings",
     request_body = InterestPostingBatch, responses((status = 200, body = InterestPostingOutcomes)))]
 async fn book_interest_many(

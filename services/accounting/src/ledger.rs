@@ -42,7 +42,7 @@ where
 /// subject, refuses a rate schedule that starts inside a booked period, and from its commit on
 /// refuses bookings quoted at an older revision.
 pub async fn raise_fence(state: &AppState, fence: &PayoutFence) -> Result<PayoutFence, LedgerError> {
-    if fence.subject.is_empty() || fence.subject.len() > 200 || fence.rev < 0 {
+    if fence.subject.is_empty() || fence.subject.chars().count() > 200 || fence.rev < 0 {
         let detail = "subject must be 1 to 200 characters and rev not negative";
         return Err(LedgerError::Invalid("subject", detail.into()));
     }
@@ -80,7 +80,7 @@ pub async fn fences_after(
     after_seq: i64,
     limit: i64,
 ) -> Result<FencePage, LedgerError> {
-    if prefix.len() > 200 {
+    if prefix.chars().count() > 200 {
         return Err(LedgerError::Invalid("prefix", "prefix must be at most 200 characters".into()));
     }
     if !(1..=10_000).contains(&limit) {

@@ -18,17 +18,19 @@ use crate::changes;
 use crate::state::AppState;
 use crate::store::{self, Change};
 
-/// The routes and their OpenAPI description, from the same annotations.
+/// The routes and their OpenAPI description, from the same annotations (with what the schemas
+/// cannot show by their types: `contracts::openapi::whole_truth`).
 pub fn routes(state: AppState) -> (Router, OpenApi) {
     let doc = platform::openapi::internal("Customer service", "Customers, their status and tax category (SPEC §8)");
-    OpenApiRouter::with_openapi(doc)
+    let (router, doc) = OpenApiRouter::with_openapi(doc)
         .routes(routes!(create))
         .routes(routes!(read, amend))
         .routes(routes!(read_many))
         .routes(routes!(change_status))
         .routes(routes!(change_tax_category))
         .with_state(state)
-        .split_for_parts()
+        .split_for_parts();
+    (router, contracts::openapi::whole_truth(doc))
 }
 
 /// Registers a customer (ACTIVE).

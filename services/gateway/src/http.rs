@@ -36,7 +36,8 @@ const WRITE: &[Scope] = &[Scope::OpsWrite];
 const RUNS: &[Scope] = &[Scope::OpsWrite, Scope::Batch];
 const RUNS_READ: &[Scope] = &[Scope::OpsRead, Scope::OpsWrite, Scope::Batch];
 
-/// The routes and their OpenAPI description, from the same annotations.
+/// The routes and their OpenAPI description, from the same annotations (with what the schemas
+/// cannot show by their types: `contracts::openapi::whole_truth`).
 pub fn routes(state: AppState) -> (Router, OpenApi) {
     let doc = platform::openapi::public(
         "Gateway",
@@ -58,19 +59,23 @@ pub fn routes(state: AppState) -> (Router, OpenApi) {
         .routes(routes!(monthly_report))
         .routes(routes!(read_clock, set_clock))
         .routes(routes!(reconcile_range))
-        .routes(routes!(read_rollout, set_rollout))
+        // Up to 10,000 customer ids in each list: more than the service-wide body limit.
+        .merge(
+            OpenApiRouter::new().routes(routes!(read_rollout, set_rollout)).layer(platform::server::batch_body_limit()),
+        )
         .routes(routes!(rollout_changes))
         .routes(routes!(rollout_route))
         .routes(routes!(shadow_mismatches))
         .routes(routes!(tax_rules, schedule_tax_rule))
         .route_layer(middleware::from_fn_with_state(state.pool.clone(), audit::record));
-    OpenApiRouter::with_openapi(doc)
+    let (router, doc) = OpenApiRouter::with_openapi(doc)
         .routes(routes!(my_accounts))
         .routes(routes!(my_account))
         .routes(routes!(estimate))
         .merge(audited)
         .with_state(state)
-        .split_for_parts()
+        .split_for_parts();
+    (router, contracts::openapi::whole_truth(doc))
 }
 
 /// The account, if it is the caller's; another customer's account does not exist for them (404,
@@ -89,7 +94,8 @@ async fn own_account(s: &AppState, me: Uuid, id: Uuid) -> GatewayResult<Account>
 struct PageQuery {
     /// The `next_after` of the previous page.
     after: Option<Uuid>,
-    /// Page size (default 100, at most 1000).
+    /// Page size (default 100): a larger one reads as 1000, 0 as 1.
+    #[param(minimum = 0, maximum = 65_535)]
     limit: Option<u16>,
 }
 
@@ -161,7 +167,10 @@ async fn served(
 }
 
 /// "Get interest now" on one of my accounts: at most once per account and business date
-/// (`Idempotency-Key` required, passed on; rate limited per customer; audited).
+/// (`Idempotency-Key` required, passed on; rate limited per customer; audited). Whether it pays is the
+/// account's state, not the request's: 422 NOTHING_TO_PAY while less than 1 won has accrued, 409
+/// ALREADY_PAID_TODAY, 403 while the customer is restricted, the account not active or deposits
+/// suspended.
 #[utoipa::path(post, path = "/v1/me/accounts/{id}/payouts", tag = "me", params(("id" = Uuid, Path), IdempotencyKey),
     security(("bearer" = ["customer"])), responses((status = 201, body = Payout)))]
 async fn pay(
@@ -230,7 +239,8 @@ async fn pass(
     forward(to(&s.upstreams), method, &with_query(path, q), body, &headers).await
 }
 
-/// Starts today's payout run (or resumes the same cancelled one; 202). Audited.
+/// Starts today's payout run (or resumes the same cancelled one; 202): a `business_date` other than
+/// today's is refused (422). Audited.
 #[utoipa::path(post, path = "/v1/ops/payout-runs", tag = "ops", request_body = StartPayoutRun,
     security(("bearer" = ["ops:write"]), ("bearer" = ["batch"])), responses((status = 202, body = PayoutRun)))]
 async fn start_run(State(s): State<AppState>, caller: Caller, p: Passed) -> GatewayResult<Response> {
@@ -322,7 +332,8 @@ struct RangeQuery {
 }
 
 /// Interest payouts, ledger postings and withholding records of business dates `from..=to`
-/// compared (at most 31 days per request: it reads every item of the range).
+/// compared: `to` not before `from`, at most 31 days per request (it reads every item of the
+/// range; 422 otherwise).
 #[utoipa::path(get, path = "/v1/ops/reconcile", tag = "ops", params(RangeQuery),
     security(("bearer" = ["ops:read"]), ("bearer" = ["ops:write"])), responses((status = 200, body = reconcile::Report)))]
 async fn reconcile_range(
@@ -456,9 +467,10 @@ async fn tax_rules(State(s): State<AppState>, caller: Caller, p: Passed) -> Gate
 }
 
 /// Schedules a tax category's withholding from a future business date (a law change): refused for
-/// a date not after today (422), a date the category has a rule for (409 TAX_RULE_EXISTS) or a
-/// date a booked payout of the category has (409 TAX_RULE_AFFECTS_PAID_PERIOD). Audited; the
-/// caller is kept with the rule.
+/// a date not after today and for components that name one twice, take as base one not before
+/// them or together withhold more than the gross (422), a date the category has a rule for (409
+/// TAX_RULE_EXISTS) or a date a booked payout of the category has (409
+/// TAX_RULE_AFFECTS_PAID_PERIOD). Audited; the caller is kept with the rule.
 #[utoipa::path(post, path = "/v1/ops/tax-rules", tag = "ops", request_body = ScheduleTaxRule,
     security(("bearer" = ["ops:write"])), responses((status = 201, body = TaxRulesView)))]
 async fn schedule_tax_rule(

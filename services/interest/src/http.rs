@@ -21,13 +21,14 @@ use crate::migration::{self, Answer};
 use crate::state::AppState;
 use crate::{payout, reference, runs};
 
-/// The routes and their OpenAPI description, from the same annotations.
+/// The routes and their OpenAPI description, from the same annotations (with what the schemas
+/// cannot show by their types: `contracts::openapi::whole_truth`).
 pub fn routes(state: AppState) -> (Router, OpenApi) {
     let doc = platform::openapi::internal(
         "Interest service",
         "Products and rate schedules, estimates, payouts and payout runs (SPEC §3–§8)",
     );
-    OpenApiRouter::with_openapi(doc)
+    let (router, doc) = OpenApiRouter::with_openapi(doc)
         .routes(routes!(list_products, create_product))
         .routes(routes!(read_product))
         .routes(routes!(list_schedules, add_schedule))
@@ -42,7 +43,8 @@ pub fn routes(state: AppState) -> (Router, OpenApi) {
         .routes(routes!(shadow_mismatches))
         .routes(routes!(list_tax_rules, schedule_tax_rule))
         .with_state(state)
-        .split_for_parts()
+        .split_for_parts();
+    (router, contracts::openapi::whole_truth(doc))
 }
 
 /// Every product with its rate schedules.
@@ -75,8 +77,11 @@ async fn list_schedules(s: State<AppState>, code: Path<String>) -> ApiResult<Jso
     read_product(s, code).await
 }
 
-/// Adds an effective-dated rate schedule (percentage strings, at most 4 decimals). Refused with 409
-/// RATE_SCHEDULE_AFFECTS_PAID_PERIOD if a booked payout already covers its first day.
+/// Adds an effective-dated rate schedule (percentage strings, at most 4 decimals). The bands are
+/// contiguous: the first from 0, each next one `from` where the one before ends (`to` above its
+/// `from`), only the last open-ended (422 naming the band otherwise); bounds are won amounts, JSON
+/// integers. Refused with 409 RATE_SCHEDULE_AFFECTS_PAID_PERIOD if a booked payout already covers
+/// its first day.
 #[utoipa::path(post, path = "/v1/interest/products/{code}/rate-schedules", tag = "products",
     params(("code" = String, Path)), request_body = RateScheduleBody, responses((status = 201, body = Product)))]
 async fn add_schedule(
@@ -161,7 +166,7 @@ async fn history(State(s): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<J
 
 /// Starts today's payout run over every account or the given ones (202: it proceeds in the
 /// background), or resumes the same cancelled run; 409 RUN_EXISTS names the existing run in
-/// `instance`.
+/// `instance`. A `business_date` other than today's is refused (422).
 #[utoipa::path(post, path = "/v1/interest/payout-runs", tag = "payout runs", request_body = StartPayoutRun,
     responses((status = 202, body = PayoutRun)))]
 async fn start_run(State(s): State<AppState>, body: Body<StartPayoutRun>) -> ApiResult<(StatusCode, Json<PayoutRun>)> {
@@ -209,10 +214,11 @@ async fn list_tax_rules(State(s): State<AppState>) -> ApiResult<Json<TaxRulesVie
 }
 
 /// Schedules a category's withholding from a future business date (a law change). Refused with 422
-/// for a date that is not after today, 409 TAX_RULE_EXISTS for a date the category has a rule for,
-/// 409 TAX_RULE_AFFECTS_PAID_PERIOD for a date a booked payout of the category has; fenced in the
-/// ledger before it commits, so no payout is booked on a superseded rule. `X-Actor` (set by the
-/// gateway: the caller's subject) is kept as who scheduled it.
+/// for a date that is not after today and for components that name one twice, take as base one
+/// not before them or together withhold more than the gross; 409 TAX_RULE_EXISTS for a date the
+/// category has a rule for, 409 TAX_RULE_AFFECTS_PAID_PERIOD for a date a booked payout of the
+/// category has; fenced in the ledger before it commits, so no payout is booked on a superseded
+/// rule. `X-Actor` (set by the gateway: the caller's subject) is kept as who scheduled it.
 #[utoipa::path(post, path = "/v1/interest/tax-rules", tag = "tax rules", request_body = ScheduleTaxRule,
     params(("X-Actor" = Option<String>, Header, description = "Who schedules the rule (the gateway sets it)")),
     responses((status = 201, body = TaxRulesView)))]

@@ -21,12 +21,13 @@ pub fn routes(state: AppState) -> (Router, OpenApi) {
          account on a business date, amounts per tax component. The simulator computes with its own \
          arithmetic and withholding rates and can be told to deviate (admin route).",
     );
-    OpenApiRouter::with_openapi(doc)
+    let (router, doc) = OpenApiRouter::with_openapi(doc)
         .routes(routes!(quote))
         .routes(routes!(pay, payouts_of))
         .routes(routes!(read_deviations, set_deviations))
         .with_state(state)
-        .split_for_parts()
+        .split_for_parts();
+    (router, contracts::openapi::whole_truth(doc))
 }
 
 /// The payout the legacy core would make on `business_date` (its today), or why not.

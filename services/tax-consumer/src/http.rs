@@ -16,19 +16,21 @@ use utoipa_axum::routes;
 use crate::state::AppState;
 use crate::store::{self, Source};
 
-/// The routes and their OpenAPI description, from the same annotations.
+/// The routes and their OpenAPI description, from the same annotations (with what the schemas
+/// cannot show by their types: `contracts::openapi::whole_truth`).
 pub fn routes(state: AppState) -> (Router, OpenApi) {
     let doc = platform::openapi::internal(
         "Tax-consumer service",
         "Withholding records from the tax.withholding.v1 events, the monthly report, dead letters (SPEC §7–§8)",
     );
-    OpenApiRouter::with_openapi(doc)
+    let (router, doc) = OpenApiRouter::with_openapi(doc)
         .routes(routes!(withholdings))
         .routes(routes!(monthly))
         .routes(routes!(dead_letters))
         .routes(routes!(replay))
         .with_state(state)
-        .split_for_parts()
+        .split_for_parts();
+    (router, contracts::openapi::whole_truth(doc))
 }
 
 /// Withholding records, keyset-paged by payout id: follow `next_after`.
