@@ -112,7 +112,8 @@ impl Balancer {
     /// (`UP`, `DOWN`, `UP 1/2` while going down, ...).
     async fn stats(&self) -> Result<Vec<(String, String, String)>, String> {
         let url = format!("http://127.0.0.1:{}/stats;csv", self.stats_port);
-        let text = self.http.get(url).send().await.map_err(|e| e.to_string())?.text().await.map_err(|e| e.to_string())?;
+        let text =
+            self.http.get(url).send().await.map_err(|e| e.to_string())?.text().await.map_err(|e| e.to_string())?;
         let mut lines = text.lines();
         let header: Vec<&str> = lines.next().unwrap_or_default().trim_start_matches("# ").split(',').collect();
         let col = |name: &str| header.iter().position(|h| *h == name).ok_or(format!("no {name} column"));

@@ -517,8 +517,13 @@ impl Stack {
             .stderr(Stdio::from(log))
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name} (build the binaries first: cargo build --bins): {e}"));
-        if let Some(p) = self.processes.get_mut(name) {
-            p.child = Some(child);
+        match self.processes.get_mut(name) {
+            Some(p) => p.child = Some(child),
+            None => {
+                let mut child = child;
+                let _ = child.kill();
+                let _ = child.wait();
+            }
         }
     }
 

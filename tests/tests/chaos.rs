@@ -31,8 +31,13 @@ async fn the_slice_keeps_its_promises_through_faults() {
     // The run did what it claims: every kind of fault, and payouts acknowledged through them. With
     // replicas, one round in four kills or pauses a single replica instead: every kind at least once.
     let faults = outcome.report["faults"].as_object().unwrap();
-    let mut kinds =
-        vec!["kill_service", "pause_past_lease", "database_connections_dropped", "broker_killed", "redis_restarted_empty"];
+    let mut kinds = vec![
+        "kill_service",
+        "pause_past_lease",
+        "database_connections_dropped",
+        "broker_killed",
+        "redis_restarted_empty",
+    ];
     let mut at_least = 2;
     if topology == e2e::Topology::Replicated {
         kinds.extend(["kill_replica", "pause_replica"]);

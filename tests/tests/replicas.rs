@@ -43,7 +43,9 @@ async fn pay_at(stack: &Stack, svc_replica: usize, account: Uuid, key: &str) -> 
 }
 
 async fn estimate_at(stack: &Stack, replica: usize, account: Uuid) -> Value {
-    let r = stack.call_replica("interest", replica, Method::GET, &format!("/v1/interest/accounts/{account}"), None, &[]).await;
+    let r = stack
+        .call_replica("interest", replica, Method::GET, &format!("/v1/interest/accounts/{account}"), None, &[])
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     r.body
 }
@@ -60,7 +62,9 @@ async fn postings_of(stack: &Stack, account: Uuid) -> i64 {
     stack
         .count(
             "accounting",
-            &format!("SELECT count(*) FROM journal_entries WHERE kind = 'INTEREST_PAYOUT' AND account_id = '{account}'"),
+            &format!(
+                "SELECT count(*) FROM journal_entries WHERE kind = 'INTEREST_PAYOUT' AND account_id = '{account}'"
+            ),
         )
         .await
 }
@@ -108,11 +112,12 @@ async fn an_interest_replica_killed_mid_run_leaves_the_run_to_the_other_within_t
         }
     };
     for _ in 0..600 {
-        let paid: i64 = sqlx::query_scalar("SELECT count(*) FROM payout_run_items WHERE run_id = $1 AND state = 'PAID'")
-            .bind(run)
-            .fetch_one(&db)
-            .await
-            .unwrap();
+        let paid: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM payout_run_items WHERE run_id = $1 AND state = 'PAID'")
+                .bind(run)
+                .fetch_one(&db)
+                .await
+                .unwrap();
         if paid >= 20 && !orphaned().await.is_empty() {
             break;
         }
@@ -129,7 +134,8 @@ async fn an_interest_replica_killed_mid_run_leaves_the_run_to_the_other_within_t
 
     let mut report = Value::Null;
     for _ in 0..600 {
-        let r = stack.call_replica("interest", 1, Method::GET, &format!("/v1/interest/payout-runs/{run}"), None, &[]).await;
+        let r =
+            stack.call_replica("interest", 1, Method::GET, &format!("/v1/interest/payout-runs/{run}"), None, &[]).await;
         report = r.body;
         if report["state"] != "RUNNING" {
             break;
@@ -142,7 +148,11 @@ async fn an_interest_replica_killed_mid_run_leaves_the_run_to_the_other_within_t
     assert!(took < Duration::from_millis(LEASE_MS) + Duration::from_secs(60), "the survivor finished: {took:?}");
     // The survivor took the dead replica's items over once their lease had passed, not before.
     let finished: chrono::DateTime<chrono::Utc> =
-        sqlx::query_scalar("SELECT finished_at FROM payout_runs WHERE run_id = $1").bind(run).fetch_one(&db).await.unwrap();
+        sqlx::query_scalar("SELECT finished_at FROM payout_runs WHERE run_id = $1")
+            .bind(run)
+            .fetch_one(&db)
+            .await
+            .unwrap();
     assert!(finished >= lease_ends, "finished {finished}, the dead replica's lease ended {lease_ends}");
     eprintln!("run completed {took:?} after the kill; {} items were held by the dead replica", claimed.len());
     assert_eq!(report["paid"], ACCOUNTS, "{report}");
@@ -298,7 +308,8 @@ async fn a_status_and_a_hold_changed_through_one_replica_are_never_paid_on_by_th
     let load = Load::estimates(&stack, 1, vec![a, b]);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let status = json!({"status": "DECEASED", "reason": "replicas"});
-    let r = stack.call_replica("customer", 0, Method::PUT, &format!("/v1/customers/{c}/status"), Some(status), &[]).await;
+    let r =
+        stack.call_replica("customer", 0, Method::PUT, &format!("/v1/customers/{c}/status"), Some(status), &[]).await;
     let answered = Instant::now();
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -309,7 +320,12 @@ async fn a_status_and_a_hold_changed_through_one_replica_are_never_paid_on_by_th
     assert_eq!(shown.body["status"], "DECEASED", "{:?}", shown.body);
     for (replica, account) in [(1, a), (0, b)] {
         let p = pay_at(&stack, replica, account, "after-status").await;
-        assert_eq!((p.status, p.body["code"].as_str()), (StatusCode::FORBIDDEN, Some("CUSTOMER_RESTRICTED")), "{:?}", p.body);
+        assert_eq!(
+            (p.status, p.body["code"].as_str()),
+            (StatusCode::FORBIDDEN, Some("CUSTOMER_RESTRICTED")),
+            "{:?}",
+            p.body
+        );
     }
 
     // A deposit hold on account 2 through account-info replica 0.
@@ -317,7 +333,9 @@ async fn a_status_and_a_hold_changed_through_one_replica_are_never_paid_on_by_th
     let load = Load::estimates(&stack, 1, vec![held]);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let hold = json!({"deposit_suspended": true, "withdrawal_suspended": false});
-    let r = stack.call_replica("account-info", 0, Method::PUT, &format!("/v1/accounts/{held}/holds"), Some(hold), &[]).await;
+    let r = stack
+        .call_replica("account-info", 0, Method::PUT, &format!("/v1/accounts/{held}/holds"), Some(hold), &[])
+        .await;
     let answered = Instant::now();
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -328,7 +346,12 @@ async fn a_status_and_a_hold_changed_through_one_replica_are_never_paid_on_by_th
     assert_eq!(shown.body["deposit_suspended"], true, "{:?}", shown.body);
     for replica in [1, 0] {
         let p = pay_at(&stack, replica, held, &format!("after-hold-{replica}")).await;
-        assert_eq!((p.status, p.body["code"].as_str()), (StatusCode::FORBIDDEN, Some("DEPOSIT_SUSPENDED")), "{:?}", p.body);
+        assert_eq!(
+            (p.status, p.body["code"].as_str()),
+            (StatusCode::FORBIDDEN, Some("DEPOSIT_SUSPENDED")),
+            "{:?}",
+            p.body
+        );
     }
 
     // The untouched account is paid as usual; none of the others was.
@@ -394,7 +417,8 @@ async fn a_replica_frozen_past_its_lock_lease_while_the_other_pays_the_same_acco
         assert_eq!(stack.balance(account).await, 36_502_000, "credited once");
         let again = pay_at(&stack, 0, account, first_key).await;
         assert!(
-            again.body == body || (again.status == StatusCode::CREATED && again.body["payout_id"] == second.body["payout_id"]),
+            again.body == body
+                || (again.status == StatusCode::CREATED && again.body["payout_id"] == second.body["payout_id"]),
             "the key keeps its answer: {:?} then {:?}",
             body,
             again.body
@@ -438,7 +462,14 @@ async fn the_rollout_changed_through_one_gateway_is_followed_by_the_other_within
         assert_eq!(served_by(1).await, before);
         let body = json!({"percent": percent, "reason": "replicas"});
         let r = stack
-            .call_replica("gateway", 0, Method::PUT, "/v1/ops/rollout", Some(body), &[("Authorization", &format!("Bearer {ops}"))])
+            .call_replica(
+                "gateway",
+                0,
+                Method::PUT,
+                "/v1/ops/rollout",
+                Some(body),
+                &[("Authorization", &format!("Bearer {ops}"))],
+            )
             .await;
         let answered = Instant::now();
         assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
