@@ -39,6 +39,9 @@ pub struct Options {
     pub history: PathBuf,
     /// How the services run; `Replicated` adds single replicas killed and paused to the faults.
     pub topology: Topology,
+    /// Faults of the rotation (kill, pause, database, broker, Redis, any) injected at the least,
+    /// even past `duration` on a slow machine (the short form's promise of every kind twice).
+    pub min_faults: usize,
 }
 
 pub struct Outcome {
@@ -477,13 +480,17 @@ pub async fn run(opts: Options) -> Outcome {
     // same targets and timings, as in the other topologies.
     let mut replica_rng = StdRng::seed_from_u64(opts.seed ^ 0x7265_706c_6963_6173);
     let (mut turn, mut replica_turn) = (0usize, 0usize);
-    while Instant::now() < deadline {
+    // The load runs until the deadline and, however slow the machine, until `min_faults` of the
+    // rotation below have been injected (so a short run meets each kind as often as it promises).
+    let more = |turn: usize| Instant::now() < deadline || (!opts.fault_every.is_zero() && turn < opts.min_faults);
+    while more(turn) {
         if opts.fault_every.is_zero() {
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         }
-        tokio::time::sleep(opts.fault_every.min(deadline.saturating_duration_since(Instant::now()))).await;
-        if Instant::now() >= deadline {
+        let left = deadline.saturating_duration_since(Instant::now());
+        tokio::time::sleep(if turn < opts.min_faults { opts.fault_every } else { opts.fault_every.min(left) }).await;
+        if !more(turn) {
             break;
         }
         let (fault, hold) = if opts.topology == Topology::Replicated && round % 4 == 3 {

@@ -22,6 +22,8 @@ async fn the_slice_keeps_its_promises_through_faults() {
         day_every: Duration::from_secs(6),
         fault_every: Duration::from_secs(4),
         history: history.clone(),
+        // Two rounds of the six-fault rotation: every kind at least twice.
+        min_faults: 12,
         topology,
     })
     .await;

@@ -27,6 +27,7 @@ fn options() -> anyhow::Result<Options> {
         day_every: Duration::from_secs(10),
         fault_every: Duration::from_secs(8),
         history: "chaos-history.jsonl".into(),
+        min_faults: 0,
         topology: Topology::from_env(),
     };
     let mut it = std::env::args().skip(1);
