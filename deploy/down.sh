@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Stops what deploy/up.sh started: the five services, and (unless --services-only) the broker and
-# Redis it started. PostgreSQL is stopped with --all (it is a system service).
+# Stops what deploy/up.sh started: the five services (every replica, and HAProxy, with
+# TOPOLOGY=replicated), and (unless --services-only) the broker and Redis it started. PostgreSQL is stopped with --all (it is a system service).
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 STATE="${BANK_STATE_DIR:-$ROOT/.local}"

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Brings up the infrastructure on a bare Debian machine (run as root), idempotently: PostgreSQL 15
-# with the five service databases, Redis, and Apache Kafka (KRaft, one node, from Maven Central:
-# deploy/kafka/pom.xml) with the topics. Whatever is already installed or running is left as it is.
+# with the five service databases, Redis, Apache Kafka (KRaft, one node, from Maven Central:
+# deploy/kafka/pom.xml) with the topics, and HAProxy installed (not started: the replicated
+# topology's balancers are started by deploy/up.sh and the end-to-end harness). Whatever is
+# already installed or running is left as it is.
 # Addresses and places can be overridden:
 #   PGHOST PGPORT REDIS_PORT KAFKA_PORT (9092) KAFKA_CONTROLLER_PORT (9093) BANK_STATE_DIR
 #   KAFKA_HOME_DIR (/var/cache/interest-bank/kafka-<version>: the jars, shared by every clone)
@@ -77,6 +79,11 @@ if ! port_open "$REDIS_PORT"; then
     --logfile "$STATE/logs/redis.log"
   wait_port "$REDIS_PORT"
 fi
+
+# ---- HAProxy (Debian's package): the load balancer of the replicated topology ----
+# deploy/up.sh and the end-to-end harness start their own HAProxy processes with their own
+# configuration (TOPOLOGY=replicated); the package's system service is not used.
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || apt_install haproxy
 
 # ---- Apache Kafka (KRaft, one node that is both broker and controller) ----
 # Its jars come from Maven Central (deploy/kafka/pom.xml, versions pinned) into a folder outside

@@ -3,7 +3,8 @@
 # and lints, builds the service binaries, then runs every test (unit, property, vectors, each
 # service on its own, docker-compose contract, and the end-to-end suite against real PostgreSQL,
 # Redis and Kafka), then the end-to-end suite again with the services in one process
-# (TOPOLOGY=monolith, the `bank` binary).
+# (TOPOLOGY=monolith, the `bank` binary) and with two replicas of each behind HAProxy
+# (TOPOLOGY=replicated). Typed SQL's offline metadata is checked against the migrations first.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -64,9 +65,13 @@ echo "[test] cargo fmt --check"
 cargo fmt --all --check
 echo "[test] cargo clippy"
 cargo clippy --workspace --all-targets --locked -q -- -D warnings
+echo "[test] typed SQL: each service's .sqlx matches its queries and migrations"
+bash deploy/sqlx.sh check
 echo "[test] building the service binaries the end-to-end tests start"
 cargo build --workspace --bins --locked -q
 echo "[test] cargo test"
 cargo test --workspace --locked --no-fail-fast 2>&1 | tee "${TEST_LOG:-/dev/null}"
 echo "[test] the end-to-end suite against the one-process topology (TOPOLOGY=monolith)"
 TOPOLOGY=monolith cargo test -p e2e --locked --no-fail-fast 2>&1 | tee -a "${TEST_LOG:-/dev/null}"
+echo "[test] the end-to-end suite against two replicas of every service behind HAProxy (TOPOLOGY=replicated)"
+TOPOLOGY=replicated cargo test -p e2e --locked --no-fail-fast 2>&1 | tee -a "${TEST_LOG:-/dev/null}"

@@ -8,7 +8,8 @@
 //! five databases and the history and judges the invariants.
 //!
 //! The same code runs the short form (`tests/tests/chaos.rs`, fixed seed, in CI) and the long one
-//! (`cargo run -p chaos -- --seconds 1800`).
+//! (`cargo run -p chaos -- --seconds 1800`), in any topology; in the replicated one (two processes
+//! of each service behind HAProxy) single replicas are also killed and paused.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,7 +23,7 @@ use reqwest::{Client, Method};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::{service_token, Broker, RedisServer, Stack, SERVICES};
+use crate::{service_token, Broker, RedisServer, Stack, Topology, SERVICES};
 
 pub struct Options {
     pub seed: u64,
@@ -36,6 +37,11 @@ pub struct Options {
     /// A fault starts this often (none when zero).
     pub fault_every: Duration,
     pub history: PathBuf,
+    /// How the services run; `Replicated` adds single replicas killed and paused to the faults.
+    pub topology: Topology,
+    /// Faults of the rotation (kill, pause, database, broker, Redis, any) injected at the least,
+    /// even past `duration` on a slow machine (the short form's promise of every kind twice).
+    pub min_faults: usize,
 }
 
 pub struct Outcome {
@@ -310,6 +316,10 @@ impl Target {
 #[derive(Debug, Clone, Copy)]
 enum Fault {
     Kill(&'static str),
+    /// One replica of a service killed (-9) and restarted; the others keep serving.
+    KillReplica(&'static str, usize),
+    /// One replica of a service stopped (SIGSTOP) past the payout lock lease, then continued.
+    PauseReplica(&'static str, usize),
     Pause,
     Database(&'static str),
     /// The whole PostgreSQL server restarted (`CHAOS_POSTGRES_RESTART`, a shell command).
@@ -322,6 +332,8 @@ impl Fault {
     fn name(self) -> String {
         match self {
             Fault::Kill(s) => format!("kill -9 {s}"),
+            Fault::KillReplica(s, i) => format!("kill -9 {s} replica {i}"),
+            Fault::PauseReplica(s, i) => format!("SIGSTOP {s} replica {i} past the lock lease"),
             Fault::Pause => "SIGSTOP interest past its lock lease".into(),
             Fault::Database(s) => format!("database connections of {s} dropped"),
             Fault::Postgres => "PostgreSQL restarted".into(),
@@ -333,6 +345,8 @@ impl Fault {
     fn kind(self) -> &'static str {
         match self {
             Fault::Kill(_) => "kill_service",
+            Fault::KillReplica(..) => "kill_replica",
+            Fault::PauseReplica(..) => "pause_replica",
             Fault::Pause => "pause_past_lease",
             Fault::Database(_) => "database_connections_dropped",
             Fault::Postgres => "postgres_restarted",
@@ -349,16 +363,16 @@ pub async fn run(opts: Options) -> Outcome {
     let mut redis = RedisServer::start().await;
     let mut broker = Broker::start().await;
     let lease = LOCK_LEASE_MS.to_string();
-    let mut stack = Stack::start_with(&[
-        ("REDIS_URL", &redis.url()),
-        ("KAFKA_BROKERS", &broker.address()),
-        ("PAYOUT_LOCK_LEASE_MS", &lease),
-    ])
+    let mut stack = Stack::start_in(
+        opts.topology,
+        &[("REDIS_URL", &redis.url()), ("KAFKA_BROKERS", &broker.address()), ("PAYOUT_LOCK_LEASE_MS", &lease)],
+        false,
+    )
     .await;
     let history =
         Arc::new(History { file: Mutex::new(std::fs::File::create(&opts.history).unwrap()), start: Instant::now() });
     let mut rng = StdRng::seed_from_u64(opts.seed);
-    history.record(json!({ "setup": { "seed": opts.seed, "run": stack.run } }));
+    history.record(json!({ "setup": { "seed": opts.seed, "run": stack.run, "topology": opts.topology.name() } }));
 
     // Products, customers, accounts and their opening deposits, before any fault.
     let start_day = crate::date("2024-01-01");
@@ -460,35 +474,69 @@ pub async fn run(opts: Options) -> Outcome {
     let restart_postgres = std::env::var("CHAOS_POSTGRES_RESTART").ok().filter(|c| !c.trim().is_empty());
     let deadline = Instant::now() + opts.duration;
     let mut round = 0usize;
-    while Instant::now() < deadline {
+    // Replicas add a fault every fourth round: one replica killed or (in turn) paused past the lock
+    // lease — interest's half the time, its payout lock's holder frozen while the other pays. They
+    // draw from a generator of their own, so the other faults come in the same order, with the
+    // same targets and timings, as in the other topologies.
+    let mut replica_rng = StdRng::seed_from_u64(opts.seed ^ 0x7265_706c_6963_6173);
+    let (mut turn, mut replica_turn) = (0usize, 0usize);
+    // The load runs until the deadline and, however slow the machine, until `min_faults` of the
+    // rotation below have been injected (so a short run meets each kind as often as it promises).
+    let more = |turn: usize| Instant::now() < deadline || (!opts.fault_every.is_zero() && turn < opts.min_faults);
+    while more(turn) {
         if opts.fault_every.is_zero() {
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         }
-        tokio::time::sleep(opts.fault_every.min(deadline.saturating_duration_since(Instant::now()))).await;
-        if Instant::now() >= deadline {
+        let left = deadline.saturating_duration_since(Instant::now());
+        tokio::time::sleep(if turn < opts.min_faults { opts.fault_every } else { opts.fault_every.min(left) }).await;
+        if !more(turn) {
             break;
         }
-        // Every kind in turn (so a short run meets each), the service hit and the timing at random.
-        let fault = match round % 6 {
-            0 => faults[rng.gen_range(0..5)],
-            1 => Fault::Pause,
-            // A real restart of the server when the environment says how (deploy/test.sh does),
-            // else every connection of one service's database dropped, as a restart looks to it.
-            2 if restart_postgres.is_some() && rng.gen_bool(0.5) => Fault::Postgres,
-            2 => faults[rng.gen_range(6..8)],
-            3 => Fault::Broker,
-            4 => Fault::Redis,
-            _ => faults[rng.gen_range(0..faults.len())],
+        let (fault, hold) = if opts.topology == Topology::Replicated && round % 4 == 3 {
+            let r = &mut replica_rng;
+            let svc = if replica_turn % 2 == 1 && r.gen_bool(0.5) {
+                "interest"
+            } else {
+                SERVICES[r.gen_range(0..SERVICES.len())].0
+            };
+            let i = r.gen_range(0..stack.replicas(svc));
+            let fault = if replica_turn % 2 == 0 { Fault::KillReplica(svc, i) } else { Fault::PauseReplica(svc, i) };
+            replica_turn += 1;
+            (fault, Duration::from_millis(r.gen_range(500..2_500)))
+        } else {
+            // Every kind in turn (so a short run meets each), the service hit and the timing at random.
+            let fault = match turn % 6 {
+                0 => faults[rng.gen_range(0..5)],
+                1 => Fault::Pause,
+                // A real restart of the server when the environment says how (deploy/test.sh does),
+                // else every connection of one service's database dropped, as a restart looks to it.
+                2 if restart_postgres.is_some() && rng.gen_bool(0.5) => Fault::Postgres,
+                2 => faults[rng.gen_range(6..8)],
+                3 => Fault::Broker,
+                4 => Fault::Redis,
+                _ => faults[rng.gen_range(0..faults.len())],
+            };
+            turn += 1;
+            (fault, Duration::from_millis(rng.gen_range(500..2_500)))
         };
         round += 1;
-        let hold = Duration::from_millis(rng.gen_range(500..2_500));
         history.record(json!({ "fault": fault.kind(), "what": fault.name(), "phase": "start" }));
         match fault {
             Fault::Kill(svc) => {
                 stack.kill(svc);
                 tokio::time::sleep(hold).await;
                 stack.restart_with(svc, &[]).await;
+            }
+            Fault::KillReplica(svc, i) => {
+                stack.kill_replica(svc, i);
+                tokio::time::sleep(hold).await;
+                stack.restart_replica(svc, i, &[]).await;
+            }
+            Fault::PauseReplica(svc, i) => {
+                stack.pause_replica(svc, i);
+                tokio::time::sleep(Duration::from_millis(LOCK_LEASE_MS + 1_000)).await;
+                stack.resume_replica(svc, i);
             }
             Fault::Pause => {
                 stack.pause("interest");

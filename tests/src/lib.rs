@@ -1,8 +1,10 @@
-//! Test harness: starts the five services as real processes — five binaries, or with
-//! `TOPOLOGY=monolith` the one `bank` binary running all five — each service with a fresh
-//! database, on free loopback ports, sharing the machine's PostgreSQL, Redis and Kafka-protocol broker
-//! (started by deploy/infra.sh) but isolated by database names, Redis key prefix, topic prefix and
-//! consumer group. Addresses come from TEST_DATABASE_URL, REDIS_URL and KAFKA_BROKERS.
+//! Test harness: starts the five services as real processes — five binaries; with
+//! `TOPOLOGY=monolith` the one `bank` binary running all five; with `TOPOLOGY=replicated` two
+//! processes of each service (and of the gateway) behind HAProxy, which callers and peers reach
+//! — each service with a fresh database, on free loopback ports, sharing the machine's PostgreSQL,
+//! Redis and Kafka-protocol broker (started by deploy/infra.sh) but isolated by database names,
+//! Redis key prefix, topic prefix and consumer group. Addresses come from TEST_DATABASE_URL,
+//! REDIS_URL and KAFKA_BROKERS.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
@@ -16,6 +18,7 @@ use serde_json::Value;
 use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
+mod balancer;
 pub mod chaos;
 pub mod otlp;
 
@@ -35,11 +38,54 @@ pub fn database_base() -> String {
     std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432".into())
 }
 
+/// How a stack runs the five services (`TOPOLOGY`): five processes (the default), one (`monolith`,
+/// the `bank` binary), or `replicated`: [`REPLICAS`] processes of each service and of the gateway,
+/// each on its own port, behind HAProxy on the service's usual address (callers, peers included,
+/// reach a service through it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Topology {
+    Services,
+    Monolith,
+    Replicated,
+}
+
+impl Topology {
+    /// From `TOPOLOGY` (`services` when unset).
+    pub fn from_env() -> Topology {
+        std::env::var("TOPOLOGY").ok().and_then(|t| Topology::parse(&t)).unwrap_or(Topology::Services)
+    }
+
+    pub fn parse(name: &str) -> Option<Topology> {
+        match name {
+            "services" | "" => Some(Topology::Services),
+            "monolith" => Some(Topology::Monolith),
+            "replicated" => Some(Topology::Replicated),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Topology::Services => "services",
+            Topology::Monolith => "monolith",
+            Topology::Replicated => "replicated",
+        }
+    }
+}
+
+/// Processes of each service, and of the gateway, in the replicated topology.
+pub const REPLICAS: usize = 2;
+
 /// Whether the services run as one process (`TOPOLOGY=monolith`, the `bank` binary) rather than
 /// five. In one process a service cannot die alone: killing or restarting any of them is the
 /// whole process's crash or restart.
 pub fn monolith() -> bool {
-    std::env::var("TOPOLOGY").is_ok_and(|t| t == "monolith")
+    Topology::from_env() == Topology::Monolith
+}
+
+/// Whether each service runs as [`REPLICAS`] processes behind HAProxy (`TOPOLOGY=replicated`).
+pub fn replicated() -> bool {
+    Topology::from_env() == Topology::Replicated
 }
 
 /// The env-var prefix of a service's own settings in the one-process topology.
@@ -106,16 +152,37 @@ fn free_port() -> u16 {
 
 pub struct Stack {
     pub run: String,
+    /// Where callers reach each service: its process's port, or in the replicated topology
+    /// HAProxy's frontend before its replicas (each replica's own: [`Stack::replica_url`]).
     pub urls: HashMap<&'static str, String>,
     pub ports: HashMap<&'static str, u16>,
     pub dbs: HashMap<&'static str, PgPool>,
     pub topic_prefix: String,
     pub http: Client,
-    children: HashMap<&'static str, Child>,
-    /// Extra replicas started by [`Stack::add_replica`]: name → the service they run.
-    replicas: HashMap<&'static str, &'static str>,
+    pub topology: Topology,
+    /// Every process of the stack by name (its log file's stem): `interest`, `bank`,
+    /// `interest.1` (a replica), `tax-consumer-2` (started by [`Stack::add_replica`]).
+    processes: HashMap<String, Process>,
+    /// The processes that serve each service name, in replica order (`bank` for all five in
+    /// one process).
+    members: HashMap<&'static str, Vec<String>>,
+    balancer: Option<balancer::Balancer>,
+    /// The gateway's frontend and replica ports, set aside when a replicated stack starts (its
+    /// pool is in HAProxy's configuration from the start; [`Stack::start_gateway`] fills it).
+    gateway_ports: Option<(u16, Vec<u16>)>,
     env: Vec<(String, String)>,
     log_dir: PathBuf,
+}
+
+/// One process of a stack.
+struct Process {
+    binary: &'static str,
+    /// The service whose database and settings it has (`None` for `bank`: all five by prefix).
+    service: Option<&'static str>,
+    port: u16,
+    /// Settings of its own, after the stack's (the gateway's keys and `start_gateway`'s).
+    env: Vec<(String, String)>,
+    child: Option<Child>,
 }
 
 pub struct Response {
@@ -130,16 +197,18 @@ impl Stack {
 
     /// Starts all five services with extra env vars for every one of them.
     pub async fn start_with(extra_env: &[(&str, &str)]) -> Stack {
-        Self::start_stack(extra_env, false).await
+        Self::start_in(Topology::from_env(), extra_env, false).await
     }
 
     /// Starts the legacy-core simulator (its own process and database, `urls["legacy-core"]`)
     /// and the five services with `LEGACY_CORE_URL` pointing at it.
     pub async fn start_with_legacy(extra_env: &[(&str, &str)]) -> Stack {
-        Self::start_stack(extra_env, true).await
+        Self::start_in(Topology::from_env(), extra_env, true).await
     }
 
-    async fn start_stack(extra_env: &[(&str, &str)], legacy: bool) -> Stack {
+    /// Starts a stack in the given topology, whatever `TOPOLOGY` says (with the legacy-core
+    /// simulator when `legacy`; it always runs as one process, reached directly).
+    pub async fn start_in(topology: Topology, extra_env: &[(&str, &str)], legacy: bool) -> Stack {
         let run = format!("e2e{}", &Uuid::new_v4().simple().to_string()[..10]);
         let base = database_base();
         let mut admin =
@@ -199,20 +268,50 @@ impl Stack {
                 .timeout(Duration::from_secs(30))
                 .build()
                 .unwrap(),
-            children: HashMap::new(),
-            replicas: HashMap::new(),
+            topology,
+            processes: HashMap::new(),
+            members: HashMap::new(),
+            balancer: None,
+            gateway_ports: None,
             env,
             log_dir,
         };
-        if monolith() {
-            stack.spawn_with("bank", &[]);
-        } else {
-            for (svc, _) in SERVICES {
-                stack.spawn_with(svc, &[]);
+        match topology {
+            Topology::Monolith => {
+                stack.add_process("bank", "bank", None, 0, vec![]);
+                for (svc, _) in SERVICES {
+                    stack.members.insert(svc, vec!["bank".into()]);
+                }
+            }
+            Topology::Services => {
+                for (svc, _) in SERVICES {
+                    let port = stack.ports[svc];
+                    stack.add_process(svc, svc, Some(svc), port, vec![]);
+                    stack.members.insert(svc, vec![svc.into()]);
+                }
+            }
+            Topology::Replicated => {
+                let mut pools = Vec::new();
+                for (svc, _) in SERVICES {
+                    let names = stack.add_replicas(svc, vec![]);
+                    pools.push(stack.pool(svc, stack.ports[svc], &names));
+                }
+                let gateway: (u16, Vec<u16>) = (free_port(), (0..REPLICAS).map(|_| free_port()).collect());
+                let servers = (0..REPLICAS).map(|i| (format!("gateway.{i}"), gateway.1[i])).collect();
+                pools.push(balancer::Pool { name: "gateway", port: gateway.0, servers });
+                stack.gateway_ports = Some(gateway);
+                stack.balancer = Some(balancer::Balancer::start(&stack.log_dir, free_port(), &pools).await);
             }
         }
         if legacy {
-            stack.spawn_with(LEGACY, &[]);
+            let port = stack.ports[LEGACY];
+            stack.add_process(LEGACY, LEGACY, Some(LEGACY), port, vec![]);
+            stack.members.insert(LEGACY, vec![LEGACY.into()]);
+        }
+        let mut names: Vec<String> = stack.processes.keys().cloned().collect();
+        names.sort();
+        for name in names {
+            stack.spawn(&name, &[]);
         }
         for (svc, _) in SERVICES {
             stack.wait_ready(svc).await;
@@ -226,19 +325,97 @@ impl Stack {
         stack
     }
 
+    fn add_process(
+        &mut self,
+        name: &str,
+        binary: &'static str,
+        service: Option<&'static str>,
+        port: u16,
+        env: Vec<(String, String)>,
+    ) {
+        self.processes.insert(name.into(), Process { binary, service, port, env, child: None });
+    }
+
+    /// Registers the replicas of `svc` (`svc.0`, `svc.1`, ...) on free ports; returns their names.
+    fn add_replicas(&mut self, svc: &'static str, env: Vec<(String, String)>) -> Vec<String> {
+        let ports = match (svc, &self.gateway_ports) {
+            ("gateway", Some((_, ports))) => ports.clone(),
+            _ => (0..REPLICAS).map(|_| free_port()).collect(),
+        };
+        let names: Vec<String> = (0..REPLICAS).map(|i| format!("{svc}.{i}")).collect();
+        for (name, port) in names.iter().zip(ports) {
+            self.add_process(name, svc, Some(svc), port, env.clone());
+        }
+        self.members.insert(svc, names.clone());
+        names
+    }
+
+    fn pool(&self, svc: &'static str, port: u16, names: &[String]) -> balancer::Pool {
+        let servers = names.iter().map(|n| (n.clone(), self.processes[n].port)).collect();
+        balancer::Pool { name: svc, port, servers }
+    }
+
     /// Each service's database URL (for tools that read them, like the chaos checker).
     pub fn database_urls(&self) -> Vec<(&'static str, String)> {
         SERVICES.iter().map(|(svc, _)| (*svc, self.database_url(svc))).collect()
     }
 
+    /// The processes serving a service name (none for a name the stack does not run).
+    fn members_of(&self, svc: &str) -> Vec<String> {
+        self.members.get(svc).cloned().unwrap_or_default()
+    }
+
+    /// The processes of a service name that run (not killed, not exited and reaped).
+    fn running_members(&self, svc: &str) -> Vec<String> {
+        self.members_of(svc).into_iter().filter(|n| self.processes[n].child.is_some()).collect()
+    }
+
+    /// Whether HAProxy is in front of the service (the replicated topology's services and gateway).
+    fn balanced(&self, svc: &str) -> bool {
+        self.balancer.is_some() && (svc == "gateway" || SERVICES.iter().any(|(s, _)| *s == svc))
+    }
+
+    /// A process's own address for `svc` (`bank` has one per service).
+    fn address_of(&self, svc: &str, name: &str) -> String {
+        let p = &self.processes[name];
+        if p.binary == "bank" {
+            self.urls[svc].clone()
+        } else {
+            format!("http://127.0.0.1:{}", p.port)
+        }
+    }
+
+    /// How many processes serve the service: [`REPLICAS`] in the replicated topology, else one.
+    pub fn replicas(&self, svc: &str) -> usize {
+        self.members_of(svc).len()
+    }
+
+    /// Replica `i`'s own address, not the balancer's (the service's only process in the other
+    /// topologies: `replica_url(svc, 0) == urls[svc]` there).
+    pub fn replica_url(&self, svc: &str, i: usize) -> String {
+        let members = self.members_of(svc);
+        let name = members.get(i).unwrap_or_else(|| panic!("{svc} has no replica {i}"));
+        self.address_of(svc, name)
+    }
+
+    /// Every replica's own address, in replica order.
+    pub fn replica_urls(&self, svc: &str) -> Vec<String> {
+        (0..self.replicas(svc)).map(|i| self.replica_url(svc, i)).collect()
+    }
+
+    fn replica_name(&self, svc: &str, i: usize) -> String {
+        self.members_of(svc).get(i).cloned().unwrap_or_else(|| panic!("{svc} has no replica {i}"))
+    }
+
     /// SIGTERM, as an orchestrator stops a pod: the service drains and exits by itself (see
-    /// [`Stack::wait_exit`]).
+    /// [`Stack::wait_exit`]). Every replica of it.
     pub fn terminate(&self, svc: &'static str) {
         self.signal(svc, "-TERM");
     }
 
-    /// SIGSTOP of the service's process: it holds its connections and locks but answers nothing
-    /// until [`Stack::resume`] (a long GC pause or a frozen VM, as the other processes see it).
+    /// SIGSTOP of the service's processes: they hold their connections and locks but answer
+    /// nothing until [`Stack::resume`] (a long GC pause or a frozen VM, as the other processes
+    /// see it).
     pub fn pause(&self, svc: &'static str) {
         self.signal(svc, "-STOP");
     }
@@ -247,8 +424,24 @@ impl Stack {
         self.signal(svc, "-CONT");
     }
 
-    fn signal(&self, svc: &'static str, signal: &str) {
-        if let Some(c) = self.children.get(Self::process_of(svc)) {
+    /// SIGSTOP of one replica (see [`Stack::pause`]); HAProxy takes it out of rotation when its
+    /// health checks time out.
+    pub fn pause_replica(&self, svc: &str, i: usize) {
+        self.signal_process(&self.replica_name(svc, i), "-STOP");
+    }
+
+    pub fn resume_replica(&self, svc: &str, i: usize) {
+        self.signal_process(&self.replica_name(svc, i), "-CONT");
+    }
+
+    fn signal(&self, svc: &str, signal: &str) {
+        for name in self.members_of(svc) {
+            self.signal_process(&name, signal);
+        }
+    }
+
+    fn signal_process(&self, name: &str, signal: &str) {
+        if let Some(c) = self.processes.get(name).and_then(|p| p.child.as_ref()) {
             let _ = Command::new("kill").args([signal, &c.id().to_string()]).status();
         }
     }
@@ -265,41 +458,46 @@ impl Stack {
         }
     }
 
-    /// What the service's process has logged so far (all five in one file with `bank`).
+    /// What the service's processes have logged so far (all five in one file with `bank`; each
+    /// replica's log after the other's in the replicated topology).
     pub fn log_of(&self, svc: &'static str) -> String {
-        std::fs::read_to_string(self.log_dir.join(format!("{}.log", Self::process_of(svc)))).unwrap_or_default()
+        self.members_of(svc)
+            .iter()
+            .map(|name| std::fs::read_to_string(self.log_dir.join(format!("{name}.log"))).unwrap_or_default())
+            .collect()
     }
 
-    /// Whether the service's process runs (not killed and not yet restarted).
+    /// Whether the service runs: every process of it (not killed and not yet restarted).
     pub fn is_running(&self, svc: &'static str) -> bool {
-        self.children.contains_key(Self::process_of(svc))
+        let members = self.members_of(svc);
+        !members.is_empty() && members.iter().all(|n| self.processes[n].child.is_some())
+    }
+
+    /// Whether replica `i` of the service runs.
+    pub fn is_replica_running(&self, svc: &str, i: usize) -> bool {
+        self.processes[&self.replica_name(svc, i)].child.is_some()
     }
 
     fn database_url(&self, svc: &str) -> String {
-        let db = if svc == LEGACY { LEGACY_DB } else { SERVICES.iter().find(|(s, _)| *s == svc).unwrap().1 };
+        let db = match svc {
+            LEGACY => LEGACY_DB,
+            "gateway" => "gateway",
+            _ => SERVICES.iter().find(|(s, _)| *s == svc).unwrap().1,
+        };
         format!("{}/{}_{}", database_base(), self.run, db)
-    }
-
-    /// The process that runs `svc`: its own binary, or `bank` for all five of them (the
-    /// gateway and the legacy core always run alone).
-    fn process_of(svc: &'static str) -> &'static str {
-        if monolith() && SERVICES.iter().any(|(s, _)| *s == svc) {
-            "bank"
-        } else {
-            svc
-        }
     }
 
     /// Starts a process: one service's binary, or `bank` with each service's port and database
     /// under its prefix.
-    fn spawn_with(&mut self, process: &'static str, overrides: &[(&str, &str)]) {
+    fn spawn(&mut self, name: &str, overrides: &[(&str, &str)]) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.log_dir.join(format!("{process}.log")))
+            .open(self.log_dir.join(format!("{name}.log")))
             .unwrap();
-        let own: Vec<(String, String)> = if process == "bank" {
-            SERVICES
+        let p = &self.processes[name];
+        let own: Vec<(String, String)> = match p.service {
+            None => SERVICES
                 .iter()
                 .flat_map(|(svc, _)| {
                     [
@@ -307,48 +505,105 @@ impl Stack {
                         (format!("{}_DATABASE_URL", prefix(svc)), self.database_url(svc)),
                     ]
                 })
-                .collect()
-        } else {
-            let svc = self.replicas.get(process).copied().unwrap_or(process);
-            vec![("PORT".into(), self.ports[process].to_string()), ("DATABASE_URL".into(), self.database_url(svc))]
+                .collect(),
+            Some(svc) => vec![("PORT".into(), p.port.to_string()), ("DATABASE_URL".into(), self.database_url(svc))],
         };
-        let binary = self.replicas.get(process).copied().unwrap_or(process);
-        let child = Command::new(bin_dir().join(binary))
+        let child = Command::new(bin_dir().join(p.binary))
             .envs(self.env.iter().cloned())
             .envs(own)
+            .envs(p.env.iter().cloned())
             .envs(overrides.iter().map(|(k, v)| (k.to_string(), v.to_string())))
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {process} (build the binaries first: cargo build --bins): {e}"));
-        self.children.insert(process, child);
+            .unwrap_or_else(|e| panic!("cannot start {name} (build the binaries first: cargo build --bins): {e}"));
+        match self.processes.get_mut(name) {
+            Some(p) => p.child = Some(child),
+            None => {
+                let mut child = child;
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
     }
 
+    /// Waits until the service answers ready. Behind HAProxy: until each of its running replicas
+    /// does on its own port and HAProxy counts them up.
     pub async fn wait_ready(&self, svc: &str) {
+        if self.balanced(svc) {
+            let running = self.running_members(svc);
+            for name in &running {
+                self.wait_url_ready(&self.address_of(svc, name), name).await;
+            }
+            if let Some(b) = &self.balancer {
+                b.wait_up(svc, &running).await;
+            }
+        } else {
+            self.wait_url_ready(&self.urls[svc], svc).await;
+        }
+    }
+
+    async fn wait_url_ready(&self, url: &str, what: &str) {
         for _ in 0..240 {
-            if let Ok(r) = self.http.get(format!("{}/health/ready", self.urls[svc])).send().await {
+            if let Ok(r) = self.http.get(format!("{url}/health/ready")).send().await {
                 if r.status().is_success() {
                     return;
                 }
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        panic!("{svc} did not become ready; logs in {}", self.log_dir.display());
+        panic!("{what} did not become ready; logs in {}", self.log_dir.display());
     }
 
-    /// kill -9 of the service's process, as a crash would (all services, in one process).
+    /// kill -9 of the service's processes, as a crash would (all five services, in one process;
+    /// every replica, in the replicated topology).
     pub fn kill(&mut self, svc: &'static str) {
-        if let Some(mut c) = self.children.remove(Self::process_of(svc)) {
+        for name in self.members_of(svc) {
+            self.kill_process(&name);
+        }
+    }
+
+    /// kill -9 of one replica of the service (`bank` in one process).
+    pub fn kill_replica(&mut self, svc: &str, i: usize) {
+        let name = self.replica_name(svc, i);
+        self.kill_process(&name);
+    }
+
+    fn kill_process(&mut self, name: &str) {
+        if let Some(mut c) = self.processes.get_mut(name).and_then(|p| p.child.take()) {
             let _ = c.kill();
             let _ = c.wait();
         }
     }
 
-    /// Restarts a service (killing it first if it still runs) with some env vars overridden.
+    /// Restarts a service — every process of it, killing those that still run — with some env
+    /// vars overridden.
     pub async fn restart_with(&mut self, svc: &'static str, overrides: &[(&str, &str)]) {
         self.kill(svc);
-        self.spawn_with(Self::process_of(svc), overrides);
-        if monolith() && Self::process_of(svc) == "bank" {
+        for name in self.members_of(svc) {
+            self.spawn(&name, overrides);
+        }
+        self.wait_after_start(svc).await;
+    }
+
+    /// Restarts one replica of the service (killing it first if it still runs) with some env vars
+    /// overridden, and waits until it is ready and HAProxy counts it up again.
+    pub async fn restart_replica(&mut self, svc: &'static str, i: usize, overrides: &[(&str, &str)]) {
+        let name = self.replica_name(svc, i);
+        self.kill_process(&name);
+        self.spawn(&name, overrides);
+        if self.balanced(svc) {
+            self.wait_url_ready(&self.address_of(svc, &name), &name).await;
+            if let Some(b) = &self.balancer {
+                b.wait_up(svc, &[name]).await;
+            }
+        } else {
+            self.wait_after_start(svc).await;
+        }
+    }
+
+    async fn wait_after_start(&self, svc: &'static str) {
+        if self.members_of(svc) == ["bank"] {
             for (svc, _) in SERVICES {
                 self.wait_ready(svc).await;
             }
@@ -359,23 +614,26 @@ impl Stack {
 
     /// Starts another replica of a service as its own process (its own binary, even when the stack
     /// runs as one process): the same database, Redis, broker and settings, its own port, reached
-    /// as `urls[replica]` and killed or restarted by that name.
+    /// as `urls[replica]` (not through HAProxy) and killed or restarted by that name.
     pub async fn add_replica(&mut self, svc: &'static str, replica: &'static str) {
         let port = free_port();
         self.ports.insert(replica, port);
         self.urls.insert(replica, format!("http://127.0.0.1:{port}"));
-        self.replicas.insert(replica, svc);
-        self.spawn_with(replica, &[]);
+        self.add_process(replica, svc, Some(svc), port, vec![]);
+        self.members.insert(replica, vec![replica.into()]);
+        self.spawn(replica, &[]);
         self.wait_ready(replica).await;
     }
 
-    /// Waits for a service process to exit on its own (a crash injected with FAULT_POINT).
+    /// Waits for a process of the service to exit on its own (a crash injected with FAULT_POINT):
+    /// true once one of its replicas has.
     pub async fn wait_exit(&mut self, svc: &'static str, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         while tokio::time::Instant::now() < deadline {
-            if let Some(c) = self.children.get_mut(Self::process_of(svc)) {
-                if c.try_wait().unwrap().is_some() {
-                    self.children.remove(Self::process_of(svc));
+            for name in self.members_of(svc) {
+                let Some(p) = self.processes.get_mut(&name) else { continue };
+                if p.child.as_mut().is_some_and(|c| c.try_wait().unwrap().is_some()) {
+                    p.child = None;
                     return true;
                 }
             }
@@ -383,7 +641,6 @@ impl Stack {
         }
         false
     }
-
     pub async fn call(
         &self,
         svc: &str,
@@ -392,7 +649,32 @@ impl Stack {
         body: Option<Value>,
         headers: &[(&str, &str)],
     ) -> Response {
-        let mut req = self.http.request(method, format!("{}{}", self.urls[svc], path));
+        self.call_at(&self.urls[svc], method, path, body, headers).await
+    }
+
+    /// A request to replica `i` of the service on its own port, past the balancer.
+    pub async fn call_replica(
+        &self,
+        svc: &str,
+        i: usize,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Response {
+        self.call_at(&self.replica_url(svc, i), method, path, body, headers).await
+    }
+
+    /// A request to a base URL with the service credential.
+    pub async fn call_at(
+        &self,
+        base: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Response {
+        let mut req = self.http.request(method, format!("{base}{path}"));
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
@@ -434,18 +716,26 @@ impl Stack {
         assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     }
 
-    /// Sum of a counter's series on a service's `/metrics` whose labels include `labels`.
+    /// Sum of a counter's series on a service's `/metrics` whose labels include `labels`: over
+    /// every running replica (through HAProxy a counter would be one replica's, whichever answered).
     pub async fn metric(&self, svc: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-        let text = self.http.get(format!("{}/metrics", self.urls[svc])).send().await.unwrap().text().await.unwrap();
+        let urls: Vec<String> = if self.members.contains_key(svc) {
+            self.running_members(svc).iter().map(|n| self.address_of(svc, n)).collect()
+        } else {
+            vec![self.urls[svc].clone()]
+        };
         let mut sum = 0.0;
-        for line in text.lines().filter(|l| !l.starts_with('#')) {
-            let Some((series, value)) = line.rsplit_once(' ') else { continue };
-            let (metric, label_text) = series.split_once('{').unwrap_or((series, ""));
-            if metric != name {
-                continue;
-            }
-            if labels.iter().all(|(k, v)| label_text.contains(&format!("{k}=\"{v}\""))) {
-                sum += value.parse::<f64>().unwrap();
+        for url in urls {
+            let text = self.http.get(format!("{url}/metrics")).send().await.unwrap().text().await.unwrap();
+            for line in text.lines().filter(|l| !l.starts_with('#')) {
+                let Some((series, value)) = line.rsplit_once(' ') else { continue };
+                let (metric, label_text) = series.split_once('{').unwrap_or((series, ""));
+                if metric != name {
+                    continue;
+                }
+                if labels.iter().all(|(k, v)| label_text.contains(&format!("{k}=\"{v}\""))) {
+                    sum += value.parse::<f64>().unwrap();
+                }
             }
         }
         sum
@@ -624,32 +914,38 @@ impl Stack {
     }
 
     /// Starts the gateway in front of the stack (its own process and database), trusting the test
-    /// issuer's key (`services/gateway/tests/fixtures`); its URL is `urls["gateway"]`.
+    /// issuer's key (`services/gateway/tests/fixtures`); its URL is `urls["gateway"]`. In the
+    /// replicated topology, [`REPLICAS`] gateways behind HAProxy.
     pub async fn start_gateway(&mut self, extra_env: &[(&str, &str)]) {
         let db = format!("{}_gateway", self.run);
         let mut admin = PgConnection::connect(&format!("{}/postgres", database_base())).await.unwrap();
         sqlx::query(&format!("CREATE DATABASE {db}")).execute(&mut admin).await.unwrap();
-        let port = free_port();
+        let keys = fixtures().join("test-issuer.pub.pem");
+        let mut env: Vec<(String, String)> = vec![
+            ("TAX_URL".into(), self.urls["tax-consumer"].clone()),
+            ("AUTH_PUBLIC_KEY_FILE".into(), keys.display().to_string()),
+        ];
+        env.extend(extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let port = match self.gateway_ports.clone() {
+            Some((port, _)) => {
+                self.add_replicas("gateway", env);
+                port
+            }
+            None => {
+                let port = free_port();
+                self.add_process("gateway", "gateway", Some("gateway"), port, env);
+                self.members.insert("gateway", vec!["gateway".into()]);
+                port
+            }
+        };
         self.urls.insert("gateway", format!("http://127.0.0.1:{port}"));
         self.ports.insert("gateway", port);
-        let keys = fixtures().join("test-issuer.pub.pem");
-        let log = std::fs::File::create(self.log_dir.join("gateway.log")).unwrap();
-        let child = Command::new(bin_dir().join("gateway"))
-            .envs(self.env.iter().cloned())
-            .env("PORT", port.to_string())
-            .env("DATABASE_URL", format!("{}/{db}", database_base()))
-            .env("TAX_URL", &self.urls["tax-consumer"])
-            .env("AUTH_PUBLIC_KEY_FILE", keys)
-            .envs(extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("cannot start the gateway (cargo build --bins)");
-        self.children.insert("gateway", child);
+        for name in self.members_of("gateway") {
+            self.spawn(&name, &[]);
+        }
         self.wait_ready("gateway").await;
         self.dbs.insert("gateway", PgPool::connect(&format!("{}/{db}", database_base())).await.unwrap());
     }
-
     /// A bearer token from the test issuer, valid for five minutes.
     pub fn token(&self, subject: &str, scope: &str) -> String {
         token_from("test-issuer.key.pem", subject, scope, "interest-bank-api")
@@ -671,10 +967,7 @@ impl Stack {
     }
 
     pub async fn shutdown(mut self) {
-        for (_, mut c) in self.children.drain() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.stop_processes();
         for (_, pool) in self.dbs.drain() {
             pool.close().await;
         }
@@ -686,17 +979,26 @@ impl Stack {
             }
         }
     }
-}
 
-impl Drop for Stack {
-    fn drop(&mut self) {
-        for (_, c) in self.children.iter_mut() {
-            let _ = c.kill();
-            let _ = c.wait();
+    /// kill -9 of every process of the stack, and of its HAProxy.
+    fn stop_processes(&mut self) {
+        for p in self.processes.values_mut() {
+            if let Some(mut c) = p.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        if let Some(b) = self.balancer.as_mut() {
+            b.stop();
         }
     }
 }
 
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.stop_processes();
+    }
+}
 /// Waits until something listens on a loopback port (a server the test started).
 async fn wait_for_port(port: u16, what: &str, timeout: Duration) {
     let deadline = tokio::time::Instant::now() + timeout;

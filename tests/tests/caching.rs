@@ -21,10 +21,22 @@ async fn setup(stack: &Stack, opened: &str) -> (Uuid, Uuid) {
     (c, a)
 }
 
+/// These tests measure one interest process's caches (estimates, rate tables, the directory,
+/// breakers), so their estimates and payouts go to interest replica 0 on its own port (the only
+/// process in the other topologies); what other replicas keep is tested in replicas.rs.
+fn interest(stack: &Stack) -> String {
+    stack.replica_url("interest", 0)
+}
+
 async fn estimate(stack: &Stack, a: Uuid) -> Value {
-    let r = stack.get("interest", &format!("/v1/interest/accounts/{a}")).await;
+    let r = stack.call_at(&interest(stack), Method::GET, &format!("/v1/interest/accounts/{a}"), None, &[]).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     r.body
+}
+
+async fn pay(stack: &Stack, a: Uuid, key: &str) -> e2e::Response {
+    let path = format!("/v1/interest/accounts/{a}/payouts");
+    stack.call_at(&interest(stack), Method::POST, &path, None, &[("Idempotency-Key", key)]).await
 }
 
 async fn hits(stack: &Stack) -> (f64, f64) {
@@ -105,7 +117,7 @@ async fn estimate_is_cached_until_midnight_and_never_served_stale() {
     assert_eq!(hits(&stack).await, (h0 + 6.0, m0 + 3.0));
 
     // A payout: the next estimate says so at once.
-    let paid = stack.pay(a, "k1").await;
+    let paid = pay(&stack, a, "k1").await;
     assert_eq!(paid.status, StatusCode::CREATED, "{:?}", paid.body);
     assert_eq!(paid.body["gross"], new_rates["gross"]);
     let after = estimate(&stack, a).await;
@@ -146,7 +158,7 @@ async fn payout_call_budget_cold_and_warm() {
 
     let before =
         [stack.calls_to("account-info").await, stack.calls_to("customer").await, stack.calls_to("accounting").await];
-    assert_eq!(stack.pay(cold, "c").await.status, StatusCode::CREATED);
+    assert_eq!(pay(&stack, cold, "c").await.status, StatusCode::CREATED);
     let after =
         [stack.calls_to("account-info").await, stack.calls_to("customer").await, stack.calls_to("accounting").await];
     assert_eq!(after[0] - before[0], 1.0, "cold: one call to account-info");
@@ -157,7 +169,7 @@ async fn payout_call_budget_cold_and_warm() {
     estimate(&stack, warm).await;
     let before =
         [stack.calls_to("account-info").await, stack.calls_to("customer").await, stack.calls_to("accounting").await];
-    assert_eq!(stack.pay(warm, "w").await.status, StatusCode::CREATED);
+    assert_eq!(pay(&stack, warm, "w").await.status, StatusCode::CREATED);
     let after =
         [stack.calls_to("account-info").await, stack.calls_to("customer").await, stack.calls_to("accounting").await];
     assert_eq!(after[0] - before[0], 0.0, "warm: no call to account-info");
@@ -174,19 +186,22 @@ async fn with_redis_down_estimates_and_payouts_stay_correct() {
     let (_, a) = setup(&stack, "2024-03-01").await;
     stack.set_today("2024-04-01").await;
     let cached = estimate(&stack, a).await;
-    // Every service reads the clock once more, so each remembers it while Redis is away.
-    for svc in ["customer", "account-info", "accounting", "tax-consumer"] {
-        assert_eq!(stack.get(svc, "/v1/admin/clock").await.status, StatusCode::OK);
+    // Every process of every service reads the clock once more, so each remembers it while Redis
+    // is away.
+    for svc in ["customer", "account-info", "accounting", "interest", "tax-consumer"] {
+        for url in stack.replica_urls(svc) {
+            assert_eq!(stack.call_at(&url, Method::GET, "/v1/admin/clock", None, &[]).await.status, StatusCode::OK);
+        }
     }
 
     redis.stop();
     let (_, m0) = hits(&stack).await;
     assert_eq!(estimate(&stack, a).await, cached, "computed from the databases, same figures");
     assert_eq!(hits(&stack).await.1, m0 + 1.0);
-    let paid = stack.pay(a, "k1").await;
+    let paid = pay(&stack, a, "k1").await;
     assert_eq!(paid.status, StatusCode::CREATED, "{:?}", paid.body);
     assert_eq!(paid.body["net"], cached["net"]);
-    let again = stack.pay(a, "k2").await;
+    let again = pay(&stack, a, "k2").await;
     assert_eq!((again.status, again.body["code"].clone()), (StatusCode::CONFLICT, json!("ALREADY_PAID_TODAY")));
     assert_eq!(estimate(&stack, a).await["code"], "ALREADY_PAID_TODAY");
 
@@ -206,7 +221,7 @@ async fn with_redis_down_estimates_and_payouts_stay_correct() {
 async fn pay_raw(stack: &Stack, a: Uuid, key: &str) -> (StatusCode, Option<String>, Value) {
     let r = stack
         .http
-        .post(format!("{}/v1/interest/accounts/{a}/payouts", stack.urls["interest"]))
+        .post(format!("{}/v1/interest/accounts/{a}/payouts", interest(stack)))
         .header("Idempotency-Key", key)
         .send()
         .await
@@ -300,7 +315,7 @@ async fn rate_tables_kept_in_process_follow_each_schedule_change() {
     let miss_before = rates("miss").await;
     assert_eq!(estimate(&stack, accounts[0]).await["gross"], 4000, "the new rate, not the table kept");
     assert_eq!(rates("miss").await, miss_before + 1.0);
-    let paid = stack.pay(accounts[2], "after-change").await;
+    let paid = pay(&stack, accounts[2], "after-change").await;
     assert_eq!(paid.status, StatusCode::CREATED, "{:?}", paid.body);
     assert_eq!(paid.body["gross"], 4000);
     stack.shutdown().await;

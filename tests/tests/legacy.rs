@@ -231,10 +231,25 @@ async fn pay_through_gateway(stack: &Stack, customer: Uuid, account: Uuid, key: 
     stack.as_caller(&token, Method::POST, &path, None, &[("Idempotency-Key", key)]).await
 }
 
+/// Changes the rollout and, with several gateways, waits until every one follows it.
 async fn set_rollout(stack: &Stack, ops: &str, body: Value) -> Value {
+    let policy = put_rollout(stack, ops, body).await;
+    followed(stack).await;
+    policy
+}
+
+async fn put_rollout(stack: &Stack, ops: &str, body: Value) -> Value {
     let r = stack.as_caller(ops, Method::PUT, "/v1/ops/rollout", Some(body), &[]).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     r.body
+}
+
+/// With several gateways, the others follow a rollout change within `ROLLOUT_REFRESH_MS` (1 s by
+/// default; tested in replicas.rs): waited for before asserting where a customer is routed.
+async fn followed(stack: &Stack) {
+    if stack.replicas("gateway") > 1 {
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+    }
 }
 
 /// Every interest posting of the account, `(business_date, period_from, period_to)` by date.
@@ -305,7 +320,7 @@ async fn the_gateway_moves_customers_by_policy_and_no_account_is_paid_by_both_si
     // Mid-day: every customer pays twice (two keys) while the percentage swings between the sides.
     let flips = async {
         for percent in [50, 100, 0, 100, 30, 0, 100] {
-            set_rollout(&stack, &ops, json!({"percent": percent})).await;
+            put_rollout(&stack, &ops, json!({"percent": percent})).await;
             tokio::time::sleep(Duration::from_millis(40)).await;
         }
     };

@@ -819,6 +819,9 @@ async fn a_clock_lost_with_redis_comes_back_and_daily_balances_follow_the_journa
     stack.deposit(a, 10_000_000, None).await;
     stack.set_today("2024-03-10").await;
     assert_eq!(stack.get("accounting", "/v1/admin/clock").await.body["today"], "2024-03-10");
+    // Every process re-reads the clock every 500 ms (its reading is what it would put back): the
+    // loss comes after that bound.
+    tokio::time::sleep(Duration::from_millis(700)).await;
 
     redis.restart().await; // empty
     let mut today = serde_json::Value::Null;

@@ -766,12 +766,68 @@ pub struct StartPayoutRun {
 /// What a run paid in total (serialized flat: gross, each tax, net).
 pub type RunTotals = Withheld;
 
+/// A payout run's state. Stored as the same text in the interest database ([`RunState::as_str`],
+/// [`RunState::parse`]: the one mapping).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RunState {
+    /// Workers claim and pay its accounts.
+    Running,
+    /// Every enumerated account was paid, skipped or failed.
+    Completed,
+    /// The business date ended first; what was left failed.
+    Expired,
+    /// By ops: no account is claimed after that; the ones not reached stay pending, and starting
+    /// the same run again resumes it.
+    Cancelled,
+}
+
+impl RunState {
+    pub const ALL: [RunState; 4] = [RunState::Running, RunState::Completed, RunState::Expired, RunState::Cancelled];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Running => "RUNNING",
+            RunState::Completed => "COMPLETED",
+            RunState::Expired => "EXPIRED",
+            RunState::Cancelled => "CANCELLED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RunState> {
+        RunState::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for RunState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whom a run pays: every account (`ALL`) or an explicit list (`ACCOUNTS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RunScope {
+    All,
+    Accounts,
+}
+
+impl std::fmt::Display for RunScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RunScope::All => "ALL",
+            RunScope::Accounts => "ACCOUNTS",
+        })
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct PayoutRunSummary {
     pub run_id: Uuid,
     pub business_date: NaiveDate,
-    pub scope: String,
-    pub state: String,
+    pub scope: RunScope,
+    pub state: RunState,
     pub started_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<DateTime<Utc>>,
@@ -787,12 +843,8 @@ pub struct PayoutRuns {
 pub struct PayoutRun {
     pub run_id: Uuid,
     pub business_date: NaiveDate,
-    /// `ALL` or `ACCOUNTS` (an explicit list).
-    pub scope: String,
-    /// `RUNNING`, `COMPLETED`, `EXPIRED` (the business date ended first; the rest failed) or
-    /// `CANCELLED` (by ops: no account is claimed after that; the ones not reached stay pending,
-    /// and starting the same run again resumes it).
-    pub state: String,
+    pub scope: RunScope,
+    pub state: RunState,
     /// Accounts enumerated so far, and whether the enumeration is complete.
     pub accounts: i64,
     pub enumeration_complete: bool,

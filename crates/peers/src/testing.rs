@@ -198,7 +198,7 @@ pub async fn planned_scans(
             walk(child, table, scans);
         }
     }
-    let plan: Value = explain.fetch_one(conn).await.unwrap().try_get(0).unwrap();
+    let plan: Value = explain.fetch_one(conn).await.unwrap().get(0);
     let plan = plan[0]["Plan"].clone();
     let mut scans = vec![];
     walk(&plan, table, &mut scans);

@@ -298,14 +298,14 @@ async fn payout_run(a: PayoutRunArgs) -> anyhow::Result<bool> {
             run.skipped.values().sum::<i64>(),
             run.failed
         ));
-        if run.state != "RUNNING" {
+        if run.state != contracts::RunState::Running {
             break run;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     bar.finish();
     print_summary(&run);
-    Ok(run.state == "COMPLETED" && run.failed == 0)
+    Ok(run.state == contracts::RunState::Completed && run.failed == 0)
 }
 
 /// Account ids from a file, one per line (blank lines skipped).

@@ -42,11 +42,7 @@ pub async fn estimate(state: &Payouts, id: Uuid) -> Result<Estimate, InterestErr
     let customer = lookup.customer.ok_or_else(|| InterestError::Inconsistent("no customer client".into()))?;
     let status = status_refusal(&account, &customer);
     let read = lookup.extra.as_ref().map(|v| estimate_cache::read(v, customer.tax_category));
-    let rates = Rates {
-        known: read.as_ref().and_then(|r| r.rates_rev),
-        tax_known: read.as_ref().and_then(|r| r.tax_rules_rev),
-        fresh: false,
-    };
+    let rates = Rates::known(read.as_ref().map(|r| r.revisions));
     let compute = || async {
         let a = assess(state, &account, &customer, today, Missing::Skip, rates).await?;
         Ok::<_, InterestError>((to_estimate(id, today, &a.quote, a.refusal.clone()), a.to_cache()))
@@ -78,9 +74,7 @@ pub async fn estimate(state: &Payouts, id: Uuid) -> Result<Estimate, InterestErr
     estimate_cache::count(false);
     let ttl = domain::date::rest_of_business_date(now);
     let entry = estimate_cache::Entry {
-        ledger_rev: read.ledger_rev,
-        rates_rev: read.rates_rev,
-        tax_rules_rev: read.tax_rules_rev,
+        revisions: read.revisions,
         tax_category: customer.tax_category,
         estimate: fresh.clone(),
         quote: Some(quote),

@@ -2,7 +2,8 @@
 //! and served from Redis until the date ends (the key names the date; the TTL ends at the next
 //! Seoul midnight, or the manual clock's). An entry is used only while the ledger's history revision
 //! (bumped by payouts and back-dated postings), the product's rates revision and the tax rules'
-//! revision are the ones read before it was computed, and the customer's tax category is unchanged. Eligibility from statuses
+//! revision ([`Revisions`]) are the ones read before it was computed, and the customer's tax
+//! category is unchanged. Eligibility from statuses
 //! is never cached here: it is applied on every read from the directory's current data.
 //!
 //! Concurrent first reads in one process compute once (the others wait and read the result). A
@@ -13,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use chrono::NaiveDate;
-use contracts::Estimate;
+use contracts::{Estimate, QuoteBasis};
 use domain::{Quote, TaxCategory};
 use platform::revision::{self, Rev};
 use serde::{Deserialize, Serialize};
@@ -22,10 +23,8 @@ use uuid::Uuid;
 
 #[derive(Serialize, Deserialize)]
 pub struct Entry {
-    pub ledger_rev: Rev,
-    pub rates_rev: Rev,
-    #[serde(default)]
-    pub tax_rules_rev: Rev,
+    /// The revisions read before it was computed: it is good while Redis holds the same.
+    pub revisions: Revisions,
     pub tax_category: TaxCategory,
     /// With only the refusals the ledger decides (already paid today, nothing to pay).
     pub estimate: Estimate,
@@ -35,49 +34,64 @@ pub struct Entry {
     pub quote: Option<CachedQuote>,
 }
 
+/// A payable quote and its basis, serialized whole (the basis is the type the ledger verifies;
+/// its account and customer revisions are set afresh on every use, see `Evaluation::new`).
 #[derive(Clone, Serialize, Deserialize)]
 pub struct CachedQuote {
     pub quote: Quote,
-    pub history_rev: i64,
-    pub balances_digest: String,
-    pub rates_rev: i64,
-    pub tax_rules_rev: i64,
+    pub basis: QuoteBasis,
 }
 
 pub fn key(id: Uuid, today: NaiveDate) -> String {
     format!("estimate:{id}:{today}")
 }
 
-/// The keys read together, in this order, before using or computing an entry: the revisions, then
-/// the entry ([`read`] reads them back by the same order).
+/// The revisions an entry depends on, as Redis holds them (`None`: never published). A new input
+/// of the estimate is one field here and its key in [`Revisions::keys`]; the array destructuring in
+/// [`Revisions::from_values`] does not compile until both agree.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revisions {
+    pub ledger: Rev,
+    pub rates: Rev,
+    pub tax_rules: Rev,
+}
+
+const REVISIONS: usize = 3;
+
+impl Revisions {
+    fn keys(id: Uuid, product_code: &str) -> [String; REVISIONS] {
+        [contracts::revision::ledger(id), contracts::revision::rates(product_code), contracts::revision::tax_rules()]
+    }
+
+    fn from_values(values: [Rev; REVISIONS]) -> Self {
+        let [ledger, rates, tax_rules] = values;
+        Revisions { ledger, rates, tax_rules }
+    }
+}
+
+/// The keys read together before using or computing an entry: the revisions, then the entry.
 pub fn keys(id: Uuid, product_code: &str, today: NaiveDate) -> Vec<String> {
-    vec![
-        contracts::revision::ledger(id),
-        contracts::revision::rates(product_code),
-        contracts::revision::tax_rules(),
-        key(id, today),
-    ]
+    let mut keys = Revisions::keys(id, product_code).to_vec();
+    keys.push(key(id, today));
+    keys
 }
 
 /// The revisions read with an entry, and the entry if it is still good for `tax_category`.
 pub struct Read {
-    pub ledger_rev: Rev,
-    pub rates_rev: Rev,
-    pub tax_rules_rev: Rev,
+    pub revisions: Revisions,
     pub entry: Option<Entry>,
 }
 
+/// Reads back the values of [`keys`], in its order.
 pub fn read(values: &[Option<String>], tax_category: TaxCategory) -> Read {
-    let rev = |i: usize| values.get(i).and_then(revision::parse_rev);
-    let (ledger_rev, rates_rev, tax_rules_rev) = (rev(0), rev(1), rev(2));
-    let entry =
-        values.get(3).and_then(|v| v.as_deref()).and_then(|s| serde_json::from_str::<Entry>(s).ok()).filter(|e| {
-            e.ledger_rev == ledger_rev
-                && e.rates_rev == rates_rev
-                && e.tax_rules_rev == tax_rules_rev
-                && e.tax_category == tax_category
-        });
-    Read { ledger_rev, rates_rev, tax_rules_rev, entry }
+    let revs: [Rev; REVISIONS] = std::array::from_fn(|i| values.get(i).and_then(revision::parse_rev));
+    let revisions = Revisions::from_values(revs);
+    let entry = values
+        .get(REVISIONS)
+        .and_then(|v| v.as_deref())
+        .and_then(|s| serde_json::from_str::<Entry>(s).ok())
+        .filter(|e| e.revisions == revisions && e.tax_category == tax_category);
+    Read { revisions, entry }
 }
 
 pub fn count(hit: bool) {
@@ -141,9 +155,7 @@ mod tests {
             code: Some("NOTHING_TO_PAY".into()),
         };
         let entry = Entry {
-            ledger_rev: Some(3),
-            rates_rev: Some(5),
-            tax_rules_rev: Some(7),
+            revisions: Revisions { ledger: Some(3), rates: Some(5), tax_rules: Some(7) },
             tax_category: TaxCategory::General,
             estimate,
             quote: None,
@@ -157,7 +169,7 @@ mod tests {
             ]
         };
         let read = read(&values("7"), TaxCategory::General);
-        assert_eq!((read.ledger_rev, read.rates_rev, read.tax_rules_rev), (Some(3), Some(5), Some(7)));
+        assert_eq!(read.revisions, Revisions { ledger: Some(3), rates: Some(5), tax_rules: Some(7) });
         assert!(read.entry.is_some());
         assert!(super::read(&values("8"), TaxCategory::General).entry.is_none(), "the tax rules moved");
         assert!(super::read(&values("7"), TaxCategory::TaxFree).entry.is_none(), "another category");

@@ -29,10 +29,9 @@ pub(crate) struct Assessment {
     pub(crate) quote: Quote,
     /// Refusals the ledger's data decides (already paid today, nothing to pay).
     pub(crate) refusal: Option<Refusal>,
-    pub(crate) history_rev: i64,
-    pub(crate) balances_digest: String,
-    pub(crate) rates_rev: i64,
-    pub(crate) tax_rules_rev: i64,
+    /// What the quote was computed from: the balances, the rates and the tax rules (the account's
+    /// and customer's revisions are the parties' at decision time: [`Evaluation::new`]).
+    pub(crate) basis: QuoteBasis,
 }
 
 async fn fetch_balances(
@@ -55,11 +54,7 @@ async fn parties(state: &Payouts, id: Uuid, today: NaiveDate) -> Result<Parties,
     let l = state.directory.lookup(id, |a| estimate_cache::keys(id, &a.product_code, today)).await?;
     let customer = l.customer.ok_or_else(|| InterestError::Inconsistent("no customer client".into()))?;
     let read = l.extra.map(|values| estimate_cache::read(&values, customer.tax_category));
-    let rates = Rates {
-        known: read.as_ref().and_then(|r| r.rates_rev),
-        tax_known: read.as_ref().and_then(|r| r.tax_rules_rev),
-        fresh: false,
-    };
+    let rates = Rates::known(read.as_ref().map(|r| r.revisions));
     Ok(Parties { account: l.account, customer, entry: read.and_then(|r| r.entry), rates })
 }
 
@@ -80,6 +75,13 @@ pub(super) struct Rates {
     pub(super) fresh: bool,
 }
 
+impl Rates {
+    /// At the revisions read with the estimate cache's keys (none when Redis was unreadable).
+    pub(super) fn known(revisions: Option<estimate_cache::Revisions>) -> Rates {
+        Rates { known: revisions.and_then(|r| r.rates), tax_known: revisions.and_then(|r| r.tax_rules), fresh: false }
+    }
+}
+
 impl Assessment {
     /// The assessment behind a cached estimate, if the entry kept its quote and it was payable. A
     /// cached refusal is not reused: no booking would check it, and a refusal is kept under the
@@ -89,24 +91,11 @@ impl Assessment {
             return None;
         }
         let c = entry.quote?;
-        Some(Self {
-            quote: c.quote,
-            refusal: None,
-            history_rev: c.history_rev,
-            balances_digest: c.balances_digest,
-            rates_rev: c.rates_rev,
-            tax_rules_rev: c.tax_rules_rev,
-        })
+        Some(Self { quote: c.quote, refusal: None, basis: c.basis })
     }
 
     pub(super) fn to_cache(&self) -> estimate_cache::CachedQuote {
-        estimate_cache::CachedQuote {
-            quote: self.quote,
-            history_rev: self.history_rev,
-            balances_digest: self.balances_digest.clone(),
-            rates_rev: self.rates_rev,
-            tax_rules_rev: self.tax_rules_rev,
-        }
+        estimate_cache::CachedQuote { quote: self.quote, basis: self.basis.clone() }
     }
 }
 
@@ -195,7 +184,16 @@ pub(crate) fn assessment(
         .filter(|p| p.business_date == today)
         .map(|_| Refusal::AlreadyPaidToday)
         .or_else(|| (!quote.payable).then_some(Refusal::NothingToPay));
-    Ok(Assessment { quote, refusal, history_rev, balances_digest, rates_rev, tax_rules_rev })
+    let basis = QuoteBasis {
+        history_rev,
+        balances_digest,
+        rates_rev,
+        tax_rules_rev: Some(tax_rules_rev),
+        // Set from the parties when the decision is made (Evaluation::new).
+        account_rev: 0,
+        customer_rev: 0,
+    };
+    Ok(Assessment { quote, refusal, basis })
 }
 
 /// Evaluates a payout now. With `cached`, the day's estimate entry, when good, supplies the quote
@@ -228,14 +226,7 @@ impl Evaluation {
     /// The decision from an assessment: status refusals first, then the ledger's.
     pub(crate) fn new(account: Account, customer: Customer, today: NaiveDate, a: Assessment) -> Self {
         let refusal = status_refusal(&account, &customer).or(a.refusal);
-        let basis = QuoteBasis {
-            history_rev: a.history_rev,
-            balances_digest: a.balances_digest,
-            account_rev: account.rev,
-            customer_rev: customer.rev,
-            rates_rev: a.rates_rev,
-            tax_rules_rev: Some(a.tax_rules_rev),
-        };
+        let basis = QuoteBasis { account_rev: account.rev, customer_rev: customer.rev, ..a.basis };
         Evaluation { account, customer, today, quote: a.quote, refusal, basis }
     }
 }

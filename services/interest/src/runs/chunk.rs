@@ -16,7 +16,7 @@ use domain::payout_period;
 use uuid::Uuid;
 
 use super::store::Outcome;
-use super::Runs;
+use super::{ItemState, Runs};
 use crate::error::InterestError;
 use crate::payout::{self, Evaluation};
 
@@ -84,7 +84,7 @@ pub async fn pay(state: &Runs, run_id: Uuid, ids: &[Uuid]) -> Result<(Vec<Outcom
             }
             Outcome {
                 account_id: p.request.account_id,
-                state: "PAID",
+                state: ItemState::Paid,
                 reason: None,
                 paid: Some((payout.payout_id, payout.amounts)),
                 retry_in_ms: 0,

@@ -1,7 +1,7 @@
 //! Starting, cancelling and reading payout runs (the routes' use cases); the workers do the rest.
 
 use contracts::problem::Code;
-use contracts::{PayoutRun, PayoutRuns, StartPayoutRun};
+use contracts::{PayoutRun, PayoutRuns, RunState, StartPayoutRun};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -51,9 +51,9 @@ pub async fn start(state: &Runs, req: StartPayoutRun) -> Result<PayoutRun, Inter
 
 /// Cancels a running run (idempotent); a finished one cannot be (409 `RUN_FINISHED`).
 pub async fn cancel(state: &Runs, run_id: Uuid) -> Result<PayoutRun, InterestError> {
-    match store::cancel(&state.pool, run_id).await?.as_deref() {
+    match store::cancel(&state.pool, run_id).await? {
         None => Err(InterestError::RunNotFound(run_id)),
-        Some("CANCELLED") => {
+        Some(RunState::Cancelled) => {
             tracing::info!(%run_id, "payout run cancelled");
             report(state, run_id).await
         }

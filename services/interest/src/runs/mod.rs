@@ -30,6 +30,57 @@ use crate::payout::Payouts;
 use crate::reference::Reference;
 
 pub use control::{cancel, list, report, start};
+
+/// An item's state: one account of a run. Stored as the same text in `payout_run_items.state` and
+/// `payout_run_counts.state` ([`ItemState::as_str`], [`ItemState::parse`]: the one mapping; the
+/// statements name `'PENDING'` literally only where a partial index must match it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ItemState {
+    /// Not finished: unclaimed, claimed by a worker, or waiting for a retry.
+    Pending,
+    /// Booked: the item carries its payout and amounts.
+    Paid,
+    /// Refused for a business reason (the refusal code is the item's reason).
+    Skipped,
+    /// Not paid for good (an unknown account, the date ended, attempts exhausted).
+    Failed,
+}
+
+impl ItemState {
+    const ALL: [ItemState; 4] = [ItemState::Pending, ItemState::Paid, ItemState::Skipped, ItemState::Failed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ItemState::Pending => "PENDING",
+            ItemState::Paid => "PAID",
+            ItemState::Skipped => "SKIPPED",
+            ItemState::Failed => "FAILED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ItemState> {
+        ItemState::ALL.into_iter().find(|i| i.as_str() == s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ItemState;
+    use contracts::RunState;
+
+    #[test]
+    fn states_map_to_the_text_stored_and_back() {
+        for s in ItemState::ALL {
+            assert_eq!(ItemState::parse(s.as_str()), Some(s));
+        }
+        for s in RunState::ALL {
+            assert_eq!(RunState::parse(s.as_str()), Some(s));
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str(), "the API says what the database holds");
+        }
+        assert_eq!(ItemState::parse("paid"), None);
+        assert_eq!(RunState::parse(""), None);
+    }
+}
 pub use settings::RunSettings;
 pub use worker::worker;
 

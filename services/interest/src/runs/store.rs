@@ -6,10 +6,12 @@
 use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
-use contracts::{PayoutRun, PayoutRunSummary, RunTotals};
+use contracts::{PayoutRun, PayoutRunSummary, RunScope, RunState, RunTotals};
 use domain::{TaxBreakdown, Withheld};
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
+
+use super::ItemState;
 
 pub struct Run {
     pub run_id: Uuid,
@@ -46,7 +48,7 @@ pub async fn create_run(
         )
         .fetch_one(&mut *tx)
         .await?;
-        if existing.state != "CANCELLED" {
+        if run_state(&existing.state)? != RunState::Cancelled {
             return Ok(Err(existing.run_id));
         }
         let existing = existing.run_id;
@@ -76,14 +78,16 @@ pub async fn add_items(tx: &mut Transaction<'_, Postgres>, run_id: Uuid, ids: &[
 
 /// Stops a running run: no account of it is claimed after this commits (a chunk in flight finishes
 /// and records its outcomes). The run's state after the attempt, `None` if there is no such run.
-pub async fn cancel(pool: &PgPool, run_id: Uuid) -> Result<Option<String>, sqlx::Error> {
+pub async fn cancel(pool: &PgPool, run_id: Uuid) -> Result<Option<RunState>, sqlx::Error> {
     sqlx::query!(
         "UPDATE payout_runs SET state = 'CANCELLED', finished_at = now() WHERE run_id = $1 AND state = 'RUNNING'",
         run_id,
     )
     .execute(pool)
     .await?;
-    sqlx::query_scalar!("SELECT state FROM payout_runs WHERE run_id = $1", run_id).fetch_optional(pool).await
+    let state =
+        sqlx::query_scalar!("SELECT state FROM payout_runs WHERE run_id = $1", run_id).fetch_optional(pool).await?;
+    state.as_deref().map(run_state).transpose()
 }
 
 /// The latest runs, newest first.
@@ -95,17 +99,18 @@ pub async fn list(pool: &PgPool, limit: i64) -> Result<Vec<PayoutRunSummary>, sq
     )
     .fetch_all(pool)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| PayoutRunSummary {
-            run_id: r.run_id,
-            business_date: r.business_date,
-            scope: if r.scope == "ALL" { r.scope } else { "ACCOUNTS".into() },
-            state: r.state,
-            started_at: r.started_at,
-            finished_at: r.finished_at,
+    rows.into_iter()
+        .map(|r| {
+            Ok(PayoutRunSummary {
+                run_id: r.run_id,
+                business_date: r.business_date,
+                scope: run_scope(&r.scope),
+                state: run_state(&r.state)?,
+                started_at: r.started_at,
+                finished_at: r.finished_at,
+            })
         })
-        .collect())
+        .collect()
 }
 
 pub async fn running(pool: &PgPool) -> Result<Vec<Run>, sqlx::Error> {
@@ -222,7 +227,7 @@ const RECORD_OUTCOMES: &str = "UPDATE payout_run_items i
 /// again (a transient failure) after `retry_in_ms`.
 pub struct Outcome {
     pub account_id: Uuid,
-    pub state: &'static str,
+    pub state: ItemState,
     pub reason: Option<String>,
     /// The payout of a paid item and its amounts (kept on the item for the run's counters).
     pub paid: Option<(Uuid, Withheld)>,
@@ -238,7 +243,7 @@ pub struct Outcome {
 /// report agrees with the ledger ([`paid_after_expiry`]).
 pub async fn record_outcomes(pool: &PgPool, run_id: Uuid, outcomes: &[Outcome]) -> Result<(), sqlx::Error> {
     let ids: Vec<Uuid> = outcomes.iter().map(|o| o.account_id).collect();
-    let states: Vec<&str> = outcomes.iter().map(|o| o.state).collect();
+    let states: Vec<&str> = outcomes.iter().map(|o| o.state.as_str()).collect();
     let reasons: Vec<Option<String>> = outcomes.iter().map(|o| o.reason.clone()).collect();
     let payouts: Vec<Option<Uuid>> = outcomes.iter().map(|o| o.paid.map(|(id, _)| id)).collect();
     let amount = |f: fn(&Withheld) -> i64| -> Vec<Option<i64>> {
@@ -364,8 +369,8 @@ pub async fn report(pool: &PgPool, run_id: Uuid) -> Result<Option<PayoutRun>, sq
     let mut run = PayoutRun {
         run_id,
         business_date: r.business_date,
-        scope: if r.scope == "ALL" { "ALL".into() } else { "ACCOUNTS".into() },
-        state: r.state,
+        scope: run_scope(&r.scope),
+        state: run_state(&r.state)?,
         accounts: 0,
         enumeration_complete: r.listing_done,
         paid: 0,
@@ -380,8 +385,8 @@ pub async fn report(pool: &PgPool, run_id: Uuid) -> Result<Option<PayoutRun>, sq
     for row in rows {
         let n = row.n;
         run.accounts += n;
-        match row.state.as_str() {
-            "PAID" => {
+        match ItemState::parse(&row.state).ok_or_else(|| unknown("item state", &row.state))? {
+            ItemState::Paid => {
                 run.paid += n;
                 let taxes = TaxBreakdown {
                     income_tax: row.income_tax,
@@ -390,18 +395,36 @@ pub async fn report(pool: &PgPool, run_id: Uuid) -> Result<Option<PayoutRun>, sq
                 };
                 run.totals = run.totals + crate::payout::amounts(row.gross, taxes, row.net)?;
             }
-            "SKIPPED" => *run.skipped.entry(row.reason.unwrap_or_default()).or_default() += n,
-            "FAILED" => run.failed += n,
-            _ => run.pending += n,
+            ItemState::Skipped => *run.skipped.entry(row.reason.unwrap_or_default()).or_default() += n,
+            ItemState::Failed => run.failed += n,
+            ItemState::Pending => run.pending += n,
         }
     }
     if run.accounts > 0 {
         run.progress = (run.accounts - run.pending) as f64 / run.accounts as f64;
     }
-    if run.state != "RUNNING" {
+    if run.state != RunState::Running {
         run.progress = 1.0;
     }
     Ok(Some(run))
+}
+
+/// A run's stored state (the one mapping: [`RunState::parse`]).
+fn run_state(text: &str) -> Result<RunState, sqlx::Error> {
+    RunState::parse(text).ok_or_else(|| unknown("run state", text))
+}
+
+/// A run's stored scope: `ALL`, or the explicit list's marker.
+fn run_scope(text: &str) -> RunScope {
+    if text == "ALL" {
+        RunScope::All
+    } else {
+        RunScope::Accounts
+    }
+}
+
+fn unknown(what: &str, text: &str) -> sqlx::Error {
+    sqlx::Error::Decode(format!("unknown {what} {text:?}").into())
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::store::{self, Outcome, Run};
-use super::{chunk, rollout, RunSettings, Runs};
+use super::{chunk, rollout, ItemState, RunSettings, Runs};
 use crate::error::InterestError;
 use crate::payout;
 
@@ -78,7 +78,7 @@ async fn work_once(state: &Runs, settings: &RunSettings, cursors: &mut Cursors) 
         let outcomes = pay_chunk(state, run.run_id, claimed, settings).await;
         store::record_outcomes(&state.pool, run.run_id, &outcomes).await?;
         for o in &outcomes {
-            metrics::counter!("interest_payout_run_items_total", "state" => o.state).increment(1);
+            metrics::counter!("interest_payout_run_items_total", "state" => o.state.as_str()).increment(1);
         }
     }
     Ok(worked)
@@ -117,7 +117,7 @@ async fn pay_chunk(state: &Runs, run_id: Uuid, claimed: Vec<(Uuid, i32)>, settin
             let retry = |id: &Uuid| 1000 * i64::from(attempts.get(id).copied().unwrap_or(1));
             let pending = |id: Uuid| Outcome {
                 account_id: id,
-                state: "PENDING",
+                state: ItemState::Pending,
                 reason: None,
                 paid: None,
                 retry_in_ms: retry(&id),
@@ -130,7 +130,7 @@ async fn pay_chunk(state: &Runs, run_id: Uuid, claimed: Vec<(Uuid, i32)>, settin
         .into_iter()
         .map(|id| Outcome {
             account_id: id,
-            state: "SKIPPED",
+            state: ItemState::Skipped,
             reason: Some(Code::RoutedToLegacy.as_str().into()),
             paid: None,
             retry_in_ms: 0,
@@ -160,7 +160,7 @@ async fn pay_chunk(state: &Runs, run_id: Uuid, claimed: Vec<(Uuid, i32)>, settin
 async fn pay_one(state: &Runs, run_id: Uuid, id: Uuid, attempts: i32, settings: &RunSettings) -> Outcome {
     let key = chunk::key(run_id, id);
     let hash = chunk::request_hash();
-    let outcome = |state: &'static str, reason: Option<String>, paid: Option<(Uuid, Withheld)>, retry_in_ms: i64| {
+    let outcome = |state: ItemState, reason: Option<String>, paid: Option<(Uuid, Withheld)>, retry_in_ms: i64| {
         Outcome { account_id: id, state, reason, paid, retry_in_ms }
     };
     match payout::pay(&state.payouts, id, &key, &hash).await {
@@ -169,21 +169,21 @@ async fn pay_one(state: &Runs, run_id: Uuid, id: Uuid, attempts: i32, settings: 
             if let Some(shadow) = &state.shadow {
                 shadow.offer_from_run(p);
             }
-            outcome("PAID", None, paid, 0)
+            outcome(ItemState::Paid, None, paid, 0)
         }
-        Err(InterestError::Refused(r)) => outcome("SKIPPED", Some(r.code().to_string()), None, 0),
+        Err(InterestError::Refused(r)) => outcome(ItemState::Skipped, Some(r.code().to_string()), None, 0),
         // A resumed item whose first attempt was refused: the key replays that refusal.
-        Err(InterestError::Replayed { code, .. }) => outcome("SKIPPED", Some(code), None, 0),
+        Err(InterestError::Replayed { code, .. }) => outcome(ItemState::Skipped, Some(code), None, 0),
         Err(InterestError::AccountNotFound(_)) => {
-            outcome("FAILED", Some(Code::AccountNotFound.as_str().into()), None, 0)
+            outcome(ItemState::Failed, Some(Code::AccountNotFound.as_str().into()), None, 0)
         }
         Err(e) if attempts >= settings.max_attempts => {
             tracing::warn!(%run_id, account_id = %id, error = %e, "run payout failed for good");
-            outcome("FAILED", Some(e.to_string().chars().take(500).collect()), None, 0)
+            outcome(ItemState::Failed, Some(e.to_string().chars().take(500).collect()), None, 0)
         }
         Err(e) => {
             tracing::info!(%run_id, account_id = %id, attempts, error = %e, "run payout will be retried");
-            outcome("PENDING", None, None, 1000 * attempts as i64)
+            outcome(ItemState::Pending, None, None, 1000 * attempts as i64)
         }
     }
 }
