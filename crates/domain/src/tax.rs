@@ -93,8 +93,10 @@ pub struct TaxBreakdown {
 }
 
 impl TaxBreakdown {
+    /// The taxes added up; saturating, so amounts too large to add (only ever from a caller's
+    /// input: withholding never computes them) are refused as exceeding the gross, not overflowed.
     pub fn total(&self) -> i64 {
-        self.income_tax + self.local_tax + self.rural_special_tax
+        self.income_tax.saturating_add(self.local_tax).saturating_add(self.rural_special_tax)
     }
 
     pub fn get(&self, c: TaxComponent) -> i64 {
@@ -338,6 +340,13 @@ impl TaxRules {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn taxes_too_large_to_add_are_refused_not_overflowed() {
+        let huge = TaxBreakdown { income_tax: i64::MAX, local_tax: i64::MAX, rural_special_tax: 1 };
+        assert_eq!(huge.total(), i64::MAX);
+        assert!(matches!(Withheld::new(i64::MAX - 1, huge), Err(WithheldError::TaxesExceedGross { .. })));
+    }
 
     #[test]
     fn published_general_figures() {
