@@ -75,7 +75,8 @@ pub fn whole_truth(mut doc: OpenApi) -> OpenApi {
     doc
 }
 
-fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
+/// Every operation of a path, whatever its method (the platform's document walks them too).
+pub fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
     [
         item.get.as_mut(),
         item.put.as_mut(),

@@ -11,6 +11,8 @@ use utoipa::openapi::security::{
 use utoipa::openapi::{ComponentsBuilder, Content, InfoBuilder, OpenApi, OpenApiBuilder, Ref, ResponseBuilder};
 use utoipa::{PartialSchema, ToSchema};
 
+use contracts::openapi::operations;
+
 use crate::problem::ApiError;
 
 /// The security scheme of the internal services: the shared service credential.
@@ -73,21 +75,6 @@ pub(crate) fn served(mut own: OpenApi, platform: OpenApi) -> String {
         }
     }
     serde_json::to_string_pretty(&own).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
-}
-
-fn operations(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = &mut Operation> {
-    [
-        item.get.as_mut(),
-        item.put.as_mut(),
-        item.post.as_mut(),
-        item.delete.as_mut(),
-        item.patch.as_mut(),
-        item.head.as_mut(),
-        item.options.as_mut(),
-        item.trace.as_mut(),
-    ]
-    .into_iter()
-    .flatten()
 }
 
 /// Every refusal is a problem document; the operation's own text says which codes it answers.
