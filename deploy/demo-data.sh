@@ -9,8 +9,23 @@ STATE="${BANK_STATE_DIR:-$ROOT/.local}"
 C="${CUSTOMER_URL:-http://127.0.0.1:8081}"; A="${ACCOUNT_INFO_URL:-http://127.0.0.1:8082}"
 L="${ACCOUNTING_URL:-http://127.0.0.1:8083}"; I="${INTEREST_URL:-http://127.0.0.1:8084}"
 T="${TAX_URL:-http://127.0.0.1:8085}"; G="${GATEWAY_URL:-http://127.0.0.1:8080}"
-# The internal services want their credential (deploy/up.sh exports SERVICE_TOKEN).
-curl() { command curl -H "x-service-token: ${SERVICE_TOKEN:-}" "$@"; }
+# The internal services want a service credential for each of them, signed with the ops key
+# (deploy/up.sh exports SERVICE_KEY_FILE and SERVICE_TRUST_FILE): one minted per call.
+service_of() {
+  case "$1" in
+    "$C"/*) echo customer ;; "$A"/*) echo account-info ;; "$L"/*) echo accounting ;;
+    "$I"/*) echo interest ;; "$T"/*) echo tax-consumer ;;
+  esac
+}
+curl() {
+  local arg svc=""
+  for arg in "$@"; do case "$arg" in http://*|https://*) svc="$(service_of "$arg")"; break ;; esac; done
+  if [ -n "$svc" ]; then
+    command curl -H "Authorization: Bearer $("${BANKCTL:-bankctl}" credentials token --audience "$svc")" "$@"
+  else
+    command curl "$@"
+  fi
+}
 json() { curl -sS -f -H 'content-type: application/json' "$@"; }
 field() { sed -n "s/.*\"$1\":\"\\([^\"]*\\)\".*/\\1/p"; }
 
@@ -103,15 +118,17 @@ Walk-through through the gateway (Kim's account $ACCOUNT_1):
   curl -s -X POST -H "Authorization: Bearer \$BATCH_TOKEN" -H 'content-type: application/json' $G/v1/ops/payout-runs -d '{}'
 
 The services behind it (internal: the gateway's upstreams and ops tooling, not for the channel).
-They answer only callers presenting the service credential ($STATE/service-token):
-  export SERVICE_TOKEN=\$(cat $STATE/service-token)   # bankctl and the bench read it too; with curl:
-  curl -s -H "X-Service-Token: \$SERVICE_TOKEN" $L/v1/ledger/accounts/$ACCOUNT_1/balance
+They answer only callers presenting a service credential signed by a key they trust, and each
+caller only on the routes granted to it; ops tools sign with the ops key ($STATE/credentials):
+  export SERVICE_KEY_FILE=$STATE/credentials/ops.key.pem SERVICE_TRUST_FILE=$STATE/credentials/trust.jwks.json
+  # bankctl and the bench read them; with curl, a credential for the service called (5 minutes):
+  curl -s -H "Authorization: Bearer \$(bankctl credentials token --audience accounting)" $L/v1/ledger/accounts/$ACCOUNT_1/balance
   customer      $C      (OpenAPI: $C/openapi.json)
   account-info  $A
   accounting    $L
-  interest      $I      e.g. curl -s -H "X-Service-Token: \$SERVICE_TOKEN" $I/v1/interest/accounts/$ACCOUNT_4   (restricted: payable false)
+  interest      $I      e.g. curl -s -H "Authorization: Bearer \$(bankctl credentials token --audience interest)" $I/v1/interest/accounts/$ACCOUNT_4   (restricted: payable false)
   tax-consumer  $T
-  metrics at /metrics (with the credential), health at /health/live and /health/ready on each (open).
+  metrics at /metrics (with a credential, the gateway's too), health at /health/live and /health/ready on each (open).
 MSG
 if [ "$manual" = 1 ]; then
   echo "  curl -s -X PUT -H \"Authorization: Bearer \$OPS_TOKEN\" -H 'content-type: application/json' $G/v1/ops/clock -d '{\"today\":\"$(date -d "$today +1 day" +%F)\"}'   # live through a day"

@@ -33,13 +33,6 @@ GATEWAY_PORT="${GATEWAY_PORT:-8080}"; GATEWAY_URL="http://127.0.0.1:$GATEWAY_POR
 LEGACY_CORE_PORT="${LEGACY_CORE_PORT:-8090}"
 if [ "${LEGACY_CORE:-1}" = "1" ]; then export LEGACY_CORE_URL="http://127.0.0.1:$LEGACY_CORE_PORT"; fi
 
-# The internal services' shared credential (X-Service-Token): only the gateway, the services
-# themselves and ops tools holding it may call them.
-if [ ! -f "$STATE/service-token" ]; then
-  mkdir -p "$STATE"; openssl rand -hex 32 >"$STATE/service-token"; chmod 600 "$STATE/service-token"
-fi
-export SERVICE_TOKEN="${SERVICE_TOKEN:-$(cat "$STATE/service-token")}"
-
 # A local token issuer for the gateway (demo only: production tokens come from the bank's identity
 # provider, whose public keys the gateway is given).
 AUTH_DIR="$STATE/auth"
@@ -54,11 +47,20 @@ echo "[up] building the services"
 cargo build --release --bins -q
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
 
+# Service credentials: each service (and ops tools) signs its calls with its own key; every service
+# trusts the set's public keys and lets each caller reach only its granted routes.
+CRED="$STATE/credentials"
+if [ ! -f "$CRED/trust.jwks.json" ]; then
+  "$BIN/bankctl" credentials generate --out "$CRED"
+fi
+export SERVICE_TRUST_FILE="$CRED/trust.jwks.json"
+
 bash deploy/down.sh --services-only >/dev/null 2>&1 || true
 mkdir -p "$STATE/pids" "$STATE/logs"
 start() { # name port database [binary]
   echo "[up] starting $1 on :$2"
-  PORT="$2" DATABASE_URL="$DB/$3" setsid "$BIN/${4:-$1}" >"$STATE/logs/$1.log" 2>&1 </dev/null &
+  PORT="$2" DATABASE_URL="$DB/$3" SERVICE_KEY_FILE="$CRED/${4:-$1}.key.pem" \
+    setsid "$BIN/${4:-$1}" >"$STATE/logs/$1.log" 2>&1 </dev/null &
   echo $! >"$STATE/pids/$1.pid"
 }
 REPLICA_PORT_STEP="${REPLICA_PORT_STEP:-100}"
@@ -135,6 +137,9 @@ elif [ "${TOPOLOGY:-services}" = "monolith" ]; then
   INTEREST_PORT="$INTEREST_PORT" INTEREST_DATABASE_URL="$DB/interest" \
   TAX_CONSUMER_PORT="$TAX_PORT" TAX_CONSUMER_DATABASE_URL="$DB/tax" \
   GATEWAY_PORT="$GATEWAY_PORT" GATEWAY_DATABASE_URL="$DB/gateway" AUTH_PUBLIC_KEY_FILE="$AUTH_DIR/issuer.pub.pem" \
+  CUSTOMER_SERVICE_KEY_FILE="$CRED/customer.key.pem" ACCOUNT_INFO_SERVICE_KEY_FILE="$CRED/account-info.key.pem" \
+  ACCOUNTING_SERVICE_KEY_FILE="$CRED/accounting.key.pem" INTEREST_SERVICE_KEY_FILE="$CRED/interest.key.pem" \
+  TAX_CONSUMER_SERVICE_KEY_FILE="$CRED/tax-consumer.key.pem" GATEWAY_SERVICE_KEY_FILE="$CRED/gateway.key.pem" \
     setsid "$BIN/bank" >"$STATE/logs/bank.log" 2>&1 </dev/null &
   echo $! >"$STATE/pids/bank.pid"
 else
@@ -157,5 +162,5 @@ echo "[up] all five services and the gateway are ready${LEGACY_CORE_URL:+ (and t
 if [ "${DEMO_DATA:-1}" = "1" ]; then
   CUSTOMER_URL="$CUSTOMER_URL" ACCOUNT_INFO_URL="$ACCOUNT_INFO_URL" ACCOUNTING_URL="$ACCOUNTING_URL" \
     INTEREST_URL="$INTEREST_URL" GATEWAY_URL="$GATEWAY_URL" BANKCTL="$BIN/bankctl" LEGACY_CORE_URL="${LEGACY_CORE_URL:-}" \
-    ISSUER_KEY="$AUTH_DIR/issuer.key.pem" bash deploy/demo-data.sh
+    ISSUER_KEY="$AUTH_DIR/issuer.key.pem" SERVICE_KEY_FILE="$CRED/ops.key.pem" bash deploy/demo-data.sh
 fi

@@ -23,7 +23,8 @@ use reqwest::{Client, Method};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::{service_token, Broker, RedisServer, Stack, Topology, SERVICES};
+use crate::{Broker, RedisServer, Stack, Topology, SERVICES};
+use platform::credential::SignedClient;
 
 pub struct Options {
     pub seed: u64,
@@ -54,7 +55,7 @@ pub struct Outcome {
 /// enough that a paused service yields "unknown" answers, as a mobile client's would.
 #[derive(Clone)]
 struct Target {
-    http: Client,
+    http: SignedClient,
     urls: std::collections::HashMap<&'static str, String>,
     history: Arc<History>,
     today: Arc<Mutex<NaiveDate>>,
@@ -397,18 +398,16 @@ pub async fn run(opts: Options) -> Outcome {
         accounts.push((stack.account(customer, product).await, customer, product));
     }
     let target = Target {
-        http: Client::builder()
-            .default_headers(
-                [(
-                    reqwest::header::HeaderName::from_static("x-service-token"),
-                    service_token(&stack.run).parse().unwrap(),
-                )]
-                .into_iter()
-                .collect(),
-            )
-            .timeout(Duration::from_secs(4))
-            .build()
-            .unwrap(),
+        http: {
+            let http = SignedClient::new(
+                Client::builder().timeout(Duration::from_secs(4)).build().unwrap(),
+                stack.http.signer().clone(),
+            );
+            for (svc, url) in &stack.urls {
+                http.serve(url, svc);
+            }
+            http
+        },
         urls: stack.urls.clone(),
         history: history.clone(),
         today: Arc::new(Mutex::new(start_day)),

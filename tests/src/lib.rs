@@ -13,6 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use chrono::NaiveDate;
+use platform::credential::{Credentials, SignedClient};
 use reqwest::{Client, Method, StatusCode};
 use serde_json::Value;
 use sqlx::{Connection, PgConnection, PgPool};
@@ -108,9 +109,26 @@ pub fn token_from(key_file: &str, subject: &str, scope: &str, audience: &str) ->
     jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256), &claims, &key).unwrap()
 }
 
-/// The internal services' shared credential for a stack.
-pub fn service_token(run: &str) -> String {
-    format!("{run}-service-token")
+/// A caller's credentials from a directory [`write_credentials`] filled.
+fn credentials_of(dir: &std::path::Path, caller: &str) -> Credentials {
+    let key = std::fs::read_to_string(dir.join(format!("{caller}.key.pem"))).unwrap();
+    Credentials::new(&key, &std::fs::read_to_string(dir.join("trust.jwks.json")).unwrap()).unwrap()
+}
+
+/// A service credential for `audience` signed by `caller`'s key in a stack's credentials, living
+/// the longest a service accepts (for a tool's long run).
+pub fn mint_credential(dir: &std::path::Path, caller: &str, audience: &str) -> String {
+    credentials_of(dir, caller).signer.mint(audience, platform::credential::MAX_LIFETIME).unwrap()
+}
+
+/// Writes a fresh set of service credentials (a key per caller, the trust set) into `dir`.
+fn write_credentials(dir: &std::path::Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let (keys, trust) = platform::credential::generate(&platform::credential::CALLERS).unwrap();
+    for (caller, pem) in keys {
+        std::fs::write(dir.join(format!("{caller}.key.pem")), pem).unwrap();
+    }
+    std::fs::write(dir.join("trust.jwks.json"), trust).unwrap();
 }
 
 pub fn kafka_brokers() -> String {
@@ -158,7 +176,10 @@ pub struct Stack {
     pub ports: HashMap<&'static str, u16>,
     pub dbs: HashMap<&'static str, PgPool>,
     pub topic_prefix: String,
-    pub http: Client,
+    /// Signs each request to a service as ops (a URL of no service, e.g. the gateway's, unsigned).
+    pub http: SignedClient,
+    /// The stack's service credentials: `<caller>.key.pem` and `trust.jwks.json`.
+    pub credentials: PathBuf,
     pub topology: Topology,
     /// Every process of the stack by name (its log file's stem): `interest`, `bank`,
     /// `interest.1` (a replica), `tax-consumer-2` (started by [`Stack::add_replica`]).
@@ -229,6 +250,9 @@ impl Stack {
         let urls: HashMap<&'static str, String> =
             ports.iter().map(|(s, p)| (*s, format!("http://127.0.0.1:{p}"))).collect();
         let topic_prefix = format!("{run}-");
+        let credentials = bin_dir().join("e2e-logs").join(&run).join("credentials");
+        write_credentials(&credentials);
+        let ops = credentials_of(&credentials, "ops");
         let mut env: Vec<(String, String)> = vec![
             ("CLOCK_MODE".into(), "manual".into()),
             ("REDIS_URL".into(), std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())),
@@ -242,9 +266,9 @@ impl Stack {
             ("INTEREST_URL".into(), urls["interest"].clone()),
             ("DATABASE_MAX_CONNECTIONS".into(), "10".into()),
             ("RUST_LOG".into(), "info,sqlx=warn,rdkafka=warn".into()),
-            // The internal services require the shared credential, as deployed; the harness's
-            // client and tools present it.
-            ("SERVICE_TOKEN".into(), service_token(&run)),
+            // Every process signs its calls with its own key (set per process when spawned) and
+            // trusts this set; the harness's client and tools sign as ops.
+            ("SERVICE_TRUST_FILE".into(), credentials.join("trust.jwks.json").display().to_string()),
         ];
         if legacy {
             env.push(("LEGACY_CORE_URL".into(), urls[LEGACY].clone()));
@@ -252,22 +276,18 @@ impl Stack {
         env.extend(extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let log_dir = bin_dir().join("e2e-logs").join(&run);
         std::fs::create_dir_all(&log_dir).unwrap();
-        let token = service_token(&run);
+        let http = SignedClient::new(Client::builder().timeout(Duration::from_secs(30)).build().unwrap(), ops.signer);
+        for (svc, url) in &urls {
+            http.serve(url, svc);
+        }
         let mut stack = Stack {
             run,
             urls,
             ports,
             dbs: HashMap::new(),
             topic_prefix,
-            http: Client::builder()
-                .default_headers(
-                    [(reqwest::header::HeaderName::from_static("x-service-token"), token.parse().unwrap())]
-                        .into_iter()
-                        .collect(),
-                )
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap(),
+            http,
+            credentials,
             topology,
             processes: HashMap::new(),
             members: HashMap::new(),
@@ -333,6 +353,11 @@ impl Stack {
         port: u16,
         env: Vec<(String, String)>,
     ) {
+        // A replica reached on its own port is signed for as its service (the gateway's own
+        // routes take callers' tokens instead: never signed).
+        if let Some(svc) = service.filter(|s| *s != "gateway") {
+            self.http.serve(&format!("http://127.0.0.1:{port}"), svc);
+        }
         self.processes.insert(name.into(), Process { binary, service, port, env, child: None });
     }
 
@@ -506,11 +531,26 @@ impl Stack {
                     ]
                 })
                 .collect(),
-            Some(svc) => vec![("PORT".into(), p.port.to_string()), ("DATABASE_URL".into(), self.database_url(svc))],
+            Some(svc) => vec![
+                ("PORT".into(), p.port.to_string()),
+                ("DATABASE_URL".into(), self.database_url(svc)),
+                ("SERVICE_KEY_FILE".into(), self.key_file(svc)),
+            ],
+        };
+        // The one-process topology: each service its own key, by its prefix.
+        let keys: Vec<(String, String)> = match p.service {
+            None => SERVICES
+                .iter()
+                .map(|(svc, _)| *svc)
+                .chain(["gateway"])
+                .map(|svc| (format!("{}_SERVICE_KEY_FILE", prefix(svc)), self.key_file(svc)))
+                .collect(),
+            Some(_) => vec![],
         };
         let child = Command::new(bin_dir().join(p.binary))
             .envs(self.env.iter().cloned())
             .envs(own)
+            .envs(keys)
             .envs(p.env.iter().cloned())
             .envs(overrides.iter().map(|(k, v)| (k.to_string(), v.to_string())))
             .stdout(Stdio::from(log.try_clone().unwrap()))
@@ -726,7 +766,12 @@ impl Stack {
         };
         let mut sum = 0.0;
         for url in urls {
-            let text = self.http.get(format!("{url}/metrics")).send().await.unwrap().text().await.unwrap();
+            let mut req = self.http.get(format!("{url}/metrics"));
+            if svc == "gateway" {
+                // The gateway's metrics are not public: they need a service credential.
+                req = req.bearer_auth(self.credential_of("ops", "gateway"));
+            }
+            let text = req.send().await.unwrap().text().await.unwrap();
             for line in text.lines().filter(|l| !l.starts_with('#')) {
                 let Some((series, value)) = line.rsplit_once(' ') else { continue };
                 let (metric, label_text) = series.split_once('{').unwrap_or((series, ""));
@@ -890,11 +935,30 @@ impl Stack {
         }
     }
 
+    /// A caller's private key file in the stack's credentials.
+    pub fn key_file(&self, caller: &str) -> String {
+        self.credentials.join(format!("{caller}.key.pem")).display().to_string()
+    }
+
+    /// What an ops tool (bankctl, the bench) needs to call the stack's services: the ops key and
+    /// the trust set.
+    pub fn ops_env(&self) -> [(&'static str, String); 2] {
+        [
+            ("SERVICE_KEY_FILE", self.key_file("ops")),
+            ("SERVICE_TRUST_FILE", self.credentials.join("trust.jwks.json").display().to_string()),
+        ]
+    }
+
+    /// A service credential for `audience` signed by `caller`'s key (as that service would send).
+    pub fn credential_of(&self, caller: &str, audience: &str) -> String {
+        credentials_of(&self.credentials, caller).signer.mint(audience, platform::credential::LIFETIME).unwrap()
+    }
+
     /// `bankctl reconcile --json` over the stack, for business dates in `[from, to]`.
     pub fn reconcile(&self, from: &str, to: &str) -> Value {
         let out = Command::new(binary("bankctl"))
             .args(["reconcile", "--from", from, "--to", to, "--json"])
-            .env("SERVICE_TOKEN", service_token(&self.run))
+            .envs(self.ops_env())
             .env("INTEREST_URL", &self.urls["interest"])
             .env("ACCOUNTING_URL", &self.urls["accounting"])
             .env("TAX_URL", &self.urls["tax-consumer"])

@@ -15,7 +15,7 @@ async fn bench_quick_runs_every_scenario() {
     let out = tokio::task::spawn_blocking({
         let urls = stack.urls.clone();
         let (prefix, topics) = (format!("{}_", stack.run), stack.topic_prefix.clone());
-        let token = e2e::service_token(&stack.run);
+        let ops = stack.ops_env();
         move || {
             Command::new(binary("bench"))
                 .arg("--quick")
@@ -28,7 +28,7 @@ async fn bench_quick_runs_every_scenario() {
                 .env("KAFKA_TOPIC_PREFIX", topics)
                 .env("DATABASE_URL_BASE", database_base())
                 .env("DATABASE_NAME_PREFIX", prefix)
-                .env("SERVICE_TOKEN", token)
+                .envs(ops)
                 .output()
                 .unwrap()
         }

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use e2e::{binary, service_token, Stack, LEGACY};
+use e2e::{binary, Stack, LEGACY};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -43,7 +43,7 @@ fn verify(stack: &Stack, date: &str, out: &std::path::Path, max: &str) -> (i32, 
         .env("ACCOUNT_INFO_URL", &stack.urls["account-info"])
         .env("CUSTOMER_URL", &stack.urls["customer"])
         .env("LEGACY_CORE_URL", &stack.urls[LEGACY])
-        .env("SERVICE_TOKEN", service_token(&stack.run))
+        .envs(stack.ops_env())
         .output()
         .unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));

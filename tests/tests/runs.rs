@@ -162,7 +162,7 @@ async fn a_run_pays_exactly_the_eligible_accounts_with_the_right_amounts() {
     let out = std::process::Command::new(e2e::binary("bankctl"))
         .args(["payout-run", "--follow", &run.to_string(), "--no-progress"])
         .env("INTEREST_URL", &stack.urls["interest"])
-        .env("SERVICE_TOKEN", e2e::service_token(&stack.run))
+        .envs(stack.ops_env())
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);

@@ -404,6 +404,17 @@ pub mod fence {
         format!("tax:{}", category.as_str())
     }
 
+    /// The service that owns a fence's subject, and alone may raise it.
+    pub fn owner(subject: &str) -> Option<&'static str> {
+        let prefix = subject.split_once(':')?.0;
+        match prefix {
+            "account" => Some("account-info"),
+            "customer" => Some("customer"),
+            "rates" | "tax" => Some("interest"),
+            _ => None,
+        }
+    }
+
     /// The product of a rates subject.
     pub fn rates_product(subject: &str) -> Option<&str> {
         subject.strip_prefix("rates:")
@@ -910,11 +921,10 @@ pub struct ReplayDeadLetters {
     /// Every letter.
     #[serde(default)]
     pub all: bool,
-    /// Who replays (recorded with each replay), not only spaces.
-    #[schema(
-        pattern = r"^[^\x00]*[^\x00\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00]*$"
-    )]
-    pub replayed_by: String,
+    /// Ignored (older clients send it): a replay is recorded under the caller its credential
+    /// proves, never under a name the body claims.
+    #[serde(default)]
+    pub replayed_by: Option<String>,
 }
 
 /// What a replay did: withholdings recorded, already recorded, still failing.

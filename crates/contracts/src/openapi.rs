@@ -294,7 +294,6 @@ mod tests {
             (json(crate::CreateCustomer::schema()), "/properties/name/pattern", NOT_BLANK),
             (json(crate::CreateProduct::schema()), "/properties/name/pattern", NOT_BLANK),
             (json(crate::ScheduleTaxRule::schema()), "/properties/reason/pattern", NOT_BLANK),
-            (json(crate::ReplayDeadLetters::schema()), "/properties/replayed_by/pattern", NOT_BLANK),
             (json(crate::BandBody::schema()), "/properties/rate/pattern", PERCENT),
             (json(crate::TaxComponentBody::schema()), "/properties/rate/pattern", PERCENT),
             (json(crate::SetClock::schema()), "/properties/time/pattern", TIME),

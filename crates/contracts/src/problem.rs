@@ -56,6 +56,8 @@ codes! {
     Unauthorized = "UNAUTHORIZED" => 401,
     /// A valid token without the scope the route needs.
     InsufficientScope = "INSUFFICIENT_SCOPE" => 403,
+    /// An internal service's caller (a valid service credential) not granted this route.
+    CallerNotAllowed = "CALLER_NOT_ALLOWED" => 403,
     /// Too many requests from one customer; `Retry-After` says when to try again.
     RateLimited = "RATE_LIMITED" => 429,
     // What the request names.

@@ -29,7 +29,10 @@ impl Http {
         base: &str,
         settings: ClientSettings,
     ) -> Result<Self, reqwest::Error> {
-        Ok(Self { caller, target, client: ServiceClient::new(target, base, settings)? })
+        // The second ledger client (its own breaker) calls the same service.
+        let audience = target.trim_end_matches("-sync");
+        let audience = platform::credential::CALLERS.into_iter().find(|c| *c == audience).unwrap_or(target);
+        Ok(Self { caller, target, client: ServiceClient::with_audience(target, audience, base, settings)? })
     }
 
     fn counted<T>(&self, r: Result<T, PeerError>) -> Result<T, PeerError> {

@@ -165,8 +165,18 @@ pub async fn common(service: &'static str) -> Common {
         redis_prefix: run,
         clock_manual: true,
         otlp_endpoint: None,
-        service_token: None,
+        credentials: platform::credential::generated(service).expect("test credentials"),
     }
+}
+
+/// A client presenting the operators' service credential to `service` (any route), as the ops
+/// tools do, for tests calling one service's routes.
+pub fn client(service: &str) -> reqwest::Client {
+    let ops = platform::credential::generated("ops").expect("test credentials");
+    let token = ops.signer.mint(service, platform::credential::MAX_LIFETIME).expect("a token");
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {token}").parse().expect("a header"));
+    reqwest::Client::builder().default_headers(headers).build().expect("a client")
 }
 
 /// One scan of a table in a plan: its node type ("Index Scan", "Seq Scan", …), index and index

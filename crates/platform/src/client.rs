@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use contracts::problem::Code;
 
+use crate::credential::{Credentials, Signer};
 use crate::problem::ApiError;
 use crate::telemetry::current_trace_headers;
 
@@ -52,13 +53,18 @@ impl ClientError {
 impl From<ClientError> for ApiError {
     fn from(e: ClientError) -> Self {
         match &e {
-            ClientError::Problem { target, code, detail, .. } => {
-                ApiError::internal(format!("{target} refused unexpectedly: {code}: {detail}"))
+            // The peer's own words (and addresses) go to the log, not to the caller.
+            ClientError::Problem { target, code, .. } => {
+                tracing::error!(error = %e, "a peer refused unexpectedly");
+                ApiError::internal(format!("{target} refused unexpectedly ({code})"))
             }
             ClientError::CircuitOpen { retry_after_secs, .. } => {
                 ApiError::unavailable(e.to_string()).with_retry_after(*retry_after_secs)
             }
-            _ => ApiError::unavailable(e.to_string()),
+            ClientError::Unavailable { target, .. } | ClientError::Decode { target, .. } => {
+                tracing::warn!(error = %e, "a peer is unavailable");
+                ApiError::unavailable(format!("{target} is unavailable; retry shortly"))
+            }
         }
     }
 }
@@ -94,17 +100,18 @@ pub struct ClientSettings {
     pub failures_to_open: u32,
     /// How long an open breaker refuses calls before letting one trial through.
     pub open_for: Duration,
-    /// The internal services' shared credential (`SERVICE_TOKEN`), sent as `X-Service-Token`.
-    pub service_token: Option<String>,
+    /// This caller's key: each call carries a token for its target (see [`crate::credential`]).
+    pub signer: Arc<Signer>,
 }
 
 impl ClientSettings {
+    /// Needs this caller's credentials (`SERVICE_KEY`, `SERVICE_TRUST`): there is no unsigned call.
     pub fn from(env: &crate::config::Env) -> Result<Self, crate::config::ConfigError> {
         Ok(Self {
             timeout: env.millis("HTTP_CLIENT_TIMEOUT_MS", 3000)?,
             failures_to_open: env.parse("CIRCUIT_FAILURES", "5")?,
             open_for: env.millis("CIRCUIT_OPEN_MS", 5000)?,
-            service_token: env.optional("SERVICE_TOKEN"),
+            signer: Credentials::from_env(env)?.signer,
         })
     }
 }
@@ -144,18 +151,25 @@ pub struct ServiceClient {
     http: reqwest::Client,
     base: String,
     target: &'static str,
+    audience: &'static str,
     settings: ClientSettings,
     breaker: Arc<Mutex<Breaker>>,
 }
 
 impl ServiceClient {
+    /// A client of the service `target` (also the audience of its credentials).
     pub fn new(target: &'static str, base: &str, settings: ClientSettings) -> Result<Self, reqwest::Error> {
-        let mut headers = reqwest::header::HeaderMap::new();
-        if let Some(token) = settings.service_token.as_deref().and_then(|t| t.parse().ok()) {
-            headers.insert(crate::server::SERVICE_TOKEN_HEADER, token);
-        }
+        Self::with_audience(target, target, base, settings)
+    }
+
+    /// A client named `target` (its breaker and metrics) of the service `audience`.
+    pub fn with_audience(
+        target: &'static str,
+        audience: &'static str,
+        base: &str,
+        settings: ClientSettings,
+    ) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
-            .default_headers(headers)
             .timeout(settings.timeout)
             .connect_timeout(Duration::from_millis(500))
             .pool_max_idle_per_host(64)
@@ -165,6 +179,7 @@ impl ServiceClient {
             http,
             base: base.trim_end_matches('/').to_string(),
             target,
+            audience,
             settings,
             breaker: Arc::new(Mutex::new(Breaker::default())),
         })
@@ -306,7 +321,12 @@ impl ServiceClient {
         body: Option<Vec<u8>>,
         headers: &[(&str, &str)],
     ) -> Result<RawResponse, ClientError> {
-        let mut req = self.http.request(method, format!("{}{}", self.base, path));
+        let credential = self
+            .settings
+            .signer
+            .token_for(self.audience)
+            .map_err(|e| ClientError::Unavailable { target: self.target, detail: e.to_string() })?;
+        let mut req = self.http.request(method, format!("{}{}", self.base, path)).bearer_auth(credential);
         for (k, v) in current_trace_headers() {
             req = req.header(k, v);
         }
@@ -323,7 +343,7 @@ impl ServiceClient {
             Err(e) => {
                 metrics::counter!("http_client_requests_total", "target" => target, "status" => "error").increment(1);
                 admission.settle(true);
-                return Err(ClientError::Unavailable { target, detail: e.to_string() });
+                return Err(ClientError::Unavailable { target, detail: e.without_url().to_string() });
             }
         };
         let status = resp.status();
@@ -337,7 +357,7 @@ impl ServiceClient {
             Ok(b) => b,
             Err(e) => {
                 admission.settle(true);
-                return Err(ClientError::Unavailable { target, detail: e.to_string() });
+                return Err(ClientError::Unavailable { target, detail: e.without_url().to_string() });
             }
         };
         // A dependency that answers with a problem is alive (e.g. 503 ACCOUNT_BUSY under contention);
@@ -367,7 +387,7 @@ mod breaker_tests {
             timeout: Duration::from_millis(100),
             failures_to_open: 1,
             open_for: Duration::from_millis(20),
-            service_token: None,
+            signer: crate::credential::generated("interest").unwrap().signer,
         };
         let client = ServiceClient::new("silent", &format!("http://127.0.0.1:{port}"), settings).unwrap();
         let first = client.send::<(), serde_json::Value>(Method::GET, "/", None, &[]).await;

@@ -23,7 +23,7 @@ pub struct Env {
 
 /// Settings that belong to one service and must not leak from the shared environment into
 /// another service of the same process.
-const OWN: [&str; 2] = ["PORT", "DATABASE_URL"];
+const OWN: [&str; 4] = ["PORT", "DATABASE_URL", "SERVICE_KEY", "SERVICE_KEY_FILE"];
 
 impl Env {
     /// The process environment, unprefixed.
@@ -101,10 +101,9 @@ pub struct Common {
     pub redis_prefix: String,
     pub clock_manual: bool,
     pub otlp_endpoint: Option<String>,
-    /// The credential every caller must present (`X-Service-Token`) on every route but health:
-    /// `SERVICE_TOKEN`, the internal services' shared secret. `None` = open (the gateway, whose
-    /// callers prove who they are with their own tokens, or a local setup without one).
-    pub service_token: Option<String>,
+    /// This service's signing key and the callers it trusts (`SERVICE_KEY`, `SERVICE_TRUST`):
+    /// required, there is no unauthenticated mode.
+    pub credentials: crate::credential::Credentials,
 }
 
 impl Common {
@@ -153,7 +152,7 @@ impl Common {
             redis_prefix: var("REDIS_PREFIX", "bank"),
             clock_manual,
             otlp_endpoint: optional("OTEL_EXPORTER_OTLP_ENDPOINT"),
-            service_token: optional("SERVICE_TOKEN"),
+            credentials: crate::credential::Credentials::from_env(env)?.belonging_to(env, service)?,
         })
     }
 }

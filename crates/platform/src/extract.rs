@@ -205,6 +205,30 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     }
 }
 
+/// Who is acting, as the service credential proves it: the verified caller (`ops`, `interest`…),
+/// or — only when that caller is the gateway, which verified its own caller's token — the
+/// gateway's `X-Actor` (that token's subject). A public caller's claims never get here.
+pub struct Actor(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Actor {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let caller = parts.extensions.get::<crate::credential::ServiceCaller>().map(|c| c.0.to_string());
+        let forwarded = parts
+            .headers
+            .get("x-actor")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(200).collect::<String>())
+            .filter(|v| !v.trim().is_empty());
+        match (caller.as_deref(), forwarded) {
+            (Some("gateway"), Some(subject)) => Ok(Self(subject)),
+            (Some(caller), _) => Ok(Self(caller.to_string())),
+            (None, _) => Err(ApiError::of(Code::Unauthorized, "no verified caller")),
+        }
+    }
+}
+
 #[cfg(test)]
 mod hash_tests {
     use super::{hash, request_hash};

@@ -7,6 +7,7 @@
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod credential;
 pub mod db;
 pub mod extract;
 pub mod fault;

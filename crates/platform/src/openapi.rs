@@ -5,9 +5,7 @@
 //! the problem document (RFC 9457) as its 4XX and 503 answers, unless it declares its own.
 
 use utoipa::openapi::path::Operation;
-use utoipa::openapi::security::{
-    ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
-};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ComponentsBuilder, Content, InfoBuilder, OpenApi, OpenApiBuilder, Ref, ResponseBuilder};
 use utoipa::{PartialSchema, ToSchema};
 
@@ -15,21 +13,27 @@ use contracts::openapi::operations;
 
 use crate::problem::ApiError;
 
-/// The security scheme of the internal services: the shared service credential.
-pub const SERVICE_TOKEN: &str = "service_token";
+/// The security scheme of the internal services: a caller's signed service credential.
+pub const SERVICE_CREDENTIAL: &str = "service_credential";
 /// The gateway's security scheme: an ES256 JWT from the bank's token issuer.
 pub const BEARER: &str = "bearer";
 
 const PROBLEM_TYPE: &str = "application/problem+json";
 
-/// The base document of an internal service: every operation but health needs `X-Service-Token`.
+/// The base document of an internal service: every operation but health needs a service credential.
 pub fn internal(title: &str, description: &str) -> OpenApi {
-    let scheme = SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
-        "X-Service-Token",
-        "The internal services' shared credential (SERVICE_TOKEN), presented by the gateway, the other \
-         services and ops tools",
-    )));
-    base(title, description, SERVICE_TOKEN, scheme)
+    let scheme = SecurityScheme::Http(
+        HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .bearer_format("JWT")
+            .description(Some(
+                "A service credential: an ES256 JWT the caller (a service, or ops tools) signs with its own key, \
+                 `sub` the caller, `aud` this service, at most 15 minutes long; each caller may call only the \
+                 routes granted to it (403 CALLER_NOT_ALLOWED otherwise)",
+            ))
+            .build(),
+    );
+    base(title, description, SERVICE_CREDENTIAL, scheme)
 }
 
 /// The gateway's base document: bearer tokens; each operation names the scopes it accepts.
@@ -58,9 +62,13 @@ fn base(title: &str, description: &str, scheme_name: &str, scheme: SecuritySchem
 /// The document a service serves: its own operations and the platform's, every one of them with
 /// its refusals described, as JSON.
 pub(crate) fn served(mut own: OpenApi, platform: OpenApi) -> String {
-    // Health is open everywhere; on the gateway (bearer tokens are per route) the platform's
-    // routes need no credential at all.
+    // Health is open everywhere; on the gateway (bearer tokens are per route) its document too,
+    // and its metrics are no public operation (a service credential reads them): not listed.
     let public = own.components.as_ref().is_some_and(|c| c.security_schemes.contains_key(BEARER));
+    let mut platform = platform;
+    if public {
+        platform.paths.paths.remove("/metrics");
+    }
     let open_paths: Vec<String> =
         platform.paths.paths.keys().filter(|p| public || p.starts_with("/health/")).cloned().collect();
     own.merge(platform);

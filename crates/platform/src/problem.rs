@@ -148,12 +148,14 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Database errors: connection trouble is a retryable 503; anything else is a bug, a 500.
+/// Database errors: connection trouble is a retryable 503; anything else is a bug, a 500. The
+/// database's own words go to the log (with the request's trace), never to the caller.
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         match &e {
             sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-                ApiError::unavailable(format!("database unavailable: {e}"))
+                tracing::warn!(error = %e, "database unavailable");
+                ApiError::unavailable("the database is unavailable; retry shortly")
             }
             sqlx::Error::Database(db)
                 if db.code().as_deref() == Some("55P03") || db.code().as_deref() == Some("57014") =>
@@ -164,15 +166,20 @@ impl From<sqlx::Error> for ApiError {
             sqlx::Error::Database(db)
                 if db.code().as_deref().is_some_and(|c| c.starts_with("08") || c.starts_with("57P")) =>
             {
-                ApiError::unavailable(format!("database unavailable: {e}"))
+                tracing::warn!(error = %e, "database unavailable");
+                ApiError::unavailable("the database is unavailable; retry shortly")
             }
-            _ => ApiError::internal(format!("database error: {e}")),
+            _ => {
+                tracing::error!(error = %e, "database error");
+                ApiError::internal("an unexpected database error (logged)")
+            }
         }
     }
 }
 
 impl From<crate::redis::RedisError> for ApiError {
     fn from(e: crate::redis::RedisError) -> Self {
-        ApiError::unavailable(format!("redis unavailable: {e}"))
+        tracing::warn!(error = %e, "redis unavailable");
+        ApiError::unavailable("the cache is unavailable; retry shortly")
     }
 }

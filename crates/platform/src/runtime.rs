@@ -11,6 +11,7 @@ use sqlx::PgPool;
 
 use crate::clock::Clock;
 use crate::config::Common;
+use crate::credential::Grant;
 use crate::redis::Redis;
 use crate::server::{check, ReadinessCheck};
 
@@ -107,21 +108,43 @@ pub struct App<S> {
 }
 
 impl<S> App<S> {
-    /// Wraps the service's routes with the platform's and binds the listener.
+    /// Wraps an internal service's routes with the platform's and binds the listener: every route
+    /// but health needs a service credential whose caller one of `grants` lets through.
     pub async fn bind(
+        common: &Common,
+        clock: Clock,
+        checks: Vec<(&'static str, ReadinessCheck)>,
+        routes: (axum::Router, utoipa::openapi::OpenApi),
+        state: S,
+        grants: &'static [Grant],
+    ) -> anyhow::Result<Self> {
+        Self::bind_with(common, clock, checks, routes, state, grants, false).await
+    }
+
+    /// [`App::bind`] for the public gateway: its own routes are open to the network (it checks its
+    /// callers' tokens itself); the platform's routes still need a service credential.
+    pub async fn bind_public(
+        common: &Common,
+        clock: Clock,
+        checks: Vec<(&'static str, ReadinessCheck)>,
+        routes: (axum::Router, utoipa::openapi::OpenApi),
+        state: S,
+        grants: &'static [Grant],
+    ) -> anyhow::Result<Self> {
+        Self::bind_with(common, clock, checks, routes, state, grants, true).await
+    }
+
+    async fn bind_with(
         common: &Common,
         clock: Clock,
         checks: Vec<(&'static str, ReadinessCheck)>,
         (routes, openapi): (axum::Router, utoipa::openapi::OpenApi),
         state: S,
+        grants: &'static [Grant],
+        public: bool,
     ) -> anyhow::Result<Self> {
-        let platform = crate::server::Platform {
-            service: common.service,
-            openapi,
-            clock,
-            checks,
-            service_token: common.service_token.clone(),
-        };
+        let access = crate::server::Access { trust: common.credentials.trust.clone(), grants, public };
+        let platform = crate::server::Platform { service: common.service, openapi, clock, checks, access };
         let router = crate::server::app(routes, platform);
         let listener = bind(common).await?;
         Ok(Self { state, service: common.service, listener, router, after_stop: Vec::new() })

@@ -21,6 +21,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::clock::Clock;
+use crate::credential::{self, CredentialError, Grant, ServiceCaller, Trust};
 use crate::problem::ApiError;
 
 /// Largest request body accepted; larger ones get a 413 problem.
@@ -52,32 +53,76 @@ pub struct Platform {
     pub openapi: utoipa::openapi::OpenApi,
     pub clock: Clock,
     pub checks: Vec<(&'static str, ReadinessCheck)>,
-    /// Required of every caller but health probes, when set (see [`SERVICE_TOKEN_HEADER`]).
-    pub service_token: Option<String>,
+    /// Who may call: every route but health needs a service credential (see
+    /// [`crate::credential`]) whose caller a grant lets through — except a public service's own
+    /// routes and API document (the gateway's, whose callers prove who they are with their own
+    /// tokens).
+    pub access: Access,
 }
 
-/// The header an internal service's callers (the gateway, other services, ops tools) present
-/// the shared service credential in.
-pub const SERVICE_TOKEN_HEADER: &str = "x-service-token";
+/// The callers a service trusts and what each may call.
+#[derive(Clone)]
+pub struct Access {
+    pub trust: Arc<Trust>,
+    pub grants: &'static [Grant],
+    /// The gateway: its own routes and document are open here (it checks its callers itself); its
+    /// metrics still need a service credential.
+    pub public: bool,
+}
 
-/// Refuses a caller without the service credential; health probes (the orchestrator's) pass.
-async fn require_service_token(token: Arc<str>, req: Request, next: Next) -> Response {
+/// What every trusted caller may read of any service: its metrics and its API document.
+const PLATFORM_GRANTS: [&str; 2] = ["/metrics", "/openapi.json"];
+
+fn is_health(path: &str) -> bool {
+    path == "/health/live" || path == "/health/ready"
+}
+
+/// Authenticates before routing, so an unknown route is 401 to a stranger, not 404: the caller's
+/// service credential (`Authorization: Bearer`, for this service) is verified and its caller left
+/// in the request for [`authorize`]. Health probes (the orchestrator's) pass.
+async fn authenticate(service: &'static str, access: Access, mut req: Request, next: Next) -> Response {
     let path = req.uri().path();
-    if path == "/health/live" || path == "/health/ready" {
+    // The gateway's own routes and its API document are public; its metrics are not.
+    let internal_route = path == "/metrics" || path.starts_with("/v1/admin/");
+    if is_health(path) || (access.public && !internal_route) {
         return next.run(req).await;
     }
-    let presented = req.headers().get(SERVICE_TOKEN_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
-    if !constant_time_eq(presented, token.as_bytes()) {
-        metrics::counter!("http_server_unauthenticated_total").increment(1);
-        return ApiError::of(Code::Unauthorized, "an internal service: the X-Service-Token header is required")
-            .into_response();
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+    let verified = match presented {
+        Some(token) => access.trust.verify(token.trim(), service),
+        None => Err(CredentialError::Missing),
+    };
+    match verified {
+        Ok(caller) => {
+            req.extensions_mut().insert(ServiceCaller(caller));
+            next.run(req).await
+        }
+        Err(e) => {
+            metrics::counter!("http_server_unauthenticated_total").increment(1);
+            ApiError::of(Code::Unauthorized, format!("an internal service: {e}")).into_response()
+        }
     }
-    next.run(req).await
 }
 
-/// Compares without an early exit, so timing does not reveal how much of a guess was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Lets an authenticated caller through to a route only if a grant names it (403
+/// CALLER_NOT_ALLOWED otherwise).
+async fn authorize(grants: &'static [Grant], req: Request, next: Next) -> Response {
+    let Some(ServiceCaller(caller)) = req.extensions().get::<ServiceCaller>().cloned() else {
+        // Health, or a public service's own route: nothing to check here.
+        return next.run(req).await;
+    };
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str()).unwrap_or_default();
+    let method = req.method().as_str();
+    let everyone = PLATFORM_GRANTS.contains(&route) && method == "GET";
+    if everyone || credential::allowed(grants, &caller, method, route) {
+        return next.run(req).await;
+    }
+    metrics::counter!("http_server_forbidden_total", "caller" => caller.to_string()).increment(1);
+    ApiError::of(Code::CallerNotAllowed, format!("{caller} may not call {method} {route}")).into_response()
 }
 
 #[derive(Clone)]
@@ -125,17 +170,17 @@ pub fn app(service_routes: Router, platform: Platform) -> Router {
     };
     let own = own.with_state(state);
     let service = platform.service;
-    let mut routes = service_routes.merge(own);
-    if let Some(token) = platform.service_token.filter(|t| !t.is_empty()) {
-        let token: Arc<str> = token.into();
-        routes = routes.layer(middleware::from_fn(move |req, next| require_service_token(token.clone(), req, next)));
-    }
-    routes
+    let access = platform.access;
+    let grants = access.grants;
+    service_routes
+        .merge(own)
+        .route_layer(middleware::from_fn(move |req, next| authorize(grants, req, next)))
         .fallback(|| async { ApiError::of(Code::RouteNotFound, "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::of(Code::MethodNotAllowed, "method not allowed on this route")
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(move |req, next| authenticate(service, access.clone(), req, next)))
         .layer(middleware::from_fn(move |req, next| record_metrics(service, req, next)))
         .layer(CatchPanicLayer::custom(|_| ApiError::internal("unexpected failure").into_response()))
         .layer(

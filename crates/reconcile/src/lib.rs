@@ -105,9 +105,24 @@ pub enum ReconcileError {
     Refused { url: String, status: u16, body: String },
 }
 
-async fn get<T: serde::de::DeserializeOwned>(http: &reqwest::Client, url: &str) -> Result<T, ReconcileError> {
+/// Gives the service credential for calls to a service (`interest`, `accounting`, `tax-consumer`).
+pub type Credential<'a> = &'a (dyn Fn(&str) -> Option<String> + Sync);
+
+/// Where to read, and with which credentials.
+#[derive(Clone, Copy)]
+pub struct Sources<'a> {
+    pub http: &'a reqwest::Client,
+    pub urls: &'a Urls,
+    pub credential: Credential<'a>,
+}
+
+async fn get<T: serde::de::DeserializeOwned>(from: Source<'_>, url: &str) -> Result<T, ReconcileError> {
     let unreachable = |source| ReconcileError::Unreachable { url: url.to_string(), source };
-    let r = http.get(url).send().await.map_err(unreachable)?;
+    let mut req = from.http.get(url);
+    if let Some(token) = (from.credential)(from.audience) {
+        req = req.bearer_auth(token);
+    }
+    let r = req.send().await.map_err(unreachable)?;
     let status = r.status();
     if !status.is_success() {
         let body = r.text().await.unwrap_or_default();
@@ -137,10 +152,18 @@ macro_rules! figures {
     };
 }
 
+/// One service read: the client, the credential and the service it is for.
+#[derive(Clone, Copy)]
+struct Source<'a> {
+    http: &'a reqwest::Client,
+    credential: Credential<'a>,
+    audience: &'static str,
+}
+
 /// Follows a listing keyset-paged by `after=<payout id>` to its end; `split` turns a page into its
 /// items and the next cursor.
 async fn keyset<P: serde::de::DeserializeOwned>(
-    http: &reqwest::Client,
+    from: Source<'_>,
     base: &str,
     split: impl Fn(P) -> (Vec<(Uuid, Figures)>, Option<Uuid>),
 ) -> Result<Vec<(Uuid, Figures)>, ReconcileError> {
@@ -151,7 +174,7 @@ async fn keyset<P: serde::de::DeserializeOwned>(
             Some(a) => format!("{base}&limit=5000&after={a}"),
             None => format!("{base}&limit=5000"),
         };
-        let (items, next) = split(get(http, &url).await?);
+        let (items, next) = split(get(from, &url).await?);
         out.extend(items);
         match next {
             Some(n) => after = Some(n),
@@ -160,24 +183,22 @@ async fn keyset<P: serde::de::DeserializeOwned>(
     }
 }
 
-pub async fn reconcile(
-    http: &reqwest::Client,
-    urls: &Urls,
-    from: NaiveDate,
-    to: NaiveDate,
-) -> Result<Report, ReconcileError> {
+pub async fn reconcile(sources: Sources<'_>, from: NaiveDate, to: NaiveDate) -> Result<Report, ReconcileError> {
+    let Sources { http, urls, credential } = sources;
+    let source = |audience| Source { http, credential, audience };
     // Interest service: recorded payouts.
-    let interest =
-        keyset(http, &format!("{}/v1/interest/payouts?from={from}&to={to}", urls.interest), |p: PayoutPage| {
-            (p.payouts.iter().map(|p| (p.payout_id, figures!(p, amounts))).collect(), p.next_after)
-        })
-        .await?;
+    let interest = keyset(
+        source("interest"),
+        &format!("{}/v1/interest/payouts?from={from}&to={to}", urls.interest),
+        |p: PayoutPage| (p.payouts.iter().map(|p| (p.payout_id, figures!(p, amounts))).collect(), p.next_after),
+    )
+    .await?;
     // Ledger: its payout feed, in booking order (paged by sequence number).
     let mut ledger = Vec::new();
     let mut seq = 0i64;
     loop {
         let url = format!("{}/v1/ledger/interest-postings?after_seq={seq}&limit=5000", urls.accounting);
-        let feed: InterestPostingFeed = get(http, &url).await?;
+        let feed: InterestPostingFeed = get(source("accounting"), &url).await?;
         let Some(last) = feed.postings.last() else { break };
         seq = last.seq;
         ledger.extend(
@@ -189,9 +210,11 @@ pub async fn reconcile(
         );
     }
     // Tax service: withholding records.
-    let tax = keyset(http, &format!("{}/v1/tax/withholdings?from={from}&to={to}", urls.tax), |w: Withholdings| {
-        (w.withholdings.iter().map(|w| (w.payout_id, figures!(w))).collect(), w.next_after)
-    })
+    let tax = keyset(
+        source("tax-consumer"),
+        &format!("{}/v1/tax/withholdings?from={from}&to={to}", urls.tax),
+        |w: Withholdings| (w.withholdings.iter().map(|w| (w.payout_id, figures!(w))).collect(), w.next_after),
+    )
     .await?;
     Ok(compare(from, to, &interest, &ledger, &tax))
 }

@@ -6,6 +6,7 @@ use axum::{Json, Router};
 use contracts::problem::Code;
 use contracts::{Account, AccountLookup, AccountPage, AccountsFound, ChangeAccountStatus, ChangeHolds, OpenAccount};
 use domain::AccountStatus;
+use platform::credential::Grant;
 use platform::extract::{Json as Body, Path, Query};
 use platform::{ApiError, ApiResult};
 use serde::Deserialize;
@@ -18,6 +19,20 @@ use uuid::Uuid;
 use crate::changes;
 use crate::state::AppState;
 use crate::store::{self, Change};
+
+/// Who may call what here (besides `ops`, the operators' tools, which may call everything): the
+/// gateway reads a customer's accounts, the services read accounts; only ops changes them.
+pub const GRANTS: &[Grant] = &[
+    Grant::new("ops", "*", "*"),
+    Grant::new("gateway", "GET", "/v1/accounts/{id}"),
+    Grant::new("gateway", "GET", "/v1/accounts"),
+    Grant::new("interest", "GET", "/v1/accounts/{id}"),
+    Grant::new("interest", "GET", "/v1/accounts"),
+    Grant::new("interest", "POST", "/v1/accounts/lookup"),
+    Grant::new("accounting", "GET", "/v1/accounts/{id}"),
+    Grant::new("accounting", "POST", "/v1/accounts/lookup"),
+    Grant::new("legacy-core", "GET", "/v1/accounts/{id}"),
+];
 
 /// The routes and their OpenAPI description, from the same annotations (with what the schemas
 /// cannot show by their types: `contracts::openapi::whole_truth`).

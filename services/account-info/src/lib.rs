@@ -47,7 +47,8 @@ pub async fn build(config: Config, peers: Peers) -> anyhow::Result<App<AppState>
         revisions: Publisher::start(infra.redis.clone()),
     };
     tokio::spawn(changes::catch_up_with_fences(state.clone(), peers.ledger_sync, config.fence_catch_up));
-    App::bind(&config.common, infra.clock.clone(), infra.checks(), http::routes(state.clone()), state).await
+    App::bind(&config.common, infra.clock.clone(), infra.checks(), http::routes(state.clone()), state, http::GRANTS)
+        .await
 }
 
 /// The service as its own process: settings and peers from the environment, until SIGTERM.

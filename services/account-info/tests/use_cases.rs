@@ -44,7 +44,7 @@ async fn opening_checks_the_owners_and_changes_are_fenced() {
     let peer = account_info::in_process_peer(&app.state, "test", Duration::from_secs(1));
     let url = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until(std::future::pending()));
-    let http = reqwest::Client::new();
+    let http = peers::testing::client("account-info");
     let open = |customer: Uuid, product: &str| {
         http.post(format!("{url}/v1/accounts")).json(&json!({"customer_id": customer, "product_code": product}))
     };

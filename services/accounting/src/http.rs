@@ -3,7 +3,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use chrono::NaiveDate;
 use contracts::problem::Code;
 use contracts::{
@@ -12,6 +12,7 @@ use contracts::{
     Transfer, TransferPosting,
 };
 use peers::directory::LookupError;
+use platform::credential::{Grant, ServiceCaller};
 use platform::extract::{IdempotencyKey, Json as Body, Path, Query};
 use platform::{ApiError, ApiResult};
 use serde::Deserialize;
@@ -24,6 +25,26 @@ use uuid::Uuid;
 use crate::movements::{self, Movement};
 use crate::state::AppState;
 use crate::{bookings, ledger, store};
+
+/// Who may call what here (besides `ops`, the operators' tools, which may call everything). Only
+/// interest books interest (and the legacy core, whose payouts the ledger books as the old core
+/// did); the owners of accounts, customers, rates and tax rules raise their fences (which
+/// subjects each may fence is checked by the handler); the gateway reads the payout feed for
+/// reconciliation and never posts. Deposits, withdrawals and transfers are ops' alone.
+pub const GRANTS: &[Grant] = &[
+    Grant::new("ops", "*", "*"),
+    Grant::new("interest", "GET", "/v1/ledger/accounts/{id}/daily-balances"),
+    Grant::new("interest", "POST", "/v1/ledger/daily-balances"),
+    Grant::new("interest", "POST", "/v1/ledger/interest-postings"),
+    Grant::new("interest", "POST", "/v1/ledger/interest-postings/batch"),
+    Grant::new("interest", "GET", "/v1/ledger/interest-postings"),
+    Grant::new("interest", "*", "/v1/ledger/payout-fences"),
+    Grant::new("account-info", "*", "/v1/ledger/payout-fences"),
+    Grant::new("customer", "*", "/v1/ledger/payout-fences"),
+    Grant::new("gateway", "GET", "/v1/ledger/interest-postings"),
+    Grant::new("legacy-core", "GET", "/v1/ledger/accounts/{id}/daily-balances"),
+    Grant::new("legacy-core", "POST", "/v1/ledger/interest-postings"),
+];
 
 /// The routes and their OpenAPI description, from the same annotations (with what the schemas
 /// cannot show by their types: `contracts::openapi::whole_truth`).
@@ -210,9 +231,19 @@ async fn book_interest_many(
 
 /// Raises a payout fence before an owner commits a change to a payout input (customer,
 /// account-info, interest's rates): bookings quoted at an older revision are refused from then on.
+/// Only a subject's owner (or ops) may raise its fence: 403 CALLER_NOT_ALLOWED otherwise.
 #[utoipa::path(post, path = "/v1/ledger/payout-fences", tag = "payout fences", request_body = PayoutFence,
     responses((status = 200, body = PayoutFence)))]
-async fn raise_fence(State(s): State<AppState>, body: Body<PayoutFence>) -> ApiResult<Json<PayoutFence>> {
+async fn raise_fence(
+    State(s): State<AppState>,
+    Extension(ServiceCaller(caller)): Extension<ServiceCaller>,
+    body: Body<PayoutFence>,
+) -> ApiResult<Json<PayoutFence>> {
+    let owner = contracts::fence::owner(&body.value.subject);
+    if &*caller != "ops" && owner != Some(&*caller) {
+        let detail = format!("{caller} may not fence {}", body.value.subject);
+        return Err(ApiError::of(Code::CallerNotAllowed, detail));
+    }
     Ok(Json(ledger::raise_fence(&s, &body.value).await?))
 }
 

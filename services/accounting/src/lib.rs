@@ -61,7 +61,8 @@ pub async fn build(config: Config, peers: Peers) -> anyhow::Result<App<AppState>
         lock_timeout: config.lock_timeout,
         lock_budget: config.lock_budget,
     };
-    App::bind(&config.common, infra.clock.clone(), infra.checks(), http::routes(state.clone()), state).await
+    App::bind(&config.common, infra.clock.clone(), infra.checks(), http::routes(state.clone()), state, http::GRANTS)
+        .await
 }
 
 /// The service as its own process: settings and peers from the environment, until SIGTERM.

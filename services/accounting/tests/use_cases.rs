@@ -63,7 +63,8 @@ async fn start(fakes: &std::sync::Arc<Fakes>) -> (std::sync::Arc<dyn peers::Ledg
     let ledger = accounting::in_process_peer(&app.state, "test", Duration::from_secs(10));
     let url = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until(std::future::pending()));
-    let clock = reqwest::Client::new().put(format!("{url}/v1/admin/clock")).json(&json!({"today": "2024-02-01"}));
+    let clock =
+        peers::testing::client("accounting").put(format!("{url}/v1/admin/clock")).json(&json!({"today": "2024-02-01"}));
     assert_eq!(send(clock).await.0, 200);
     (ledger, url, database_url)
 }
@@ -98,7 +99,7 @@ async fn routes_and_the_in_process_peer_agree_and_a_stale_booking_writes_nothing
     let (account_id, customer_id) = (Uuid::new_v4(), Uuid::new_v4());
     open_account(&fakes, account_id, customer_id);
     let (ledger, url, _) = start(&fakes).await;
-    let http = reqwest::Client::new();
+    let http = peers::testing::client("accounting");
     let deposit = json!({"amount": 1_000_000, "value_date": "2024-01-02"});
     let (status, body) = send(
         http.post(format!("{url}/v1/ledger/accounts/{account_id}/deposits"))
@@ -124,7 +125,8 @@ async fn routes_and_the_in_process_peer_agree_and_a_stale_booking_writes_nothing
 
     // A key names one payout, whatever day: the same key the next day replays the first.
     let booked = ledger.book_interest(&posting(&balances, customer_id, "p1")).await.unwrap();
-    let clock = reqwest::Client::new().put(format!("{url}/v1/admin/clock")).json(&json!({"today": "2024-02-02"}));
+    let clock =
+        peers::testing::client("accounting").put(format!("{url}/v1/admin/clock")).json(&json!({"today": "2024-02-02"}));
     assert_eq!(send(clock).await.0, 200);
     let next = DailyBalances { history_rev: booked.request.basis.history_rev + 1, ..balances.clone() };
     let mut again = posting(&next, customer_id, "p1");
@@ -133,7 +135,8 @@ async fn routes_and_the_in_process_peer_agree_and_a_stale_booking_writes_nothing
     let replayed = ledger.book_interest(&again).await.unwrap();
     assert_eq!(replayed.request.payout_id, booked.request.payout_id, "the first payout under the key, not a second");
     assert_eq!(ledger.interest_feed(0, 10).await.unwrap().postings.len(), 1);
-    let clock = reqwest::Client::new().put(format!("{url}/v1/admin/clock")).json(&json!({"today": "2024-02-01"}));
+    let clock =
+        peers::testing::client("accounting").put(format!("{url}/v1/admin/clock")).json(&json!({"today": "2024-02-01"}));
     assert_eq!(send(clock).await.0, 200);
     let (_, balance) = send(http.get(format!("{url}/v1/ledger/accounts/{account_id}/balance"))).await;
     assert_eq!(balance["balance"], 1_000_000 + 850, "the deposit and the one payout's net");
@@ -198,7 +201,7 @@ async fn a_chunk_books_each_payout_alone_and_refuses_the_others_alone() {
         open_account(&fakes, *id, customer_id);
     }
     let (ledger, url, database_url) = start(&fakes).await;
-    let http = reqwest::Client::new();
+    let http = peers::testing::client("accounting");
     for (i, id) in ids.iter().enumerate() {
         let deposit = json!({"amount": 1_000_000 * (i as i64 + 1), "value_date": "2024-01-02"});
         let (status, body) = send(
@@ -285,7 +288,7 @@ async fn a_movement_waiting_on_its_row_is_decided_on_the_state_at_commit() {
     open_account(&fakes, account_id, customer_id);
     open_account(&fakes, other, Uuid::new_v4());
     let (ledger, url, database_url) = start(&fakes).await;
-    let http = reqwest::Client::new();
+    let http = peers::testing::client("accounting");
     let move_money = |path: String, key: &'static str, body: Value| {
         let req = http.post(format!("{url}{path}")).header("Idempotency-Key", key).json(&body);
         async move { send(req).await }
@@ -371,7 +374,7 @@ async fn a_key_names_its_operation_and_its_parsed_request_and_keeps_its_refusal(
     let account_id = Uuid::new_v4();
     open_account(&fakes, account_id, Uuid::new_v4());
     let (_, url, _) = start(&fakes).await;
-    let http = reqwest::Client::new();
+    let http = peers::testing::client("accounting");
     let raw = |kind: &str, key: &str, body: &'static str| {
         http.post(format!("{url}/v1/ledger/accounts/{account_id}/{kind}"))
             .header("Idempotency-Key", key)

@@ -10,7 +10,6 @@
 use std::sync::Arc;
 
 use peers::{Accounts, Customers, Late, Ledger, Peers, Products};
-use platform::client::ClientSettings;
 use platform::config::Env;
 use tokio::sync::watch;
 
@@ -53,7 +52,8 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let shared = Env::process();
-    let timeout = ClientSettings::from(&shared)?.timeout;
+    // The in-process peers' timeout; each service's own client settings carry its own key.
+    let timeout = shared.millis("HTTP_CLIENT_TIMEOUT_MS", 3000)?;
     let configs = (
         customer::Config::from_env(&Env::for_service("customer"))?,
         account_info::Config::from_env(&Env::for_service("account-info"))?,

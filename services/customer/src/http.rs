@@ -7,6 +7,7 @@ use contracts::{
     AmendCustomer, ChangeCustomerStatus, ChangeTaxCategory, CreateCustomer, Customer, CustomerLookup, CustomersFound,
 };
 use domain::CustomerStatus;
+use platform::credential::Grant;
 use platform::extract::{Json as Body, Path};
 use platform::{ApiError, ApiResult};
 use utoipa::openapi::OpenApi;
@@ -17,6 +18,18 @@ use uuid::Uuid;
 use crate::changes;
 use crate::state::AppState;
 use crate::store::{self, Change};
+
+/// Who may call what here (besides `ops`, the operators' tools, which may call everything): the
+/// services that read customers.
+pub const GRANTS: &[Grant] = &[
+    Grant::new("ops", "*", "*"),
+    Grant::new("interest", "GET", "/v1/customers/{id}"),
+    Grant::new("interest", "POST", "/v1/customers/lookup"),
+    Grant::new("accounting", "GET", "/v1/customers/{id}"),
+    Grant::new("accounting", "POST", "/v1/customers/lookup"),
+    Grant::new("account-info", "GET", "/v1/customers/{id}"),
+    Grant::new("legacy-core", "GET", "/v1/customers/{id}"),
+];
 
 /// The routes and their OpenAPI description, from the same annotations (with what the schemas
 /// cannot show by their types: `contracts::openapi::whole_truth`).

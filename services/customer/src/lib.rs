@@ -42,7 +42,8 @@ pub async fn build(config: Config, peers: Peers) -> anyhow::Result<App<AppState>
         changes::catch_up_with_fences(infra.pool.clone(), peers.ledger_sync, revisions.clone(), config.fence_catch_up);
     tokio::spawn(catch_up);
     let state = AppState { pool: infra.pool.clone(), revisions, ledger: peers.ledger };
-    App::bind(&config.common, infra.clock.clone(), infra.checks(), http::routes(state.clone()), state).await
+    App::bind(&config.common, infra.clock.clone(), infra.checks(), http::routes(state.clone()), state, http::GRANTS)
+        .await
 }
 
 /// The service as its own process: settings and peers from the environment, until SIGTERM.

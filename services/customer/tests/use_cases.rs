@@ -26,7 +26,7 @@ async fn send(req: reqwest::RequestBuilder) -> (u16, Value) {
 async fn each_change_raises_the_fence_and_a_refused_fence_changes_nothing() {
     let fakes = Fakes::new();
     let url = start(&fakes).await;
-    let http = reqwest::Client::new();
+    let http = peers::testing::client("customer");
     let (status, c) =
         send(http.post(format!("{url}/v1/customers")).json(&json!({"name": "Kim", "tax_category": "GENERAL"}))).await;
     assert_eq!(status, 201, "{c}");
@@ -53,7 +53,7 @@ async fn each_change_raises_the_fence_and_a_refused_fence_changes_nothing() {
 async fn a_fence_ahead_of_the_revision_is_adopted_while_the_service_runs() {
     let fakes = Fakes::new();
     let url = start(&fakes).await;
-    let http = reqwest::Client::new();
+    let http = peers::testing::client("customer");
     let (_, c) =
         send(http.post(format!("{url}/v1/customers")).json(&json!({"name": "Lee", "tax_category": "GENERAL"}))).await;
     let id = c["customer_id"].as_str().unwrap().to_string();
@@ -78,7 +78,7 @@ async fn the_in_process_peer_answers_as_the_route_does() {
     let url = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until(std::future::pending()));
     let (_, c) = send(
-        reqwest::Client::new()
+        peers::testing::client("customer")
             .post(format!("{url}/v1/customers"))
             .json(&json!({"name": "Park", "tax_category": "GENERAL"})),
     )
@@ -90,10 +90,10 @@ async fn the_in_process_peer_answers_as_the_route_does() {
 }
 
 #[tokio::test]
-async fn with_a_service_token_every_route_but_health_needs_it() {
+async fn every_route_but_health_needs_a_granted_service_credential() {
+    use platform::credential::{generated, LIFETIME};
     let fakes = Fakes::new();
     let common = peers::testing::common("customer").await;
-    let common = platform::config::Common { service_token: Some("s3cret-token".into()), ..common };
     let app = customer::build(customer::Config { common, fence_catch_up: Duration::from_secs(30) }, fakes.peers())
         .await
         .unwrap();
@@ -101,21 +101,48 @@ async fn with_a_service_token_every_route_but_health_needs_it() {
     tokio::spawn(app.run_until(std::future::pending()));
     let http = reqwest::Client::new();
     let body = json!({"name": "Han", "tax_category": "GENERAL"});
-    for token in [None, Some("wrong"), Some("s3cret-tokeN")] {
+    let signed = |caller: &str, audience: &str| generated(caller).unwrap().signer.mint(audience, LIFETIME).unwrap();
+    // No credential, a made-up one, one for another service, a forged signature: 401.
+    let mut forged = signed("ops", "customer");
+    forged.pop();
+    for token in [None, Some("wrong".to_string()), Some(signed("ops", "accounting")), Some(forged)] {
         let mut req = http.post(format!("{url}/v1/customers")).json(&body);
-        if let Some(t) = token {
-            req = req.header("x-service-token", t);
+        if let Some(t) = &token {
+            req = req.bearer_auth(t);
         }
         let (status, problem) = send(req).await;
         assert_eq!((status, problem["code"].as_str()), (401, Some("UNAUTHORIZED")), "{token:?}");
     }
+    // An unknown route is 401 to a stranger (nothing about the routes is learned), 404 to a caller.
+    let unknown = http.get(format!("{url}/v1/nothing-here")).send().await.unwrap();
+    assert_eq!(unknown.status(), 401);
+    let known = http.get(format!("{url}/v1/nothing-here")).bearer_auth(signed("ops", "customer")).send().await;
+    assert_eq!(known.unwrap().status(), 404);
     for path in ["/metrics", "/openapi.json"] {
         assert_eq!(http.get(format!("{url}{path}")).send().await.unwrap().status(), 401, "{path}");
+        let r = http.get(format!("{url}{path}")).bearer_auth(signed("gateway", "customer")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "any trusted caller reads {path}");
     }
     for path in ["/health/live", "/health/ready"] {
         assert_eq!(http.get(format!("{url}{path}")).send().await.unwrap().status(), 200, "{path}");
     }
-    let (status, _) =
-        send(http.post(format!("{url}/v1/customers")).header("x-service-token", "s3cret-token").json(&body)).await;
+    // Trusted but not granted: the gateway may not create customers, nor interest change one.
+    for caller in ["gateway", "interest", "tax-consumer"] {
+        let (status, problem) =
+            send(http.post(format!("{url}/v1/customers")).bearer_auth(signed(caller, "customer")).json(&body)).await;
+        assert_eq!((status, problem["code"].as_str()), (403, Some("CALLER_NOT_ALLOWED")), "{caller}");
+    }
+    let (status, created) =
+        send(http.post(format!("{url}/v1/customers")).bearer_auth(signed("ops", "customer")).json(&body)).await;
     assert_eq!(status, 201);
+    let id = created["customer_id"].as_str().unwrap();
+    let read = http.get(format!("{url}/v1/customers/{id}")).bearer_auth(signed("interest", "customer")).send().await;
+    assert_eq!(read.unwrap().status(), 200, "interest reads customers");
+    let change = http
+        .put(format!("{url}/v1/customers/{id}/status"))
+        .bearer_auth(signed("interest", "customer"))
+        .json(&json!({"status": "RESTRICTED"}))
+        .send()
+        .await;
+    assert_eq!(change.unwrap().status(), 403, "but may not change them");
 }

@@ -25,10 +25,11 @@ pub enum GatewayError {
     Upstream(#[from] ClientError),
     #[error("{field}: {detail}")]
     Invalid { field: &'static str, detail: String },
-    #[error("reconciliation could not read a service: {0}")]
-    Reconcile(String),
-    #[error("the gateway's database did not answer: {0}")]
-    Store(String),
+    /// The cause is logged; the caller learns only that it failed.
+    #[error("reconciliation could not read a service; retry shortly")]
+    Reconcile,
+    #[error("the gateway's database did not answer; retry shortly")]
+    Store,
 }
 
 impl From<GatewayError> for ApiError {
@@ -45,7 +46,7 @@ impl From<GatewayError> for ApiError {
             GatewayError::NoClock => ApiError::of(Code::RouteNotFound, detail),
             GatewayError::Upstream(c) => c.into(),
             GatewayError::Invalid { field, detail } => ApiError::validation(field, detail),
-            GatewayError::Reconcile(_) | GatewayError::Store(_) => ApiError::unavailable(detail),
+            GatewayError::Reconcile | GatewayError::Store => ApiError::unavailable(detail),
         }
     }
 }

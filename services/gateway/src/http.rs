@@ -347,8 +347,13 @@ async fn reconcile_range(
         return Err(GatewayError::Invalid { field: "to", detail });
     }
     let (http, urls) = &*s.reconcile;
-    let report =
-        reconcile::reconcile(http, urls, q.from, q.to).await.map_err(|e| GatewayError::Reconcile(e.to_string()))?;
+    let signer = s.signer.clone();
+    let credential = move |audience: &str| signer.token_for(audience).ok().map(|t| t.to_string());
+    let sources = reconcile::Sources { http, urls, credential: &credential };
+    let report = reconcile::reconcile(sources, q.from, q.to).await.map_err(|e| {
+        tracing::error!(error = %e, "reconciliation could not read a service");
+        GatewayError::Reconcile
+    })?;
     Ok(axum::Json(report))
 }
 
@@ -357,7 +362,7 @@ async fn reconcile_range(
     responses((status = 200, body = RolloutPolicy)))]
 async fn read_rollout(State(s): State<AppState>, caller: Caller) -> GatewayResult<axum::Json<RolloutPolicy>> {
     caller.require(READ)?;
-    let policy = rollout::load(&s.pool).await.map_err(|e| GatewayError::Store(e.to_string()))?;
+    let policy = rollout::load(&s.pool).await.map_err(store_failed)?;
     Ok(axum::Json(policy))
 }
 
@@ -381,8 +386,7 @@ async fn set_rollout(
     if set.reason.as_ref().is_some_and(|r| r.chars().count() > 500) {
         return Err(GatewayError::Invalid { field: "reason", detail: "at most 500 characters".into() });
     }
-    let policy =
-        rollout::change(&s.pool, &set, &caller.subject).await.map_err(|e| GatewayError::Store(e.to_string()))?;
+    let policy = rollout::change(&s.pool, &set, &caller.subject).await.map_err(store_failed)?;
     s.rollout.adopt(policy.clone());
     // Payout runs follow it from Redis (the other replicas republish it within their refresh too).
     s.rollout.publish(&policy).await;
@@ -403,7 +407,7 @@ async fn set_rollout(
     security(("bearer" = ["ops:read"]), ("bearer" = ["ops:write"])), responses((status = 200, body = Vec<RolloutPolicy>)))]
 async fn rollout_changes(State(s): State<AppState>, caller: Caller) -> GatewayResult<axum::Json<Vec<RolloutPolicy>>> {
     caller.require(READ)?;
-    let changes = rollout::changes(&s.pool, 100).await.map_err(|e| GatewayError::Store(e.to_string()))?;
+    let changes = rollout::changes(&s.pool, 100).await.map_err(store_failed)?;
     Ok(axum::Json(changes))
 }
 
@@ -416,7 +420,7 @@ async fn rollout_route(
     Path(id): Path<Uuid>,
 ) -> GatewayResult<axum::Json<RolloutRoute>> {
     caller.require(READ)?;
-    let policy = rollout::load(&s.pool).await.map_err(|e| GatewayError::Store(e.to_string()))?;
+    let policy = rollout::load(&s.pool).await.map_err(store_failed)?;
     Ok(axum::Json(rollout::route(&policy, id)))
 }
 
@@ -425,6 +429,12 @@ async fn rollout_route(
     security(("bearer" = ["ops:read"]), ("bearer" = ["ops:write"])), responses((status = 200, body = ShadowMismatches)))]
 async fn shadow_mismatches(State(s): State<AppState>, caller: Caller, p: Passed) -> GatewayResult<Response> {
     pass(&s, caller, READ, interest, Method::GET, "/v1/interest/shadow-mismatches", p).await
+}
+
+/// The gateway's database failed: logged, answered without its words.
+fn store_failed(e: impl std::fmt::Display) -> GatewayError {
+    tracing::error!(error = %e, "the gateway's database failed");
+    GatewayError::Store
 }
 
 /// The manual clock exists only with `CLOCK_MODE=manual`; otherwise the route is not there.

@@ -24,6 +24,10 @@ use platform::runtime::App;
 pub use auth::Scope;
 pub use state::AppState;
 
+/// The platform's routes here (metrics, the API document) are open to any trusted caller; the
+/// gateway's own routes are public and checked by their bearer tokens.
+const GRANTS: &[platform::credential::Grant] = &[];
+
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/gateway");
 
 /// The gateway's settings.
@@ -56,9 +60,9 @@ impl Config {
                  AUTH_PUBLIC_KEY_FILE (a PEM public key) or AUTH_JWKS (inline); deploy/up.sh makes a local pair"
                 ),
             };
-        // Public: callers prove who they are with bearer tokens. SERVICE_TOKEN is what the gateway
-        // presents to the services behind it (the client settings), not what it asks of callers.
-        let common = Common { service_token: None, ..Common::from(env, "gateway", 8080, "gateway")? };
+        // Its own key signs its calls to the services; its callers prove who they are with their
+        // bearer tokens (the platform's routes alone need a service credential).
+        let common = Common::from(env, "gateway", 8080, "gateway")?;
         Ok(Self {
             common,
             client: ClientSettings::from(env)?,
@@ -95,12 +99,7 @@ pub async fn build(config: Config) -> anyhow::Result<App<AppState>> {
         interest: client("interest", interest)?,
         tax: client("tax-consumer", tax)?,
     };
-    let mut headers = reqwest::header::HeaderMap::new();
-    if let Some(token) = config.client.service_token.as_deref() {
-        headers.insert(platform::server::SERVICE_TOKEN_HEADER, token.parse()?);
-    }
-    let reconcile_http =
-        reqwest::Client::builder().default_headers(headers).timeout(std::time::Duration::from_secs(60)).build()?;
+    let reconcile_http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(60)).build()?;
     let reconcile_urls =
         reconcile::Urls { interest: interest.clone(), accounting: accounting.clone(), tax: tax.clone() };
     let redis = platform::redis::Redis::connect(&config.common.redis_url, &config.common.redis_prefix)
@@ -111,6 +110,7 @@ pub async fn build(config: Config) -> anyhow::Result<App<AppState>> {
     let state = AppState {
         rollout,
         reconcile: Arc::new((reconcile_http, reconcile_urls)),
+        signer: config.common.credentials.signer.clone(),
         pool: pool.clone(),
         verifier: Arc::new(verifier),
         upstreams,
@@ -125,7 +125,7 @@ pub async fn build(config: Config) -> anyhow::Result<App<AppState>> {
         }),
     )];
     // The gateway serves no clock of its own: the manual clock is an ops route, with its scope.
-    App::bind(&config.common, Clock::System, checks, http::routes(state.clone()), state).await
+    App::bind_public(&config.common, Clock::System, checks, http::routes(state.clone()), state, GRANTS).await
 }
 
 /// The gateway as its own process: settings from the environment, until SIGTERM.

@@ -33,8 +33,10 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     /// Whether the manual clock's ops route exists (`CLOCK_MODE=manual`).
     pub clock_manual: bool,
-    /// Reconciliation reads three services' listings directly (with the service credential).
+    /// Reconciliation reads three services' listings directly (with the gateway's credentials).
     pub reconcile: Arc<(reqwest::Client, reconcile::Urls)>,
+    /// The gateway's own key, signing its credentials for the services.
+    pub signer: Arc<platform::credential::Signer>,
     /// Which side serves each customer's estimates and payouts.
     pub rollout: Arc<crate::rollout::Rollout>,
 }

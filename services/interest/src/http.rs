@@ -10,7 +10,8 @@ use contracts::{
     CreateProduct, Estimate, Payout, PayoutPage, PayoutRun, PayoutRunsQuery, Payouts, PayoutsQuery, Product,
     RateScheduleBody, ScheduleTaxRule, StartPayoutRun, TaxRulesView,
 };
-use platform::extract::{IdempotencyKey, Json as Body, Path, Query};
+use platform::credential::Grant;
+use platform::extract::{Actor, IdempotencyKey, Json as Body, Path, Query};
 use platform::ApiResult;
 use utoipa::openapi::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -20,6 +21,24 @@ use uuid::Uuid;
 use crate::migration::{self, Answer};
 use crate::state::AppState;
 use crate::{payout, reference, runs};
+
+/// Who may call what here (besides `ops`, the operators' tools, which may call everything): the
+/// gateway its public and ops routes, the services that read products. Products and rate
+/// schedules are changed by ops only.
+pub const GRANTS: &[Grant] = &[
+    Grant::new("ops", "*", "*"),
+    Grant::new("gateway", "*", "/v1/interest/accounts/{id}"),
+    Grant::new("gateway", "*", "/v1/interest/accounts/{id}/payouts"),
+    Grant::new("gateway", "*", "/v1/interest/legacy/accounts/{id}"),
+    Grant::new("gateway", "*", "/v1/interest/legacy/accounts/{id}/payouts"),
+    Grant::new("gateway", "*", "/v1/interest/payout-runs*"),
+    Grant::new("gateway", "GET", "/v1/interest/payouts"),
+    Grant::new("gateway", "GET", "/v1/interest/shadow-mismatches"),
+    Grant::new("gateway", "*", "/v1/interest/tax-rules"),
+    Grant::new("gateway", "*", "/v1/admin/clock"),
+    Grant::new("account-info", "GET", "/v1/interest/products/{code}"),
+    Grant::new("legacy-core", "GET", "/v1/interest/products/{code}"),
+];
 
 /// The routes and their OpenAPI description, from the same annotations (with what the schemas
 /// cannot show by their types: `contracts::openapi::whole_truth`).
@@ -218,20 +237,15 @@ async fn list_tax_rules(State(s): State<AppState>) -> ApiResult<Json<TaxRulesVie
 /// not before them or together withhold more than the gross; 409 TAX_RULE_EXISTS for a date the
 /// category has a rule for, 409 TAX_RULE_AFFECTS_PAID_PERIOD for a date a booked payout of the
 /// category has; fenced in the ledger before it commits, so no payout is booked on a superseded
-/// rule. `X-Actor` (set by the gateway: the caller's subject) is kept as who scheduled it.
+/// rule. Who scheduled it is kept: the gateway's `X-Actor` (its caller's subject) when the gateway
+/// calls, the calling service's identity otherwise.
 #[utoipa::path(post, path = "/v1/interest/tax-rules", tag = "tax rules", request_body = ScheduleTaxRule,
     params(("X-Actor" = Option<String>, Header, description = "Who schedules the rule (the gateway sets it)")),
     responses((status = 201, body = TaxRulesView)))]
 async fn schedule_tax_rule(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    Actor(by): Actor,
     body: Body<ScheduleTaxRule>,
 ) -> ApiResult<(StatusCode, Json<TaxRulesView>)> {
-    let by = headers
-        .get("x-actor")
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.chars().take(200).collect::<String>())
-        .filter(|v| !v.trim().is_empty())
-        .unwrap_or_else(|| "service".to_string());
     Ok((StatusCode::CREATED, Json(reference::schedule_tax_rule(&s.reference, &body.value, &by).await?)))
 }

@@ -182,7 +182,8 @@ pub async fn build(config: Config, peers: Peers) -> anyhow::Result<App<AppState>
     let run_workers: Vec<_> = (0..config.runs.workers.max(1))
         .map(|_| tokio::spawn(runs::worker(runs.clone(), config.runs, shutdown.clone())))
         .collect();
-    let app = App::bind(&config.common, infra.clock.clone(), checks, http::routes(state.clone()), state).await?;
+    let app = App::bind(&config.common, infra.clock.clone(), checks, http::routes(state.clone()), state, http::GRANTS)
+        .await?;
     Ok(app.after_stop(async move {
         // Requests have finished; let the relay publish what they recorded, then stop.
         shutdown.notify_waiters();

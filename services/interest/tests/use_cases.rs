@@ -37,7 +37,7 @@ async fn schedules_are_fenced_and_the_products_peer_answers_as_the_route_does() 
     let products = interest::in_process_peer(&app.state, "test", Duration::from_secs(1));
     let url = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until(std::future::pending()));
-    let http = reqwest::Client::new();
+    let http = peers::testing::client("interest");
 
     let (status, body) =
         send(http.post(format!("{url}/v1/interest/products")).json(&json!({"code": "SAVE", "name": "S"}))).await;

@@ -4,12 +4,17 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Json, Router};
 use contracts::legacy::{LegacyDeviations, LegacyPayout, LegacyPayoutRequest, LegacyQuote, LegacyQuoteQuery};
+use platform::credential::Grant;
 use platform::extract::{IdempotencyKey, Json as Body, Path, Query};
 use platform::ApiResult;
 use utoipa::openapi::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
+
+/// Who may call what here: interest (shadow comparisons and the legacy path) the account routes;
+/// the deviations are ops' alone.
+pub const GRANTS: &[Grant] = &[Grant::new("ops", "*", "*"), Grant::new("interest", "*", "/legacy/v1/accounts/*")];
 
 use crate::state::AppState;
 use crate::{payouts, store};

@@ -78,7 +78,8 @@ pub async fn build(config: Config) -> anyhow::Result<App<AppState>> {
     );
     let payouts = payouts::Payouts::new(infra.pool.clone(), infra.clock.clone(), feeds);
     let state = AppState { pool: infra.pool.clone(), payouts };
-    App::bind(&config.common, infra.clock.clone(), infra.checks(), http::routes(state.clone()), state).await
+    App::bind(&config.common, infra.clock.clone(), infra.checks(), http::routes(state.clone()), state, http::GRANTS)
+        .await
 }
 
 pub async fn run() -> anyhow::Result<()> {

@@ -7,7 +7,8 @@ use contracts::{
     DeadLetters, DeadLettersQuery, MonthlyReport, MonthlyReportQuery, ReplayDeadLetters, ReplayOutcome, Withholdings,
     WithholdingsQuery,
 };
-use platform::extract::{Json as Body, Query};
+use platform::credential::Grant;
+use platform::extract::{Actor, Json as Body, Query};
 use platform::{ApiError, ApiResult};
 use utoipa::openapi::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -15,6 +16,16 @@ use utoipa_axum::routes;
 
 use crate::state::AppState;
 use crate::store::{self, Source};
+
+/// Who may call what here (besides `ops`, the operators' tools, which may call everything): the
+/// gateway its ops routes.
+pub const GRANTS: &[Grant] = &[
+    Grant::new("ops", "*", "*"),
+    Grant::new("gateway", "GET", "/v1/tax/withholdings"),
+    Grant::new("gateway", "GET", "/v1/tax/reports/monthly"),
+    Grant::new("gateway", "GET", "/v1/tax/dead-letters"),
+    Grant::new("gateway", "POST", "/v1/tax/dead-letters/replay"),
+];
 
 /// The routes and their OpenAPI description, from the same annotations (with what the schemas
 /// cannot show by their types: `contracts::openapi::whole_truth`).
@@ -83,14 +94,16 @@ async fn dead_letters(State(s): State<AppState>, Query(q): Query<DeadLettersQuer
 }
 
 /// Re-processes the given dead letters, or all. Idempotent: a payout already recorded stays
-/// recorded once.
+/// recorded once. Each replay is recorded under who asked, as their credential proves it (the
+/// gateway's caller, or the calling service); a `replayed_by` in the body is not taken.
 #[utoipa::path(post, path = "/v1/tax/dead-letters/replay", tag = "dead letters", request_body = ReplayDeadLetters,
     responses((status = 200, body = ReplayOutcome)))]
-async fn replay(State(s): State<AppState>, body: Body<ReplayDeadLetters>) -> ApiResult<Json<ReplayOutcome>> {
+async fn replay(
+    State(s): State<AppState>,
+    Actor(replayed_by): Actor,
+    body: Body<ReplayDeadLetters>,
+) -> ApiResult<Json<ReplayOutcome>> {
     let r = body.value;
-    if r.replayed_by.trim().is_empty() {
-        return Err(ApiError::validation("replayed_by", "say who is replaying"));
-    }
     if r.ids.is_none() && !r.all {
         return Err(ApiError::validation("ids", "give ids or all: true"));
     }
@@ -113,7 +126,7 @@ async fn replay(State(s): State<AppState>, body: Body<ReplayDeadLetters>) -> Api
                 format!("failed: {e}")
             }
         };
-        store::mark_replayed(&s.pool, d.id, r.replayed_by.trim(), &result).await?;
+        store::mark_replayed(&s.pool, d.id, &replayed_by, &result).await?;
     }
     Ok(Json(ReplayOutcome { recorded, duplicate, failed }))
 }

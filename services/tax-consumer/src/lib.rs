@@ -81,7 +81,8 @@ pub async fn build(config: Config) -> anyhow::Result<App<AppState>> {
 
     let counting = tokio::spawn(store::count_dead_letters(infra.pool.clone()));
     let state = AppState { pool: infra.pool.clone() };
-    let app = App::bind(&config.common, infra.clock.clone(), checks, http::routes(state.clone()), state).await?;
+    let app = App::bind(&config.common, infra.clock.clone(), checks, http::routes(state.clone()), state, http::GRANTS)
+        .await?;
     Ok(app.after_stop(async move {
         stop.notify_waiters();
         counting.abort();

@@ -21,7 +21,7 @@ async fn an_event_delivered_twice_is_one_withholding_record() {
     let app = tax_consumer::build(tax_consumer::Config { common, kafka: kafka.clone(), group }).await.unwrap();
     let url = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until(std::future::pending()));
-    let http = reqwest::Client::new();
+    let http = peers::testing::client("tax-consumer");
 
     let (payout_id, account_id) = (Uuid::new_v4(), Uuid::new_v4());
     let event = json!({

@@ -5,6 +5,8 @@
 //! bankctl payout-run --follow RUN_ID [--no-progress]
 //! bankctl reconcile --from YYYY-MM-DD --to YYYY-MM-DD [--json]
 //! bankctl token --key PEM --sub SUBJECT --scope "SCOPES" [--minutes N]
+//! bankctl credentials generate --out DIR [--callers a,b]
+//! bankctl credentials token --audience SERVICE [--seconds N]
 //! bankctl verify --date YYYY-MM-DD (--accounts FILE | --all) [--out DIR] [--max-mismatches N]
 //!                [--concurrency N] [--no-progress]
 //! ```
@@ -17,8 +19,10 @@
 //! scope already exists, follows that one. Exit code: 0 completed with no failed account, 1
 //! completed with failures, expired or cancelled, 2 could not start or follow. `reconcile` compares interest
 //! payouts, ledger postings and withholding records (exit 0 clean, 1 differences, 2 could not
-//! read). `INTEREST_URL`, `ACCOUNTING_URL`, `TAX_URL` (default the local ports), `SERVICE_TOKEN`
-//! (the internal services' credential, when they require one). `token` signs a bearer token for
+//! read). `INTEREST_URL`, `ACCOUNTING_URL`, `TAX_URL` (default the local ports); every call to
+//! an internal service carries the operators' service credential (`SERVICE_KEY`, `SERVICE_TRUST`,
+//! see `credentials`). `credentials generate` makes the keys of every caller and the trust set;
+//! `credentials token` prints a credential for one service (for curl). `token` signs a bearer token for
 //! the gateway (ES256) with a local issuer's private key — for demos and local tests; production
 //! tokens come from the bank's identity provider (`AUTH_ISSUER`, `AUTH_AUDIENCE`). `verify`
 //! compares every account's figures with the legacy core's (`LEGACY_CORE_URL`; also
@@ -36,6 +40,8 @@ use contracts::{PayoutRun, StartPayoutRun};
 use indicatif::{ProgressBar, ProgressStyle};
 use uuid::Uuid;
 
+mod credentials;
+mod services;
 mod verify;
 
 /// Operations from the command line (and from cron): payout runs, reconciliation, demo tokens and
@@ -52,6 +58,7 @@ enum Command {
     PayoutRun(PayoutRunArgs),
     Reconcile(ReconcileArgs),
     Token(TokenArgs),
+    Credentials(credentials::CredentialsArgs),
     Verify(verify::VerifyArgs),
 }
 
@@ -62,7 +69,7 @@ enum Command {
 /// follows that one.
 #[derive(Args, Debug)]
 #[command(after_help = command_help(
-    &[&INTEREST_URL, &SERVICE_TOKEN],
+    &[&INTEREST_URL, &SERVICE_KEY, &SERVICE_TRUST],
     &[
         "the run completed with no failed account",
         "it completed with failures, expired (the business date ended first) or was cancelled",
@@ -93,7 +100,7 @@ struct PayoutRunArgs {
 /// mismatched items.
 #[derive(Args, Debug)]
 #[command(after_help = command_help(
-    &[&INTEREST_URL, &ACCOUNTING_URL, &TAX_URL, &SERVICE_TOKEN],
+    &[&INTEREST_URL, &ACCOUNTING_URL, &TAX_URL, &SERVICE_KEY, &SERVICE_TRUST],
     &["clean: nothing missing, duplicated or mismatched", "differences", "a source could not be read"],
 ))]
 struct ReconcileArgs {
@@ -157,21 +164,24 @@ pub(crate) const ACCOUNT_INFO_URL: EnvVar = EnvVar {
 };
 pub(crate) const CUSTOMER_URL: EnvVar =
     EnvVar { name: "CUSTOMER_URL", default: Some("http://127.0.0.1:8081"), what: "the customer service" };
-pub(crate) const SERVICE_TOKEN: EnvVar = EnvVar {
-    name: "SERVICE_TOKEN",
+pub(crate) const SERVICE_KEY: EnvVar = EnvVar {
+    name: "SERVICE_KEY_FILE",
     default: None,
-    what: "the internal services' credential, sent when set (deploy/up.sh prints it)",
+    what: "the ops service key (or SERVICE_KEY inline; deploy/up.sh exports it)",
 };
+pub(crate) const SERVICE_TRUST: EnvVar =
+    EnvVar { name: "SERVICE_TRUST_FILE", default: None, what: "the trust set listing it (or SERVICE_TRUST inline)" };
 const AUTH_ISSUER: EnvVar =
     EnvVar { name: "AUTH_ISSUER", default: Some("interest-bank"), what: "the token's issuer (iss)" };
 const AUTH_AUDIENCE: EnvVar =
     EnvVar { name: "AUTH_AUDIENCE", default: Some("interest-bank-api"), what: "the token's audience (aud)" };
 
-const ALL_VARS: [&EnvVar; 9] = [
+const ALL_VARS: [&EnvVar; 10] = [
     &INTEREST_URL,
     &ACCOUNTING_URL,
     &TAX_URL,
-    &SERVICE_TOKEN,
+    &SERVICE_KEY,
+    &SERVICE_TRUST,
     &LEGACY_CORE_URL,
     &ACCOUNT_INFO_URL,
     &CUSTOMER_URL,
@@ -215,16 +225,6 @@ fn url(var: &EnvVar) -> String {
     std::env::var(var.name).unwrap_or_else(|_| var.default.unwrap_or_default().to_string())
 }
 
-/// A client for the internal services: it presents `SERVICE_TOKEN` (the credential
-/// `deploy/up.sh` prints) when set.
-fn client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
-    let mut headers = reqwest::header::HeaderMap::new();
-    if let Ok(token) = std::env::var(SERVICE_TOKEN.name) {
-        headers.insert("x-service-token", token.parse().context("SERVICE_TOKEN is not a valid header value")?);
-    }
-    Ok(reqwest::Client::builder().default_headers(headers).timeout(timeout).build()?)
-}
-
 fn main() -> ExitCode {
     // Usage errors exit 2 with clap's message on stderr; --help and --version exit 0.
     let cli = Cli::parse();
@@ -244,6 +244,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::PayoutRun(a) => payout_run(a).await,
         Command::Reconcile(a) => reconcile_cmd(a).await,
         Command::Token(a) => token_cmd(a),
+        Command::Credentials(a) => credentials::run(a),
         Command::Verify(a) => verify::verify(a).await,
     }
 }
@@ -266,8 +267,10 @@ fn token_cmd(a: TokenArgs) -> anyhow::Result<bool> {
 
 async fn reconcile_cmd(a: ReconcileArgs) -> anyhow::Result<bool> {
     let urls = reconcile::Urls { interest: url(&INTEREST_URL), accounting: url(&ACCOUNTING_URL), tax: url(&TAX_URL) };
-    let http = client(Duration::from_secs(60))?;
-    let report = reconcile::reconcile(&http, &urls, a.from, a.to).await?;
+    let services = services::services(Duration::from_secs(60))?;
+    let credential = |audience: &str| services.signer().token_for(audience).ok().map(|t| t.to_string());
+    let sources = reconcile::Sources { http: services.http(), urls: &urls, credential: &credential };
+    let report = reconcile::reconcile(sources, a.from, a.to).await?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -278,7 +281,7 @@ async fn reconcile_cmd(a: ReconcileArgs) -> anyhow::Result<bool> {
 
 async fn payout_run(a: PayoutRunArgs) -> anyhow::Result<bool> {
     let base = url(&INTEREST_URL);
-    let http = client(Duration::from_secs(30))?;
+    let http = services::services(Duration::from_secs(30))?;
     let run_id = match a.follow {
         Some(id) => id,
         None => start(&http, &base, &a).await?,
@@ -319,7 +322,7 @@ fn account_ids_from(file: &Path) -> anyhow::Result<Vec<Uuid>> {
         .collect()
 }
 
-async fn start(http: &reqwest::Client, base: &str, a: &PayoutRunArgs) -> anyhow::Result<Uuid> {
+async fn start(http: &services::Services, base: &str, a: &PayoutRunArgs) -> anyhow::Result<Uuid> {
     let account_ids = match &a.accounts {
         None => None,
         Some(f) => Some(account_ids_from(f)?),
@@ -342,7 +345,7 @@ async fn start(http: &reqwest::Client, base: &str, a: &PayoutRunArgs) -> anyhow:
     Ok(id)
 }
 
-async fn read(http: &reqwest::Client, base: &str, id: Uuid) -> anyhow::Result<PayoutRun> {
+async fn read(http: &services::Services, base: &str, id: Uuid) -> anyhow::Result<PayoutRun> {
     // A restarting interest service is not a reason to give up following.
     let mut last = None;
     for _ in 0..60 {

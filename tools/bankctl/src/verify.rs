@@ -18,7 +18,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::{client, command_help, url, ACCOUNT_INFO_URL, CUSTOMER_URL, INTEREST_URL, LEGACY_CORE_URL, SERVICE_TOKEN};
+use crate::services::Services;
+use crate::{
+    command_help, url, ACCOUNT_INFO_URL, CUSTOMER_URL, INTEREST_URL, LEGACY_CORE_URL, SERVICE_KEY, SERVICE_TRUST,
+};
 
 /// Compare every account's figures with the legacy core's
 ///
@@ -28,7 +31,7 @@ use crate::{client, command_help, url, ACCOUNT_INFO_URL, CUSTOMER_URL, INTEREST_
 /// unverified.
 #[derive(Args, Debug)]
 #[command(after_help = command_help(
-    &[&INTEREST_URL, &LEGACY_CORE_URL, &ACCOUNT_INFO_URL, &CUSTOMER_URL, &SERVICE_TOKEN],
+    &[&INTEREST_URL, &LEGACY_CORE_URL, &ACCOUNT_INFO_URL, &CUSTOMER_URL, &SERVICE_KEY, &SERVICE_TRUST],
     &[
         "mismatched plus unverified accounts within --max-mismatches",
         "above --max-mismatches",
@@ -74,7 +77,7 @@ struct Urls {
     customer: String,
 }
 
-async fn get<T: serde::de::DeserializeOwned>(http: &reqwest::Client, url: &str) -> Result<T, String> {
+async fn get<T: serde::de::DeserializeOwned>(http: &Services, url: &str) -> Result<T, String> {
     let r = http.get(url).send().await.map_err(|e| e.to_string())?;
     let status = r.status();
     if !status.is_success() {
@@ -84,7 +87,7 @@ async fn get<T: serde::de::DeserializeOwned>(http: &reqwest::Client, url: &str) 
     r.json().await.map_err(|e| e.to_string())
 }
 
-async fn compare(http: &reqwest::Client, u: &Urls, id: Uuid, date: NaiveDate) -> Outcome {
+async fn compare(http: &Services, u: &Urls, id: Uuid, date: NaiveDate) -> Outcome {
     let ours = async {
         let r = http
             .get(format!("{}/v1/interest/accounts/{id}", u.interest))
@@ -120,7 +123,7 @@ async fn compare(http: &reqwest::Client, u: &Urls, id: Uuid, date: NaiveDate) ->
     }
 }
 
-async fn all_accounts(http: &reqwest::Client, base: &str) -> anyhow::Result<Vec<Uuid>> {
+async fn all_accounts(http: &Services, base: &str) -> anyhow::Result<Vec<Uuid>> {
     let mut ids = Vec::new();
     let mut after: Option<Uuid> = None;
     loop {
@@ -204,7 +207,7 @@ pub async fn verify(o: VerifyArgs) -> anyhow::Result<bool> {
         account_info: url(&ACCOUNT_INFO_URL),
         customer: url(&CUSTOMER_URL),
     };
-    let http = client(Duration::from_secs(30))?;
+    let http = crate::services::services(Duration::from_secs(30))?;
     let ids = match &o.accounts {
         Some(f) => crate::account_ids_from(f)?,
         None => all_accounts(&http, &u.account_info).await?,

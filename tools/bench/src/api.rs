@@ -2,6 +2,7 @@
 
 use anyhow::{bail, Context};
 use chrono::NaiveDate;
+use platform::credential::SignedClient;
 use reqwest::Client;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -24,8 +25,17 @@ fn route(labels: &str) -> String {
     format!("{} {}", label("method"), label("route"))
 }
 
+/// The services the bench calls: (URL variable, default, service).
+const SERVICES: [(&str, &str, &str); 5] = [
+    ("CUSTOMER_URL", "http://127.0.0.1:8081", "customer"),
+    ("ACCOUNT_INFO_URL", "http://127.0.0.1:8082", "account-info"),
+    ("ACCOUNTING_URL", "http://127.0.0.1:8083", "accounting"),
+    ("INTEREST_URL", "http://127.0.0.1:8084", "interest"),
+    ("TAX_URL", "http://127.0.0.1:8085", "tax-consumer"),
+];
+
 pub struct Api {
-    http: Client,
+    http: SignedClient,
     customer: String,
     account_info: String,
     accounting: String,
@@ -56,12 +66,16 @@ impl Api {
     pub fn from_env() -> anyhow::Result<Self> {
         Ok(Self {
             http: {
-                // The internal services' credential, when they require one (deploy/up.sh prints it).
-                let mut headers = reqwest::header::HeaderMap::new();
-                if let Ok(token) = std::env::var("SERVICE_TOKEN") {
-                    headers.insert("x-service-token", token.parse()?);
+                // The operators' service credential (SERVICE_KEY_FILE, SERVICE_TRUST_FILE; deploy/up.sh
+                // exports them): each request signed for the service it goes to.
+                let credentials = platform::credential::Credentials::from_env(&platform::config::Env::process())
+                    .context("the internal services need the operators' service credential")?;
+                let http = Client::builder().pool_max_idle_per_host(256).tcp_nodelay(true).build()?;
+                let client = SignedClient::new(http, credentials.signer);
+                for (var, default, service) in SERVICES {
+                    client.serve(&url(var, default), service);
                 }
-                Client::builder().default_headers(headers).pool_max_idle_per_host(256).tcp_nodelay(true).build()?
+                client
             },
             customer: url("CUSTOMER_URL", "http://127.0.0.1:8081"),
             account_info: url("ACCOUNT_INFO_URL", "http://127.0.0.1:8082"),
