@@ -503,7 +503,7 @@ impl Stack {
         self.processes[&self.replica_name(svc, i)].child.is_some()
     }
 
-    fn database_url(&self, svc: &str) -> String {
+    pub fn database_url(&self, svc: &str) -> String {
         let db = match svc {
             LEGACY => LEGACY_DB,
             "gateway" => "gateway",
@@ -920,7 +920,8 @@ impl Stack {
 
     /// A database outage for one service: no new connections, existing ones terminated.
     pub async fn block_database(&self, svc: &str, blocked: bool) {
-        let name = format!("{}_{}", self.run, SERVICES.iter().find(|(s, _)| *s == svc).unwrap().1);
+        let db = SERVICES.iter().find(|(s, _)| *s == svc).map_or(svc, |(_, db)| *db);
+        let name = format!("{}_{db}", self.run);
         let mut admin = PgConnection::connect(&format!("{}/postgres", database_base())).await.unwrap();
         sqlx::query(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS {}", !blocked))
             .execute(&mut admin)
@@ -988,6 +989,10 @@ impl Stack {
         let mut env: Vec<(String, String)> = vec![
             ("TAX_URL".into(), self.urls["tax-consumer"].clone()),
             ("AUTH_PUBLIC_KEY_FILE".into(), keys.display().to_string()),
+            // Every test reaches the gateway from one address, and ops tests ask a lot: tests of
+            // these limits set their own.
+            ("RATE_LIMIT_PER_ADDRESS_PER_MINUTE".into(), "1000000".into()),
+            ("RATE_LIMIT_OPS_PER_MINUTE".into(), "1000000".into()),
         ];
         env.extend(extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let port = match self.gateway_ports.clone() {

@@ -130,7 +130,7 @@ async fn a_customer_reaches_only_their_own_accounts_and_nothing_else_is_written(
 
     // Audited: the refused attempts on b's account and the payout, with subject and account.
     let audited: Vec<(String, Option<Uuid>, i16)> =
-        sqlx::query_as("SELECT subject, account_id, status FROM audit_log WHERE method = 'POST' ORDER BY id")
+        sqlx::query_as("SELECT subject, account_id, status FROM audit_trail WHERE method = 'POST' ORDER BY id")
             .fetch_all(&stack.dbs["gateway"])
             .await
             .unwrap();
@@ -180,11 +180,12 @@ async fn each_ops_route_needs_its_scope_and_payouts_are_rate_limited() {
     let r = stack.as_caller(&write, Method::POST, &cancel, None, &[]).await;
     assert!(r.status == StatusCode::OK || r.body["code"] == "RUN_FINISHED", "{:?}", r.body);
 
-    // Three payout attempts a minute per customer, then 429 with Retry-After (whatever the key).
-    // The limit is kept by each gateway process (docs/operations.md): sent to one of them.
+    // Three payout attempts a minute per customer, then 429 with Retry-After (whatever the key):
+    // shared by every gateway replica (in Redis), so spreading them over the replicas gains nothing.
     let mut statuses = Vec::new();
-    let gateway = stack.replica_url("gateway", 0);
+    let gateways = stack.replica_urls("gateway");
     for i in 0..5 {
+        let gateway = &gateways[i % gateways.len()];
         let r = stack
             .http
             .post(format!("{gateway}/v1/me/accounts/{acc_a}/payouts"))

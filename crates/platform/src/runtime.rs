@@ -168,7 +168,9 @@ impl<S> App<S> {
     /// Serves until `stop` completes; in-flight requests finish, then the after-stop work runs.
     pub async fn run_until(self, stop: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         tracing::info!(service = self.service, port = self.port(), "listening");
-        axum::serve(self.listener, self.router).with_graceful_shutdown(stop).await?;
+        // The peer's address is kept for the gateway's per-address limit.
+        let service = self.router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        axum::serve(self.listener, service).with_graceful_shutdown(stop).await?;
         for work in self.after_stop {
             work.await;
         }

@@ -70,6 +70,9 @@ pub struct Access {
     pub public: bool,
 }
 
+/// Where a public service keeps the request id its client sent (its own id is the server's).
+pub const CLIENT_REQUEST_ID: &str = "x-client-request-id";
+
 /// What every trusted caller may read of any service: its metrics and its API document.
 const PLATFORM_GRANTS: [&str; 2] = ["/metrics", "/openapi.json"];
 
@@ -172,6 +175,7 @@ pub fn app(service_routes: Router, platform: Platform) -> Router {
     let service = platform.service;
     let access = platform.access;
     let grants = access.grants;
+    let public = access.public;
     service_routes
         .merge(own)
         .route_layer(middleware::from_fn(move |req, next| authorize(grants, req, next)))
@@ -201,10 +205,14 @@ pub fn app(service_routes: Router, platform: Platform) -> Router {
                         request_id,
                         trace_id = tracing::field::Empty,
                     );
-                    crate::telemetry::set_parent_from(
-                        &span,
-                        req.headers().iter().filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str(), v))),
-                    );
+                    // A public caller's trace context is its claim, not ours to join: the gateway
+                    // starts its own trace (internal callers are authenticated services).
+                    if !public {
+                        crate::telemetry::set_parent_from(
+                            &span,
+                            req.headers().iter().filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str(), v))),
+                        );
+                    }
                     span.record("trace_id", crate::telemetry::trace_id(&span));
                     span
                 })
@@ -219,6 +227,19 @@ pub fn app(service_routes: Router, platform: Platform) -> Router {
         )
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(middleware::map_request(move |req| own_request_id(public, req)))
+}
+
+/// A public service's request ids are its own: a client's `X-Request-Id` is kept apart (as
+/// [`CLIENT_REQUEST_ID`]), so logs, traces and the audit name requests by ids the client cannot
+/// choose or collide.
+async fn own_request_id(public: bool, mut req: Request) -> Request {
+    if public {
+        if let Some(theirs) = req.headers_mut().remove("x-request-id") {
+            req.headers_mut().insert(CLIENT_REQUEST_ID, theirs);
+        }
+    }
+    req
 }
 
 /// `service` in the labels: services sharing a process (`bank`) share one registry.

@@ -4,7 +4,7 @@
 //! token is a customer id; scopes come from the space-separated `scope` claim.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
@@ -82,11 +82,6 @@ impl Caller {
     }
 }
 
-/// Where the caller's identity is left once the route has authenticated it, for whoever put the
-/// slot in the request's extensions (the audit).
-#[derive(Clone, Default)]
-pub struct CallerSlot(pub Arc<Mutex<Option<Caller>>>);
-
 pub fn unauthorized(detail: impl Into<String>) -> GatewayError {
     GatewayError::Unauthorized(detail.into())
 }
@@ -157,6 +152,10 @@ where
     type Rejection = GatewayError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        // Verified once, by the route's guard.
+        if let Some(caller) = parts.extensions.get::<Caller>() {
+            return Ok(caller.clone());
+        }
         let header = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
@@ -166,11 +165,7 @@ where
             .strip_prefix("Bearer ")
             .or_else(|| header.strip_prefix("bearer "))
             .ok_or_else(|| unauthorized("the Authorization header must be a Bearer token"))?;
-        let caller = Arc::<Verifier>::from_ref(state).verify(token.trim())?;
-        if let Some(slot) = parts.extensions.get::<CallerSlot>() {
-            *slot.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(caller.clone());
-        }
-        Ok(caller)
+        Arc::<Verifier>::from_ref(state).verify(token.trim())
     }
 }
 

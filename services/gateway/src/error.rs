@@ -30,6 +30,9 @@ pub enum GatewayError {
     Reconcile,
     #[error("the gateway's database did not answer; retry shortly")]
     Store,
+    /// The request could not be put on record first, so nothing was done.
+    #[error("the audit log is unavailable; nothing was done, retry shortly")]
+    AuditUnavailable,
 }
 
 impl From<GatewayError> for ApiError {
@@ -46,7 +49,9 @@ impl From<GatewayError> for ApiError {
             GatewayError::NoClock => ApiError::of(Code::RouteNotFound, detail),
             GatewayError::Upstream(c) => c.into(),
             GatewayError::Invalid { field, detail } => ApiError::validation(field, detail),
-            GatewayError::Reconcile | GatewayError::Store => ApiError::unavailable(detail),
+            GatewayError::Reconcile | GatewayError::Store | GatewayError::AuditUnavailable => {
+                ApiError::unavailable(detail)
+            }
         }
     }
 }

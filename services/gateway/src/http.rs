@@ -21,33 +21,49 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::audit;
 use crate::auth::{Caller, Scope};
 use crate::error::{GatewayError, GatewayResult};
 use crate::forward::{forward, forward_with};
+use crate::guard::{self, READ, RUNS, RUNS_READ, WRITE};
 use crate::limits::Kind;
 use crate::rollout;
 use crate::state::{AppState, Upstreams};
 use contracts::legacy::{RolloutPolicy, RolloutRoute, SetRollout, ShadowMismatches, Side};
 use platform::client::ServiceClient;
 
-const READ: &[Scope] = &[Scope::OpsRead, Scope::OpsWrite];
-const WRITE: &[Scope] = &[Scope::OpsWrite];
-const RUNS: &[Scope] = &[Scope::OpsWrite, Scope::Batch];
-const RUNS_READ: &[Scope] = &[Scope::OpsRead, Scope::OpsWrite, Scope::Batch];
-
 /// The routes and their OpenAPI description, from the same annotations (with what the schemas
-/// cannot show by their types: `contracts::openapi::whole_truth`).
+/// cannot show by their types: `contracts::openapi::whole_truth`). Every route is behind the
+/// guard (token, scope, limits, audit first); every request is first limited per client address;
+/// no answer may be cached.
 pub fn routes(state: AppState) -> (Router, OpenApi) {
+    let (router, doc) = api();
+    let router = router
+        .route_layer(middleware::from_fn_with_state(state.clone(), guard::guard))
+        .layer(middleware::from_fn_with_state(state.clone(), guard::per_address))
+        .layer(middleware::from_fn(guard::no_store))
+        .with_state(state);
+    (router, contracts::openapi::whole_truth(doc))
+}
+
+/// The document alone (no state needed), as [`routes`] serves it.
+pub fn document() -> OpenApi {
+    contracts::openapi::whole_truth(api().1)
+}
+
+fn api() -> (Router<AppState>, OpenApi) {
     let doc = platform::openapi::public(
         "Gateway",
         "The public entry for the mobile channel (`/v1/me/…`, scope customer), ops (`/v1/ops/…`, scopes \
          ops:read and ops:write) and batch jobs (payout runs, scope batch). Every route needs a bearer token: \
          401 UNAUTHORIZED without a valid one, 403 INSUFFICIENT_SCOPE without the route's scope; another \
-         customer's account is 404; estimates and payouts are rate limited per customer (429 RATE_LIMITED with \
-         Retry-After). Money-moving and ops requests are audited.",
+         customer's account is 404; estimates and payouts are rate limited per customer, ops requests per \
+         caller and every request per client address (429 RATE_LIMITED with Retry-After). Money-moving and \
+         ops requests are audited before they are acted on (503 if the audit log cannot be written).",
     );
-    let audited = OpenApiRouter::new()
+    OpenApiRouter::with_openapi(doc)
+        .routes(routes!(my_accounts))
+        .routes(routes!(my_account))
+        .routes(routes!(estimate))
         .routes(routes!(pay, history))
         .merge(OpenApiRouter::new().routes(routes!(start_run, list_runs)).layer(platform::server::batch_body_limit()))
         .routes(routes!(read_run))
@@ -67,15 +83,7 @@ pub fn routes(state: AppState) -> (Router, OpenApi) {
         .routes(routes!(rollout_route))
         .routes(routes!(shadow_mismatches))
         .routes(routes!(tax_rules, schedule_tax_rule))
-        .route_layer(middleware::from_fn_with_state(state.pool.clone(), audit::record));
-    let (router, doc) = OpenApiRouter::with_openapi(doc)
-        .routes(routes!(my_accounts))
-        .routes(routes!(my_account))
-        .routes(routes!(estimate))
-        .merge(audited)
-        .with_state(state)
-        .split_for_parts();
-    (router, contracts::openapi::whole_truth(doc))
+        .split_for_parts()
 }
 
 /// The account, if it is the caller's; another customer's account does not exist for them (404,
@@ -132,7 +140,7 @@ async fn estimate(
     headers: HeaderMap,
 ) -> GatewayResult<Response> {
     let me = caller.customer()?;
-    s.limits.check(Kind::Estimate, me)?;
+    s.limits.check(Kind::Estimate, &me.to_string()).await?;
     own_account(&s, me, id).await?;
     let side = rollout::route(&s.rollout.policy(&s.pool).await, me).side;
     let path = match side {
@@ -180,7 +188,7 @@ async fn pay(
     headers: HeaderMap,
 ) -> GatewayResult<Response> {
     let me = caller.customer()?;
-    s.limits.check(Kind::Payout, me)?;
+    s.limits.check(Kind::Payout, &me.to_string()).await?;
     if !headers.contains_key("idempotency-key") {
         return Err(GatewayError::KeyRequired);
     }
@@ -273,7 +281,11 @@ async fn dead_letters(State(s): State<AppState>, caller: Caller, p: Passed) -> G
 #[utoipa::path(post, path = "/v1/ops/dead-letters/replay", tag = "ops", request_body = ReplayDeadLetters,
     security(("bearer" = ["ops:write"])), responses((status = 200, body = ReplayOutcome)))]
 async fn replay_dead_letters(State(s): State<AppState>, caller: Caller, p: Passed) -> GatewayResult<Response> {
-    pass(&s, caller, WRITE, tax, Method::POST, "/v1/tax/dead-letters/replay", p).await
+    caller.require(WRITE)?;
+    // Recorded under the token's subject, whatever the body claims.
+    let own = [("x-actor", caller.subject.as_str())];
+    let path = "/v1/tax/dead-letters/replay";
+    forward_with(&s.upstreams.tax, Method::POST, path, Some(p.body.to_vec()), &p.headers, &own).await
 }
 
 /// Withholding records, keyset-paged by payout id.

@@ -8,12 +8,12 @@ mod audit;
 mod auth;
 mod error;
 mod forward;
+mod guard;
 mod http;
 mod limits;
 mod rollout;
 mod state;
 
-use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use platform::client::{ClientSettings, ServiceClient};
@@ -42,8 +42,8 @@ pub struct Config {
     pub issuer: String,
     pub audience: String,
     pub leeway_secs: u64,
-    pub estimates_per_minute: NonZeroU32,
-    pub payouts_per_minute: NonZeroU32,
+    pub quotas: limits::Quotas,
+    pub client_address: guard::ClientAddress,
     /// How old the rollout policy a replica routes on may be (`ROLLOUT_REFRESH_MS`).
     pub rollout_refresh: std::time::Duration,
 }
@@ -77,8 +77,20 @@ impl Config {
             issuer: env.var("AUTH_ISSUER", "interest-bank"),
             audience: env.var("AUTH_AUDIENCE", "interest-bank-api"),
             leeway_secs: env.parse("AUTH_LEEWAY_SECS", "30")?,
-            estimates_per_minute: env.parse("RATE_LIMIT_ESTIMATES_PER_MINUTE", "120")?,
-            payouts_per_minute: env.parse("RATE_LIMIT_PAYOUTS_PER_MINUTE", "10")?,
+            quotas: limits::Quotas {
+                estimates: env.parse("RATE_LIMIT_ESTIMATES_PER_MINUTE", "120")?,
+                payouts: env.parse("RATE_LIMIT_PAYOUTS_PER_MINUTE", "10")?,
+                ops: env.parse("RATE_LIMIT_OPS_PER_MINUTE", "600")?,
+                per_address: env.parse("RATE_LIMIT_PER_ADDRESS_PER_MINUTE", "1200")?,
+            },
+            client_address: match env.var("CLIENT_ADDRESS_FROM", "peer").as_str() {
+                "peer" => guard::ClientAddress::Peer,
+                "x-forwarded-for" => guard::ClientAddress::ForwardedFor,
+                other => anyhow::bail!(
+                    "CLIENT_ADDRESS_FROM={other:?}: must be peer (the TCP peer) or x-forwarded-for (the last \
+                     address, set by the proxy in front)"
+                ),
+            },
             rollout_refresh: env.millis("ROLLOUT_REFRESH_MS", 1_000)?,
         })
     }
@@ -105,6 +117,7 @@ pub async fn build(config: Config) -> anyhow::Result<App<AppState>> {
     let redis = platform::redis::Redis::connect(&config.common.redis_url, &config.common.redis_prefix)
         .await
         .map_err(|e| anyhow::anyhow!("cannot connect to Redis at {}: {e}", config.common.redis_url))?;
+    let limits = Arc::new(limits::Limits::new(config.quotas, Some(redis.clone())));
     let rollout = Arc::new(rollout::Rollout::new(rollout::load(&pool).await?, config.rollout_refresh, Some(redis)));
     tokio::spawn(rollout.clone().keep_published(pool.clone()));
     let state = AppState {
@@ -114,7 +127,8 @@ pub async fn build(config: Config) -> anyhow::Result<App<AppState>> {
         pool: pool.clone(),
         verifier: Arc::new(verifier),
         upstreams,
-        limits: Arc::new(limits::Limits::new(config.estimates_per_minute, config.payouts_per_minute)),
+        limits,
+        client_address: config.client_address,
         clock_manual: config.common.clock_manual,
     };
     let checks = vec![(

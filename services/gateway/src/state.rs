@@ -29,8 +29,11 @@ pub struct AppState {
     pub verifier: Arc<Verifier>,
     /// Where routes are forwarded.
     pub upstreams: Upstreams,
-    /// The per-customer limits on estimates and payouts.
+    /// The limits shared by the replicas: estimates and payouts per customer, ops per subject,
+    /// every request per client address.
     pub limits: Arc<Limits>,
+    /// Where a request's client address is read for its limit.
+    pub client_address: crate::guard::ClientAddress,
     /// Whether the manual clock's ops route exists (`CLOCK_MODE=manual`).
     pub clock_manual: bool,
     /// Reconciliation reads three services' listings directly (with the gateway's credentials).
