@@ -91,7 +91,8 @@ fi
 # shellcheck disable=SC1091
 . "$STATE/demo.env"
 KIM="$(curl -sf "$A/v1/accounts/$ACCOUNT_1" | field customer_id)"
-token() { "${BANKCTL:-bankctl}" token --key "${ISSUER_KEY:-$STATE/auth/issuer.key.pem}" --minutes 720 "$@"; }
+# An hour: the longest lifetime the gateway accepts by default (AUTH_MAX_TOKEN_LIFETIME_SECS).
+token() { "${BANKCTL:-bankctl}" token --key "${ISSUER_KEY:-$STATE/auth/issuer.key.pem}" --minutes 60 "$@"; }
 {
   echo "KIM_TOKEN=$(token --sub "$KIM" --scope customer)"
   echo "OPS_TOKEN=$(token --sub ops-demo --scope 'ops:read ops:write')"
@@ -101,8 +102,9 @@ cat <<MSG
 
 The gateway (the one public entry: bearer tokens, each customer sees only their own accounts):
   $G
-Demo tokens (12 hours, signed by the local issuer in $STATE/auth):
+Demo tokens (an hour, the gateway's longest by default; signed by the local issuer in $STATE/auth):
   . $STATE/demo-tokens.env     # sets KIM_TOKEN (customer Kim), OPS_TOKEN (ops:read ops:write), BATCH_TOKEN
+  ${BANKCTL:-bankctl} token --key ${ISSUER_KEY:-$STATE/auth/issuer.key.pem} --sub $KIM --scope customer   # a fresh one
 
 Walk-through through the gateway (Kim's account $ACCOUNT_1):
   curl -s -H "Authorization: Bearer \$KIM_TOKEN" $G/v1/me/accounts

@@ -102,9 +102,11 @@ pub fn fixtures() -> PathBuf {
 /// A bearer token signed with one of the fixture keys, for the default issuer and `audience`.
 pub fn token_from(key_file: &str, subject: &str, scope: &str, audience: &str) -> String {
     let pem = std::fs::read(fixtures().join(key_file)).unwrap();
-    let exp = chrono::Utc::now().timestamp() + 300;
-    let claims =
-        serde_json::json!({"sub": subject, "scope": scope, "iss": "interest-bank", "aud": audience, "exp": exp});
+    // The gateway requires `iat` and refuses tokens living longer than an hour by default.
+    let iat = chrono::Utc::now().timestamp();
+    let claims = serde_json::json!(
+        {"sub": subject, "scope": scope, "iss": "interest-bank", "aud": audience, "iat": iat, "exp": iat + 300}
+    );
     let key = jsonwebtoken::EncodingKey::from_ec_pem(&pem).unwrap();
     jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256), &claims, &key).unwrap()
 }

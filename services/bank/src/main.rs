@@ -71,8 +71,9 @@ async fn main() -> anyhow::Result<()> {
     let tax = tax_consumer::build(configs.4).await?;
     // The gateway speaks HTTP to the services (it is their public face); here, to this process's ports.
     let gateway_env = Env::for_service("gateway");
-    let has_keys =
-        ["AUTH_JWKS", "AUTH_JWKS_FILE", "AUTH_PUBLIC_KEY_FILE"].iter().any(|v| gateway_env.optional(v).is_some());
+    let has_keys = ["AUTH_JWKS_URL", "AUTH_JWKS", "AUTH_JWKS_FILE", "AUTH_PUBLIC_KEY_FILE"]
+        .iter()
+        .any(|v| gateway_env.optional(v).is_some());
     let gateway = match has_keys.then(|| gateway::Config::from_env(&gateway_env)).transpose()? {
         Some(mut config) => {
             let local = |port: u16| format!("http://127.0.0.1:{port}");

@@ -46,6 +46,7 @@ pub fn routes(state: AppState) -> (Router, OpenApi) {
 }
 
 /// The document alone (no state needed), as [`routes`] serves it.
+#[cfg(test)]
 pub fn document() -> OpenApi {
     contracts::openapi::whole_truth(api().1)
 }

@@ -14,6 +14,7 @@ mod limits;
 mod rollout;
 mod state;
 
+use std::num::NonZeroU64;
 use std::sync::Arc;
 
 use platform::client::{ClientSettings, ServiceClient};
@@ -21,7 +22,7 @@ use platform::clock::Clock;
 use platform::config::{Common, Env};
 use platform::runtime::App;
 
-pub use auth::Scope;
+pub use auth::{KeySource, Scope};
 pub use state::AppState;
 
 /// The platform's routes here (metrics, the API document) are open to any trusted caller; the
@@ -37,11 +38,13 @@ pub struct Config {
     /// `(customer, account-info, accounting, interest, tax-consumer)` base URLs.
     pub upstreams: [String; 5],
     /// A JWKS document or a PEM public key (`AUTH_JWKS`, or the file `AUTH_JWKS_FILE` /
-    /// `AUTH_PUBLIC_KEY_FILE` names).
-    pub keys: String,
+    /// `AUTH_PUBLIC_KEY_FILE` names), or the identity provider's JWKS URL (`AUTH_JWKS_URL`).
+    pub keys: KeySource,
     pub issuer: String,
     pub audience: String,
     pub leeway_secs: u64,
+    /// The longest `exp - iat` a token may have (`AUTH_MAX_TOKEN_LIFETIME_SECS`).
+    pub max_token_lifetime_secs: u64,
     pub quotas: limits::Quotas,
     pub client_address: guard::ClientAddress,
     /// How old the rollout policy a replica routes on may be (`ROLLOUT_REFRESH_MS`).
@@ -50,16 +53,34 @@ pub struct Config {
 
 impl Config {
     pub fn from_env(env: &Env) -> anyhow::Result<Self> {
-        let keys =
+        let text =
             match (env.optional("AUTH_JWKS"), env.optional("AUTH_JWKS_FILE"), env.optional("AUTH_PUBLIC_KEY_FILE")) {
-                (Some(inline), _, _) => inline,
-                (None, Some(path), _) | (None, None, Some(path)) => std::fs::read_to_string(&path)
-                    .map_err(|e| anyhow::anyhow!("cannot read the token keys from {path}: {e}"))?,
-                (None, None, None) => anyhow::bail!(
-                    "the gateway needs the public keys of its token issuer: set AUTH_JWKS_FILE (a JWKS document), \
-                 AUTH_PUBLIC_KEY_FILE (a PEM public key) or AUTH_JWKS (inline); deploy/up.sh makes a local pair"
+                (Some(inline), _, _) => Some(inline),
+                (None, Some(path), _) | (None, None, Some(path)) => Some(
+                    std::fs::read_to_string(&path)
+                        .map_err(|e| anyhow::anyhow!("cannot read the token keys from {path}: {e}"))?,
                 ),
+                (None, None, None) => None,
             };
+        let secs =
+            |name, default| env.parse::<NonZeroU64>(name, default).map(|n| std::time::Duration::from_secs(n.get()));
+        let keys = match (env.optional("AUTH_JWKS_URL"), text) {
+            (Some(_), Some(_)) => anyhow::bail!(
+                "AUTH_JWKS_URL and fixed token keys (AUTH_JWKS, AUTH_JWKS_FILE or AUTH_PUBLIC_KEY_FILE) are both set: \
+                 set one"
+            ),
+            (Some(_), None) => KeySource::Url {
+                url: env.url("AUTH_JWKS_URL", "")?,
+                refresh: secs("AUTH_JWKS_REFRESH_SECS", "300")?,
+                min_refresh: secs("AUTH_JWKS_MIN_REFRESH_SECS", "30")?,
+            },
+            (None, Some(text)) => KeySource::Text(text),
+            (None, None) => anyhow::bail!(
+                "the gateway needs the public keys of its token issuer: set AUTH_JWKS_URL (the identity provider's \
+                 JWKS), AUTH_JWKS_FILE (a JWKS document), AUTH_PUBLIC_KEY_FILE (a PEM public key) or AUTH_JWKS \
+                 (inline); deploy/up.sh makes a local pair"
+            ),
+        };
         // Its own key signs its calls to the services; its callers prove who they are with their
         // bearer tokens (the platform's routes alone need a service credential).
         let common = Common::from(env, "gateway", 8080, "gateway")?;
@@ -77,6 +98,7 @@ impl Config {
             issuer: env.var("AUTH_ISSUER", "interest-bank"),
             audience: env.var("AUTH_AUDIENCE", "interest-bank-api"),
             leeway_secs: env.parse("AUTH_LEEWAY_SECS", "30")?,
+            max_token_lifetime_secs: env.parse::<NonZeroU64>("AUTH_MAX_TOKEN_LIFETIME_SECS", "3600")?.get(),
             quotas: limits::Quotas {
                 estimates: env.parse("RATE_LIMIT_ESTIMATES_PER_MINUTE", "120")?,
                 payouts: env.parse("RATE_LIMIT_PAYOUTS_PER_MINUTE", "10")?,
@@ -98,7 +120,9 @@ impl Config {
 
 /// Connects and migrates the audit database, loads the keys, and binds.
 pub async fn build(config: Config) -> anyhow::Result<App<AppState>> {
-    let verifier = auth::Verifier::new(&config.keys, &config.issuer, &config.audience, config.leeway_secs)
+    let (keys, lifetime) = (&config.keys, config.max_token_lifetime_secs);
+    let verifier = auth::Verifier::load(keys, &config.issuer, &config.audience, config.leeway_secs, lifetime)
+        .await
         .map_err(|e| anyhow::anyhow!("the token keys are not usable: {e}"))?;
     let pool = platform::db::connect(&config.common.database_url, 10, std::time::Duration::from_secs(30)).await?;
     platform::db::migrate(&pool, &MIGRATOR).await?;

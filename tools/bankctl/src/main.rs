@@ -134,7 +134,8 @@ struct TokenArgs {
     /// The token's scopes, space-separated: customer, ops:read, ops:write, batch
     #[arg(long, value_name = "SCOPES")]
     scope: String,
-    /// Minutes until the token expires
+    /// Minutes until the token expires (the gateway refuses tokens living longer than its
+    /// AUTH_MAX_TOKEN_LIFETIME_SECS, an hour by default)
     #[arg(long, value_name = "N", default_value_t = 60, allow_negative_numbers = true)]
     minutes: i64,
 }
@@ -587,13 +588,13 @@ mod tests {
         let run = "0190f0f0-0000-7000-8000-000000000001";
         let invocations: [&[&str]; 13] = [
             // deploy/demo-data.sh
-            &["token", "--key", "state/auth/issuer.key.pem", "--minutes", "720", "--sub", "kim", "--scope", "customer"],
+            &["token", "--key", "state/auth/issuer.key.pem", "--minutes", "60", "--sub", "kim", "--scope", "customer"],
             &[
                 "token",
                 "--key",
                 "issuer.key.pem",
                 "--minutes",
-                "720",
+                "60",
                 "--sub",
                 "ops-demo",
                 "--scope",
