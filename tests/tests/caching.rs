@@ -52,7 +52,9 @@ async fn put(stack: &Stack, svc: &str, path: &str, body: Value) {
 
 async fn redis_pttl(stack: &Stack, key: &str) -> i64 {
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let mut c = redis::Client::open(url).unwrap().get_multiplexed_async_connection().await.unwrap();
+    // As the services connect: AUTH and TLS in the URL, a private CA in REDIS_CA_FILE.
+    let client = platform::redis::client(&url, platform::redis::ca_file_from_env().as_deref()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
     redis::cmd("PTTL").arg(format!("{}:{key}", stack.run)).query_async(&mut c).await.unwrap()
 }
 

@@ -64,6 +64,7 @@ fn compose_sets_only_variables_the_services_read() {
         for required in ["DATABASE_URL", "PORT"] {
             assert!(set.contains(required), "{svc}: {required} not set");
         }
+        keys_from_the_generated_env_file(svc, s, &set);
         // Only the gateway is published; the services listen for the compose network alone.
         assert_eq!(s["ports"].is_null(), svc != "gateway", "{svc}: published ports {:?}", s["ports"]);
         let db = env.get("DATABASE_URL").unwrap().as_str().unwrap();
@@ -83,6 +84,7 @@ fn bank_sets_each_service_its_own_variables(root: &Path, doc: &serde_yaml::Value
     assert!(bank["ports"].is_null(), "bank publishes {:?}", bank["ports"]);
     let env = bank["environment"].as_mapping().expect("bank has environment");
     let set: BTreeSet<String> = env.keys().map(|k| k.as_str().unwrap().to_string()).collect();
+    keys_from_the_generated_env_file("bank", bank, &set);
     let mut shared = platform.clone();
     let mut own = Vec::new();
     for svc in ["customer", "account-info", "accounting", "interest", "tax-consumer"] {
@@ -99,4 +101,23 @@ fn bank_sets_each_service_its_own_variables(root: &Path, doc: &serde_yaml::Value
         let prefixed = own.iter().any(|(p, read)| name.strip_prefix(p.as_str()).is_some_and(|n| read.contains(n)));
         assert!(prefixed || shared.contains(name), "bank: sets {name}, which no service reads");
     }
+}
+
+/// No key or shared token is written in the compose file: each service reads its signing key and
+/// the services' public keys from its own env_file, which deploy/docker/generate.sh makes on the
+/// machine (git-ignored).
+fn keys_from_the_generated_env_file(svc: &str, s: &serde_yaml::Value, set: &BTreeSet<String>) {
+    assert_eq!(
+        s["env_file"].as_str(),
+        Some(format!("./deploy/docker/generated/{svc}.env").as_str()),
+        "{svc}: its keys come from its generated env_file"
+    );
+    for secret in ["SERVICE_TOKEN", "SERVICE_KEY", "SERVICE_TRUST"] {
+        assert!(!set.contains(secret), "{svc}: {secret} written in docker-compose.yml");
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let script = std::fs::read_to_string(root.join("deploy/docker/generate.sh")).unwrap();
+    let ignored = std::fs::read_to_string(root.join(".gitignore")).unwrap();
+    assert!(script.contains("$OUT/$svc.env") && script.contains("$OUT/bank.env"), "generate.sh writes the env files");
+    assert!(ignored.lines().any(|l| l == "/deploy/docker/generated/"), "the generated keys are git-ignored");
 }

@@ -124,12 +124,14 @@ impl Common {
                 reason: "must be a postgres:// URL".into(),
             });
         }
+        // `redis://` or, for TLS, `rediss://`; either may carry `user:password@` (crate::redis).
         let redis_url = var("REDIS_URL", "redis://127.0.0.1:6379");
-        if !redis_url.starts_with("redis://") {
+        if !redis_url.starts_with("redis://") && !redis_url.starts_with("rediss://") {
             return Err(ConfigError {
                 name: "REDIS_URL".into(),
-                value: redis_url,
-                reason: "must be a redis:// URL".into(),
+                // The message is logged: never with the password.
+                value: crate::redis::redacted(&redis_url),
+                reason: "must be a redis:// or rediss:// URL".into(),
             });
         }
         let clock_mode = var("CLOCK_MODE", "system");
@@ -166,6 +168,19 @@ mod tests {
         let env = Env::process();
         assert!(env.url("PLATFORM_TEST_UNSET_URL", "ftp://x").is_err());
         assert_eq!(env.url("PLATFORM_TEST_UNSET_URL", "http://x:1/").unwrap(), "http://x:1");
+    }
+
+    #[test]
+    fn redis_urls_may_ask_for_tls_and_auth_and_errors_hide_the_password() {
+        // Its own prefix, so no other test's variables interfere.
+        let env = Env::for_service("platform-test-redis");
+        for url in ["redis://:pw@redis:6379", "rediss://bank:pw@redis.example:6380/0"] {
+            std::env::set_var("PLATFORM_TEST_REDIS_REDIS_URL", url);
+            assert_eq!(Common::from(&env, "platform-test", 1, "db").unwrap().redis_url, url);
+        }
+        std::env::set_var("PLATFORM_TEST_REDIS_REDIS_URL", "https://bank:s3cret@redis:6379");
+        let err = Common::from(&env, "platform-test", 1, "db").unwrap_err().to_string();
+        assert!(err.contains("rediss://") && !err.contains("s3cret"), "{err}");
     }
 
     #[test]

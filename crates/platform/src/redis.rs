@@ -1,6 +1,13 @@
-//! Redis: a reconnecting connection, key prefixing, and the per-account lock (random token, lease,
-//! compare-and-delete release, bounded wait with jitter, given up early once the work is done).
+//! Redis: a reconnecting connection (plain or TLS, with AUTH), key prefixing, and the per-account
+//! lock (random token, lease, compare-and-delete release, bounded wait with jitter, given up early
+//! once the work is done).
+//!
+//! The URL says how to reach and authenticate: `redis://host:port`, `redis://:password@host:port`
+//! (the default user), `redis://user:password@host:port` (an ACL user), `rediss://…` for TLS. A TLS
+//! server's certificate is checked against the system's roots, or only against the PEM file
+//! `REDIS_CA_FILE` names (a private CA).
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rand::Rng;
@@ -9,6 +16,64 @@ use redis::{AsyncCommands, Script};
 
 pub type RedisError = redis::RedisError;
 
+/// The variable naming a PEM file of the CA(s) a `rediss://` server's certificate must chain to.
+pub const CA_FILE_VAR: &str = "REDIS_CA_FILE";
+
+/// Why [`Redis::connect`] (or [`client`]) could not connect.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("cannot read the Redis CA file {path}: {source}")]
+    CaFile { path: PathBuf, source: std::io::Error },
+    #[error("{CA_FILE_VAR} is set, but the Redis URL is not a rediss:// (TLS) URL")]
+    CaFileWithoutTls,
+    #[error(transparent)]
+    Redis(#[from] RedisError),
+}
+
+/// `REDIS_CA_FILE` from the process environment (shared by every service of a process, as
+/// `REDIS_URL` is).
+pub fn ca_file_from_env() -> Option<PathBuf> {
+    std::env::var_os(CA_FILE_VAR).filter(|v| !v.is_empty()).map(PathBuf::from)
+}
+
+/// A client for `url`; for `rediss://`, trusting only the CA(s) in `ca_file` when given, else the
+/// system's roots. Connects to nothing yet.
+pub fn client(url: &str, ca_file: Option<&Path>) -> Result<redis::Client, ConnectError> {
+    // rustls needs a process-wide crypto provider; install ring's unless one is already installed
+    // (then that one is used, so the error is moot). Deprecated in rustls 0.23.48 for lacking
+    // post-quantum key exchange; aws-lc-rs has it at the cost of a C/CMake build (Cargo.toml).
+    #[allow(deprecated)]
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let Some(path) = ca_file else {
+        return Ok(redis::Client::open(url)?);
+    };
+    // Checked here: redis's own message would name neither the file nor the variable.
+    if !url.starts_with("rediss://") {
+        return Err(ConnectError::CaFileWithoutTls);
+    }
+    let pem = std::fs::read(path).map_err(|source| ConnectError::CaFile { path: path.to_path_buf(), source })?;
+    let certs = redis::TlsCertificates { client_tls: None, root_cert: Some(pem) };
+    Ok(redis::Client::build_with_tls(url, certs)?)
+}
+
+/// `url` fit for logs and messages: the password (or a lone user-info part, which some write as
+/// the password) replaced by `***`; the user name, host, port and database kept.
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        // Not a URL: it could be anything, a password included.
+        return "***".into();
+    };
+    // The last `@` ends the user info: a password may hold an unescaped `@` or `/`, a host never.
+    let Some(at) = rest.rfind('@') else {
+        return url.to_string();
+    };
+    let (info, host) = (&rest[..at], &rest[at..]);
+    match info.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***{host}"),
+        None => format!("{scheme}://***{host}"),
+    }
+}
+
 #[derive(Clone)]
 pub struct Redis {
     conn: ConnectionManager,
@@ -16,14 +81,25 @@ pub struct Redis {
 }
 
 impl Redis {
-    pub async fn connect(url: &str, prefix: &str) -> Result<Self, RedisError> {
-        let client = redis::Client::open(url)?;
+    /// Connects to `url` (see the module's documentation; `REDIS_CA_FILE` from the environment) and
+    /// checks that Redis answers and accepts the credentials, so a wrong password stops start-up
+    /// instead of failing every request.
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self, ConnectError> {
+        Self::connect_client(client(url, ca_file_from_env().as_deref())?, prefix).await
+    }
+
+    /// [`Redis::connect`] with a client already built (e.g. by [`client`] with a CA of one's own).
+    pub async fn connect_client(client: redis::Client, prefix: &str) -> Result<Self, ConnectError> {
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Duration::from_millis(500))
             .set_response_timeout(Duration::from_millis(500))
             .set_number_of_retries(1);
         let conn = ConnectionManager::new_with_config(client, config).await?;
-        Ok(Self { conn, prefix: prefix.to_string() })
+        let redis = Self { conn, prefix: prefix.to_string() };
+        // Without a password, against a server that requires one, the connection opens and only
+        // the first command fails (NOAUTH): ask one now.
+        redis.ping().await?;
+        Ok(redis)
     }
 
     pub fn key(&self, suffix: &str) -> String {
@@ -150,5 +226,25 @@ impl LockGuard {
         );
         let mut c = self.redis.conn.clone();
         script.key(&self.key).arg(&self.token).invoke_async::<i64>(&mut c).await.map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn passwords_never_reach_a_message() {
+        for (url, shown) in [
+            ("redis://127.0.0.1:6379", "redis://127.0.0.1:6379"),
+            ("redis://:s3cret@redis:6379/0", "redis://:***@redis:6379/0"),
+            ("rediss://bank:s3cret@redis.example:6380", "rediss://bank:***@redis.example:6380"),
+            ("rediss://s3cret@redis:6380", "rediss://***@redis:6380"),
+            ("redis://bank:s3c@r/t@redis:6379", "redis://bank:***@redis:6379"),
+            ("s3cret", "***"),
+        ] {
+            assert_eq!(redacted(url), shown);
+            assert!(!redacted(url).contains("s3c"), "{url}");
+        }
     }
 }

@@ -30,11 +30,9 @@ pub async fn start(
     let pool = crate::db::connect(&common.database_url, max_db_connections, Duration::from_secs(30)).await?;
     crate::db::migrate(&pool, migrator).await?;
     let redis = if needs_redis || common.clock_manual {
-        Some(
-            Redis::connect(&common.redis_url, &common.redis_prefix)
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot connect to Redis at {}: {e}", common.redis_url))?,
-        )
+        Some(Redis::connect(&common.redis_url, &common.redis_prefix).await.map_err(|e| {
+            anyhow::anyhow!("cannot connect to Redis at {}: {e}", crate::redis::redacted(&common.redis_url))
+        })?)
     } else {
         None
     };

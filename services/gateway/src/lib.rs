@@ -138,9 +138,10 @@ pub async fn build(config: Config) -> anyhow::Result<App<AppState>> {
     let reconcile_http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(60)).build()?;
     let reconcile_urls =
         reconcile::Urls { interest: interest.clone(), accounting: accounting.clone(), tax: tax.clone() };
-    let redis = platform::redis::Redis::connect(&config.common.redis_url, &config.common.redis_prefix)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot connect to Redis at {}: {e}", config.common.redis_url))?;
+    let redis =
+        platform::redis::Redis::connect(&config.common.redis_url, &config.common.redis_prefix).await.map_err(|e| {
+            anyhow::anyhow!("cannot connect to Redis at {}: {e}", platform::redis::redacted(&config.common.redis_url))
+        })?;
     let limits = Arc::new(limits::Limits::new(config.quotas, Some(redis.clone())));
     let rollout = Arc::new(rollout::Rollout::new(rollout::load(&pool).await?, config.rollout_refresh, Some(redis)));
     tokio::spawn(rollout.clone().keep_published(pool.clone()));
