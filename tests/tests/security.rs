@@ -172,6 +172,11 @@ async fn every_money_moving_request_is_on_record_before_it_is_acted_on() {
             r.body
         );
     }
+    // Readiness (open to anyone reaching the port) names what is down, not the driver's words.
+    let ready = reqwest::get(format!("{}/health/ready", stack.replica_url("gateway", 0))).await.unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let text = ready.text().await.unwrap();
+    assert!(text.contains("database") && !text.contains(&stack.run) && !text.contains("127.0.0.1"), "{text}");
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(stack.count("accounting", "SELECT count(*) FROM journal_entries").await, before, "nothing booked");
     assert_eq!(stack.count("interest", "SELECT count(*) FROM payout_runs").await, 0, "no run started");

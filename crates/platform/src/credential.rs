@@ -169,11 +169,14 @@ struct Trusted {
     key: DecodingKey,
 }
 
+/// A verified token and the audience it was verified for → (caller, expiry).
+type Remembered = (String, String);
+
 /// The public keys of every caller, and what a service accepts.
 pub struct Trust {
     keys: HashMap<String, Trusted>,
-    /// (Token, audience) → (caller, expiry) of tokens already verified.
-    verified: Mutex<HashMap<(String, String), (Arc<str>, u64)>>,
+    /// Tokens already verified.
+    verified: Mutex<HashMap<Remembered, (Arc<str>, u64)>>,
 }
 
 impl Trust {
