@@ -711,7 +711,8 @@ async fn a_tax_rule_is_scheduled_for_a_future_date_and_no_payout_books_a_superse
     assert_eq!(general.len(), 2, "{listed}");
     assert_eq!(
         (general[1]["scheduled_by"].as_str(), general[1]["reason"].as_str()),
-        (Some("service"), Some("Tax law amendment 2025"))
+        (Some("ops"), Some("Tax law amendment 2025")),
+        "scheduled directly by an operators' tool: its credential says who"
     );
     stack.assert_ledger_consistent().await;
     stack.shutdown().await;

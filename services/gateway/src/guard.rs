@@ -239,6 +239,23 @@ mod tests {
         assert_ne!(d, digest_of("PUT", "/v1/x?a=1", b"{}"));
     }
 
+    #[test]
+    fn the_client_address_is_the_peer_or_the_proxys_last_entry() {
+        let req = |xff: &[&str]| {
+            let mut r = Request::new(Body::empty());
+            for v in xff {
+                r.headers_mut().append("x-forwarded-for", v.parse().unwrap());
+            }
+            let peer: std::net::SocketAddr = "10.0.0.9:4000".parse().unwrap();
+            r.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+            r
+        };
+        let spoofed = req(&["1.1.1.1, 2.2.2.2", "203.0.113.7"]);
+        assert_eq!(ClientAddress::Peer.of(&spoofed), "10.0.0.9", "a client's header means nothing by default");
+        assert_eq!(ClientAddress::ForwardedFor.of(&spoofed), "203.0.113.7", "the proxy appends the real one last");
+        assert_eq!(ClientAddress::ForwardedFor.of(&req(&[])), "10.0.0.9", "no header: the peer");
+    }
+
     /// The rules and the document agree: every documented `/v1/…` operation has a rule whose
     /// scopes are the ones the document lists, and every rule is documented.
     #[test]
