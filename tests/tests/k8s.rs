@@ -405,6 +405,11 @@ fn deployments_run_as_docker_compose_does() {
             svc["environment"].as_mapping().unwrap().keys().map(|k| k.as_str().unwrap().to_string()).collect();
         // Traces go to the cluster's collector; compose runs without one.
         want.insert("OTEL_EXPORTER_OTLP_ENDPOINT".into());
+        // Behind the Ingress the gateway reads the client's address from X-Forwarded-For; compose
+        // publishes it directly (the TCP peer is the client).
+        if n == "gateway" {
+            want.insert("CLIENT_ADDRESS_FROM".into());
+        }
         // The keys come from the service's generated env_file (deploy/docker/generate.sh writes
         // these two), as from a Secret and a ConfigMap here.
         if svc["env_file"].as_str() == Some(format!("./deploy/docker/generated/{n}.env").as_str()) {
