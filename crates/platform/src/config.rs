@@ -174,6 +174,9 @@ mod tests {
     fn redis_urls_may_ask_for_tls_and_auth_and_errors_hide_the_password() {
         // Its own prefix, so no other test's variables interfere.
         let env = Env::for_service("platform-test-redis");
+        let (keys, trust) = crate::credential::generate(&["platform-test"]).unwrap();
+        std::env::set_var("PLATFORM_TEST_REDIS_SERVICE_KEY", &keys[0].1);
+        std::env::set_var("PLATFORM_TEST_REDIS_SERVICE_TRUST", trust);
         for url in ["redis://:pw@redis:6379", "rediss://bank:pw@redis.example:6380/0"] {
             std::env::set_var("PLATFORM_TEST_REDIS_REDIS_URL", url);
             assert_eq!(Common::from(&env, "platform-test", 1, "db").unwrap().redis_url, url);
