@@ -15,7 +15,6 @@
 # BANKCTL: the bankctl command (default: cargo run -q -p bankctl -- in this repository).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="$(cd "$HERE/../.." && pwd)"
 AUTH="$HERE/auth"
 OUT="$HERE/generated"
 KEYS="$OUT/service-keys"
@@ -23,50 +22,13 @@ KEYS="$OUT/service-keys"
 SERVICES=(gateway customer account-info accounting interest tax-consumer legacy-core)
 HOSTED=(customer account-info accounting interest tax-consumer)
 
-bankctl() {
-  if [ -n "${BANKCTL:-}" ]; then
-    # A command, split on spaces (e.g. a path to the binary).
-    # shellcheck disable=SC2086
-    $BANKCTL "$@"
-  else
-    (cd "$ROOT" && cargo run -q -p bankctl -- "$@")
-  fi
-}
+# shellcheck source=../keys.sh
+. "$HERE/../keys.sh"
 
 umask 077 # private keys readable by their owner only
-mkdir -p "$AUTH" "$OUT"
-
-if [ ! -s "$AUTH/issuer.key.pem" ]; then
-  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$AUTH/issuer.key.pem.new"
-  mv "$AUTH/issuer.key.pem.new" "$AUTH/issuer.key.pem"
-  echo "[generate] new token issuer key: $AUTH/issuer.key.pem"
-fi
-openssl pkey -in "$AUTH/issuer.key.pem" -pubout -out "$AUTH/issuer.pub.pem.new"
-# The gateway runs as nobody (65534) and reads the public half through the mount.
-chmod 644 "$AUTH/issuer.pub.pem.new"
-mv "$AUTH/issuer.pub.pem.new" "$AUTH/issuer.pub.pem"
-
-complete=1
-for svc in "${SERVICES[@]}"; do
-  [ -s "$KEYS/$svc.key.pem" ] || complete=0
-done
-[ -s "$KEYS/trust.jwks.json" ] || complete=0
-if [ "$complete" = 0 ]; then
-  # All together or none: trust.jwks.json must list exactly the keys beside it.
-  fresh="$(mktemp -d "$OUT/.service-keys.XXXXXX")"
-  trap 'rm -rf "$fresh"' EXIT
-  bankctl credentials generate --out "$fresh"
-  for file in "${SERVICES[@]/%/.key.pem}" trust.jwks.json; do
-    if [ ! -s "$fresh/$file" ]; then
-      echo "[generate] bankctl credentials generate wrote no $file (in $fresh)" >&2
-      exit 1
-    fi
-  done
-  rm -rf "$KEYS"
-  mv "$fresh" "$KEYS"
-  trap - EXIT
-  echo "[generate] new service keys: $KEYS"
-fi
+mkdir -p "$OUT"
+issuer_pair "$AUTH"
+service_keys "$KEYS" "${SERVICES[@]}"
 
 # Single-quoted values are taken literally and may span lines (docker compose's env_file syntax);
 # neither a PEM nor a JWKS holds a single quote.

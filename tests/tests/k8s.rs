@@ -35,8 +35,10 @@ fn local_overlay() -> &'static Path {
     DIR.get_or_init(|| {
         let copy = std::env::temp_dir().join(format!("k8s-tree-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&copy);
-        copy_tree(&root().join("deploy/k8s"), &copy);
-        let overlay = copy.join("overlays/local");
+        // deploy/k8s and the key-making functions its script sources (deploy/keys.sh).
+        copy_tree(&root().join("deploy/k8s"), &copy.join("k8s"));
+        std::fs::copy(root().join("deploy/keys.sh"), copy.join("keys.sh")).unwrap();
+        let overlay = copy.join("k8s/overlays/local");
         let generate = || {
             // bankctl as built for this workspace (deploy/test.sh builds the binaries first), unless
             // BANKCTL names another.

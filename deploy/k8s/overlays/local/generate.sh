@@ -21,50 +21,11 @@ KEYS="$OUT/service-keys"
 # The callers whose keys the overlay puts in the cluster (kustomization.yaml's secretGenerator).
 DEPLOYED=(gateway customer account-info accounting interest tax-consumer)
 
-bankctl() {
-  if [ -n "${BANKCTL:-}" ]; then
-    # A command, split on spaces (e.g. a path to the binary, or `cargo run -q -p bankctl --`).
-    # shellcheck disable=SC2086
-    $BANKCTL "$@"
-  else
-    local root
-    root="$(cd "$HERE/../../../.." && pwd)"
-    (cd "$root" && cargo run -q -p bankctl -- "$@")
-  fi
-}
+# shellcheck source=../../../keys.sh
+. "$HERE/../../../keys.sh"
 
 umask 077 # private keys readable by their owner only
 mkdir -p "$OUT"
-
-if [ ! -s "$OUT/issuer.key.pem" ]; then
-  # Written beside, then moved: an interrupted run never leaves half a key to be kept.
-  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$OUT/issuer.key.pem.new"
-  mv "$OUT/issuer.key.pem.new" "$OUT/issuer.key.pem"
-  echo "[generate] new token issuer key: $OUT/issuer.key.pem"
-fi
-# Always the public half of the private key that is there.
-openssl pkey -in "$OUT/issuer.key.pem" -pubout -out "$OUT/issuer.pub.pem.new"
-mv "$OUT/issuer.pub.pem.new" "$OUT/issuer.pub.pem"
-
-complete=1
-for caller in "${DEPLOYED[@]}"; do
-  [ -s "$KEYS/$caller.key.pem" ] || complete=0
-done
-[ -s "$KEYS/trust.jwks.json" ] || complete=0
-if [ "$complete" = 0 ]; then
-  # All together or none: trust.jwks.json must list exactly the keys beside it.
-  fresh="$(mktemp -d "$OUT/.service-keys.XXXXXX")"
-  trap 'rm -rf "$fresh"' EXIT
-  bankctl credentials generate --out "$fresh"
-  for file in "${DEPLOYED[@]/%/.key.pem}" trust.jwks.json; do
-    if [ ! -s "$fresh/$file" ]; then
-      echo "[generate] bankctl credentials generate wrote no $file (in $fresh)" >&2
-      exit 1
-    fi
-  done
-  rm -rf "$KEYS"
-  mv "$fresh" "$KEYS"
-  trap - EXIT
-  echo "[generate] new service keys: $KEYS"
-fi
+issuer_pair "$OUT"
+service_keys "$KEYS" "${DEPLOYED[@]}"
 echo "[generate] the local overlay's keys are in $OUT"
