@@ -29,20 +29,28 @@ CREATE TRIGGER audit_outcomes_append_only BEFORE UPDATE OR DELETE ON audit_outco
 CREATE TRIGGER audit_outcomes_no_truncate BEFORE TRUNCATE ON audit_outcomes
     FOR EACH STATEMENT EXECUTE FUNCTION audit_is_append_only();
 
--- Where the gateway runs as its own role (production), it may only read and append.
-DO $$
-BEGIN
-    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'gateway_app') THEN
-        REVOKE ALL ON audit_log, audit_outcomes FROM gateway_app;
-        GRANT SELECT, INSERT ON audit_log, audit_outcomes TO gateway_app;
-        GRANT USAGE ON SEQUENCE audit_log_id_seq TO gateway_app;
-    END IF;
-END;
-$$;
-
 -- Each request with its outcome (a refusal before acting is one row with its status).
 CREATE VIEW audit_trail AS
 SELECT l.id, l.at, l.subject, l.scopes, l.method, l.route, l.account_id, l.request_id, l.client_request_id,
        l.request_digest, COALESCE(o.status, l.status) AS status, COALESCE(o.code, l.code) AS code,
        o.at AS answered_at
 FROM audit_log l LEFT JOIN audit_outcomes o ON o.audit_id = l.id;
+
+-- Where the gateway runs as its own role (production: create gateway_app before this migration,
+-- run the migration as the owner, the gateway with MIGRATE_ON_START=false), it may only read and
+-- append — and not choose a row's id or time.
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'gateway_app') THEN
+        REVOKE ALL ON audit_log, audit_outcomes, rollout_changes FROM gateway_app;
+        GRANT SELECT ON audit_log, audit_outcomes, audit_trail, rollout_changes TO gateway_app;
+        GRANT INSERT (subject, scopes, method, route, account_id, request_id, client_request_id, request_digest,
+                      status, code) ON audit_log TO gateway_app;
+        GRANT INSERT (audit_id, status, code) ON audit_outcomes TO gateway_app;
+        -- UPDATE only because LOCK TABLE … IN EXCLUSIVE MODE (serialising versions) needs it.
+        GRANT INSERT, UPDATE ON rollout_changes TO gateway_app;
+        GRANT USAGE ON SEQUENCE audit_log_id_seq TO gateway_app;
+    END IF;
+END;
+$$;
+

@@ -375,13 +375,19 @@ fn check_network_policies(overlay: &str, docs: &[Value]) {
             })
             .collect()
     };
-    // Only the gateway has a rule without `from` (anyone).
+    // No rule without `from` (anyone); only the gateway is reached from outside the slice, and
+    // only from the ingress controller's namespace (which sets the X-Forwarded-For it trusts).
     for svc in ["gateway", "customer", "account-info", "accounting", "interest", "tax-consumer"] {
-        let open = selecting(svc)
+        let rules: Vec<Value> = selecting(svc)
             .iter()
             .flat_map(|p| p["spec"]["ingress"].as_sequence().cloned().unwrap_or_default())
-            .any(|rule| rule["from"].is_null());
-        assert_eq!(open, svc == "gateway", "{overlay}: {svc} reachable from outside: {open}");
+            .collect();
+        assert!(rules.iter().all(|rule| !rule["from"].is_null()), "{overlay}: {svc} reachable from anywhere");
+        let from_outside = rules
+            .iter()
+            .flat_map(|r| r["from"].as_sequence().cloned().unwrap_or_default())
+            .any(|f| f["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] == "ingress-nginx");
+        assert_eq!(from_outside, svc == "gateway", "{overlay}: {svc} reachable from the ingress: {from_outside}");
         assert!(!selecting(svc).is_empty(), "{overlay}: no policy lets anything reach {svc}");
     }
     for p in selecting("tax-consumer") {

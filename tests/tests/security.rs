@@ -251,6 +251,9 @@ async fn the_public_learns_nothing_of_the_insides() {
     let (mut stack, customer, account) = stack_with_gateway(&[]).await;
     let http = reqwest::Client::new();
     let gateway = stack.urls["gateway"].clone();
+    // HEAD is ruled as its GET: refused without a token, not a server error.
+    let head = http.head(format!("{gateway}/v1/me/accounts")).send().await.unwrap();
+    assert_eq!(head.status(), StatusCode::UNAUTHORIZED);
     // Metrics are not public.
     assert_eq!(http.get(format!("{gateway}/metrics")).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
     let as_ops = stack.credential_of("ops", "gateway");

@@ -62,7 +62,7 @@ pub struct Signer {
     caller: String,
     kid: String,
     key: EncodingKey,
-    /// The current token per audience and when to mint the next one (seconds since the epoch).
+    /// The current token per audience and when it was minted (seconds since the epoch).
     minted: Mutex<HashMap<String, (Arc<str>, u64)>>,
 }
 
@@ -125,13 +125,14 @@ impl Signer {
     pub fn token_for(&self, audience: &str) -> Result<Arc<str>, CredentialError> {
         let now = now();
         let mut minted = self.minted.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((token, renew_at)) = minted.get(audience) {
-            if now < *renew_at {
+        if let Some((token, iat)) = minted.get(audience) {
+            // Renewed a minute before its end, or at once if the clock went back past its minting.
+            if *iat <= now && now < iat + LIFETIME.as_secs() - 60 {
                 return Ok(token.clone());
             }
         }
         let token: Arc<str> = self.mint(audience, LIFETIME)?.into();
-        minted.insert(audience.to_string(), (token.clone(), now + LIFETIME.as_secs() - 60));
+        minted.insert(audience.to_string(), (token.clone(), now));
         Ok(token)
     }
 

@@ -119,7 +119,8 @@ async fn authorize(grants: &'static [Grant], req: Request, next: Next) -> Respon
         return next.run(req).await;
     };
     let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str()).unwrap_or_default();
-    let method = req.method().as_str();
+    // HEAD is served by a GET route (axum), so it is granted as that GET.
+    let method = if req.method() == axum::http::Method::HEAD { "GET" } else { req.method().as_str() };
     let everyone = PLATFORM_GRANTS.contains(&route) && method == "GET";
     if everyone || credential::allowed(grants, &caller, method, route) {
         return next.run(req).await;

@@ -21,6 +21,9 @@ use crate::error::GatewayError;
 use crate::limits::Kind;
 use crate::state::AppState;
 
+/// The longest an audit write may hold a request (a stalled database must not hold them all).
+const AUDIT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub const CUSTOMER: &[Scope] = &[Scope::Customer];
 pub const READ: &[Scope] = &[Scope::OpsRead, Scope::OpsWrite];
 pub const WRITE: &[Scope] = &[Scope::OpsWrite];
@@ -76,7 +79,8 @@ pub fn rule_for(method: &str, route: &str) -> Option<&'static Rule> {
 /// The guard of every `/v1/…` route (a route layer: the route is matched, its body not read).
 pub async fn guard(State(s): State<AppState>, req: Request, next: Next) -> Response {
     let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_default();
-    let method = req.method().to_string();
+    // HEAD is served by a GET route (axum), so it is ruled as that GET.
+    let method = if req.method() == axum::http::Method::HEAD { "GET".to_string() } else { req.method().to_string() };
     let Some(rule) = rule_for(&method, &route) else {
         // A route without a rule is a bug: refuse rather than serve it unguarded.
         tracing::error!(route, method, "a gateway route has no rule");
@@ -97,7 +101,8 @@ pub async fn guard(State(s): State<AppState>, req: Request, next: Next) -> Respo
         None
     };
     let request_id = header(&parts, "x-request-id").unwrap_or_default();
-    let client_request_id = header(&parts, platform::server::CLIENT_REQUEST_ID);
+    let client_request_id =
+        header(&parts, platform::server::CLIENT_REQUEST_ID).map(|id| id.chars().take(200).collect::<String>());
     let scopes = caller.scopes_text();
     let path_and_query = parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
     let entry = |digest: &'static str| Entry {
@@ -113,10 +118,12 @@ pub async fn guard(State(s): State<AppState>, req: Request, next: Next) -> Respo
     if let Err(refusal) = caller.require(rule.scopes) {
         let answer = ApiError::from(refusal);
         if rule.audited {
-            // Nothing is done for a refusal: its row is written, not waited for.
-            if let Err(e) = audit::refused(&s.pool, &entry(""), answer.status.as_u16(), &answer.code).await {
+            // Nothing is done for a refusal: its row is written if the database answers in time.
+            let refusal = entry("");
+            let refused = audit::refused(&s.pool, &refusal, answer.status.as_u16(), &answer.code);
+            if !matches!(tokio::time::timeout(AUDIT_WAIT, refused).await, Ok(Ok(()))) {
                 metrics::counter!("gateway_audit_failures_total").increment(1);
-                tracing::error!(error = %e, route, "the audit entry of a refusal was not written");
+                tracing::error!(route, "the audit entry of a refusal was not written");
             }
         }
         return answer.into_response();
@@ -139,7 +146,7 @@ pub async fn guard(State(s): State<AppState>, req: Request, next: Next) -> Respo
     };
     let digest = digest_of(&method, &path_and_query, &bytes);
     let intent = Entry { request_digest: &digest, ..entry("") };
-    let written = tokio::time::timeout(std::time::Duration::from_secs(2), audit::intend(&s.pool, &intent)).await;
+    let written = tokio::time::timeout(AUDIT_WAIT, audit::intend(&s.pool, &intent)).await;
     let audit_id = match written {
         Ok(Ok(id)) => id,
         failed => {
@@ -153,10 +160,11 @@ pub async fn guard(State(s): State<AppState>, req: Request, next: Next) -> Respo
     };
     let resp = next.run(Request::from_parts(parts, Body::from(bytes))).await;
     let code = resp.extensions().get::<ProblemCode>().map(|c| c.0.clone());
-    if let Err(e) = audit::answered(&s.pool, audit_id, resp.status().as_u16(), code.as_deref()).await {
+    let answered = audit::answered(&s.pool, audit_id, resp.status().as_u16(), code.as_deref());
+    if !matches!(tokio::time::timeout(AUDIT_WAIT, answered).await, Ok(Ok(()))) {
         // The request is on record already; only how it ended is missing.
         metrics::counter!("gateway_audit_failures_total").increment(1);
-        tracing::error!(error = %e, audit_id, route, "the audit outcome was not written");
+        tracing::error!(audit_id, route, "the audit outcome was not written");
     }
     resp
 }

@@ -47,6 +47,10 @@ pub struct Config {
     pub max_token_lifetime_secs: u64,
     pub quotas: limits::Quotas,
     pub client_address: guard::ClientAddress,
+    /// Whether to migrate the database at start (`MIGRATE_ON_START`, default true). Off where a
+    /// migration job does it as the tables' owner and the gateway runs as a role that may only
+    /// read and append (the audit log's append-only rule then holds for it too).
+    pub migrate_on_start: bool,
     /// How old the rollout policy a replica routes on may be (`ROLLOUT_REFRESH_MS`).
     pub rollout_refresh: std::time::Duration,
 }
@@ -113,6 +117,7 @@ impl Config {
                      address, set by the proxy in front)"
                 ),
             },
+            migrate_on_start: env.parse("MIGRATE_ON_START", "true")?,
             rollout_refresh: env.millis("ROLLOUT_REFRESH_MS", 1_000)?,
         })
     }
@@ -125,7 +130,9 @@ pub async fn build(config: Config) -> anyhow::Result<App<AppState>> {
         .await
         .map_err(|e| anyhow::anyhow!("the token keys are not usable: {e}"))?;
     let pool = platform::db::connect(&config.common.database_url, 10, std::time::Duration::from_secs(30)).await?;
-    platform::db::migrate(&pool, &MIGRATOR).await?;
+    if config.migrate_on_start {
+        platform::db::migrate(&pool, &MIGRATOR).await?;
+    }
     let client = |target, url: &str| ServiceClient::new(target, url, config.client.clone());
     let [customer, account_info, accounting, interest, tax] = &config.upstreams;
     let upstreams = state::Upstreams {
