@@ -15,6 +15,7 @@ service_of() {
   case "$1" in
     "$C"/*) echo customer ;; "$A"/*) echo account-info ;; "$L"/*) echo accounting ;;
     "$I"/*) echo interest ;; "$T"/*) echo tax-consumer ;;
+    "${LEGACY_CORE_URL:-legacy core not running}"/*) echo legacy-core ;;
   esac
 }
 curl() {
