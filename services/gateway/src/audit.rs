@@ -18,12 +18,15 @@ pub struct Entry<'a> {
     pub request_digest: &'a str,
 }
 
-/// Writes the entry of a request about to be forwarded; its id is the outcome's.
-pub async fn intend(pool: &PgPool, e: &Entry<'_>) -> Result<i64, sqlx::Error> {
+/// Writes an entry: of a request about to be forwarded (`answer` none: its outcome is appended by
+/// [`answered`]), or of one refused before anything was done, with its answer. Its id is the
+/// outcome's.
+pub async fn record(pool: &PgPool, e: &Entry<'_>, answer: Option<(u16, &str)>) -> Result<i64, sqlx::Error> {
+    let (status, code) = answer.map_or((None, None), |(status, code)| (Some(status as i16), Some(code)));
     sqlx::query_scalar!(
         "INSERT INTO audit_log (subject, scopes, method, route, account_id, request_id, client_request_id,
-                                request_digest)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+                                request_digest, status, code)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
         e.subject,
         e.scopes,
         e.method,
@@ -32,6 +35,8 @@ pub async fn intend(pool: &PgPool, e: &Entry<'_>) -> Result<i64, sqlx::Error> {
         e.request_id,
         e.client_request_id,
         e.request_digest,
+        status,
+        code,
     )
     .fetch_one(pool)
     .await
@@ -44,28 +49,6 @@ pub async fn answered(pool: &PgPool, audit_id: i64, status: u16, code: Option<&s
         audit_id,
         status as i16,
         code
-    )
-    .execute(pool)
-    .await
-    .map(|_| ())
-}
-
-/// Writes a request refused before anything was done (its scope), with its answer, in one row.
-pub async fn refused(pool: &PgPool, e: &Entry<'_>, status: u16, code: &str) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        "INSERT INTO audit_log (subject, scopes, method, route, account_id, request_id, client_request_id,
-                                request_digest, status, code)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        e.subject,
-        e.scopes,
-        e.method,
-        e.route,
-        e.account_id,
-        e.request_id,
-        e.client_request_id,
-        e.request_digest,
-        status as i16,
-        code,
     )
     .execute(pool)
     .await

@@ -120,8 +120,8 @@ pub async fn guard(State(s): State<AppState>, req: Request, next: Next) -> Respo
         if rule.audited {
             // Nothing is done for a refusal: its row is written if the database answers in time.
             let refusal = entry("");
-            let refused = audit::refused(&s.pool, &refusal, answer.status.as_u16(), &answer.code);
-            if !matches!(tokio::time::timeout(AUDIT_WAIT, refused).await, Ok(Ok(()))) {
+            let refused = audit::record(&s.pool, &refusal, Some((answer.status.as_u16(), &answer.code)));
+            if !matches!(tokio::time::timeout(AUDIT_WAIT, refused).await, Ok(Ok(_))) {
                 metrics::counter!("gateway_audit_failures_total").increment(1);
                 tracing::error!(route, "the audit entry of a refusal was not written");
             }
@@ -146,7 +146,7 @@ pub async fn guard(State(s): State<AppState>, req: Request, next: Next) -> Respo
     };
     let digest = digest_of(&method, &path_and_query, &bytes);
     let intent = Entry { request_digest: &digest, ..entry("") };
-    let written = tokio::time::timeout(AUDIT_WAIT, audit::intend(&s.pool, &intent)).await;
+    let written = tokio::time::timeout(AUDIT_WAIT, audit::record(&s.pool, &intent, None)).await;
     let audit_id = match written {
         Ok(Ok(id)) => id,
         failed => {
