@@ -8,8 +8,11 @@ use contracts::{
     CustomersFound, DailyBalances, FencePage, InterestPosting, InterestPostingBatch, InterestPostingFeed,
     InterestPostingOutcomes, InterestPostingRequest, PayoutFence, Product,
 };
+use std::sync::Arc;
+
 use platform::client::{ClientSettings, ServiceClient};
 use platform::config::{ConfigError, Env};
+use platform::credential::Signer;
 use uuid::Uuid;
 
 use crate::{count, PeerError, Peers};
@@ -23,15 +26,13 @@ pub struct Http {
 }
 
 impl Http {
+    /// A client named `target` (its breaker and metrics) of the service `audience`.
     pub fn new(
         caller: &'static str,
-        target: &'static str,
+        (target, audience): (&'static str, &'static str),
         base: &str,
         settings: ClientSettings,
     ) -> Result<Self, reqwest::Error> {
-        // The second ledger client (its own breaker) calls the same service.
-        let audience = target.trim_end_matches("-sync");
-        let audience = platform::credential::CALLERS.into_iter().find(|c| *c == audience).unwrap_or(target);
         Ok(Self { caller, target, client: ServiceClient::with_audience(target, audience, base, settings)? })
     }
 
@@ -132,17 +133,22 @@ impl crate::Products for Http {
 }
 
 /// Every peer over HTTP, at `CUSTOMER_URL`, `ACCOUNT_INFO_URL`, `ACCOUNTING_URL` and
-/// `INTEREST_URL` (local defaults), with the client settings from the environment.
-pub fn peers(caller: &'static str, env: &Env) -> Result<Peers, PeerConfigError> {
-    let settings = ClientSettings::from(env)?;
+/// `INTEREST_URL` (local defaults), with the client settings from the environment, each call
+/// signed with `signer` (the caller's own key).
+pub fn peers(caller: &'static str, env: &Env, signer: &Arc<Signer>) -> Result<Peers, PeerConfigError> {
+    let settings = ClientSettings::from(env, signer)?;
     let ledger_url = env.url("ACCOUNTING_URL", "http://127.0.0.1:8083")?;
-    let http = |target, url: &str| Http::new(caller, target, url, settings.clone());
+    let http = |named, url: &str| Http::new(caller, named, url, settings.clone());
     Ok(Peers {
-        ledger: std::sync::Arc::new(http("accounting", &ledger_url)?),
-        ledger_sync: std::sync::Arc::new(http("accounting-sync", &ledger_url)?),
-        accounts: std::sync::Arc::new(http("account-info", &env.url("ACCOUNT_INFO_URL", "http://127.0.0.1:8082")?)?),
-        customers: std::sync::Arc::new(http("customer", &env.url("CUSTOMER_URL", "http://127.0.0.1:8081")?)?),
-        products: std::sync::Arc::new(http("interest", &env.url("INTEREST_URL", "http://127.0.0.1:8084")?)?),
+        ledger: Arc::new(http(("accounting", "accounting"), &ledger_url)?),
+        // Its own breaker, the same service.
+        ledger_sync: Arc::new(http(("accounting-sync", "accounting"), &ledger_url)?),
+        accounts: Arc::new(http(
+            ("account-info", "account-info"),
+            &env.url("ACCOUNT_INFO_URL", "http://127.0.0.1:8082")?,
+        )?),
+        customers: Arc::new(http(("customer", "customer"), &env.url("CUSTOMER_URL", "http://127.0.0.1:8081")?)?),
+        products: Arc::new(http(("interest", "interest"), &env.url("INTEREST_URL", "http://127.0.0.1:8084")?)?),
     })
 }
 

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use contracts::problem::Code;
 
-use crate::credential::{Credentials, Signer};
+use crate::credential::Signer;
 use crate::problem::ApiError;
 use crate::telemetry::current_trace_headers;
 
@@ -105,13 +105,14 @@ pub struct ClientSettings {
 }
 
 impl ClientSettings {
-    /// Needs this caller's credentials (`SERVICE_KEY`, `SERVICE_TRUST`): there is no unsigned call.
-    pub fn from(env: &crate::config::Env) -> Result<Self, crate::config::ConfigError> {
+    /// Signed with `signer`, the caller's own key (its `Common`'s credentials): there is no
+    /// unsigned call.
+    pub fn from(env: &crate::config::Env, signer: &Arc<Signer>) -> Result<Self, crate::config::ConfigError> {
         Ok(Self {
             timeout: env.millis("HTTP_CLIENT_TIMEOUT_MS", 3000)?,
             failures_to_open: env.parse("CIRCUIT_FAILURES", "5")?,
             open_for: env.millis("CIRCUIT_OPEN_MS", 5000)?,
-            signer: Credentials::from_env(env)?.signer,
+            signer: signer.clone(),
         })
     }
 }

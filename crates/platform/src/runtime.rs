@@ -94,6 +94,16 @@ pub async fn bind(common: &Common) -> anyhow::Result<tokio::net::TcpListener> {
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", common.bind))
 }
 
+/// Who may call a service's routes.
+pub enum Exposure {
+    /// Every route but health needs a service credential whose caller one of the grants lets
+    /// through.
+    Internal(&'static [Grant]),
+    /// The gateway: its own routes and document are open to the network (it checks its callers'
+    /// tokens itself); its metrics still need a service credential (any trusted caller).
+    Public,
+}
+
 /// A service built and listening (its port bound, port 0 picks a free one), not yet serving.
 /// `state` is what the service's own routes use, so a process hosting several services can hand
 /// one service's state to another's in-process peer.
@@ -106,41 +116,20 @@ pub struct App<S> {
 }
 
 impl<S> App<S> {
-    /// Wraps an internal service's routes with the platform's and binds the listener: every route
-    /// but health needs a service credential whose caller one of `grants` lets through.
+    /// Wraps the service's routes with the platform's and binds the listener; `exposure` says who
+    /// may call them (see [`Exposure`]).
     pub async fn bind(
-        common: &Common,
-        clock: Clock,
-        checks: Vec<(&'static str, ReadinessCheck)>,
-        routes: (axum::Router, utoipa::openapi::OpenApi),
-        state: S,
-        grants: &'static [Grant],
-    ) -> anyhow::Result<Self> {
-        Self::bind_with(common, clock, checks, routes, state, grants, false).await
-    }
-
-    /// [`App::bind`] for the public gateway: its own routes are open to the network (it checks its
-    /// callers' tokens itself); the platform's routes still need a service credential.
-    pub async fn bind_public(
-        common: &Common,
-        clock: Clock,
-        checks: Vec<(&'static str, ReadinessCheck)>,
-        routes: (axum::Router, utoipa::openapi::OpenApi),
-        state: S,
-        grants: &'static [Grant],
-    ) -> anyhow::Result<Self> {
-        Self::bind_with(common, clock, checks, routes, state, grants, true).await
-    }
-
-    async fn bind_with(
         common: &Common,
         clock: Clock,
         checks: Vec<(&'static str, ReadinessCheck)>,
         (routes, openapi): (axum::Router, utoipa::openapi::OpenApi),
         state: S,
-        grants: &'static [Grant],
-        public: bool,
+        exposure: Exposure,
     ) -> anyhow::Result<Self> {
+        let (grants, public) = match exposure {
+            Exposure::Internal(grants) => (grants, false),
+            Exposure::Public => (&[][..], true),
+        };
         let access = crate::server::Access { trust: common.credentials.trust.clone(), grants, public };
         let platform = crate::server::Platform { service: common.service, openapi, clock, checks, access };
         let router = crate::server::app(routes, platform);

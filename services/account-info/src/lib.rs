@@ -12,7 +12,7 @@ use std::time::Duration;
 use peers::Peers;
 use platform::config::{Common, Env};
 use platform::revision::Publisher;
-use platform::runtime::App;
+use platform::runtime::{App, Exposure};
 
 pub use peer::accounts as in_process_peer;
 pub use state::AppState;
@@ -47,14 +47,21 @@ pub async fn build(config: Config, peers: Peers) -> anyhow::Result<App<AppState>
         revisions: Publisher::start(infra.redis.clone()),
     };
     tokio::spawn(changes::catch_up_with_fences(state.clone(), peers.ledger_sync, config.fence_catch_up));
-    App::bind(&config.common, infra.clock.clone(), infra.checks(), http::routes(state.clone()), state, http::GRANTS)
-        .await
+    App::bind(
+        &config.common,
+        infra.clock.clone(),
+        infra.checks(),
+        http::routes(state.clone()),
+        state,
+        Exposure::Internal(http::GRANTS),
+    )
+    .await
 }
 
 /// The service as its own process: settings and peers from the environment, until SIGTERM.
 pub async fn run() -> anyhow::Result<()> {
     let env = Env::process();
     let config = Config::from_env(&env)?;
-    let peers = peers::http::peers("account-info", &env)?;
+    let peers = peers::http::peers("account-info", &env, &config.common.credentials.signer)?;
     platform::runtime::run_alone(&config.common.clone(), &MIGRATOR, build(config, peers)).await
 }

@@ -19,7 +19,7 @@ use peers::directory::Directory;
 use peers::Peers;
 use platform::config::{Common, Env};
 use platform::revision::Publisher;
-use platform::runtime::App;
+use platform::runtime::{App, Exposure};
 
 pub use peer::ledger as in_process_peer;
 pub use state::AppState;
@@ -61,14 +61,21 @@ pub async fn build(config: Config, peers: Peers) -> anyhow::Result<App<AppState>
         lock_timeout: config.lock_timeout,
         lock_budget: config.lock_budget,
     };
-    App::bind(&config.common, infra.clock.clone(), infra.checks(), http::routes(state.clone()), state, http::GRANTS)
-        .await
+    App::bind(
+        &config.common,
+        infra.clock.clone(),
+        infra.checks(),
+        http::routes(state.clone()),
+        state,
+        Exposure::Internal(http::GRANTS),
+    )
+    .await
 }
 
 /// The service as its own process: settings and peers from the environment, until SIGTERM.
 pub async fn run() -> anyhow::Result<()> {
     let env = Env::process();
     let config = Config::from_env(&env)?;
-    let peers = peers::http::peers("accounting", &env)?;
+    let peers = peers::http::peers("accounting", &env, &config.common.credentials.signer)?;
     platform::runtime::run_alone(&config.common.clone(), &MIGRATOR, build(config, peers)).await
 }

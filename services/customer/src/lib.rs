@@ -11,7 +11,7 @@ use std::time::Duration;
 use peers::Peers;
 use platform::config::{Common, Env};
 use platform::revision::Publisher;
-use platform::runtime::App;
+use platform::runtime::{App, Exposure};
 
 pub use peer::customers as in_process_peer;
 pub use state::AppState;
@@ -42,14 +42,21 @@ pub async fn build(config: Config, peers: Peers) -> anyhow::Result<App<AppState>
         changes::catch_up_with_fences(infra.pool.clone(), peers.ledger_sync, revisions.clone(), config.fence_catch_up);
     tokio::spawn(catch_up);
     let state = AppState { pool: infra.pool.clone(), revisions, ledger: peers.ledger };
-    App::bind(&config.common, infra.clock.clone(), infra.checks(), http::routes(state.clone()), state, http::GRANTS)
-        .await
+    App::bind(
+        &config.common,
+        infra.clock.clone(),
+        infra.checks(),
+        http::routes(state.clone()),
+        state,
+        Exposure::Internal(http::GRANTS),
+    )
+    .await
 }
 
 /// The service as its own process: settings and peers from the environment, until SIGTERM.
 pub async fn run() -> anyhow::Result<()> {
     let env = Env::process();
     let config = Config::from_env(&env)?;
-    let peers = peers::http::peers("customer", &env)?;
+    let peers = peers::http::peers("customer", &env, &config.common.credentials.signer)?;
     platform::runtime::run_alone(&config.common.clone(), &MIGRATOR, build(config, peers)).await
 }

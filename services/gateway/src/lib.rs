@@ -20,14 +20,10 @@ use std::sync::Arc;
 use platform::client::{ClientSettings, ServiceClient};
 use platform::clock::Clock;
 use platform::config::{Common, Env};
-use platform::runtime::App;
+use platform::runtime::{App, Exposure};
 
 pub use auth::{KeySource, Scope};
 pub use state::AppState;
-
-/// The platform's routes here (metrics, the API document) are open to any trusted caller; the
-/// gateway's own routes are public and checked by their bearer tokens.
-const GRANTS: &[platform::credential::Grant] = &[];
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/gateway");
 
@@ -89,8 +85,8 @@ impl Config {
         // bearer tokens (the platform's routes alone need a service credential).
         let common = Common::from(env, "gateway", 8080, "gateway")?;
         Ok(Self {
+            client: ClientSettings::from(env, &common.credentials.signer)?,
             common,
-            client: ClientSettings::from(env)?,
             upstreams: [
                 env.url("CUSTOMER_URL", "http://127.0.0.1:8081")?,
                 env.url("ACCOUNT_INFO_URL", "http://127.0.0.1:8082")?,
@@ -171,7 +167,7 @@ pub async fn build(config: Config) -> anyhow::Result<App<AppState>> {
         }),
     )];
     // The gateway serves no clock of its own: the manual clock is an ops route, with its scope.
-    App::bind_public(&config.common, Clock::System, checks, http::routes(state.clone()), state, GRANTS).await
+    App::bind(&config.common, Clock::System, checks, http::routes(state.clone()), state, Exposure::Public).await
 }
 
 /// The gateway as its own process: settings from the environment, until SIGTERM.

@@ -27,7 +27,7 @@ use peers::Peers;
 use platform::config::{Common, Env};
 use platform::kafka::KafkaConfig;
 use platform::revision::Publisher;
-use platform::runtime::App;
+use platform::runtime::{App, Exposure};
 use tokio::sync::Notify;
 
 pub use peer::products as in_process_peer;
@@ -60,7 +60,7 @@ pub struct LegacySettings {
 }
 
 impl LegacySettings {
-    fn from(env: &Env) -> anyhow::Result<Option<Self>> {
+    fn from(env: &Env, signer: &std::sync::Arc<platform::credential::Signer>) -> anyhow::Result<Option<Self>> {
         let Some(url) = env.optional("LEGACY_CORE_URL") else { return Ok(None) };
         let url = env.url("LEGACY_CORE_URL", &url)?;
         let ratio = env.var("SHADOW_SAMPLE_RATIO", "1");
@@ -70,7 +70,7 @@ impl LegacySettings {
             migration::parse_ratio(&run_ratio).map_err(|e| anyhow::anyhow!("SHADOW_RUN_SAMPLE_RATIO: {e}"))?;
         Ok(Some(Self {
             url,
-            client: platform::client::ClientSettings::from(env)?,
+            client: platform::client::ClientSettings::from(env, signer)?,
             shadow: migration::ShadowSettings {
                 sample_ppm,
                 run_sample_ppm,
@@ -84,8 +84,10 @@ impl LegacySettings {
 
 impl Config {
     pub fn from_env(env: &Env) -> anyhow::Result<Self> {
+        let common = Common::from(env, "interest", 8084, "interest")?;
         Ok(Self {
-            common: Common::from(env, "interest", 8084, "interest")?,
+            legacy: LegacySettings::from(env, &common.credentials.signer)?,
+            common,
             kafka: KafkaConfig::from(env)?,
             runs: RunSettings::from(env)?,
             use_redis_lock: env.parse::<bool>("PAYOUT_REDIS_LOCK", "true")?,
@@ -93,7 +95,6 @@ impl Config {
             lock_lease: env.millis("PAYOUT_LOCK_LEASE_MS", 10_000)?,
             lock_wait: env.millis("PAYOUT_LOCK_WAIT_MS", 3_000)?,
             pause_before_booking: env.millis("PAYOUT_PAUSE_BEFORE_BOOKING_MS", 0)?,
-            legacy: LegacySettings::from(env)?,
             fence_catch_up: env.millis("FENCE_CATCH_UP_MS", 30_000)?,
         })
     }
@@ -182,8 +183,15 @@ pub async fn build(config: Config, peers: Peers) -> anyhow::Result<App<AppState>
     let run_workers: Vec<_> = (0..config.runs.workers.max(1))
         .map(|_| tokio::spawn(runs::worker(runs.clone(), config.runs, shutdown.clone())))
         .collect();
-    let app = App::bind(&config.common, infra.clock.clone(), checks, http::routes(state.clone()), state, http::GRANTS)
-        .await?;
+    let app = App::bind(
+        &config.common,
+        infra.clock.clone(),
+        checks,
+        http::routes(state.clone()),
+        state,
+        Exposure::Internal(http::GRANTS),
+    )
+    .await?;
     Ok(app.after_stop(async move {
         // Requests have finished; let the relay publish what they recorded, then stop.
         shutdown.notify_waiters();
@@ -198,6 +206,6 @@ pub async fn build(config: Config, peers: Peers) -> anyhow::Result<App<AppState>
 pub async fn run() -> anyhow::Result<()> {
     let env = Env::process();
     let config = Config::from_env(&env)?;
-    let peers = peers::http::peers("interest", &env)?;
+    let peers = peers::http::peers("interest", &env, &config.common.credentials.signer)?;
     platform::runtime::run_alone(&config.common.clone(), &MIGRATOR, build(config, peers)).await
 }

@@ -16,7 +16,7 @@ mod store;
 use contracts::legacy::LegacyDeviations;
 use platform::client::{ClientSettings, ServiceClient};
 use platform::config::{Common, Env};
-use platform::runtime::App;
+use platform::runtime::{App, Exposure};
 
 pub use state::AppState;
 
@@ -49,9 +49,10 @@ fn parse_deviations(text: &str) -> anyhow::Result<LegacyDeviations> {
 
 impl Config {
     pub fn from_env(env: &Env) -> anyhow::Result<Self> {
+        let common = Common::from(env, "legacy-core", 8090, "legacy_core")?;
         Ok(Self {
-            common: Common::from(env, "legacy-core", 8090, "legacy_core")?,
-            client: ClientSettings::from(env)?,
+            client: ClientSettings::from(env, &common.credentials.signer)?,
+            common,
             feeds: [
                 env.url("CUSTOMER_URL", "http://127.0.0.1:8081")?,
                 env.url("ACCOUNT_INFO_URL", "http://127.0.0.1:8082")?,
@@ -78,8 +79,15 @@ pub async fn build(config: Config) -> anyhow::Result<App<AppState>> {
     );
     let payouts = payouts::Payouts::new(infra.pool.clone(), infra.clock.clone(), feeds);
     let state = AppState { pool: infra.pool.clone(), payouts };
-    App::bind(&config.common, infra.clock.clone(), infra.checks(), http::routes(state.clone()), state, http::GRANTS)
-        .await
+    App::bind(
+        &config.common,
+        infra.clock.clone(),
+        infra.checks(),
+        http::routes(state.clone()),
+        state,
+        Exposure::Internal(http::GRANTS),
+    )
+    .await
 }
 
 pub async fn run() -> anyhow::Result<()> {

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use platform::config::{Common, Env};
 use platform::kafka::KafkaConfig;
-use platform::runtime::App;
+use platform::runtime::{App, Exposure};
 use platform::server::check;
 
 pub use state::AppState;
@@ -81,8 +81,15 @@ pub async fn build(config: Config) -> anyhow::Result<App<AppState>> {
 
     let counting = tokio::spawn(store::count_dead_letters(infra.pool.clone()));
     let state = AppState { pool: infra.pool.clone() };
-    let app = App::bind(&config.common, infra.clock.clone(), checks, http::routes(state.clone()), state, http::GRANTS)
-        .await?;
+    let app = App::bind(
+        &config.common,
+        infra.clock.clone(),
+        checks,
+        http::routes(state.clone()),
+        state,
+        Exposure::Internal(http::GRANTS),
+    )
+    .await?;
     Ok(app.after_stop(async move {
         stop.notify_waiters();
         counting.abort();
