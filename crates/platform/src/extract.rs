@@ -30,10 +30,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
         if !json_type {
             return Err(ApiError::of(Code::UnsupportedMediaType, "send the body as application/json"));
         }
-        let bytes = match axum::body::Bytes::from_request(req, state).await {
+        // Read under the route's limit (axum's `DefaultBodyLimit`); an over-limit rest is drained
+        // so the 413 is not lost to a reset connection (`crate::body`).
+        let (parts, body) = req.into_parts();
+        let (rest, body) = crate::body::Drainable::wrap(body);
+        let bytes = match axum::body::Bytes::from_request(Request::from_parts(parts, body), state).await {
             Ok(b) => b,
             Err(e) => {
                 return Err(if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    rest.drain().await;
                     ApiError::of(Code::BodyTooLarge, "request body is too large")
                 } else {
                     ApiError::of(Code::MalformedBody, e.body_text())

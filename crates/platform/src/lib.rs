@@ -4,6 +4,7 @@
 //! propagation, the business-date clock, revisions (the mechanism; the keys are
 //! `contracts::revision`), and thin wrappers over PostgreSQL, Redis and (feature `kafka`) Kafka.
 
+pub mod body;
 pub mod client;
 pub mod clock;
 pub mod config;

@@ -53,8 +53,10 @@ fn span(operation: &'static str) -> tracing::Span {
 /// Books an interest payout: the payout's one durable commit. At most one per account per business
 /// date (today's), only for the period right after the last one, and only if nothing the quote was
 /// computed from has changed since (`QUOTE_STALE` otherwise, nothing written); the same
-/// idempotency key again returns the booked posting.
-pub async fn book_interest(state: &AppState, req: &InterestPostingRequest) -> Result<InterestPosting, LedgerError> {
+/// idempotency key again returns the booked posting. This is one booking in a transaction of its
+/// own, waiting for a busy row; on-demand bookings normally go through `BookingQueue`, which books
+/// many in one transaction and hands this path only what it could not book together.
+pub async fn book_interest_alone(state: &AppState, req: &InterestPostingRequest) -> Result<InterestPosting, LedgerError> {
     let id = req.account_id;
     retrying(state, || async {
         let mut tx = state.pool.begin().await?;
@@ -73,6 +75,12 @@ pub async fn book_interest(state: &AppState, req: &InterestPostingRequest) -> Re
     .await
 }
 
+/// Books an on-demand payout (see [`book_interest_alone`] for the rules) together with the others
+/// queued meanwhile (`BookingQueue`): the answer is the one a booking alone would give.
+pub async fn book_interest(state: &AppState, req: &InterestPostingRequest) -> Result<InterestPosting, LedgerError> {
+    state.bookings.book(state, req).await
+}
+
 /// Books a chunk of payouts in one transaction. Each payout gets the answer a single booking would
 /// have given it (booked, replayed, or refused with nothing written for it); a row another
 /// transaction holds is skipped (`ACCOUNT_BUSY`) instead of holding the chunk up.
@@ -86,41 +94,8 @@ pub async fn book_interest_many(
         let detail = format!("give 1 to {MAX_LEDGER_BATCH} postings, each account at most once");
         return Err(LedgerError::Invalid("postings", detail));
     }
-    let (results, revs) = retrying(state, || async {
-        let mut tx = state.pool.begin().await?;
-        store::set_lock_timeout(&mut tx, state.lock_timeout.as_millis()).await?;
-        let mut locked = store::lock_accounts_unless_busy(&mut tx, &ids).await?;
-        let today = state.clock.today().await?;
-        // Each request's refusal before the row lock, or its locked row.
-        let mut early: Vec<Option<LedgerError>> = Vec::with_capacity(reqs.len());
-        let mut bookable = Vec::new();
-        for req in reqs {
-            let id = req.account_id;
-            early.push(match (check_request(req, today), locked.remove(&id)) {
-                (Err(e), _) => Some(e),
-                (Ok(()), Some(acct)) => {
-                    bookable.push((req, acct));
-                    None
-                }
-                (Ok(()), None) if store::find_account(&mut *tx, id).await?.is_some() => Some(LedgerError::Busy),
-                (Ok(()), None) => Some(LedgerError::AccountNotFound(id)),
-            });
-        }
-        let (booked, revs) = book_locked(&mut tx, &bookable, today).await?;
-        let mut booked = booked.into_iter();
-        let results: Vec<Result<InterestPosting, LedgerError>> = early
-            .into_iter()
-            .map(|e| match e {
-                Some(refusal) => Err(refusal),
-                None => booked.next().unwrap_or_else(|| Err(LedgerError::Invalid("postings", "not booked".into()))),
-            })
-            .collect();
-        tx.commit().await?;
-        Ok((results, revs))
-    })
-    .instrument(span("book_interest_many"))
-    .await?;
-    state.revisions.publish_all(revs).await;
+    let reqs: Vec<&InterestPostingRequest> = reqs.iter().collect();
+    let results = book_each(state, &reqs).instrument(span("book_interest_many")).await?;
     let outcomes = reqs
         .iter()
         .zip(results)
@@ -140,6 +115,55 @@ pub async fn book_interest_many(
         })
         .collect();
     Ok(InterestPostingOutcomes { outcomes })
+}
+
+/// Books payouts of different accounts (each at most once) in one transaction, each decided alone:
+/// booked, replayed, or refused with nothing written for it; a row another transaction holds is
+/// skipped (`ACCOUNT_BUSY`) instead of holding the others up. Publishes the revisions once
+/// committed. An error is the whole transaction's (nothing was written).
+pub(crate) async fn book_each(
+    state: &AppState,
+    reqs: &[&InterestPostingRequest],
+) -> Result<Vec<Result<InterestPosting, LedgerError>>, LedgerError> {
+    let ids: Vec<Uuid> = reqs.iter().map(|r| r.account_id).collect();
+    let (results, revs) = retrying(state, || async {
+        let mut tx = state.pool.begin().await?;
+        store::set_lock_timeout(&mut tx, state.lock_timeout.as_millis()).await?;
+        let mut locked = store::lock_accounts_unless_busy(&mut tx, &ids).await?;
+        let today = state.clock.today().await?;
+        // Each request's refusal before the row lock, or its locked row.
+        let mut early: Vec<Option<LedgerError>> = Vec::with_capacity(reqs.len());
+        let mut bookable = Vec::new();
+        for req in reqs {
+            let id = req.account_id;
+            // In the order a booking alone answers: an unknown account, then the request's checks.
+            early.push(match (locked.remove(&id), check_request(req, today)) {
+                (Some(acct), Ok(())) => {
+                    bookable.push((*req, acct));
+                    None
+                }
+                (Some(_), Err(e)) => Some(e),
+                (None, checked) if store::find_account(&mut *tx, id).await?.is_some() => {
+                    Some(checked.err().unwrap_or(LedgerError::Busy))
+                }
+                (None, _) => Some(LedgerError::AccountNotFound(id)),
+            });
+        }
+        let (booked, revs) = book_locked(&mut tx, &bookable, today).await?;
+        let mut booked = booked.into_iter();
+        let results: Vec<Result<InterestPosting, LedgerError>> = early
+            .into_iter()
+            .map(|e| match e {
+                Some(refusal) => Err(refusal),
+                None => booked.next().unwrap_or_else(|| Err(LedgerError::Invalid("postings", "not booked".into()))),
+            })
+            .collect();
+        tx.commit().await?;
+        Ok((results, revs))
+    })
+    .await?;
+    state.revisions.publish_all(revs).await;
+    Ok(results)
 }
 
 /// What a booking is, once its inputs are read under the row lock.

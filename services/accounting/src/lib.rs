@@ -3,6 +3,7 @@
 //! booking of interest payouts — the single durable commit point of a payout (see
 //! docs/payout-design.md).
 
+mod booking_queue;
 mod bookings;
 mod error;
 mod http;
@@ -32,6 +33,8 @@ pub struct Config {
     pub lock_timeout: Duration,
     pub lock_budget: Duration,
     pub max_connections: u32,
+    /// On-demand booking transactions kept going at once (each books every request queued).
+    pub booking_batches_in_flight: usize,
 }
 
 impl Config {
@@ -41,6 +44,10 @@ impl Config {
             lock_timeout: env.millis("LEDGER_LOCK_TIMEOUT_MS", 300)?,
             lock_budget: env.millis("LEDGER_LOCK_BUDGET_MS", 5000)?,
             max_connections: env.parse("DATABASE_MAX_CONNECTIONS", "20")?,
+            booking_batches_in_flight: match env.parse("LEDGER_BOOKING_BATCHES_IN_FLIGHT", "2")? {
+                n @ 1..=16 => n,
+                n => anyhow::bail!("LEDGER_BOOKING_BATCHES_IN_FLIGHT must be 1 to 16, not {n}"),
+            },
         })
     }
 }
@@ -53,6 +60,7 @@ pub async fn build(config: Config, peers: Peers) -> anyhow::Result<App<AppState>
     // last day's (nothing older can be behind a cached estimate).
     let recent = store::recent_history_revisions(&infra.pool).await?;
     revisions.publish_all(recent.into_iter().map(|(id, rev)| (contracts::revision::ledger(id), rev)).collect()).await;
+    let (bookings, batcher) = booking_queue::BookingQueue::new(config.booking_batches_in_flight);
     let state = AppState {
         pool: infra.pool.clone(),
         clock: infra.clock.clone(),
@@ -60,7 +68,9 @@ pub async fn build(config: Config, peers: Peers) -> anyhow::Result<App<AppState>
         revisions,
         lock_timeout: config.lock_timeout,
         lock_budget: config.lock_budget,
+        bookings,
     };
+    tokio::spawn(booking_queue::serve(state.clone(), batcher));
     App::bind(
         &config.common,
         infra.clock.clone(),

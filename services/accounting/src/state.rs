@@ -7,6 +7,8 @@ use platform::clock::Clock;
 use platform::revision::Publisher;
 use sqlx::PgPool;
 
+use crate::booking_queue::BookingQueue;
+
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
@@ -19,4 +21,6 @@ pub struct AppState {
     pub lock_timeout: Duration,
     /// Total time a request keeps retrying a busy row before answering 503 ACCOUNT_BUSY.
     pub lock_budget: Duration,
+    /// On-demand interest bookings, batched.
+    pub bookings: BookingQueue,
 }

@@ -51,6 +51,14 @@ fn open_account(fakes: &std::sync::Arc<Fakes>, account_id: Uuid, customer_id: Uu
 
 /// The ledger on port 0 with its clock on 2024-02-01: its in-process peer, its URL, its database.
 async fn start(fakes: &std::sync::Arc<Fakes>) -> (std::sync::Arc<dyn peers::Ledger>, String, String) {
+    start_with(fakes, 2).await
+}
+
+/// [`start`] with `in_flight` on-demand booking transactions at most.
+async fn start_with(
+    fakes: &std::sync::Arc<Fakes>,
+    in_flight: usize,
+) -> (std::sync::Arc<dyn peers::Ledger>, String, String) {
     let common = common("accounting").await;
     let database_url = common.database_url.clone();
     let config = accounting::Config {
@@ -58,6 +66,7 @@ async fn start(fakes: &std::sync::Arc<Fakes>) -> (std::sync::Arc<dyn peers::Ledg
         lock_timeout: Duration::from_millis(300),
         lock_budget: Duration::from_secs(5),
         max_connections: 5,
+        booking_batches_in_flight: in_flight,
     };
     let app = accounting::build(config, fakes.peers()).await.unwrap();
     let ledger = accounting::in_process_peer(&app.state, "test", Duration::from_secs(10));
@@ -398,4 +407,146 @@ async fn a_key_names_its_operation_and_its_parsed_request_and_keeps_its_refusal(
     assert_eq!((status, body["code"].as_str()), (422, Some("INSUFFICIENT_FUNDS")), "one key, one answer: {body}");
     let (status, body) = send(raw("withdrawals", "k4", r#"{"amount": 5000}"#)).await;
     assert_eq!(status, 201, "a new key is a new request: {body}");
+}
+
+/// Opens `n` accounts of one customer with a deposit each, and answers their January balances.
+async fn funded_accounts(
+    fakes: &std::sync::Arc<Fakes>,
+    ledger: &std::sync::Arc<dyn peers::Ledger>,
+    url: &str,
+    customer_id: Uuid,
+    n: usize,
+) -> Vec<DailyBalances> {
+    let http = peers::testing::client("accounting");
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let id = Uuid::new_v4();
+        open_account(fakes, id, customer_id);
+        let deposit = json!({"amount": 1_000_000, "value_date": "2024-01-02"});
+        let (status, body) = send(
+            http.post(format!("{url}/v1/ledger/accounts/{id}/deposits")).header("Idempotency-Key", "d").json(&deposit),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+        out.push(ledger.daily_balances(id, date("2024-01-01"), date("2024-01-31")).await.unwrap());
+    }
+    out
+}
+
+/// The transaction that wrote each account's payout (`xmin` of its journal entry).
+async fn booking_transactions(pool: &sqlx::PgPool, ids: &[Uuid]) -> Vec<Option<String>> {
+    let mut out = Vec::new();
+    for id in ids {
+        let xmin: Option<String> = sqlx::query_scalar(
+            "SELECT xmin::text FROM journal_entries WHERE account_id = $1 AND kind = 'INTEREST_PAYOUT'",
+        )
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+        .unwrap();
+        out.push(xmin);
+    }
+    out
+}
+
+/// On-demand bookings queued while one is in flight go together in the next transaction, and each
+/// is decided alone: among good ones, a stale quote, a second payout the same day and a replayed
+/// key each get their own answer, and only the good ones are written.
+#[tokio::test]
+async fn on_demand_bookings_queued_meanwhile_share_a_transaction_and_are_decided_alone() {
+    let fakes = Fakes::new();
+    let customer_id = Uuid::new_v4();
+    let (ledger, url, database_url) = start_with(&fakes, 1).await;
+    let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
+    let accts = funded_accounts(&fakes, &ledger, &url, customer_id, 6).await;
+    let [plug, good_a, good_b, stale, paid, replayed] = [0, 1, 2, 3, 4, 5].map(|i| &accts[i]);
+    let earlier_paid = ledger.book_interest(&posting(paid, customer_id, "first")).await.unwrap();
+    let earlier_replayed = ledger.book_interest(&posting(replayed, customer_id, "again")).await.unwrap();
+
+    // The rates' fence held by the test: the next booking waits for it, in flight.
+    let mut holder = pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(contracts::fence::rates("SAVE"))
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let book = |req: InterestPostingRequest| {
+        let ledger = ledger.clone();
+        tokio::spawn(async move { ledger.book_interest(&req).await })
+    };
+    let first = book(posting(plug, customer_id, "plug"));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let mut stale_req = posting(stale, customer_id, "k");
+    stale_req.basis.balances_digest = "not-the-digest".into();
+    let queued = [
+        book(posting(good_a, customer_id, "k")),
+        book(stale_req),
+        book(posting(paid, customer_id, "second")),
+        book(posting(replayed, customer_id, "again")),
+        book(posting(good_b, customer_id, "k")),
+    ];
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(!first.is_finished(), "the first booking waits for the fence");
+    holder.commit().await.unwrap();
+
+    let first = first.await.unwrap().unwrap();
+    let [a, s, p, r, b] = queued;
+    let (a, b) = (a.await.unwrap().unwrap(), b.await.unwrap().unwrap());
+    assert_eq!(a.request.account_id, good_a.account_id);
+    assert_eq!(b.request.account_id, good_b.account_id);
+    let code = |r: Result<contracts::InterestPosting, PeerError>| match r {
+        Err(PeerError::Problem { code, .. }) => code,
+        other => panic!("not a refusal: {other:?}"),
+    };
+    assert_eq!(code(s.await.unwrap()), "QUOTE_STALE");
+    assert_eq!(code(p.await.unwrap()), "ALREADY_PAID_TODAY");
+    let r = r.await.unwrap().unwrap();
+    assert_eq!((r.entry_id, r.seq), (earlier_replayed.entry_id, earlier_replayed.seq), "replayed, not booked again");
+
+    let ids: Vec<Uuid> = accts.iter().map(|b| b.account_id).collect();
+    let txs = booking_transactions(&pool, &ids).await;
+    assert!(txs[0].is_some() && txs[1].is_some());
+    assert_eq!(txs[1], txs[2], "the two good bookings queued meanwhile share one transaction");
+    assert_ne!(txs[0], txs[1], "the one in flight was booked alone");
+    assert_eq!(txs[3], None, "nothing written for the stale quote");
+    let paid_entries: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM journal_entries WHERE account_id = $1 AND kind = 'INTEREST_PAYOUT'")
+            .bind(paid.account_id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(paid_entries, 1, "one payout a day");
+    let feed = ledger.interest_feed(0, 100).await.unwrap().postings;
+    assert_eq!(feed.len(), 5, "plug, the two good ones, and the two booked earlier");
+    assert!(feed.iter().any(|f| f.entry_id == earlier_paid.entry_id && f.entry_id != first.entry_id));
+}
+
+/// A batch does not wait for a row another transaction holds: the others are booked at once, and
+/// the busy one alone once its row is free (within the lock budget).
+#[tokio::test]
+async fn a_busy_row_holds_up_only_its_own_on_demand_booking() {
+    let fakes = Fakes::new();
+    let customer_id = Uuid::new_v4();
+    let (ledger, url, database_url) = start_with(&fakes, 1).await;
+    let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
+    let accts = funded_accounts(&fakes, &ledger, &url, customer_id, 2).await;
+    let (busy, free) = (&accts[0], &accts[1]);
+    let mut holder = pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM ledger_accounts WHERE account_id = $1 FOR UPDATE")
+        .bind(busy.account_id)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let waiting = {
+        let (ledger, req) = (ledger.clone(), posting(busy, customer_id, "k"));
+        tokio::spawn(async move { ledger.book_interest(&req).await })
+    };
+    let booked = ledger.book_interest(&posting(free, customer_id, "k")).await.unwrap();
+    assert_eq!(booked.request.account_id, free.account_id);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(!waiting.is_finished(), "the busy account's booking waits for its row");
+    holder.rollback().await.unwrap();
+    let waited = waiting.await.unwrap().unwrap();
+    assert_eq!(waited.request.account_id, busy.account_id);
+    assert_eq!(waited.balance_after, 1_000_000 + waited.request.amounts.net());
 }

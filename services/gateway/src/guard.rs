@@ -138,9 +138,9 @@ pub async fn guard(State(s): State<AppState>, req: Request, next: Next) -> Respo
         return next.run(Request::from_parts(parts, body)).await;
     }
     let limit = if rule.batch { platform::server::MAX_BATCH_BODY_BYTES } else { platform::server::MAX_BODY_BYTES };
-    let bytes = match axum::body::to_bytes(body, limit).await {
-        Ok(b) => b,
-        Err(_) => {
+    let bytes = match platform::body::to_bytes_or_drain(body, limit).await {
+        Some(b) => b,
+        None => {
             return ApiError::of(Code::BodyTooLarge, format!("the body is larger than {limit} bytes")).into_response()
         }
     };
