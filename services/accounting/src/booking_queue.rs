@@ -37,7 +37,8 @@ struct Pending {
 /// Where on-demand bookings are queued (cloned into the state; one batcher per process).
 #[derive(Clone)]
 pub struct BookingQueue {
-    sender: mpsc::Sender<Pending>,
+    /// `None`: batching is off, each booking is a transaction of its own (as before batching).
+    sender: Option<mpsc::Sender<Pending>>,
 }
 
 /// The batcher's end of the queue, until [`serve`] is given it.
@@ -47,17 +48,24 @@ pub struct Batcher {
 }
 
 impl BookingQueue {
-    /// A queue whose batcher keeps at most `in_flight` booking transactions going at once.
-    pub fn new(in_flight: usize) -> (Self, Batcher) {
+    /// A queue whose batcher keeps at most `in_flight` booking transactions going at once; with
+    /// 0, no batcher: each booking goes alone (to compare, or to turn batching off).
+    pub fn new(in_flight: usize) -> (Self, Option<Batcher>) {
+        if in_flight == 0 {
+            return (Self { sender: None }, None);
+        }
         let (sender, receiver) = mpsc::channel(QUEUE_DEPTH);
-        (Self { sender }, Batcher { receiver, in_flight: in_flight.max(1) })
+        (Self { sender: Some(sender) }, Some(Batcher { receiver, in_flight }))
     }
 
     /// Books `request` with whatever else is queued; the answer a booking alone would give.
     pub async fn book(&self, state: &AppState, request: &InterestPostingRequest) -> Answer {
+        let Some(sender) = &self.sender else {
+            return bookings::book_interest_alone(state, request).await;
+        };
         let (answer, answered) = oneshot::channel();
         let pending = Pending { request: request.clone(), answer };
-        if self.sender.send(pending).await.is_err() {
+        if sender.send(pending).await.is_err() {
             // No batcher (it has stopped): the booking alone is still correct.
             return bookings::book_interest_alone(state, request).await;
         }

@@ -33,7 +33,8 @@ pub struct Config {
     pub lock_timeout: Duration,
     pub lock_budget: Duration,
     pub max_connections: u32,
-    /// On-demand booking transactions kept going at once (each books every request queued).
+    /// On-demand booking transactions kept going at once (each books every request queued); 0
+    /// books each alone.
     pub booking_batches_in_flight: usize,
 }
 
@@ -45,8 +46,8 @@ impl Config {
             lock_budget: env.millis("LEDGER_LOCK_BUDGET_MS", 5000)?,
             max_connections: env.parse("DATABASE_MAX_CONNECTIONS", "20")?,
             booking_batches_in_flight: match env.parse("LEDGER_BOOKING_BATCHES_IN_FLIGHT", "2")? {
-                n @ 1..=16 => n,
-                n => anyhow::bail!("LEDGER_BOOKING_BATCHES_IN_FLIGHT must be 1 to 16, not {n}"),
+                n @ 0..=16 => n,
+                n => anyhow::bail!("LEDGER_BOOKING_BATCHES_IN_FLIGHT must be 0 (no batching) to 16, not {n}"),
             },
         })
     }
@@ -70,7 +71,9 @@ pub async fn build(config: Config, peers: Peers) -> anyhow::Result<App<AppState>
         lock_budget: config.lock_budget,
         bookings,
     };
-    tokio::spawn(booking_queue::serve(state.clone(), batcher));
+    if let Some(batcher) = batcher {
+        tokio::spawn(booking_queue::serve(state.clone(), batcher));
+    }
     App::bind(
         &config.common,
         infra.clock.clone(),

@@ -22,6 +22,28 @@ pub struct Snapshot {
     http: crate::api::HttpMetrics,
     /// False when pg_stat_statements is not loaded (shared_preload_libraries).
     has_statements: bool,
+    /// CPU seconds (user + system) of this machine's processes, summed by program name.
+    cpu: HashMap<String, f64>,
+}
+
+/// CPU seconds used so far by each program running now (`/proc/<pid>/stat`, utime + stime),
+/// summed by name: PostgreSQL's backends under `postgres`, each service under its binary's name.
+fn cpu_by_program() -> HashMap<String, f64> {
+    // Clock ticks per second: 100 on every Linux this runs on (USER_HZ).
+    const TICKS: f64 = 100.0;
+    let mut out = HashMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else { return out };
+    for entry in dir.flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // "pid (comm) state ppid …": comm may hold spaces, so split at its closing parenthesis.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        let name = stat[open + 1..close].to_string();
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of the line, 12 and 13 after "state".
+        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+        *out.entry(name).or_insert(0.0) += (ticks(11) + ticks(12)) / TICKS;
+    }
+    out
 }
 
 pub struct Counter {
@@ -72,6 +94,7 @@ impl Counter {
         }
         s.wal_syncs = sqlx::query_scalar("SELECT wal_sync FROM pg_stat_wal").fetch_one(&mut self.admin).await?;
         s.http = api.http_metrics().await?;
+        s.cpu = cpu_by_program();
         Ok(s)
     }
 }
@@ -132,8 +155,22 @@ pub fn report(before: &Snapshot, after: &Snapshot, payouts: u64, detail: bool) -
         (after.http.peer_calls - before.http.peer_calls) / p
     ));
     for (db, dml, sel, other, commits) in &per_db {
-        out.push(format!("    {db:<13} {dml:>5.2} DML {sel:>5.2} SELECT {other:>5.2} other {commits:>5.2} commits"));
+        // Each statement is one round trip (sqlx sends no pipeline), BEGIN and COMMIT included.
+        let trips = dml + sel + other;
+        out.push(format!(
+            "    {db:<13} {dml:>5.2} DML {sel:>5.2} SELECT {other:>5.2} other {commits:>5.2} commits {trips:>5.2} round trips"
+        ));
     }
+    let mut cpu: Vec<(String, f64)> = after
+        .cpu
+        .iter()
+        .map(|(name, secs)| (name.clone(), (secs - before.cpu.get(name).copied().unwrap_or(0.0)) * 1000.0 / p))
+        .filter(|(_, ms)| *ms >= 0.01)
+        .collect();
+    cpu.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let total_cpu: f64 = cpu.iter().map(|c| c.1).sum();
+    let by: Vec<String> = cpu.iter().take(8).map(|(name, ms)| format!("{name} {ms:.2}")).collect();
+    out.push(format!("  CPU ms per payout: {total_cpu:.2} in all; {}", by.join(", ")));
     if detail {
         let mut routes: Vec<(String, f64, f64)> = after
             .http
