@@ -7,8 +7,10 @@
 //! Each request is decided alone under its own row lock (`bookings::book_each`, the chunk path):
 //! a replay, a refusal or a stale basis answers that request only. A row another transaction holds
 //! is not waited for inside the batch: that request is booked alone afterwards
-//! (`book_interest_alone`, which waits for the row within the lock budget), and so is every request
-//! of a batch whose transaction failed as a whole, so no request fails because of another.
+//! (`book_interest_alone`, which waits for the row within the lock budget), and so is a second
+//! request for an account already in the batch, and every request of a batch whose one attempt
+//! failed as a whole (a fence held past the lock timeout, a deadlock): no request fails because of
+//! another. A request whose caller has gone before it is taken is not booked.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -69,7 +71,8 @@ impl BookingQueue {
             // No batcher (it has stopped): the booking alone is still correct.
             return bookings::book_interest_alone(state, request).await;
         }
-        // A batcher that dropped the answer failed before deciding: nothing was written for it.
+        // Dropped unanswered only if the batcher's task ended abnormally: a retry under the same
+        // key replays whatever was booked.
         answered.await.unwrap_or(Err(LedgerError::Busy))
     }
 }
@@ -79,46 +82,62 @@ impl BookingQueue {
 pub async fn serve(state: AppState, batcher: Batcher) {
     let Batcher { mut receiver, in_flight } = batcher;
     let slots = Arc::new(Semaphore::new(in_flight));
-    // Requests for an account already in the batch being formed, for the next one.
-    let mut carried: Vec<Pending> = Vec::new();
+    let alone = Arc::new(Semaphore::new(ALONE_AT_ONCE));
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else { return };
-        let mut next = std::mem::take(&mut carried);
-        if next.is_empty() {
-            match receiver.recv().await {
-                Some(p) => next.push(p),
-                None => return,
-            }
-        }
-        while next.len() < MAX_BATCH {
-            match receiver.try_recv() {
-                Ok(p) => next.push(p),
-                Err(_) => break,
-            }
-        }
-        let mut accounts = HashSet::with_capacity(next.len());
-        let mut batch = Vec::with_capacity(next.len());
-        for p in next {
-            if batch.len() < MAX_BATCH && accounts.insert(p.request.account_id) {
+        let Some(first) = receiver.recv().await else { return };
+        let mut accounts = HashSet::new();
+        let mut batch = Vec::new();
+        let mut next = Some(first);
+        while let Some(p) = next.take() {
+            if p.answer.is_closed() {
+                // Its caller has gone (nothing was written for it): not booked.
+            } else if accounts.insert(p.request.account_id) {
                 batch.push(p);
             } else {
-                carried.push(p);
+                // A second request for an account in this batch: alone, waiting for the row.
+                book_alone(&state, &alone, p);
+            }
+            if batch.len() < MAX_BATCH {
+                next = receiver.try_recv().ok();
             }
         }
-        let state = state.clone();
+        if batch.is_empty() {
+            continue;
+        }
+        let (state, alone) = (state.clone(), alone.clone());
         tokio::spawn(async move {
-            book_batch(&state, batch).await;
+            book_batch(&state, &alone, batch).await;
             drop(slot);
         });
     }
 }
 
-/// Books one batch and answers each request.
-async fn book_batch(state: &AppState, batch: Vec<Pending>) {
+/// Bookings alone (a busy row, an account twice, a failed batch) at once at most: each may hold a
+/// connection for its whole lock budget, and the pool is shared with everything else.
+const ALONE_AT_ONCE: usize = 8;
+
+/// Books `pending` alone, in the background, and answers it.
+fn book_alone(state: &AppState, alone: &Arc<Semaphore>, pending: Pending) {
+    let (state, alone) = (state.clone(), alone.clone());
+    tokio::spawn(async move {
+        let Ok(_turn) = alone.acquire_owned().await else { return };
+        if pending.answer.is_closed() {
+            return;
+        }
+        let answer = bookings::book_interest_alone(&state, &pending.request).await;
+        let _ = pending.answer.send(answer);
+    });
+}
+
+/// Books one batch in one attempt and answers each request; what it could not decide (a busy row,
+/// or a batch that failed as a whole — a fence held, a deadlock, a lost connection) is booked
+/// alone, where each waits and retries within its own budget.
+async fn book_batch(state: &AppState, alone: &Arc<Semaphore>, batch: Vec<Pending>) {
     metrics::histogram!("ledger_booking_batch_size").record(batch.len() as f64);
     let requests: Vec<&InterestPostingRequest> = batch.iter().map(|p| &p.request).collect();
     let span = tracing::info_span!("booking_batch", size = batch.len());
-    let outcome = bookings::book_each(state, &requests).instrument(span).await;
+    let outcome = bookings::book_each(state, &requests, bookings::Attempts::One).instrument(span).await;
     let results: Vec<Option<Answer>> = match outcome {
         Ok(results) => results
             .into_iter()
@@ -127,10 +146,10 @@ async fn book_batch(state: &AppState, batch: Vec<Pending>) {
                 answered => Some(answered),
             })
             .collect(),
-        // Every retry of the transaction found a row or fence busy: so would each alone.
-        Err(LedgerError::Busy) => batch.iter().map(|_| Some(Err(LedgerError::Busy))).collect(),
         Err(e) => {
-            tracing::warn!(error = %e, size = batch.len(), "booking batch failed as a whole; booking each alone");
+            // Nothing of it was written (or, if its commit's acknowledgement was lost, each alone
+            // finds its own booking under its key and replays it).
+            tracing::info!(error = %e, size = batch.len(), "booking batch not decided as a whole; booking each alone");
             batch.iter().map(|_| None).collect()
         }
     };
@@ -139,14 +158,7 @@ async fn book_batch(state: &AppState, batch: Vec<Pending>) {
             Some(answer) => {
                 let _ = pending.answer.send(answer);
             }
-            // A busy row, or a batch that failed as a whole: this request alone, waiting as it may.
-            None => {
-                let state = state.clone();
-                tokio::spawn(async move {
-                    let answer = bookings::book_interest_alone(&state, &pending.request).await;
-                    let _ = pending.answer.send(answer);
-                });
-            }
+            None => book_alone(state, alone, pending),
         }
     }
 }

@@ -95,7 +95,7 @@ pub async fn book_interest_many(
         return Err(LedgerError::Invalid("postings", detail));
     }
     let reqs: Vec<&InterestPostingRequest> = reqs.iter().collect();
-    let results = book_each(state, &reqs).instrument(span("book_interest_many")).await?;
+    let results = book_each(state, &reqs, Attempts::UntilBudget).instrument(span("book_interest_many")).await?;
     let outcomes = reqs
         .iter()
         .zip(results)
@@ -124,9 +124,10 @@ pub async fn book_interest_many(
 pub(crate) async fn book_each(
     state: &AppState,
     reqs: &[&InterestPostingRequest],
+    attempts: Attempts,
 ) -> Result<Vec<Result<InterestPosting, LedgerError>>, LedgerError> {
     let ids: Vec<Uuid> = reqs.iter().map(|r| r.account_id).collect();
-    let (results, revs) = retrying(state, || async {
+    let attempt = || async {
         let mut tx = state.pool.begin().await?;
         store::set_lock_timeout(&mut tx, state.lock_timeout.as_millis()).await?;
         let mut locked = store::lock_accounts_unless_busy(&mut tx, &ids).await?;
@@ -160,10 +161,22 @@ pub(crate) async fn book_each(
             .collect();
         tx.commit().await?;
         Ok((results, revs))
-    })
-    .await?;
+    };
+    let (results, revs) = match attempts {
+        Attempts::One => attempt().await?,
+        Attempts::UntilBudget => retrying(state, attempt).await?,
+    };
     state.revisions.publish_all(revs).await;
     Ok(results)
+}
+
+/// How often [`book_each`] tries a transaction that failed as a whole for a reason another try may
+/// not meet (a fence held, a deadlock).
+pub(crate) enum Attempts {
+    /// Once: the caller books each request alone instead (on-demand batches).
+    One,
+    /// Until the lock budget is spent (a run's chunk).
+    UntilBudget,
 }
 
 /// What a booking is, once its inputs are read under the row lock.

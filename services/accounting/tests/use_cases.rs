@@ -51,19 +51,21 @@ fn open_account(fakes: &std::sync::Arc<Fakes>, account_id: Uuid, customer_id: Uu
 
 /// The ledger on port 0 with its clock on 2024-02-01: its in-process peer, its URL, its database.
 async fn start(fakes: &std::sync::Arc<Fakes>) -> (std::sync::Arc<dyn peers::Ledger>, String, String) {
-    start_with(fakes, 2).await
+    start_with(fakes, 2, Duration::from_millis(300)).await
 }
 
-/// [`start`] with `in_flight` on-demand booking transactions at most.
+/// [`start`] with `in_flight` on-demand booking transactions at most, each waiting `lock_timeout`
+/// for a lock.
 async fn start_with(
     fakes: &std::sync::Arc<Fakes>,
     in_flight: usize,
+    lock_timeout: Duration,
 ) -> (std::sync::Arc<dyn peers::Ledger>, String, String) {
     let common = common("accounting").await;
     let database_url = common.database_url.clone();
     let config = accounting::Config {
         common,
-        lock_timeout: Duration::from_millis(300),
+        lock_timeout,
         lock_budget: Duration::from_secs(5),
         max_connections: 5,
         booking_batches_in_flight: in_flight,
@@ -456,7 +458,8 @@ async fn booking_transactions(pool: &sqlx::PgPool, ids: &[Uuid]) -> Vec<Option<S
 async fn on_demand_bookings_queued_meanwhile_share_a_transaction_and_are_decided_alone() {
     let fakes = Fakes::new();
     let customer_id = Uuid::new_v4();
-    let (ledger, url, database_url) = start_with(&fakes, 1).await;
+    // The booking in flight waits for the fence longer than the test takes to queue the others.
+    let (ledger, url, database_url) = start_with(&fakes, 1, Duration::from_secs(3)).await;
     let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
     let accts = funded_accounts(&fakes, &ledger, &url, customer_id, 6).await;
     let [plug, good_a, good_b, stale, paid, replayed] = [0, 1, 2, 3, 4, 5].map(|i| &accts[i]);
@@ -522,14 +525,16 @@ async fn on_demand_bookings_queued_meanwhile_share_a_transaction_and_are_decided
 }
 
 /// A batch does not wait for a row another transaction holds: the others are booked at once, and
-/// the busy one alone once its row is free (within the lock budget).
+/// the busy one alone once its row is free (within the lock budget). Two requests for one account
+/// at once: one payout. A batch that cannot take a fence within its lock timeout is booked request
+/// by request, each within its own budget: none fails because the batch did.
 #[tokio::test]
 async fn a_busy_row_holds_up_only_its_own_on_demand_booking() {
     let fakes = Fakes::new();
     let customer_id = Uuid::new_v4();
-    let (ledger, url, database_url) = start_with(&fakes, 1).await;
+    let (ledger, url, database_url) = start_with(&fakes, 1, Duration::from_millis(300)).await;
     let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
-    let accts = funded_accounts(&fakes, &ledger, &url, customer_id, 2).await;
+    let accts = funded_accounts(&fakes, &ledger, &url, customer_id, 5).await;
     let (busy, free) = (&accts[0], &accts[1]);
     let mut holder = pool.begin().await.unwrap();
     sqlx::query("SELECT 1 FROM ledger_accounts WHERE account_id = $1 FOR UPDATE")
@@ -549,4 +554,39 @@ async fn a_busy_row_holds_up_only_its_own_on_demand_booking() {
     let waited = waiting.await.unwrap().unwrap();
     assert_eq!(waited.request.account_id, busy.account_id);
     assert_eq!(waited.balance_after, 1_000_000 + waited.request.amounts.net());
+
+    // One account asked twice at once, under two keys: one payout, the other refused.
+    let twice = &accts[2];
+    let (first_key, second_key) = (posting(twice, customer_id, "one"), posting(twice, customer_id, "other"));
+    let (one, other) = tokio::join!(ledger.book_interest(&first_key), ledger.book_interest(&second_key));
+    let codes: Vec<String> = [&one, &other]
+        .iter()
+        .filter_map(|r| match r {
+            Err(PeerError::Problem { code, .. }) => Some(code.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(one.is_ok() != other.is_ok(), "{one:?} {other:?}");
+    assert_eq!(codes, vec!["ALREADY_PAID_TODAY".to_string()]);
+
+    // The rates' fence held for a second, three lock timeouts: the batch gives up and each of its
+    // requests is booked alone once the fence is free.
+    let mut holder = pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(contracts::fence::rates("SAVE"))
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let fenced: Vec<_> = accts[3..]
+        .iter()
+        .map(|b| {
+            let (ledger, req) = (ledger.clone(), posting(b, customer_id, "k"));
+            tokio::spawn(async move { ledger.book_interest(&req).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    holder.commit().await.unwrap();
+    for (booking, b) in fenced.into_iter().zip(&accts[3..]) {
+        assert_eq!(booking.await.unwrap().unwrap().request.account_id, b.account_id);
+    }
 }
