@@ -56,7 +56,10 @@ fn span(operation: &'static str) -> tracing::Span {
 /// idempotency key again returns the booked posting. This is one booking in a transaction of its
 /// own, waiting for a busy row; on-demand bookings normally go through `BookingQueue`, which books
 /// many in one transaction and hands this path only what it could not book together.
-pub async fn book_interest_alone(state: &AppState, req: &InterestPostingRequest) -> Result<InterestPosting, LedgerError> {
+pub async fn book_interest_alone(
+    state: &AppState,
+    req: &InterestPostingRequest,
+) -> Result<InterestPosting, LedgerError> {
     let id = req.account_id;
     retrying(state, || async {
         let mut tx = state.pool.begin().await?;

@@ -268,7 +268,10 @@ async fn estimates(api: &Arc<Api>, seeded: &Seeded, secs: Duration, r: &mut Repo
         .await;
         r.stats(&format!("warm estimate c={c}"), &s);
         r.stats(&format!("  HTTP baseline GET /health/live c={c}"), &base);
-        r.add(format!("  ratio estimate/baseline req/s: {:.2} (goal ≥ 0.50; at c=16 ≥ 0.80)", s.per_second() / base.per_second()));
+        r.add(format!(
+            "  ratio estimate/baseline req/s: {:.2} (goal ≥ 0.50; at c=16 ≥ 0.80)",
+            s.per_second() / base.per_second()
+        ));
         if c == 16 {
             c16 = s.per_second();
         }
