@@ -17,6 +17,7 @@ pub mod kafka;
 pub mod openapi;
 pub mod problem;
 pub mod redis;
+pub mod redis_mirror;
 pub mod revision;
 pub mod runtime;
 pub mod server;

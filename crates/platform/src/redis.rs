@@ -78,6 +78,9 @@ pub fn redacted(url: &str) -> String {
 pub struct Redis {
     conn: ConnectionManager,
     prefix: String,
+    client: std::sync::Arc<redis::Client>,
+    /// Keys kept in process with Redis's invalidations, for [`Redis::read_many`] (when started).
+    mirror: Option<crate::redis_mirror::Mirror>,
 }
 
 impl Redis {
@@ -94,12 +97,48 @@ impl Redis {
             .set_connection_timeout(Duration::from_millis(500))
             .set_response_timeout(Duration::from_millis(500))
             .set_number_of_retries(1);
-        let conn = ConnectionManager::new_with_config(client, config).await?;
-        let redis = Self { conn, prefix: prefix.to_string() };
+        let conn = ConnectionManager::new_with_config(client.clone(), config).await?;
+        let redis = Self { conn, prefix: prefix.to_string(), client: std::sync::Arc::new(client), mirror: None };
         // Without a password, against a server that requires one, the connection opens and only
         // the first command fails (NOAUTH): ask one now.
         redis.ping().await?;
         Ok(redis)
+    }
+
+    /// This connection with a mirror of the keys read through [`Redis::read_many`]: answered from
+    /// process memory while Redis's invalidations are tracked (`redis_mirror`).
+    pub fn mirrored(mut self) -> Self {
+        self.mirror = Some(crate::redis_mirror::Mirror::start(self.client.as_ref().clone()));
+        self
+    }
+
+    /// The mirror, if [`Redis::mirrored`] started one.
+    pub fn mirror(&self) -> Option<&crate::redis_mirror::Mirror> {
+        self.mirror.as_ref()
+    }
+
+    /// The values of several keys (suffixes), in one round trip — or none, from the mirror.
+    pub async fn read_many(&self, suffixes: &[String]) -> Result<Vec<Option<String>>, RedisError> {
+        if suffixes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = suffixes.iter().map(|k| self.key(k)).collect();
+        if let Some(mirror) = &self.mirror {
+            if let Some(values) = mirror.read(&keys).await {
+                return Ok(values);
+            }
+        }
+        let mut c = self.conn.clone();
+        redis::cmd("MGET").arg(&keys).query_async(&mut c).await
+    }
+
+    /// Makes this process's mirror forget keys (full names) it has just written: their values in
+    /// Redis are this process's own writes, which its next read must see whether or not Redis's
+    /// invalidation has arrived yet.
+    pub fn written(&self, keys: &[String]) {
+        if let Some(mirror) = &self.mirror {
+            mirror.forget(keys);
+        }
     }
 
     pub fn key(&self, suffix: &str) -> String {
@@ -122,27 +161,35 @@ impl Redis {
 
     pub async fn set(&self, suffix: &str, value: &str) -> Result<(), RedisError> {
         let mut c = self.conn.clone();
-        c.set(self.key(suffix), value).await
+        let key = self.key(suffix);
+        let set = c.set(&key, value).await;
+        self.written(&[key]);
+        set
     }
 
     /// Sets a value only if the key is absent; whether it was set.
     pub async fn set_nx(&self, suffix: &str, value: &str) -> Result<bool, RedisError> {
         let mut c = self.conn.clone();
-        let set: Option<String> =
-            redis::cmd("SET").arg(self.key(suffix)).arg(value).arg("NX").query_async(&mut c).await?;
-        Ok(set.is_some())
+        let key = self.key(suffix);
+        let set: Result<Option<String>, RedisError> =
+            redis::cmd("SET").arg(&key).arg(value).arg("NX").query_async(&mut c).await;
+        self.written(&[key]);
+        Ok(set?.is_some())
     }
 
     /// Sets a value that expires after `ttl`.
     pub async fn set_px(&self, suffix: &str, value: &str, ttl: Duration) -> Result<(), RedisError> {
         let mut c = self.conn.clone();
-        redis::cmd("SET")
-            .arg(self.key(suffix))
+        let key = self.key(suffix);
+        let set = redis::cmd("SET")
+            .arg(&key)
             .arg(value)
             .arg("PX")
             .arg(ttl.as_millis().max(1) as u64)
             .query_async::<()>(&mut c)
-            .await
+            .await;
+        self.written(&[key]);
+        set
     }
 
     /// Tries to take `name` for `lease`, waiting up to `wait` with jittered backoff — unless the

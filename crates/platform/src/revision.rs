@@ -17,17 +17,10 @@ use crate::redis::{Redis, RedisError};
 /// A revision as read from Redis: `None` if never published (or evicted).
 pub type Rev = Option<i64>;
 
-/// Reads several revisions (and any other string keys) in one round trip.
+/// Reads several revisions (and any other string keys) in one round trip, or from the connection's
+/// mirror when it has one (`Redis::mirrored`).
 pub async fn read(redis: &Redis, keys: &[String]) -> Result<Vec<Option<String>>, RedisError> {
-    if keys.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut c = redis.conn();
-    let mut cmd = redis::cmd("MGET");
-    for k in keys {
-        cmd.arg(redis.key(k));
-    }
-    cmd.query_async(&mut c).await
+    redis.read_many(keys).await
 }
 
 pub fn parse_rev(v: &Option<String>) -> Rev {
@@ -87,7 +80,9 @@ impl Publisher {
             pipe.cmd("EVAL").arg(SET_IF_GREATER).arg(1).arg(redis.key(k)).arg(*r).ignore();
         }
         let mut c = redis.conn();
-        pipe.query_async::<()>(&mut c).await
+        let published = pipe.query_async::<()>(&mut c).await;
+        redis.written(&revs.iter().map(|(k, _)| redis.key(k)).collect::<Vec<_>>());
+        published
     }
 
     async fn retry_forever(self) {

@@ -78,6 +78,18 @@ async fn round_trip(redis: Result<Redis, platform::redis::ConnectError>) -> Resu
     redis.set("probe", &value).await.map_err(|e| e.to_string())?;
     let read = redis.get("probe").await.map_err(|e| e.to_string())?;
     assert_eq!(read.as_deref(), Some(value.as_str()));
+    // The mirror's tracking connection is made from the same settings (credentials, TLS).
+    let mirrored = redis.mirrored();
+    let start = std::time::Instant::now();
+    while !mirrored.mirror().is_some_and(|m| m.is_tracking()) {
+        if start.elapsed() > std::time::Duration::from_secs(5) {
+            return Err("the mirror does not track".into());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let read = mirrored.read_many(&["probe".to_string()]).await.map_err(|e| e.to_string())?;
+    assert_eq!(read, vec![Some(value)]);
+    assert_eq!(mirrored.mirror().map(|m| m.round_trips()), Some(1), "read through the tracking connection");
     Ok(())
 }
 

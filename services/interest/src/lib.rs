@@ -50,6 +50,9 @@ pub struct Config {
     /// How often rates and tax-rule revisions catch up with fences raised ahead of them
     /// (`FENCE_CATCH_UP_MS`).
     pub fence_catch_up: Duration,
+    /// Whether Redis keys read by estimates and lookups are kept in process, invalidated by Redis
+    /// (`REDIS_MIRROR`, on by default; `platform::redis_mirror`).
+    pub redis_mirror: bool,
 }
 
 /// The legacy core and the shadow comparisons with it.
@@ -96,6 +99,7 @@ impl Config {
             lock_wait: env.millis("PAYOUT_LOCK_WAIT_MS", 3_000)?,
             pause_before_booking: env.millis("PAYOUT_PAUSE_BEFORE_BOOKING_MS", 0)?,
             fence_catch_up: env.millis("FENCE_CATCH_UP_MS", 30_000)?,
+            redis_mirror: env.parse::<bool>("REDIS_MIRROR", "true")?,
         })
     }
 }
@@ -104,7 +108,10 @@ impl Config {
 /// recovery worker and the run worker, and binds; `run_until_stopped` serves, then lets the relay
 /// publish what requests recorded.
 pub async fn build(config: Config, peers: Peers) -> anyhow::Result<App<AppState>> {
-    let infra = platform::runtime::start(&config.common, &MIGRATOR, true, config.max_connections).await?;
+    let mut infra = platform::runtime::start(&config.common, &MIGRATOR, true, config.max_connections).await?;
+    if config.redis_mirror {
+        infra.redis = infra.redis.map(platform::redis::Redis::mirrored);
+    }
     // Dashboards see both series from the start.
     for result in ["hit", "miss"] {
         metrics::counter!("interest_estimate_cache_total", "result" => result).increment(0);

@@ -32,6 +32,7 @@ async fn schedules_are_fenced_and_the_products_peer_answers_as_the_route_does() 
         pause_before_booking: Duration::ZERO,
         legacy: None,
         fence_catch_up: Duration::from_secs(30),
+        redis_mirror: true,
     };
     let app = interest::build(config, fakes.peers()).await.unwrap();
     let products = interest::in_process_peer(&app.state, "test", Duration::from_secs(1));
