@@ -4,7 +4,9 @@
 //! evicts it, and the mirror forgets it. A read whose keys are all remembered costs no round trip.
 //!
 //! Fail closed: the mirror answers from memory only while its tracking connection is up and
-//! answered a ping within the last [`PING_EVERY`] + [`PING_TIMEOUT`]. When the connection drops (or
+//! answered a ping within the last [`PING_EVERY`] + [`PING_TIMEOUT`] (a connection that fails on
+//! writing ends without telling: its next ping notices, so that second is the most a lost
+//! invalidation can be served stale). When the connection drops (or
 //! a ping fails) everything remembered is forgotten and reads go to Redis until a new connection
 //! tracks again. A read racing an invalidation never leaves a stale value behind: before asking
 //! Redis, a reader marks each key with a token of its own; an invalidation removes the mark, and the
@@ -26,8 +28,9 @@ use tokio::sync::Notify;
 /// How often the tracking connection is pinged, and how long a ping may take.
 pub const PING_EVERY: Duration = Duration::from_millis(500);
 pub const PING_TIMEOUT: Duration = Duration::from_millis(500);
-/// The most keys remembered; past it everything is forgotten at once (a crude bound, rarely met).
-const MAX_KEYS: usize = 1_000_000;
+/// The most memory (keys and values, in bytes) remembered; past it everything is forgotten at once
+/// (a crude bound: with an estimate entry of ~1 KB per account, about 200,000 accounts' worth).
+const MAX_BYTES: usize = 256 * 1024 * 1024;
 
 enum Slot {
     /// A reader asked Redis for the key; kept only if this mark is still here when it answers.
@@ -37,15 +40,56 @@ enum Slot {
     Known(Option<String>, Option<Instant>),
 }
 
+/// The keys remembered, and about how many bytes they take.
+#[derive(Default)]
+struct Slots {
+    map: HashMap<String, Slot>,
+    bytes: usize,
+}
+
+fn size(key: &str, slot: &Slot) -> usize {
+    key.len() + if let Slot::Known(Some(v), _) = slot { v.len() } else { 0 }
+}
+
+impl Slots {
+    fn insert(&mut self, key: String, slot: Slot) {
+        self.bytes += size(&key, &slot);
+        if let Some(old) = self.map.insert(key.clone(), slot) {
+            self.bytes = self.bytes.saturating_sub(size(&key, &old));
+        }
+        if self.bytes > MAX_BYTES {
+            self.clear();
+        }
+    }
+
+    fn remove(&mut self, key: &str) {
+        if let Some(old) = self.map.remove(key) {
+            self.bytes = self.bytes.saturating_sub(size(key, &old));
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<&Slot> {
+        self.map.get(key)
+    }
+
+    fn clear(&mut self) {
+        self.map.clear();
+        self.bytes = 0;
+    }
+}
+
 #[derive(Default)]
 struct Shared {
-    slots: Mutex<HashMap<String, Slot>>,
+    slots: Mutex<Slots>,
     /// True while a tracking connection is up and answering.
     tracking: AtomicBool,
     next_mark: AtomicU64,
     /// Bumped whenever everything is forgotten: a reader that started before keeps nothing.
     generation: AtomicU64,
-    lost: Notify,
+    /// The tracking connection whose pushes count (0: none); an older one's disconnection is news
+    /// of nothing.
+    current: AtomicU64,
+    next_connection: AtomicU64,
     /// Reads that went to Redis (the rest were answered from memory, or not tracking).
     round_trips: AtomicU64,
     /// The tracking connection's `CLIENT ID` (0: none yet).
@@ -56,18 +100,24 @@ struct Shared {
 }
 
 impl Shared {
-    fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
+    fn slots(&self) -> std::sync::MutexGuard<'_, Slots> {
         self.slots.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Stops answering from memory and forgets everything (until a new connection tracks).
     fn forget_all(&self) {
         self.tracking.store(false, Ordering::SeqCst);
+        self.forget_values();
+    }
+
+    /// Forgets every value; what readers in flight asked for is not kept.
+    fn forget_values(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);
         self.slots().clear();
     }
 
-    /// Applies a push from the tracking connection, in the order Redis sent it.
-    fn pushed(&self, push: PushInfo) {
+    /// Applies a push from tracking connection `from`, in the order Redis sent it.
+    fn pushed(&self, from: u64, lost: &Notify, push: PushInfo) {
         match push.kind {
             PushKind::Invalidate => match push.data.first() {
                 Some(Value::Array(keys)) => {
@@ -79,11 +129,13 @@ impl Shared {
                     }
                 }
                 // A null list: the whole database was flushed.
-                _ => self.forget_all(),
+                _ => self.forget_values(),
             },
             PushKind::Disconnection => {
-                self.forget_all();
-                self.lost.notify_one();
+                if self.current.load(Ordering::SeqCst) == from {
+                    self.forget_all();
+                }
+                lost.notify_one();
             }
             _ => {}
         }
@@ -94,7 +146,9 @@ impl Shared {
 #[derive(Clone)]
 pub struct Mirror {
     shared: Arc<Shared>,
-    conn: Arc<tokio::sync::RwLock<Option<MultiplexedConnection>>>,
+    /// The tracking connection and its id: an answer it gives is kept only while it is still the
+    /// current one (a slow answer on a connection given up on is not).
+    conn: Arc<tokio::sync::RwLock<Option<(u64, MultiplexedConnection)>>>,
 }
 
 impl Mirror {
@@ -162,17 +216,14 @@ impl Mirror {
         }
         count("miss");
         let generation = self.shared.generation.load(Ordering::SeqCst);
+        let (connection, mut conn) = self.conn.read().await.clone()?;
         let mark = self.shared.next_mark.fetch_add(1, Ordering::SeqCst);
         {
             let mut slots = self.shared.slots();
-            if slots.len() + keys.len() > MAX_KEYS {
-                slots.clear();
-            }
             for k in keys {
                 slots.insert(k.clone(), Slot::Asked(mark));
             }
         }
-        let mut conn = self.conn.read().await.clone()?;
         // The values and their times to live, in one round trip.
         let mut ask = redis::pipe();
         ask.cmd("MGET").arg(keys);
@@ -189,13 +240,20 @@ impl Mirror {
         if pause > 0 {
             tokio::time::sleep(Duration::from_millis(pause)).await;
         }
-        if self.shared.generation.load(Ordering::SeqCst) == generation && values.len() == keys.len() {
+        let still = self.shared.generation.load(Ordering::SeqCst) == generation
+            && self.shared.current.load(Ordering::SeqCst) == connection;
+        if still && values.len() == keys.len() {
             let mut slots = self.shared.slots();
             for ((k, v), ttl) in keys.iter().zip(&values).zip(ttls) {
-                // -1: no time to live; -2: no key (a value of None); 0..: counted from the ask.
+                // -1: no time to live; -2: no key (a value of None — or one that expired between the
+                // two reads, not kept); 0..: counted from the ask.
                 let until = (ttl >= 0).then(|| asked_at + Duration::from_millis(ttl as u64));
                 if matches!(slots.get(k), Some(Slot::Asked(m)) if *m == mark) {
-                    slots.insert(k.clone(), Slot::Known(v.clone(), until));
+                    if ttl == -2 && v.is_some() {
+                        slots.remove(k);
+                    } else {
+                        slots.insert(k.clone(), Slot::Known(v.clone(), until));
+                    }
                 }
             }
         }
@@ -216,32 +274,38 @@ impl Mirror {
                 Ok(()) => {}
                 Err(e) => tracing::warn!(error = %e, "redis mirror not tracking; reads go to Redis until it is"),
             }
-            self.shared.forget_all();
+            // The connection is no longer the current one before anything is forgotten, and its
+            // generation is over once it is: a late answer on it keeps nothing.
+            self.shared.current.store(0, Ordering::SeqCst);
             *self.conn.write().await = None;
+            self.shared.forget_all();
             tokio::time::sleep(PING_EVERY).await;
         }
     }
 
     /// One tracking connection, until it fails.
     async fn track(&self, client: &redis::Client) -> Result<(), redis::RedisError> {
-        let shared = self.shared.clone();
+        let (shared, id) = (self.shared.clone(), self.shared.next_connection.fetch_add(1, Ordering::SeqCst) + 1);
+        let lost = Arc::new(Notify::new());
+        let on_push = lost.clone();
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(PING_TIMEOUT)
             .set_response_timeout(PING_TIMEOUT)
             .set_push_sender(move |push: PushInfo| {
-                shared.pushed(push);
+                shared.pushed(id, &on_push, push);
                 Ok::<(), std::convert::Infallible>(())
             });
         let mut conn = client.get_multiplexed_async_connection_with_config(&config).await?;
+        self.shared.current.store(id, Ordering::SeqCst);
         redis::cmd("CLIENT").arg("TRACKING").arg("ON").query_async::<()>(&mut conn).await?;
-        let id: i64 = redis::cmd("CLIENT").arg("ID").query_async(&mut conn).await?;
-        self.shared.client_id.store(id, Ordering::SeqCst);
-        *self.conn.write().await = Some(conn.clone());
+        let client_id: i64 = redis::cmd("CLIENT").arg("ID").query_async(&mut conn).await?;
+        self.shared.client_id.store(client_id, Ordering::SeqCst);
+        *self.conn.write().await = Some((id, conn.clone()));
         self.shared.tracking.store(true, Ordering::SeqCst);
         tracing::info!("redis mirror tracking");
         loop {
             tokio::select! {
-                _ = self.shared.lost.notified() => {
+                _ = lost.notified() => {
                     return Err(redis::RedisError::from((redis::ErrorKind::IoError, "tracking connection lost")));
                 }
                 _ = tokio::time::sleep(PING_EVERY) => {

@@ -37,7 +37,7 @@ fn keys(names: &[&str]) -> Vec<String> {
     names.iter().map(|k| k.to_string()).collect()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_is_answered_from_memory_until_redis_says_it_changed() {
     let (mirrored, plain) = pair().await;
     let mirror = mirrored.mirror().unwrap().clone();
@@ -49,17 +49,18 @@ async fn a_key_is_answered_from_memory_until_redis_says_it_changed() {
         assert_eq!(mirrored.read_many(&ab).await.unwrap(), vec![Some("1".into()), None]);
     }
     assert_eq!(mirror.round_trips(), trips, "answered from memory, an absent key included");
+    assert!(mirror.is_tracking(), "and not because the mirror stopped tracking");
 
     plain.set("a", "2").await.unwrap();
     until(|| async { mirrored.read_many(&ab).await.unwrap()[0].as_deref() == Some("2") }, "a change arrives").await;
     plain.set("b", "x").await.unwrap();
     until(|| async { mirrored.read_many(&ab).await.unwrap()[1].as_deref() == Some("x") }, "a key appears").await;
-    plain.set_px("c", "soon gone", Duration::from_millis(50)).await.unwrap();
+    plain.set_px("c", "soon gone", Duration::from_millis(300)).await.unwrap();
     assert_eq!(mirrored.read_many(&keys(&["c"])).await.unwrap(), vec![Some("soon gone".into())]);
     until(|| async { mirrored.read_many(&keys(&["c"])).await.unwrap() == vec![None] }, "an expiry arrives").await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_value_read_while_it_changes_is_never_kept_stale() {
     let (mirrored, plain) = pair().await;
     let key = keys(&["r"]);
@@ -88,26 +89,43 @@ async fn a_value_read_while_it_changes_is_never_kept_stale() {
 
 /// The race itself, opened wide: a change lands (and its invalidation arrives) after Redis
 /// answered a read but before the mirror kept the answer. The answer is not kept.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalidation_that_overtakes_an_answer_wins() {
     let (mirrored, plain) = pair().await;
     let mirror = mirrored.mirror().unwrap().clone();
     let key = keys(&["w"]);
     plain.set("w", "old").await.unwrap();
-    mirror.pause_before_keeping(Duration::from_millis(300));
+    mirror.pause_before_keeping(Duration::from_millis(500));
+    let asked = mirror.round_trips();
     let reading = {
         let (m, key) = (mirrored.clone(), key.clone());
         tokio::spawn(async move { m.read_many(&key).await.unwrap() })
     };
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Redis answers in well under a millisecond on loopback; the reader then pauses for 500.
+    until(|| async { mirror.round_trips() > asked }, "the read is sent").await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
     plain.set("w", "new").await.unwrap();
     assert_eq!(reading.await.unwrap()[0].as_deref(), Some("old"), "the read answers what Redis said");
     mirror.pause_before_keeping(Duration::ZERO);
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(mirrored.read_many(&key).await.unwrap()[0].as_deref(), Some("new"), "the old answer was not kept");
+    assert!(mirror.is_tracking());
 }
 
+/// The process's own write is seen by its next read at once, before Redis's push arrives.
 #[tokio::test]
+async fn a_write_through_the_same_connection_is_read_back_at_once() {
+    let (mirrored, _plain) = pair().await;
+    let key = keys(&["own"]);
+    mirrored.set("own", "1").await.unwrap();
+    assert_eq!(mirrored.read_many(&key).await.unwrap()[0].as_deref(), Some("1"));
+    for i in 2..50 {
+        mirrored.set_px("own", &i.to_string(), Duration::from_secs(60)).await.unwrap();
+        assert_eq!(mirrored.read_many(&key).await.unwrap()[0], Some(i.to_string()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_tracking_connection_forgets_everything() {
     let (mirrored, plain) = pair().await;
     let mirror = mirrored.mirror().unwrap().clone();
