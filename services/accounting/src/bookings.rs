@@ -191,8 +191,9 @@ enum Decision<'a> {
 }
 
 /// Books requests whose balance rows the caller locked (each account once): reads what the checks
-/// need for all of them (4 statements), decides each alone (`decide`: the one home of the rules),
-/// and writes the accepted ones together (6 statements). Answers each request's posting (booked or
+/// need for all of them (5 statements), decides each alone (`decide`: the one home of the rules),
+/// and writes the accepted ones together (3 statements: balance rows, entries and lines in one, the
+/// end-of-day balances in two). Answers each request's posting (booked or
 /// replayed) or refusal, in order, and the history revisions to publish after the commit.
 async fn book_locked(
     tx: &mut PgConnection,
@@ -253,19 +254,25 @@ async fn book_locked(
         return Ok((results, Vec::new()));
     }
     let balances: Vec<_> = writes.iter().map(|(_, r, h, _)| (h.account_id, h.balance_after, r.period_to)).collect();
-    let revs = store::set_paid_balances(tx, &balances).await?;
     let entries: Vec<_> = writes.iter().map(|(_, _, h, e)| (h, e)).collect();
     // Checked above under the row locks; the unique index is the final guard of the rule.
-    let inserted = store::insert_entries(tx, &entries).await.guarded_by("journal_entries_one_payout_a_day", || {
-        LedgerError::Refused(Code::AlreadyPaidToday, "an account was already paid on its business date".into())
-    })?;
+    let paid =
+        store::book_payouts(tx, &balances, &entries).await.guarded_by("journal_entries_one_payout_a_day", || {
+            LedgerError::Refused(Code::AlreadyPaidToday, "an account was already paid on its business date".into())
+        })?;
     let deltas: Vec<_> = writes.iter().map(|(_, r, h, _)| (h.account_id, h.business_date, r.amounts.net())).collect();
     store::apply_to_daily_balances_many(tx, &deltas).await?;
     let mut published = Vec::new();
-    for ((at, r, h, _), (seq, posted_at)) in writes.iter().zip(inserted) {
+    for ((at, r, h, _), row) in writes.iter().zip(paid) {
         let request = (*r).clone();
-        published.extend(revs.get(&h.account_id).map(|r| (contracts::revision::ledger(h.account_id), *r)));
-        let posting = InterestPosting { request, entry_id: h.entry_id, balance_after: h.balance_after, posted_at, seq };
+        published.push((contracts::revision::ledger(h.account_id), row.history_rev));
+        let posting = InterestPosting {
+            request,
+            entry_id: h.entry_id,
+            balance_after: h.balance_after,
+            posted_at: row.created_at,
+            seq: row.seq,
+        };
         results[*at] = Ok(posting);
     }
     Ok((results, published))

@@ -111,6 +111,73 @@ pub async fn insert_entry(
     inserted.pop().ok_or(sqlx::Error::RowNotFound)
 }
 
+/// An entry's columns and its lines', flattened across entries (for `UNNEST`).
+struct EntryRows {
+    ids: Vec<Uuid>,
+    kinds: Vec<String>,
+    accounts: Vec<Uuid>,
+    business_dates: Vec<NaiveDate>,
+    value_dates: Vec<NaiveDate>,
+    balances: Vec<i64>,
+    payout_ids: Vec<Option<Uuid>>,
+    payout_keys: Vec<Option<String>>,
+    payouts: Vec<Option<serde_json::Value>>,
+    l_entries: Vec<Uuid>,
+    l_nos: Vec<i16>,
+    l_ledger: Vec<String>,
+    l_accounts: Vec<Option<Uuid>>,
+    l_debits: Vec<i64>,
+    l_credits: Vec<i64>,
+}
+
+impl EntryRows {
+    fn of(entries: &[(&EntryHeader<'_>, &JournalEntry)]) -> Result<Self, sqlx::Error> {
+        let mut r = EntryRows {
+            ids: Vec::new(),
+            kinds: Vec::new(),
+            accounts: Vec::new(),
+            business_dates: Vec::new(),
+            value_dates: Vec::new(),
+            balances: Vec::new(),
+            payout_ids: Vec::new(),
+            payout_keys: Vec::new(),
+            payouts: Vec::new(),
+            l_entries: Vec::new(),
+            l_nos: Vec::new(),
+            l_ledger: Vec::new(),
+            l_accounts: Vec::new(),
+            l_debits: Vec::new(),
+            l_credits: Vec::new(),
+        };
+        for (h, e) in entries {
+            r.ids.push(h.entry_id);
+            r.kinds.push(e.kind().code().to_string());
+            r.accounts.push(h.account_id);
+            r.business_dates.push(h.business_date);
+            r.value_dates.push(h.value_date);
+            r.balances.push(h.balance_after);
+            r.payout_ids.push(h.payout.map(|p| p.payout_id));
+            r.payout_keys.push(h.payout.map(|p| p.idempotency_key.clone()));
+            r.payouts
+                .push(h.payout.map(serde_json::to_value).transpose().map_err(|e| sqlx::Error::Encode(Box::new(e)))?);
+            for (i, l) in e.lines().iter().enumerate() {
+                r.l_entries.push(h.entry_id);
+                r.l_nos.push(i as i16 + 1);
+                r.l_ledger.push(l.account.code().to_string());
+                r.l_accounts.push(l.customer_account);
+                r.l_debits.push(l.debit);
+                r.l_credits.push(l.credit);
+            }
+        }
+        Ok(r)
+    }
+
+    /// Each entry's value from `by_id`, in the order given.
+    fn in_order<T>(&self, mut by_id: std::collections::HashMap<Uuid, T>) -> Result<Vec<T>, sqlx::Error> {
+        self.ids.iter().map(|id| by_id.remove(id).ok_or(sqlx::Error::RowNotFound)).collect()
+    }
+}
+
 /// Inserts entries and all their lines in two statements; answers each entry's `(seq, created_at)`
 /// in the order given. `created_at` is when the entry was written — under its row locks, decided,
 /// just before the commit — not when its transaction began (it may have waited on a busy row).
@@ -118,37 +185,7 @@ pub async fn insert_entries(
     conn: &mut PgConnection,
     entries: &[(&EntryHeader<'_>, &JournalEntry)],
 ) -> Result<Vec<(i64, chrono::DateTime<chrono::Utc>)>, sqlx::Error> {
-    let mut ids = Vec::new();
-    let mut kinds = Vec::new();
-    let mut accounts = Vec::new();
-    let mut business_dates = Vec::new();
-    let mut value_dates = Vec::new();
-    let mut balances = Vec::new();
-    let mut payout_ids = Vec::new();
-    let mut payout_keys = Vec::new();
-    let mut payouts = Vec::new();
-    // Lines, flattened across entries.
-    let (mut l_entries, mut l_nos, mut l_ledger, mut l_accounts, mut l_debits, mut l_credits) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for (h, e) in entries {
-        ids.push(h.entry_id);
-        kinds.push(e.kind().code().to_string());
-        accounts.push(h.account_id);
-        business_dates.push(h.business_date);
-        value_dates.push(h.value_date);
-        balances.push(h.balance_after);
-        payout_ids.push(h.payout.map(|p| p.payout_id));
-        payout_keys.push(h.payout.map(|p| p.idempotency_key.clone()));
-        payouts.push(h.payout.map(serde_json::to_value).transpose().map_err(|e| sqlx::Error::Encode(Box::new(e)))?);
-        for (i, l) in e.lines().iter().enumerate() {
-            l_entries.push(h.entry_id);
-            l_nos.push(i as i16 + 1);
-            l_ledger.push(l.account.code().to_string());
-            l_accounts.push(l.customer_account);
-            l_debits.push(l.debit);
-            l_credits.push(l.credit);
-        }
-    }
+    let r = EntryRows::of(entries)?;
     let rows = sqlx::query!(
         "INSERT INTO journal_entries
             (entry_id, kind, account_id, business_date, value_date, balance_after, payout_id, payout, payout_key,
@@ -157,33 +194,102 @@ pub async fn insert_entries(
          FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::date[], $5::date[], $6::int8[], $7::uuid[], $8::jsonb[],
                      $9::text[]) u
          RETURNING entry_id, seq, created_at",
-        &ids,
-        &kinds,
-        &accounts,
-        &business_dates,
-        &value_dates,
-        &balances,
-        &payout_ids as &[Option<Uuid>],
-        &payouts as &[Option<serde_json::Value>],
-        &payout_keys as &[Option<String>],
+        &r.ids,
+        &r.kinds,
+        &r.accounts,
+        &r.business_dates,
+        &r.value_dates,
+        &r.balances,
+        &r.payout_ids as &[Option<Uuid>],
+        &r.payouts as &[Option<serde_json::Value>],
+        &r.payout_keys as &[Option<String>],
     )
     .fetch_all(&mut *conn)
     .await?;
     sqlx::query!(
         "INSERT INTO journal_lines (entry_id, line_no, ledger_account, account_id, debit, credit)
          SELECT * FROM UNNEST($1::uuid[], $2::int2[], $3::text[], $4::uuid[], $5::int8[], $6::int8[])",
-        &l_entries,
-        &l_nos,
-        &l_ledger,
-        &l_accounts as &[Option<Uuid>],
-        &l_debits,
-        &l_credits,
+        &r.l_entries,
+        &r.l_nos,
+        &r.l_ledger,
+        &r.l_accounts as &[Option<Uuid>],
+        &r.l_debits,
+        &r.l_credits,
     )
     .execute(&mut *conn)
     .await?;
-    let mut by_id: std::collections::HashMap<Uuid, (i64, chrono::DateTime<chrono::Utc>)> =
-        rows.into_iter().map(|r| (r.entry_id, (r.seq, r.created_at))).collect();
-    ids.iter().map(|id| by_id.remove(id).ok_or(sqlx::Error::RowNotFound)).collect()
+    r.in_order(rows.into_iter().map(|row| (row.entry_id, (row.seq, row.created_at))).collect())
+}
+
+/// What a booked payout's statement answers for it.
+pub struct PaidRow {
+    pub seq: i64,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// The account's history revision after the payout.
+    pub history_rev: i64,
+}
+
+/// Writes payouts (each account at most once) in one statement: each balance row's new balance,
+/// paid-through date and history revision, the journal entries and all their lines. Answers each
+/// entry's row in the order given. (The lines' references to their entries are checked at the
+/// statement's end, when the entries exist.)
+pub async fn book_payouts(
+    conn: &mut PgConnection,
+    paid: &[(Uuid, i64, NaiveDate)],
+    entries: &[(&EntryHeader<'_>, &JournalEntry)],
+) -> Result<Vec<PaidRow>, sqlx::Error> {
+    let ids: Vec<Uuid> = paid.iter().map(|c| c.0).collect();
+    let balances: Vec<i64> = paid.iter().map(|c| c.1).collect();
+    let through: Vec<NaiveDate> = paid.iter().map(|c| c.2).collect();
+    let r = EntryRows::of(entries)?;
+    let rows = sqlx::query!(
+        r#"WITH paid AS (
+              UPDATE ledger_accounts a SET balance = u.balance, paid_through = u.paid, updated_at = now(),
+                     history_rev = a.history_rev + 1, history_changed_at = now()
+              FROM UNNEST($1::uuid[], $2::int8[], $3::date[]) AS u(id, balance, paid)
+              WHERE a.account_id = u.id RETURNING a.account_id, a.history_rev),
+           entries AS (
+              INSERT INTO journal_entries
+                  (entry_id, kind, account_id, business_date, value_date, balance_after, payout_id, payout,
+                   payout_key, created_at)
+              SELECT u.*, clock_timestamp()
+              FROM UNNEST($4::uuid[], $5::text[], $6::uuid[], $7::date[], $8::date[], $9::int8[], $10::uuid[],
+                          $11::jsonb[], $12::text[]) u
+              RETURNING entry_id, account_id, seq, created_at),
+           lines AS (
+              INSERT INTO journal_lines (entry_id, line_no, ledger_account, account_id, debit, credit)
+              SELECT * FROM UNNEST($13::uuid[], $14::int2[], $15::text[], $16::uuid[], $17::int8[], $18::int8[]))
+           SELECT e.entry_id AS "entry_id!", e.seq AS "seq!", e.created_at AS "created_at!",
+                  p.history_rev AS "history_rev!"
+           FROM entries e JOIN paid p ON p.account_id = e.account_id"#,
+        &ids,
+        &balances,
+        &through,
+        &r.ids,
+        &r.kinds,
+        &r.accounts,
+        &r.business_dates,
+        &r.value_dates,
+        &r.balances,
+        &r.payout_ids as &[Option<Uuid>],
+        &r.payouts as &[Option<serde_json::Value>],
+        &r.payout_keys as &[Option<String>],
+        &r.l_entries,
+        &r.l_nos,
+        &r.l_ledger,
+        &r.l_accounts as &[Option<Uuid>],
+        &r.l_debits,
+        &r.l_credits,
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    r.in_order(
+        rows.into_iter()
+            .map(|row| {
+                (row.entry_id, PaidRow { seq: row.seq, created_at: row.created_at, history_rev: row.history_rev })
+            })
+            .collect(),
+    )
 }
 
 /// Applies `delta` to the end-of-day balances from `value_date` on.
@@ -230,29 +336,6 @@ pub async fn apply_to_daily_balances_many(
     .execute(conn)
     .await?;
     Ok(())
-}
-
-/// Sets the balances and paid-through dates of payouts (each account at most once), bumping each
-/// history revision; answers the new revisions.
-pub async fn set_paid_balances(
-    conn: &mut PgConnection,
-    changes: &[(Uuid, i64, NaiveDate)],
-) -> Result<std::collections::HashMap<Uuid, i64>, sqlx::Error> {
-    let ids: Vec<Uuid> = changes.iter().map(|c| c.0).collect();
-    let balances: Vec<i64> = changes.iter().map(|c| c.1).collect();
-    let paid: Vec<NaiveDate> = changes.iter().map(|c| c.2).collect();
-    let rows = sqlx::query!(
-        "UPDATE ledger_accounts a SET balance = u.balance, paid_through = u.paid, updated_at = now(),
-                history_rev = a.history_rev + 1, history_changed_at = now()
-         FROM UNNEST($1::uuid[], $2::int8[], $3::date[]) AS u(id, balance, paid)
-         WHERE a.account_id = u.id RETURNING a.account_id, a.history_rev",
-        &ids,
-        &balances,
-        &paid,
-    )
-    .fetch_all(conn)
-    .await?;
-    Ok(rows.into_iter().map(|r| (r.account_id, r.history_rev)).collect())
 }
 
 /// The payouts booked on each `(account, day)`. Asked as "these accounts on these days" (a
