@@ -28,7 +28,7 @@ pub struct Snapshot {
 
 /// CPU seconds used so far by each program running now (`/proc/<pid>/stat`, utime + stime),
 /// summed by name: PostgreSQL's backends under `postgres`, each service under its binary's name.
-fn cpu_by_program() -> HashMap<String, f64> {
+pub fn cpu_by_program() -> HashMap<String, f64> {
     // Clock ticks per second: 100 on every Linux this runs on (USER_HZ).
     const TICKS: f64 = 100.0;
     let mut out = HashMap::new();
@@ -209,4 +209,18 @@ pub fn report(before: &Snapshot, after: &Snapshot, payouts: u64, detail: bool) -
         }
     }
     out
+}
+
+/// CPU per request between two [`cpu_by_program`] readings: the total and the busiest programs.
+pub fn cpu_line(what: &str, before: &HashMap<String, f64>, after: &HashMap<String, f64>, requests: u64) -> String {
+    let n = requests.max(1) as f64;
+    let mut cpu: Vec<(String, f64)> = after
+        .iter()
+        .map(|(name, secs)| (name.clone(), (secs - before.get(name).copied().unwrap_or(0.0)) * 1000.0 / n))
+        .filter(|(_, ms)| *ms >= 0.001)
+        .collect();
+    cpu.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let total: f64 = cpu.iter().map(|c| c.1).sum();
+    let by: Vec<String> = cpu.iter().take(5).map(|(name, ms)| format!("{name} {ms:.3}")).collect();
+    format!("  CPU ms per {what}: {total:.3} in all; {}", by.join(", "))
 }

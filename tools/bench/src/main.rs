@@ -255,19 +255,24 @@ async fn estimates(api: &Arc<Api>, seeded: &Seeded, secs: Duration, r: &mut Repo
     let mut c16 = 0.0;
     for c in [1, 16, 64] {
         let (api2, warm2) = (api.clone(), warm.clone());
+        let cpu0 = counts::cpu_by_program();
         let s = load::closed(c, secs, move |_, _| {
             let (api, a) = (api2.clone(), warm2[rand::thread_rng().gen_range(0..warm2.len())]);
             async move { api.estimate(a).await.is_ok() }
         })
         .await;
+        let cpu1 = counts::cpu_by_program();
         let api3 = api.clone();
         let base = load::closed(c, secs, move |_, _| {
             let api = api3.clone();
             async move { api.health().await.is_ok() }
         })
         .await;
+        let cpu2 = counts::cpu_by_program();
         r.stats(&format!("warm estimate c={c}"), &s);
+        r.add(counts::cpu_line("estimate", &cpu0, &cpu1, s.ok()));
         r.stats(&format!("  HTTP baseline GET /health/live c={c}"), &base);
+        r.add(counts::cpu_line("health check", &cpu1, &cpu2, base.ok()));
         r.add(format!(
             "  ratio estimate/baseline req/s: {:.2} (goal ≥ 0.50; at c=16 ≥ 0.80)",
             s.per_second() / base.per_second()
