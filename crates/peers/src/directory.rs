@@ -130,7 +130,8 @@ impl Directory {
     }
 
     /// The account, its customer (when this directory has a customer client), and `extra(account)`
-    /// keys from Redis. Warm, that is one Redis round trip and no HTTP call.
+    /// keys from Redis. Warm, that is one Redis read (none when the connection's mirror holds the
+    /// keys) and no HTTP call.
     pub async fn lookup(&self, id: Uuid, extra: impl Fn(&Account) -> Vec<String>) -> Result<Lookup, LookupError> {
         let with_customer = self.customer.is_some();
         let revs_for = |a: &Account| {

@@ -33,7 +33,8 @@ fn with_status(mut e: Estimate, status: Option<Refusal>) -> Estimate {
     e
 }
 
-/// The estimate (see `estimate_cache`): warm, one Redis round trip and no other I/O.
+/// The estimate (see `estimate_cache`): warm, one Redis read and no other I/O — answered from process
+/// memory when the Redis mirror holds its keys (`platform::redis_mirror`).
 pub async fn estimate(state: &Payouts, id: Uuid) -> Result<Estimate, InterestError> {
     let now = state.clock.now().await?;
     let today = domain::date::business_date_at(now);
