@@ -34,6 +34,8 @@ type Answer = Result<InterestPosting, LedgerError>;
 struct Pending {
     request: InterestPostingRequest,
     answer: oneshot::Sender<Answer>,
+    /// The span it was queued from: its booking is traced under it.
+    span: tracing::Span,
 }
 
 /// Where on-demand bookings are queued (cloned into the state; one batcher per process).
@@ -66,7 +68,7 @@ impl BookingQueue {
             return bookings::book_interest_alone(state, request).await;
         };
         let (answer, answered) = oneshot::channel();
-        let pending = Pending { request: request.clone(), answer };
+        let pending = Pending { request: request.clone(), answer, span: tracing::Span::current() };
         if sender.send(pending).await.is_err() {
             // No batcher (it has stopped): the booking alone is still correct.
             return bookings::book_interest_alone(state, request).await;
@@ -125,7 +127,7 @@ fn book_alone(state: &AppState, alone: &Arc<Semaphore>, pending: Pending) {
         if pending.answer.is_closed() {
             return;
         }
-        let answer = bookings::book_interest_alone(&state, &pending.request).await;
+        let answer = bookings::book_interest_alone(&state, &pending.request).instrument(pending.span.clone()).await;
         let _ = pending.answer.send(answer);
     });
 }
@@ -136,8 +138,13 @@ fn book_alone(state: &AppState, alone: &Arc<Semaphore>, pending: Pending) {
 async fn book_batch(state: &AppState, alone: &Arc<Semaphore>, batch: Vec<Pending>) {
     metrics::histogram!("ledger_booking_batch_size").record(batch.len() as f64);
     let requests: Vec<&InterestPostingRequest> = batch.iter().map(|p| &p.request).collect();
-    let span = tracing::info_span!("booking_batch", size = batch.len());
-    let outcome = bookings::book_each(state, &requests, bookings::Attempts::One).instrument(span).await;
+    // One span per request, each under that request's own span, all open for the transaction.
+    let spans: Vec<tracing::Span> = batch.iter().map(|p| bookings::batch_span(&p.span, batch.len())).collect();
+    let outcome = match spans.first() {
+        Some(span) => bookings::book_each(state, &requests, bookings::Attempts::One).instrument(span.clone()).await,
+        None => return,
+    };
+    drop(spans);
     let results: Vec<Option<Answer>> = match outcome {
         Ok(results) => results
             .into_iter()

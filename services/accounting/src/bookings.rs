@@ -50,6 +50,21 @@ fn span(operation: &'static str) -> tracing::Span {
     )
 }
 
+/// The booking transaction of a batch as seen from one request's trace (under `parent`, the span
+/// the request was queued from): every request's trace holds the transaction it was booked in.
+pub(crate) fn batch_span(parent: &tracing::Span, size: usize) -> tracing::Span {
+    tracing::info_span!(
+        parent: parent,
+        "db.transaction",
+        "otel.name" = "book_interest accounting",
+        "otel.kind" = "client",
+        "db.system" = "postgresql",
+        "db.namespace" = "accounting",
+        "db.operation.name" = "book_interest",
+        "db.operation.batch.size" = size,
+    )
+}
+
 /// Books an interest payout: the payout's one durable commit. At most one per account per business
 /// date (today's), only for the period right after the last one, and only if nothing the quote was
 /// computed from has changed since (`QUOTE_STALE` otherwise, nothing written); the same
