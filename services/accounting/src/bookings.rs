@@ -38,31 +38,31 @@ fn check_request(req: &InterestPostingRequest, today: NaiveDate) -> Result<(), L
     Ok(())
 }
 
-/// The booking transaction as a database client span (OpenTelemetry database conventions).
+/// The booking transaction as a database client span (OpenTelemetry database conventions), under
+/// the current span.
 fn span(operation: &'static str) -> tracing::Span {
+    transaction_span(&tracing::Span::current(), operation)
+}
+
+fn transaction_span(parent: &tracing::Span, operation: &'static str) -> tracing::Span {
     tracing::info_span!(
+        parent: parent,
         "db.transaction",
         "otel.name" = %format!("{operation} accounting"),
         "otel.kind" = "client",
         "db.system" = "postgresql",
         "db.namespace" = "accounting",
         "db.operation.name" = operation,
+        "db.operation.batch.size" = tracing::field::Empty,
     )
 }
 
 /// The booking transaction of a batch as seen from one request's trace (under `parent`, the span
 /// the request was queued from): every request's trace holds the transaction it was booked in.
 pub(crate) fn batch_span(parent: &tracing::Span, size: usize) -> tracing::Span {
-    tracing::info_span!(
-        parent: parent,
-        "db.transaction",
-        "otel.name" = "book_interest accounting",
-        "otel.kind" = "client",
-        "db.system" = "postgresql",
-        "db.namespace" = "accounting",
-        "db.operation.name" = "book_interest",
-        "db.operation.batch.size" = size,
-    )
+    let span = transaction_span(parent, "book_interest");
+    span.record("db.operation.batch.size", size);
+    span
 }
 
 /// Books an interest payout: the payout's one durable commit. At most one per account per business

@@ -232,12 +232,7 @@ async fn a_chunk_books_each_payout_alone_and_refuses_the_others_alone() {
     // Account 3 was paid today under another key; account 2's row is held by another transaction.
     let paid = ledger.book_interest(&request(3, "on-demand")).await.unwrap();
     let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
-    let mut holder = pool.begin().await.unwrap();
-    sqlx::query("SELECT 1 FROM ledger_accounts WHERE account_id = $1 FOR UPDATE")
-        .bind(ids[2])
-        .execute(&mut *holder)
-        .await
-        .unwrap();
+    let holder = hold_row(&pool, ids[2]).await;
     let mut stale = request(1, "run");
     stale.basis.balances_digest = "not-the-digest".into();
     let mut missing = request(0, "run");
@@ -315,12 +310,7 @@ async fn a_movement_waiting_on_its_row_is_decided_on_the_state_at_commit() {
         let (status, _) =
             move_money(format!("/v1/ledger/accounts/{account_id}/withdrawals"), warm, json!({"amount": 1})).await;
         assert_eq!(status, 201, "{case}: a withdrawal goes through before the change");
-        let mut holder = pool.begin().await.unwrap();
-        sqlx::query("SELECT 1 FROM ledger_accounts WHERE account_id = $1 FOR UPDATE")
-            .bind(account_id)
-            .execute(&mut *holder)
-            .await
-            .unwrap();
+        let holder = hold_row(&pool, account_id).await;
         let key = if change == 0 { "w-hold" } else { "w-restricted" };
         let waiting = tokio::spawn(move_money(
             format!("/v1/ledger/accounts/{account_id}/withdrawals"),
@@ -411,6 +401,28 @@ async fn a_key_names_its_operation_and_its_parsed_request_and_keeps_its_refusal(
     assert_eq!(status, 201, "a new key is a new request: {body}");
 }
 
+/// A transaction of the test's holding the account's balance row (as a busy booking would).
+async fn hold_row(pool: &sqlx::PgPool, account_id: Uuid) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut holder = pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM ledger_accounts WHERE account_id = $1 FOR UPDATE")
+        .bind(account_id)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    holder
+}
+
+/// A transaction of the test's holding the SAVE rates' fence (as an owner raising it would).
+async fn hold_rates_fence(pool: &sqlx::PgPool) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut holder = pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(contracts::fence::rates("SAVE"))
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    holder
+}
+
 /// Opens `n` accounts of one customer with a deposit each, and answers their January balances.
 async fn funded_accounts(
     fakes: &std::sync::Arc<Fakes>,
@@ -467,12 +479,7 @@ async fn on_demand_bookings_queued_meanwhile_share_a_transaction_and_are_decided
     let earlier_replayed = ledger.book_interest(&posting(replayed, customer_id, "again")).await.unwrap();
 
     // The rates' fence held by the test: the next booking waits for it, in flight.
-    let mut holder = pool.begin().await.unwrap();
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-        .bind(contracts::fence::rates("SAVE"))
-        .execute(&mut *holder)
-        .await
-        .unwrap();
+    let holder = hold_rates_fence(&pool).await;
     let book = |req: InterestPostingRequest| {
         let ledger = ledger.clone();
         tokio::spawn(async move { ledger.book_interest(&req).await })
@@ -536,12 +543,7 @@ async fn a_busy_row_holds_up_only_its_own_on_demand_booking() {
     let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
     let accts = funded_accounts(&fakes, &ledger, &url, customer_id, 5).await;
     let (busy, free) = (&accts[0], &accts[1]);
-    let mut holder = pool.begin().await.unwrap();
-    sqlx::query("SELECT 1 FROM ledger_accounts WHERE account_id = $1 FOR UPDATE")
-        .bind(busy.account_id)
-        .execute(&mut *holder)
-        .await
-        .unwrap();
+    let holder = hold_row(&pool, busy.account_id).await;
     let waiting = {
         let (ledger, req) = (ledger.clone(), posting(busy, customer_id, "k"));
         tokio::spawn(async move { ledger.book_interest(&req).await })
@@ -571,12 +573,7 @@ async fn a_busy_row_holds_up_only_its_own_on_demand_booking() {
 
     // The rates' fence held for a second, three lock timeouts: the batch gives up and each of its
     // requests is booked alone once the fence is free.
-    let mut holder = pool.begin().await.unwrap();
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-        .bind(contracts::fence::rates("SAVE"))
-        .execute(&mut *holder)
-        .await
-        .unwrap();
+    let holder = hold_rates_fence(&pool).await;
     let fenced: Vec<_> = accts[3..]
         .iter()
         .map(|b| {

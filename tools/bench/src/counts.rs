@@ -161,16 +161,7 @@ pub fn report(before: &Snapshot, after: &Snapshot, payouts: u64, detail: bool) -
             "    {db:<13} {dml:>5.2} DML {sel:>5.2} SELECT {other:>5.2} other {commits:>5.2} commits {trips:>5.2} round trips"
         ));
     }
-    let mut cpu: Vec<(String, f64)> = after
-        .cpu
-        .iter()
-        .map(|(name, secs)| (name.clone(), (secs - before.cpu.get(name).copied().unwrap_or(0.0)) * 1000.0 / p))
-        .filter(|(_, ms)| *ms >= 0.01)
-        .collect();
-    cpu.sort_by(|a, b| b.1.total_cmp(&a.1));
-    let total_cpu: f64 = cpu.iter().map(|c| c.1).sum();
-    let by: Vec<String> = cpu.iter().take(8).map(|(name, ms)| format!("{name} {ms:.2}")).collect();
-    out.push(format!("  CPU ms per payout: {total_cpu:.2} in all; {}", by.join(", ")));
+    out.push(cpu_line("payout", &before.cpu, &after.cpu, payouts));
     if detail {
         let mut routes: Vec<(String, f64, f64)> = after
             .http
@@ -221,6 +212,6 @@ pub fn cpu_line(what: &str, before: &HashMap<String, f64>, after: &HashMap<Strin
         .collect();
     cpu.sort_by(|a, b| b.1.total_cmp(&a.1));
     let total: f64 = cpu.iter().map(|c| c.1).sum();
-    let by: Vec<String> = cpu.iter().take(5).map(|(name, ms)| format!("{name} {ms:.3}")).collect();
+    let by: Vec<String> = cpu.iter().take(8).map(|(name, ms)| format!("{name} {ms:.3}")).collect();
     format!("  CPU ms per {what}: {total:.3} in all; {}", by.join(", "))
 }
