@@ -29,8 +29,8 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-wait_port() {
-  for _ in $(seq 1 120); do port_open "$1" && return 0; sleep 0.5; done
+wait_port() {  # port [seconds, default 60]
+  for _ in $(seq 1 $(( ${2:-60} * 2 ))); do port_open "$1" && return 0; sleep 0.5; done
   log "port $1 did not open"; return 1
 }
 
@@ -184,7 +184,8 @@ PROPS
     echo $! >"$KAFKA_PID"
   fi
   if [ -n "${kafka_t0:-}" ] || ! port_open "$KAFKA_PORT"; then
-    wait_port "$KAFKA_PORT" || { log "Kafka did not start; see $STATE/logs/kafka.log and kafka.out"; exit 1; }
+    # After an unclean stop the broker waits for its old registration to lapse (70 s seen) first.
+    wait_port "$KAFKA_PORT" 180 || { log "Kafka did not start; see $STATE/logs/kafka.log and kafka.out"; exit 1; }
   fi
   # The port opens before the broker serves: it is ready when it answers a metadata request (the
   # admin client retries until then, bounded here).
