@@ -77,8 +77,7 @@ pub async fn book_interest_alone(
 ) -> Result<InterestPosting, LedgerError> {
     let id = req.account_id;
     retrying(state, || async {
-        let mut tx = state.pool.begin().await?;
-        store::set_lock_timeout(&mut tx, state.lock_timeout.as_millis()).await?;
+        let mut tx = store::begin_waiting_at_most(&state.pool, state.lock_timeout.as_millis()).await?;
         let acct = store::lock_account(&mut tx, id).await?.ok_or(LedgerError::AccountNotFound(id))?;
         // Today as it is under the lock: a booking that waited while the date turned is refused.
         let today = state.clock.today().await?;
@@ -146,8 +145,7 @@ pub(crate) async fn book_each(
 ) -> Result<Vec<Result<InterestPosting, LedgerError>>, LedgerError> {
     let ids: Vec<Uuid> = reqs.iter().map(|r| r.account_id).collect();
     let attempt = || async {
-        let mut tx = state.pool.begin().await?;
-        store::set_lock_timeout(&mut tx, state.lock_timeout.as_millis()).await?;
+        let mut tx = store::begin_waiting_at_most(&state.pool, state.lock_timeout.as_millis()).await?;
         let mut locked = store::lock_accounts_unless_busy(&mut tx, &ids).await?;
         let today = state.clock.today().await?;
         // Each request's refusal before the row lock, or its locked row.
@@ -206,9 +204,9 @@ enum Decision<'a> {
 }
 
 /// Books requests whose balance rows the caller locked (each account once): reads what the checks
-/// need for all of them (5 statements), decides each alone (`decide`: the one home of the rules),
-/// and writes the accepted ones together (3 statements: balance rows, entries and lines in one, the
-/// end-of-day balances in two). Answers each request's posting (booked or
+/// need for all of them (4 statements), decides each alone (`decide`: the one home of the rules),
+/// and writes the accepted ones together (2 statements: balance rows, entries and lines in one, the
+/// end-of-day balances in the other). Answers each request's posting (booked or
 /// replayed) or refusal, in order, and the history revisions to publish after the commit.
 async fn book_locked(
     tx: &mut PgConnection,
@@ -219,9 +217,8 @@ async fn book_locked(
         return Ok((Vec::new(), Vec::new()));
     }
     let days: Vec<(Uuid, NaiveDate)> = locked.iter().map(|(r, _)| (r.account_id, r.business_date)).collect();
-    let existing = store::interest_postings_on(tx, &days).await?;
     let keys: Vec<(Uuid, &str)> = locked.iter().map(|(r, _)| (r.account_id, r.idempotency_key.as_str())).collect();
-    let under_key = store::interest_postings_under(tx, &keys).await?;
+    let (existing, under_key) = store::interest_postings_on_or_under(tx, &days, &keys).await?;
     let ranges: Vec<_> = locked.iter().map(|(r, _)| (r.account_id, r.period_from, r.period_to)).collect();
     let points = store::balance_points_many(tx, &ranges).await?;
     let mut subjects: Vec<String> = locked.iter().flat_map(|(r, _)| r.fenced().into_iter().map(|(s, _)| s)).collect();

@@ -46,10 +46,9 @@ pub async fn raise_fence(state: &AppState, fence: &PayoutFence) -> Result<Payout
         let detail = "subject must be 1 to 200 characters and rev not negative";
         return Err(LedgerError::Invalid("subject", detail.into()));
     }
-    let mut tx = state.pool.begin().await?;
     // Bookings hold the subject for one short transaction each; give up well before the owner's
     // HTTP timeout (3 s by default) so the owner learns the fence was not raised.
-    store::set_lock_timeout(&mut tx, 2000).await?;
+    let mut tx = store::begin_waiting_at_most(&state.pool, 2000).await?;
     store::lock_fence(&mut tx, &fence.subject).await?;
     if let (Some(product), Some(from)) = (contracts::fence::rates_product(&fence.subject), fence.effective_from) {
         if let Some(paid) = store::product_paid_through(&mut tx, product).await?.filter(|p| from <= *p) {

@@ -286,8 +286,7 @@ pub async fn book(state: &AppState, m: &Movement, key: &str) -> Result<Response,
 async fn attempt(state: &AppState, m: &Movement, key: &str, hash: &str) -> Result<Response, LedgerError> {
     let ids = m.accounts();
     let parties = parties(state, &ids).await?;
-    let mut tx = state.pool.begin().await?;
-    store::set_lock_timeout(&mut tx, state.lock_timeout.as_millis()).await?;
+    let mut tx = store::begin_waiting_at_most(&state.pool, state.lock_timeout.as_millis()).await?;
     let mut rows = HashMap::with_capacity(ids.len());
     for id in &ids {
         let account = &parties.get(id).ok_or(LedgerError::AccountNotFound(*id))?.account;

@@ -19,12 +19,13 @@ pub struct LedgerAccount {
     pub history_rev: i64,
 }
 
-/// How long this transaction waits for a row lock before failing (and being retried).
-pub async fn set_lock_timeout(conn: &mut PgConnection, ms: u128) -> Result<(), sqlx::Error> {
-    sqlx::query_scalar!("SELECT set_config('lock_timeout', $1, true)", format!("{ms}ms"))
-        .fetch_one(conn)
-        .await
-        .map(|_| ())
+/// Begins a transaction whose lock waits (rows, fences) give up after `ms` (and are retried by the
+/// caller): `BEGIN` and the timeout in one round trip (one simple query).
+pub async fn begin_waiting_at_most(
+    pool: &sqlx::PgPool,
+    ms: u128,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+    pool.begin_with(format!("BEGIN; SET LOCAL lock_timeout = '{ms}ms'")).await
 }
 
 /// A read-only transaction that sees one snapshot throughout (the balances a quote is made of).
@@ -302,7 +303,7 @@ pub async fn apply_to_daily_balances(
     apply_to_daily_balances_many(conn, &[(id, value_date, delta)]).await
 }
 
-/// [`apply_to_daily_balances`] for many accounts (each at most once) in two statements.
+/// [`apply_to_daily_balances`] for many accounts (each at most once) in one statement.
 pub async fn apply_to_daily_balances_many(
     conn: &mut PgConnection,
     changes: &[(Uuid, NaiveDate, i64)],
@@ -310,25 +311,22 @@ pub async fn apply_to_daily_balances_many(
     let ids: Vec<Uuid> = changes.iter().map(|c| c.0).collect();
     let days: Vec<NaiveDate> = changes.iter().map(|c| c.1).collect();
     let deltas: Vec<i64> = changes.iter().map(|c| c.2).collect();
-    // A point at the value date (from the one before it), then it and every later point shifted:
-    // right for a posting dated today and for a back-dated one, and for one dated before points
-    // that exist only because a manual clock went back (found by the chaos workload: a daily
-    // balance that no longer matched the journal, and payouts computed from it).
+    // A point at the value date (from the one before it) and every later point shifted: right for a
+    // posting dated today and for a back-dated one, and for one dated before points that exist only
+    // because a manual clock went back (found by the chaos workload: a daily balance that no longer
+    // matched the journal, and payouts computed from it). Both parts see the rows as they were
+    // before the statement, so a new point is written shifted already and the shift updates only
+    // the points that existed (a point at the value date included).
     sqlx::query!(
-        "INSERT INTO daily_balances (account_id, day, balance)
-         SELECT u.id, u.day, COALESCE((SELECT d.balance FROM daily_balances d WHERE d.account_id = u.id AND d.day < u.day
-                                       ORDER BY d.day DESC LIMIT 1), 0)
-         FROM UNNEST($1::uuid[], $2::date[]) AS u(id, day)
-         ON CONFLICT (account_id, day) DO NOTHING",
-        &ids,
-        &days,
-    )
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query!(
-        "UPDATE daily_balances d SET balance = d.balance + u.delta
-         FROM UNNEST($1::uuid[], $2::date[], $3::int8[]) AS u(id, day, delta)
-         WHERE d.account_id = u.id AND d.day >= u.day",
+        "WITH u AS (SELECT * FROM UNNEST($1::uuid[], $2::date[], $3::int8[]) AS u(id, day, delta)),
+              added AS (
+                  INSERT INTO daily_balances (account_id, day, balance)
+                  SELECT u.id, u.day, u.delta + COALESCE((SELECT d.balance FROM daily_balances d
+                                                          WHERE d.account_id = u.id AND d.day < u.day
+                                                          ORDER BY d.day DESC LIMIT 1), 0)
+                  FROM u
+                  ON CONFLICT (account_id, day) DO NOTHING)
+         UPDATE daily_balances d SET balance = d.balance + u.delta FROM u WHERE d.account_id = u.id AND d.day >= u.day",
         &ids,
         &days,
         &deltas,
@@ -338,48 +336,40 @@ pub async fn apply_to_daily_balances_many(
     Ok(())
 }
 
-/// The payouts booked on each `(account, day)`. Asked as "these accounts on these days" (a
-/// chunk's keys share one day) and narrowed to the exact pairs here.
-pub async fn interest_postings_on(
+/// The payouts booked on each `(account, day)` of `days`, and those booked under each `(account,
+/// key)` of `keys` (a key names one payout, whatever day), in one statement: asked as "these
+/// accounts on these days" and "these keys" and narrowed to the exact pairs here.
+pub async fn interest_postings_on_or_under(
     conn: &mut PgConnection,
-    keys: &[(Uuid, NaiveDate)],
-) -> Result<std::collections::HashMap<Uuid, InterestPosting>, sqlx::Error> {
-    let wanted: std::collections::HashSet<(Uuid, NaiveDate)> = keys.iter().copied().collect();
-    let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
-    let mut days: Vec<NaiveDate> = keys.iter().map(|k| k.1).collect();
-    days.sort_unstable();
-    days.dedup();
-    let rows: Vec<AccountPostingRow> =
-        sqlx::query_as(INTEREST_POSTINGS_ON).bind(&ids).bind(&days).fetch_all(conn).await?;
-    let mut found = std::collections::HashMap::with_capacity(rows.len());
-    for r in rows {
-        let posting = InterestPosting::try_from(r.posting)?;
-        if wanted.contains(&(r.account_id, posting.request.business_date)) {
-            found.insert(r.account_id, posting);
-        }
-    }
-    Ok(found)
-}
-
-/// The payout booked under each `(account, key)`, if any (a key names one payout, whatever day).
-pub async fn interest_postings_under(
-    conn: &mut PgConnection,
+    days: &[(Uuid, NaiveDate)],
     keys: &[(Uuid, &str)],
-) -> Result<std::collections::HashMap<Uuid, InterestPosting>, sqlx::Error> {
-    let wanted: std::collections::HashSet<(Uuid, &str)> = keys.iter().copied().collect();
+) -> Result<(PostingsOf, PostingsOf), sqlx::Error> {
+    let wanted_days: std::collections::HashSet<(Uuid, NaiveDate)> = days.iter().copied().collect();
+    let wanted_keys: std::collections::HashSet<(Uuid, &str)> = keys.iter().copied().collect();
+    let ids: Vec<Uuid> = days.iter().map(|k| k.0).collect();
+    let mut dates: Vec<NaiveDate> = days.iter().map(|k| k.1).collect();
+    dates.sort_unstable();
+    dates.dedup();
     let mut texts: Vec<&str> = keys.iter().map(|k| k.1).collect();
     texts.sort_unstable();
     texts.dedup();
-    let rows: Vec<AccountPostingRow> = sqlx::query_as(INTEREST_POSTINGS_UNDER).bind(&texts).fetch_all(conn).await?;
-    let mut found = std::collections::HashMap::with_capacity(rows.len());
+    let rows: Vec<AccountPostingRow> =
+        sqlx::query_as(INTEREST_POSTINGS_ON_OR_UNDER).bind(&ids).bind(&dates).bind(&texts).fetch_all(conn).await?;
+    let (mut on, mut under) = (PostingsOf::new(), PostingsOf::new());
     for r in rows {
         let posting = InterestPosting::try_from(r.posting)?;
-        if wanted.contains(&(r.account_id, posting.request.idempotency_key.as_str())) {
-            found.insert(r.account_id, posting);
+        if wanted_keys.contains(&(r.account_id, posting.request.idempotency_key.as_str())) {
+            under.insert(r.account_id, posting.clone());
+        }
+        if wanted_days.contains(&(r.account_id, posting.request.business_date)) {
+            on.insert(r.account_id, posting);
         }
     }
-    Ok(found)
+    Ok((on, under))
 }
+
+/// Booked payouts by account.
+pub type PostingsOf = std::collections::HashMap<Uuid, InterestPosting>;
 
 /// Takes the fences of `subjects` shared until the transaction ends (a fence being raised waits
 /// for this booking, and this booking for a fence being raised), then reads their revisions (0 for
@@ -567,14 +557,13 @@ impl TryFrom<PostingRow> for InterestPosting {
 // chunk (45 ms to 1 s a call at 70,000 payouts). Hence `account_id = ANY`, never a join, and the
 // only partial index `kind = 'INTEREST_PAYOUT'` implies is that one (migration 0005). The tests
 // in store_plans.rs plan them on such a ledger.
-/// Payouts of some accounts booked on some days.
-const INTEREST_POSTINGS_ON: &str = "SELECT account_id, entry_id, payout, balance_after, created_at, seq
-     FROM journal_entries WHERE kind = 'INTEREST_PAYOUT' AND account_id = ANY($1) AND business_date = ANY($2)";
-/// Payouts under some keys, by the key index alone (with the accounts in the index condition too
-/// it costed keys × accounts probes and chose a scan), narrowed to exact (account, key) pairs in
-/// Rust.
-const INTEREST_POSTINGS_UNDER: &str = "SELECT account_id, entry_id, payout, balance_after, created_at, seq
-     FROM journal_entries WHERE payout_key = ANY($1)";
+/// Payouts of some accounts booked on some days, then payouts under some keys — the latter by the
+/// key index alone (with the accounts in the index condition too it costed keys × accounts probes
+/// and chose a scan), narrowed to exact (account, key) pairs in Rust.
+const INTEREST_POSTINGS_ON_OR_UNDER: &str = "SELECT account_id, entry_id, payout, balance_after, created_at, seq
+     FROM journal_entries WHERE kind = 'INTEREST_PAYOUT' AND account_id = ANY($1) AND business_date = ANY($2)
+     UNION ALL
+     SELECT account_id, entry_id, payout, balance_after, created_at, seq FROM journal_entries WHERE payout_key = ANY($3)";
 /// An account's last payout, before a day or at all.
 const LAST_INTEREST_POSTING: &str = "SELECT entry_id, payout, balance_after, created_at, seq FROM journal_entries
      WHERE kind = 'INTEREST_PAYOUT' AND account_id = $1 AND ($2::date IS NULL OR business_date < $2)

@@ -587,3 +587,35 @@ async fn a_busy_row_holds_up_only_its_own_on_demand_booking() {
         assert_eq!(booking.await.unwrap().unwrap().request.account_id, b.account_id);
     }
 }
+
+#[tokio::test]
+async fn end_of_day_balances_follow_postings_of_any_value_date_in_any_order() {
+    let fakes = Fakes::new();
+    let (account_id, customer_id) = (Uuid::new_v4(), Uuid::new_v4());
+    open_account(&fakes, account_id, customer_id);
+    let (ledger, url, _) = start(&fakes).await;
+    let http = peers::testing::client("accounting");
+    // Today's point, then back-dated ones: before every point, onto an existing point, after the
+    // last, between two, and on the first day.
+    let postings = [(10, 100), (5, 200), (10, 300), (20, 400), (7, 500), (1, 600)];
+    for (i, (day, amount)) in postings.iter().enumerate() {
+        let deposit = json!({"amount": amount, "value_date": format!("2024-01-{day:02}")});
+        let (status, body) = send(
+            http.post(format!("{url}/v1/ledger/accounts/{account_id}/deposits"))
+                .header("Idempotency-Key", format!("d{i}"))
+                .json(&deposit),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let balances = ledger.daily_balances(account_id, date("2024-01-01"), date("2024-01-31")).await.unwrap();
+    let expected: Vec<(NaiveDate, i64)> = [1, 5, 7, 10, 20]
+        .iter()
+        .map(|d| {
+            let total = postings.iter().filter(|(day, _)| day <= d).map(|(_, amount)| amount).sum();
+            (date(&format!("2024-01-{d:02}")), total)
+        })
+        .collect();
+    let points: Vec<(NaiveDate, i64)> = balances.points.iter().map(|p| (p.date, p.balance)).collect();
+    assert_eq!(points, expected);
+}
