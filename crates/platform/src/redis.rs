@@ -225,7 +225,10 @@ return {"busy"}"#;
                 .query_async(&mut c)
                 .await?;
             match answer.first().map(String::as_str) {
-                Some("held") => return Ok(Lock::Held(LockGuard { redis: self.clone(), key, token, waited })),
+                Some("held") => {
+                    let guard = LockGuard { redis: self.clone(), key, done_key, token, waited };
+                    return Ok(Lock::Held(guard));
+                }
                 Some("done") => return Ok(Lock::Done(answer.get(1).cloned().unwrap_or_default())),
                 _ => {}
             }
@@ -255,6 +258,8 @@ pub enum Lock {
 pub struct LockGuard {
     redis: Redis,
     key: String,
+    /// The key whose existence means the guarded work is done (see [`Redis::lock_unless`]).
+    done_key: String,
     token: String,
     waited: bool,
 }
@@ -273,6 +278,22 @@ impl LockGuard {
         );
         let mut c = self.redis.conn.clone();
         script.key(&self.key).arg(&self.token).invoke_async::<i64>(&mut c).await.map(|_| ())
+    }
+
+    /// Marks the guarded work done (the `done` key of [`Redis::lock_unless`] set to `value` for
+    /// `ttl`) and releases the lock as [`LockGuard::release`] does, in one round trip.
+    pub async fn release_done(self, value: &str, ttl: Duration) -> Result<(), RedisError> {
+        let script = Script::new(
+            r#"redis.call("SET", KEYS[2], ARGV[2], "PX", ARGV[3])
+if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) else return 0 end"#,
+        );
+        let mut c = self.redis.conn.clone();
+        let ttl_ms = ttl.as_millis().max(1) as u64;
+        let mut released = script.key(&self.key);
+        released.key(&self.done_key).arg(&self.token).arg(value).arg(ttl_ms);
+        let answer = released.invoke_async::<i64>(&mut c).await.map(|_| ());
+        self.redis.written(&[self.done_key]);
+        answer
     }
 }
 

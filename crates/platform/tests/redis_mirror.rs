@@ -141,3 +141,25 @@ async fn a_lost_tracking_connection_forgets_everything() {
     until(|| async { mirror.client_id() != first && mirror.is_tracking() }, "a new tracking connection").await;
     assert_eq!(mirrored.read_many(&k).await.unwrap()[0].as_deref(), Some("after"), "nothing kept from before");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_given_back_as_its_work_is_done_marks_it_done_in_the_same_call() {
+    use platform::redis::Lock;
+    let (mirrored, plain) = pair().await;
+    let (lease, wait) = (Duration::from_secs(5), Duration::from_millis(50));
+    // The marker is read through the mirror first, so a stale memory of "absent" would show.
+    assert_eq!(mirrored.read_many(&keys(&["paid"])).await.unwrap(), vec![None]);
+    let Lock::Held(guard) = mirrored.lock_unless("account", "paid", lease, wait).await.unwrap() else {
+        panic!("a free lock was not taken")
+    };
+    assert!(matches!(plain.lock_unless("account", "paid", lease, wait).await.unwrap(), Lock::Busy));
+    guard.release_done("key-1", Duration::from_secs(60)).await.unwrap();
+    assert_eq!(mirrored.read_many(&keys(&["paid"])).await.unwrap(), vec![Some("key-1".into())], "own write read back");
+    match plain.lock_unless("account", "paid", lease, wait).await.unwrap() {
+        Lock::Done(value) => assert_eq!(value, "key-1"),
+        _ => panic!("the work is not marked done"),
+    }
+    assert_eq!(plain.get("lock:account").await.unwrap(), None, "the lock is given back");
+    let ttl: i64 = redis::cmd("PTTL").arg(plain.key("paid")).query_async(&mut plain.conn()).await.unwrap();
+    assert!((1..=60_000).contains(&ttl), "the marker expires: {ttl}");
+}

@@ -139,6 +139,12 @@ async fn a_password_and_an_acl_user_are_required_and_checked() {
         Lock::Held(guard) => guard.release().await.unwrap(),
         _ => panic!("a free lock was not taken"),
     }
+    match redis.lock_unless("account", "paid", Duration::from_secs(5), Duration::from_millis(100)).await.unwrap() {
+        Lock::Held(guard) => guard.release_done("key", Duration::from_secs(5)).await.unwrap(),
+        _ => panic!("a lock given back was not taken again"),
+    }
+    let done = redis.lock_unless("account", "paid", Duration::from_secs(5), Duration::from_millis(100)).await.unwrap();
+    assert!(matches!(done, Lock::Done(key) if key == "key"), "the work was not marked done");
     // The ACL user is held to its keys: only what carries the prefix it was granted.
     let outside = Redis::connect_client(bank, "elsewhere").await.unwrap();
     let err = outside.set("probe", "x").await.expect_err("a key outside the ACL user's pattern");

@@ -54,54 +54,111 @@ pub async fn kept_answer(
 
 /// "Get interest now".
 pub async fn pay(state: &Payouts, id: Uuid, key: &str, request_hash: &str) -> Result<Payout, InterestError> {
-    let t = Instant::now();
-    let prior = store::prior_outcome(&state.pool, id, key).await?;
-    stage("replay_lookup", t);
+    // The key's kept answer and the account's Redis lock are asked for at once (independent round
+    // trips); a kept answer wins, and the lock taken meanwhile is given back.
+    let lookup = async {
+        let t = Instant::now();
+        let prior = store::prior_outcome(&state.pool, id, key).await;
+        stage("replay_lookup", t);
+        prior
+    };
+    let (prior, taken) = tokio::join!(lookup, take_lock(state, id));
+    let (today, taken) = taken?;
+    let prior = match prior {
+        Ok(prior) => prior,
+        Err(e) => {
+            give_back(taken).await;
+            return Err(e.into());
+        }
+    };
     if let Some(prior) = prior {
+        give_back(taken).await;
         return replay(prior, request_hash);
     }
-    let t = Instant::now();
-    // The Redis lock keeps replicas from doing the same work twice; the ledger is the real guard,
-    // so a Redis outage degrades to that guard instead of refusing payouts (README). Once the
-    // account is paid today (the marker), other keys are refused at once instead of queueing on
-    // the lock; the paying key itself goes on to its replay.
-    let guard = match &state.redis {
-        Some(redis) => {
-            let today = state.clock.today().await?;
-            let (name, marker) = (format!("payout:{id}"), paid_marker(id, today));
-            let lock = redis.lock_unless(&name, &marker, state.lock_lease, state.lock_wait).await;
-            match lock {
-                Ok(Lock::Held(g)) => Some(g),
-                Ok(Lock::Done(paid_with)) if paid_with != key => {
-                    return Err(refuse(state, id, key, request_hash, Refusal::AlreadyPaidToday).await)
-                }
-                Ok(Lock::Done(_)) => None,
-                Ok(Lock::Busy) => {
-                    return Err(InterestError::Rule(
-                        Code::PayoutInProgress,
-                        "another payout of this account is in progress; retry".into(),
-                    ))
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "redis lock unavailable; relying on the ledger's guard");
-                    None
-                }
-            }
+    let guard = match taken {
+        Taken::Held(g) => Some(g),
+        Taken::PaidWith(paid_with) if paid_with != key => {
+            return Err(refuse(state, id, key, request_hash, Refusal::AlreadyPaidToday).await)
         }
-        None => None,
+        Taken::PaidWith(_) | Taken::Unguarded => None,
+        Taken::Busy => {
+            return Err(InterestError::Rule(
+                Code::PayoutInProgress,
+                "another payout of this account is in progress; retry".into(),
+            ))
+        }
     };
-    stage("lock", t);
     // Only a request that waited for the lock can find its key answered meanwhile.
     let recheck = guard.as_ref().is_none_or(|g| g.waited());
     let result = pay_locked(state, id, key, request_hash, recheck).await;
     let t = Instant::now();
-    if let Some(g) = guard {
+    // Paid today: the marker is set as the lock is given back (one round trip), or alone.
+    let paid_today = result.as_ref().ok().zip(today).filter(|(p, today)| p.business_date == *today);
+    match (guard, paid_today) {
+        (Some(g), Some(_)) => {
+            if let Err(e) = g.release_done(key, PAID_MARKER_TTL).await {
+                tracing::warn!(error = %e, "redis lock release failed; the lease will expire");
+            }
+        }
+        (Some(g), None) => give_back(Taken::Held(g)).await,
+        (None, Some((_, today))) => mark_paid(state, id, key, today).await,
+        (None, None) => {}
+    }
+    stage("unlock", t);
+    result
+}
+
+/// What the account's Redis lock gave a payout.
+enum Taken {
+    Held(platform::redis::LockGuard),
+    /// The account is paid today already, under this key.
+    PaidWith(String),
+    /// Another payout of the account held it for the whole wait.
+    Busy,
+    /// No Redis, or Redis failed: the ledger's guard alone.
+    Unguarded,
+}
+
+/// Takes the account's Redis lock (today's business date with it, when there is Redis). The lock
+/// keeps replicas from doing the same work twice; the ledger is the real guard, so a Redis outage
+/// degrades to that guard instead of refusing payouts (README). Once the account is paid today
+/// (the marker), other keys are refused at once instead of queueing on the lock; the paying key
+/// itself goes on to its replay.
+async fn take_lock(state: &Payouts, id: Uuid) -> Result<(Option<NaiveDate>, Taken), InterestError> {
+    let t = Instant::now();
+    let Some(redis) = &state.redis else { return Ok((None, Taken::Unguarded)) };
+    let today = state.clock.today().await?;
+    let (name, marker) = (format!("payout:{id}"), paid_marker(id, today));
+    let taken = match redis.lock_unless(&name, &marker, state.lock_lease, state.lock_wait).await {
+        Ok(Lock::Held(g)) => Taken::Held(g),
+        Ok(Lock::Done(paid_with)) => Taken::PaidWith(paid_with),
+        Ok(Lock::Busy) => Taken::Busy,
+        Err(e) => {
+            tracing::warn!(error = %e, "redis lock unavailable; relying on the ledger's guard");
+            Taken::Unguarded
+        }
+    };
+    stage("lock", t);
+    Ok((Some(today), taken))
+}
+
+async fn give_back(taken: Taken) {
+    if let Taken::Held(g) = taken {
         if let Err(e) = g.release().await {
             tracing::warn!(error = %e, "redis lock release failed; the lease will expire");
         }
     }
-    stage("unlock", t);
-    result
+}
+
+/// The key names the date, so the day after it is never read; the TTL only frees memory.
+const PAID_MARKER_TTL: std::time::Duration = std::time::Duration::from_secs(26 * 3600);
+
+/// Sets the account's paid marker for `today` to the key it was paid under.
+async fn mark_paid(state: &Payouts, id: Uuid, key: &str, today: NaiveDate) {
+    let Some(redis) = &state.redis else { return };
+    if let Err(err) = redis.set_px(&paid_marker(id, today), key, PAID_MARKER_TTL).await {
+        tracing::warn!(error = %err, "paid marker not set; later attempts queue on the lock instead");
+    }
 }
 
 /// Redis key set once an account's payout of the business date is recorded (value: its
@@ -225,27 +282,29 @@ pub(crate) async fn before_booking(state: &Payouts) {
 }
 
 /// Records payouts the ledger booked (and so their tax events) in one commit, wakes the outbox
-/// relay, and sets each account's paid marker (its key) for the business date.
+/// relay, and sets each account's paid marker (its key) for the business date (a run's chunk; an
+/// on-demand payout sets its marker as it gives its lock back).
 pub(crate) async fn record_booked(
     state: &Payouts,
     booked: &[InterestPosting],
     today: NaiveDate,
 ) -> Result<(), InterestError> {
+    record(state, booked).await?;
+    futures::stream::iter(booked)
+        .for_each_concurrent(MARKERS_IN_FLIGHT, |p| {
+            mark_paid(state, p.request.account_id, &p.request.idempotency_key, today)
+        })
+        .await;
+    Ok(())
+}
+
+/// Records payouts the ledger booked (and so their tax events) in one commit and wakes the outbox
+/// relay.
+async fn record(state: &Payouts, booked: &[InterestPosting]) -> Result<(), InterestError> {
     let trace = serde_json::to_value(platform::telemetry::current_trace_headers()).unwrap_or_default();
     store::record_payouts(&state.pool, booked, &trace).await?;
     platform::fault::point("payout.after_record");
     state.outbox_wake.notify_one();
-    let Some(redis) = &state.redis else { return Ok(()) };
-    // The key names the date, so the day after it is never read; the TTL only frees memory.
-    let ttl = std::time::Duration::from_secs(26 * 3600);
-    futures::stream::iter(booked)
-        .for_each_concurrent(MARKERS_IN_FLIGHT, |p| async move {
-            let marker = paid_marker(p.request.account_id, today);
-            if let Err(err) = redis.set_px(&marker, &p.request.idempotency_key, ttl).await {
-                tracing::warn!(error = %err, "paid marker not set; later attempts queue on the lock instead");
-            }
-        })
-        .await;
     Ok(())
 }
 
@@ -280,7 +339,7 @@ async fn book(
     }
     platform::fault::point("payout.after_ledger_booking");
     let t = Instant::now();
-    record_booked(state, std::slice::from_ref(&posting), e.today).await?;
+    record(state, std::slice::from_ref(&posting)).await?;
     stage("record", t);
     tracing::info!(account_id = %posting.request.account_id, payout_id = %posting.request.payout_id, gross = posting.request.amounts.gross(), net = posting.request.amounts.net(), "interest paid");
     Ok(Ok(Booked::Paid(store::payout_from_posting(&posting))))
