@@ -12,7 +12,7 @@ use contracts::{
 };
 use platform::db::GuardedBy;
 use platform::ApiError;
-use sqlx::{Acquire, PgConnection};
+use sqlx::PgConnection;
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -370,9 +370,7 @@ pub async fn daily_balances(
     if to < from {
         return Err(LedgerError::Invalid("to", "to must not be before from".into()));
     }
-    let mut conn = state.pool.acquire().await?;
-    let mut tx = conn.begin().await?;
-    store::snapshot(&mut tx).await?;
+    let mut tx = store::begin_snapshot(&state.pool).await?;
     let history_rev = store::find_account(&mut *tx, id).await?.map_or(0, |a| a.history_rev);
     let points = store::balance_points(&mut tx, id, from, to).await?;
     let last = store::last_interest_posting(&mut tx, id, paid_before).await?;
@@ -392,9 +390,7 @@ pub async fn daily_balances_many(state: &AppState, batch: &BalancesBatch) -> Res
     if qs.iter().any(|q| q.to < q.from) {
         return Err(LedgerError::Invalid("to", "to must not be before from".into()));
     }
-    let mut conn = state.pool.acquire().await?;
-    let mut tx = conn.begin().await?;
-    store::snapshot(&mut tx).await?;
+    let mut tx = store::begin_snapshot(&state.pool).await?;
     let revs: HashMap<Uuid, i64> = store::history_revisions(&mut tx, &ids).await?.into_iter().collect();
     let ranges: Vec<(Uuid, NaiveDate, NaiveDate)> = qs.iter().map(|q| (q.account_id, q.from, q.to)).collect();
     let mut points = store::balance_points_many(&mut tx, &ranges).await?;

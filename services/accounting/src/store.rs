@@ -28,9 +28,10 @@ pub async fn begin_waiting_at_most(
     pool.begin_with(format!("BEGIN; SET LOCAL lock_timeout = '{ms}ms'")).await
 }
 
-/// A read-only transaction that sees one snapshot throughout (the balances a quote is made of).
-pub async fn snapshot(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::query!("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(conn).await.map(|_| ())
+/// Begins a read-only transaction that sees one snapshot throughout (the balances a quote is made
+/// of), in one round trip.
+pub async fn begin_snapshot(pool: &sqlx::PgPool) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+    pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await
 }
 
 /// Locks the balance row; `None` if the ledger has never seen the account.

@@ -345,8 +345,8 @@ pub async fn record_payouts(
     postings: &[InterestPosting],
     trace_headers: &serde_json::Value,
 ) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    sqlx::query!("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
+    // BEGIN and the commit's mode in one round trip (one simple query).
+    let mut tx = pool.begin_with("BEGIN; SET LOCAL synchronous_commit = off").await?;
     insert_payouts(&mut tx, postings, trace_headers).await?;
     tx.commit().await
 }
