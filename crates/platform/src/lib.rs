@@ -24,3 +24,9 @@ pub mod server;
 pub mod telemetry;
 
 pub use problem::{ApiError, ApiResult};
+
+/// Every program built on this crate allocates with mimalloc: under warm estimates glibc's malloc
+/// and free were ~17% of the interest service's CPU (`perf`, BENCHMARKS.md), most of it in
+/// `_int_malloc`/`_int_free` and their consolidation across threads.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -62,7 +62,7 @@ pub async fn build(config: Config, peers: Peers) -> anyhow::Result<App<AppState>
     let recent = store::recent_history_revisions(&infra.pool).await?;
     revisions.publish_all(recent.into_iter().map(|(id, rev)| (contracts::revision::ledger(id), rev)).collect()).await;
     let (bookings, batcher) = booking_queue::BookingQueue::new(config.booking_batches_in_flight);
-    let state = AppState {
+    let state = AppState::new(state::Shared {
         pool: infra.pool.clone(),
         clock: infra.clock.clone(),
         directory: Directory::new(infra.redis.clone(), peers.accounts, Some(peers.customers)),
@@ -70,7 +70,7 @@ pub async fn build(config: Config, peers: Peers) -> anyhow::Result<App<AppState>
         lock_timeout: config.lock_timeout,
         lock_budget: config.lock_budget,
         bookings,
-    };
+    });
     if let Some(batcher) = batcher {
         tokio::spawn(booking_queue::serve(state.clone(), batcher));
     }

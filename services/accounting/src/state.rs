@@ -1,5 +1,6 @@
 //! What the ledger's use cases share.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use peers::directory::Directory;
@@ -9,8 +10,26 @@ use sqlx::PgPool;
 
 use crate::booking_queue::BookingQueue;
 
+/// Cloned for every request (axum's `State`), so it is one reference count (see the interest
+/// service's `AppState`: cloning each shared handle per request showed in its profile).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+pub struct Shared {
     pub pool: PgPool,
     pub clock: Clock,
     /// Accounts and their customers as their owners answer them (cached, revision-checked): what

@@ -174,7 +174,8 @@ pub async fn build(config: Config, peers: Peers) -> anyhow::Result<App<AppState>
     let outbox = outbox::Outbox::new(&infra, peers.ledger.clone(), outbox_wake);
     let shadow = migration.shadow().cloned();
     let runs = runs::Runs::new(&infra, directory, peers.ledger, reference.clone(), payouts.clone(), shadow);
-    let state = AppState { reference: reference.clone(), payouts, runs: runs.clone(), migration };
+    let state =
+        AppState::new(state::Capabilities { reference: reference.clone(), payouts, runs: runs.clone(), migration });
     tokio::spawn(reference::catch_up_rates(reference.clone(), peers.ledger_sync.clone(), config.fence_catch_up));
     tokio::spawn(reference::catch_up_tax_rules(reference, peers.ledger_sync, config.fence_catch_up));
     // Ready without the broker: a payout needs none (its tax event waits in the outbox), so a
