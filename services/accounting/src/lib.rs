@@ -42,7 +42,12 @@ impl Config {
     pub fn from_env(env: &Env) -> anyhow::Result<Self> {
         Ok(Self {
             common: Common::from(env, "accounting", 8083, "accounting")?,
-            lock_timeout: env.millis("LEDGER_LOCK_TIMEOUT_MS", 300)?,
+            // PostgreSQL's lock_timeout: 0 would mean waiting for ever, and a value it refuses would
+            // fail every transaction's BEGIN.
+            lock_timeout: match env.millis("LEDGER_LOCK_TIMEOUT_MS", 300)? {
+                t if (1..=60_000).contains(&t.as_millis()) => t,
+                t => anyhow::bail!("LEDGER_LOCK_TIMEOUT_MS must be 1 to 60000, not {}", t.as_millis()),
+            },
             lock_budget: env.millis("LEDGER_LOCK_BUDGET_MS", 5000)?,
             max_connections: env.parse("DATABASE_MAX_CONNECTIONS", "20")?,
             booking_batches_in_flight: match env.parse("LEDGER_BOOKING_BATCHES_IN_FLIGHT", "2")? {

@@ -63,18 +63,20 @@ pub async fn pay(state: &Payouts, id: Uuid, key: &str, request_hash: &str) -> Re
         prior
     };
     let (prior, taken) = tokio::join!(lookup, take_lock(state, id));
-    let (today, taken) = taken?;
-    let prior = match prior {
-        Ok(prior) => prior,
+    // The kept answer first, as if it had been looked up alone: neither the clock nor Redis stands
+    // between a retry and its replay.
+    match prior {
+        Ok(None) => {}
+        Ok(Some(prior)) => {
+            give_back(taken).await;
+            return replay(prior, request_hash);
+        }
         Err(e) => {
             give_back(taken).await;
             return Err(e.into());
         }
-    };
-    if let Some(prior) = prior {
-        give_back(taken).await;
-        return replay(prior, request_hash);
     }
+    let (today, taken) = taken?;
     let guard = match taken {
         Taken::Held(g) => Some(g),
         Taken::PaidWith(paid_with) if paid_with != key => {
@@ -100,7 +102,7 @@ pub async fn pay(state: &Payouts, id: Uuid, key: &str, request_hash: &str) -> Re
                 tracing::warn!(error = %e, "redis lock release failed; the lease will expire");
             }
         }
-        (Some(g), None) => give_back(Taken::Held(g)).await,
+        (Some(g), None) => release(g).await,
         (None, Some((_, today))) => mark_paid(state, id, key, today).await,
         (None, None) => {}
     }
@@ -142,11 +144,15 @@ async fn take_lock(state: &Payouts, id: Uuid) -> Result<(Option<NaiveDate>, Take
     Ok((Some(today), taken))
 }
 
-async fn give_back(taken: Taken) {
-    if let Taken::Held(g) = taken {
-        if let Err(e) = g.release().await {
-            tracing::warn!(error = %e, "redis lock release failed; the lease will expire");
-        }
+async fn give_back(taken: Result<(Option<NaiveDate>, Taken), InterestError>) {
+    if let Ok((_, Taken::Held(g))) = taken {
+        release(g).await;
+    }
+}
+
+async fn release(g: platform::redis::LockGuard) {
+    if let Err(e) = g.release().await {
+        tracing::warn!(error = %e, "redis lock release failed; the lease will expire");
     }
 }
 
@@ -290,7 +296,8 @@ pub(crate) async fn record_booked(
     today: NaiveDate,
 ) -> Result<(), InterestError> {
     record(state, booked).await?;
-    futures::stream::iter(booked)
+    // A key replayed from another day's payout says nothing about today.
+    futures::stream::iter(booked.iter().filter(|p| p.request.business_date == today))
         .for_each_concurrent(MARKERS_IN_FLIGHT, |p| {
             mark_paid(state, p.request.account_id, &p.request.idempotency_key, today)
         })
