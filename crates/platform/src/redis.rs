@@ -264,6 +264,10 @@ pub struct LockGuard {
     waited: bool,
 }
 
+/// Deletes the lock `KEYS[1]` only while it holds our token `ARGV[1]`.
+const RELEASE_IF_OURS: &str =
+    r#"if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) else return 0 end"#;
+
 impl LockGuard {
     /// Whether another holder had it first (whatever it guarded may have changed meanwhile).
     pub fn waited(&self) -> bool {
@@ -273,9 +277,7 @@ impl LockGuard {
     /// Deletes the key only if it still holds our token, so an expired lease taken over by another
     /// holder is never released by us.
     pub async fn release(self) -> Result<(), RedisError> {
-        let script = Script::new(
-            r#"if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) else return 0 end"#,
-        );
+        let script = Script::new(RELEASE_IF_OURS);
         let mut c = self.redis.conn.clone();
         script.key(&self.key).arg(&self.token).invoke_async::<i64>(&mut c).await.map(|_| ())
     }
@@ -283,10 +285,7 @@ impl LockGuard {
     /// Marks the guarded work done (the `done` key of [`Redis::lock_unless`] set to `value` for
     /// `ttl`) and releases the lock as [`LockGuard::release`] does, in one round trip.
     pub async fn release_done(self, value: &str, ttl: Duration) -> Result<(), RedisError> {
-        let script = Script::new(
-            r#"redis.call("SET", KEYS[2], ARGV[2], "PX", ARGV[3])
-if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) else return 0 end"#,
-        );
+        let script = Script::new(&format!(r#"redis.call("SET", KEYS[2], ARGV[2], "PX", ARGV[3]) {RELEASE_IF_OURS}"#));
         let mut c = self.redis.conn.clone();
         let ttl_ms = ttl.as_millis().max(1) as u64;
         let mut released = script.key(&self.key);

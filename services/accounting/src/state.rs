@@ -12,22 +12,7 @@ use crate::booking_queue::BookingQueue;
 
 /// Cloned for every request (axum's `State`), so it is one reference count (see the interest
 /// service's `AppState`: cloning each shared handle per request showed in its profile).
-#[derive(Clone)]
-pub struct AppState(Arc<Shared>);
-
-impl AppState {
-    pub fn new(shared: Shared) -> Self {
-        Self(Arc::new(shared))
-    }
-}
-
-impl std::ops::Deref for AppState {
-    type Target = Shared;
-
-    fn deref(&self) -> &Shared {
-        &self.0
-    }
-}
+pub type AppState = Arc<Shared>;
 
 pub struct Shared {
     pub pool: PgPool,

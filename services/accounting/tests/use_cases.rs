@@ -111,14 +111,7 @@ async fn routes_and_the_in_process_peer_agree_and_a_stale_booking_writes_nothing
     open_account(&fakes, account_id, customer_id);
     let (ledger, url, _) = start(&fakes).await;
     let http = peers::testing::client("accounting");
-    let deposit = json!({"amount": 1_000_000, "value_date": "2024-01-02"});
-    let (status, body) = send(
-        http.post(format!("{url}/v1/ledger/accounts/{account_id}/deposits"))
-            .header("Idempotency-Key", "d1")
-            .json(&deposit),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
+    deposit(&url, account_id, "d1", 1_000_000, "2024-01-02").await;
 
     let (from, to) = (date("2024-01-01"), date("2024-01-31"));
     let balances = ledger.daily_balances(account_id, from, to).await.unwrap();
@@ -214,12 +207,7 @@ async fn a_chunk_books_each_payout_alone_and_refuses_the_others_alone() {
     let (ledger, url, database_url) = start(&fakes).await;
     let http = peers::testing::client("accounting");
     for (i, id) in ids.iter().enumerate() {
-        let deposit = json!({"amount": 1_000_000 * (i as i64 + 1), "value_date": "2024-01-02"});
-        let (status, body) = send(
-            http.post(format!("{url}/v1/ledger/accounts/{id}/deposits")).header("Idempotency-Key", "d").json(&deposit),
-        )
-        .await;
-        assert_eq!(status, 201, "{body}");
+        deposit(&url, *id, "d", 1_000_000 * (i as i64 + 1), "2024-01-02").await;
     }
     let (from, to) = (date("2024-01-01"), date("2024-01-31"));
     let unknown = Uuid::new_v4();
@@ -423,6 +411,19 @@ async fn hold_rates_fence(pool: &sqlx::PgPool) -> sqlx::Transaction<'static, sql
     holder
 }
 
+/// Deposits `amount` with its value date over HTTP, and checks it was booked (201).
+async fn deposit(url: &str, account_id: Uuid, key: &str, amount: i64, value_date: &str) {
+    let body = json!({"amount": amount, "value_date": value_date});
+    let (status, answer) = send(
+        peers::testing::client("accounting")
+            .post(format!("{url}/v1/ledger/accounts/{account_id}/deposits"))
+            .header("Idempotency-Key", key)
+            .json(&body),
+    )
+    .await;
+    assert_eq!(status, 201, "{answer}");
+}
+
 /// Opens `n` accounts of one customer with a deposit each, and answers their January balances.
 async fn funded_accounts(
     fakes: &std::sync::Arc<Fakes>,
@@ -431,17 +432,11 @@ async fn funded_accounts(
     customer_id: Uuid,
     n: usize,
 ) -> Vec<DailyBalances> {
-    let http = peers::testing::client("accounting");
     let mut out = Vec::new();
     for _ in 0..n {
         let id = Uuid::new_v4();
         open_account(fakes, id, customer_id);
-        let deposit = json!({"amount": 1_000_000, "value_date": "2024-01-02"});
-        let (status, body) = send(
-            http.post(format!("{url}/v1/ledger/accounts/{id}/deposits")).header("Idempotency-Key", "d").json(&deposit),
-        )
-        .await;
-        assert_eq!(status, 201, "{body}");
+        deposit(url, id, "d", 1_000_000, "2024-01-02").await;
         out.push(ledger.daily_balances(id, date("2024-01-01"), date("2024-01-31")).await.unwrap());
     }
     out
@@ -594,19 +589,11 @@ async fn end_of_day_balances_follow_postings_of_any_value_date_in_any_order() {
     let (account_id, customer_id) = (Uuid::new_v4(), Uuid::new_v4());
     open_account(&fakes, account_id, customer_id);
     let (ledger, url, _) = start(&fakes).await;
-    let http = peers::testing::client("accounting");
     // Today's point, then back-dated ones: before every point, onto an existing point, after the
     // last, between two, and on the first day.
     let postings = [(10, 100), (5, 200), (10, 300), (20, 400), (7, 500), (1, 600)];
     for (i, (day, amount)) in postings.iter().enumerate() {
-        let deposit = json!({"amount": amount, "value_date": format!("2024-01-{day:02}")});
-        let (status, body) = send(
-            http.post(format!("{url}/v1/ledger/accounts/{account_id}/deposits"))
-                .header("Idempotency-Key", format!("d{i}"))
-                .json(&deposit),
-        )
-        .await;
-        assert_eq!(status, 201, "{body}");
+        deposit(&url, account_id, &format!("d{i}"), *amount, &format!("2024-01-{day:02}")).await;
     }
     let balances = ledger.daily_balances(account_id, date("2024-01-01"), date("2024-01-31")).await.unwrap();
     let expected: Vec<(NaiveDate, i64)> = [1, 5, 7, 10, 20]

@@ -11,8 +11,7 @@ use crate::runs::Runs;
 /// Cloned for every request (axum's `State`), so it is one reference count: the capabilities'
 /// states hold dozens of shared handles between them (a profile of warm estimates found their
 /// clone and drop at ~8% of the service's CPU).
-#[derive(Clone)]
-pub struct AppState(Arc<Capabilities>);
+pub type AppState = Arc<Capabilities>;
 
 pub struct Capabilities {
     /// Products, rate schedules and tax rules: their routes, and the in-process products peer.
@@ -24,18 +23,4 @@ pub struct Capabilities {
     /// The legacy core's estimates and payouts, the shadow comparisons the routes offer their
     /// answers to, and the mismatches they found.
     pub(crate) migration: Migration,
-}
-
-impl AppState {
-    pub(crate) fn new(capabilities: Capabilities) -> Self {
-        Self(Arc::new(capabilities))
-    }
-}
-
-impl std::ops::Deref for AppState {
-    type Target = Capabilities;
-
-    fn deref(&self) -> &Capabilities {
-        &self.0
-    }
 }

@@ -97,12 +97,8 @@ pub async fn pay(state: &Payouts, id: Uuid, key: &str, request_hash: &str) -> Re
     // Paid today: the marker is set as the lock is given back (one round trip), or alone.
     let paid_today = result.as_ref().ok().zip(today).filter(|(p, today)| p.business_date == *today);
     match (guard, paid_today) {
-        (Some(g), Some(_)) => {
-            if let Err(e) = g.release_done(key, PAID_MARKER_TTL).await {
-                tracing::warn!(error = %e, "redis lock release failed; the lease will expire");
-            }
-        }
-        (Some(g), None) => release(g).await,
+        (Some(g), Some(_)) => released(g.release_done(key, PAID_MARKER_TTL).await),
+        (Some(g), None) => released(g.release().await),
         (None, Some((_, today))) => mark_paid(state, id, key, today).await,
         (None, None) => {}
     }
@@ -146,12 +142,13 @@ async fn take_lock(state: &Payouts, id: Uuid) -> Result<(Option<NaiveDate>, Take
 
 async fn give_back(taken: Result<(Option<NaiveDate>, Taken), InterestError>) {
     if let Ok((_, Taken::Held(g))) = taken {
-        release(g).await;
+        released(g.release().await);
     }
 }
 
-async fn release(g: platform::redis::LockGuard) {
-    if let Err(e) = g.release().await {
+/// A lock release that failed only delays the next payout of the account until its lease ends.
+fn released(answer: Result<(), platform::redis::RedisError>) {
+    if let Err(e) = answer {
         tracing::warn!(error = %e, "redis lock release failed; the lease will expire");
     }
 }
