@@ -78,11 +78,12 @@ pub async fn book_interest_alone(
     let id = req.account_id;
     retrying(state, || async {
         let mut tx = store::begin_waiting_at_most(&state.pool, state.lock_timeout.as_millis()).await?;
-        let acct = store::lock_account(&mut tx, id).await?.ok_or(LedgerError::AccountNotFound(id))?;
+        let mut inputs = store::lock_booking_inputs(&mut tx, &[req], store::BusyRows::Wait).await?;
+        let acct = inputs.accounts.remove(&id).ok_or(LedgerError::AccountNotFound(id))?;
         // Today as it is under the lock: a booking that waited while the date turned is refused.
         let today = state.clock.today().await?;
         check_request(req, today)?;
-        let (mut results, revs) = book_locked(&mut tx, &[(req, acct)], today).await?;
+        let (mut results, revs) = book_locked(&mut tx, &[(req, acct)], &inputs, today).await?;
         let posting = results.pop().ok_or_else(|| LedgerError::Invalid("postings", "nothing booked".into()))??;
         tx.commit().await?;
         state.revisions.publish_all(revs).await;
@@ -143,10 +144,9 @@ pub(crate) async fn book_each(
     reqs: &[&InterestPostingRequest],
     attempts: Attempts,
 ) -> Result<Vec<Result<InterestPosting, LedgerError>>, LedgerError> {
-    let ids: Vec<Uuid> = reqs.iter().map(|r| r.account_id).collect();
     let attempt = || async {
         let mut tx = store::begin_waiting_at_most(&state.pool, state.lock_timeout.as_millis()).await?;
-        let mut locked = store::lock_accounts_unless_busy(&mut tx, &ids).await?;
+        let mut inputs = store::lock_booking_inputs(&mut tx, reqs, store::BusyRows::Skip).await?;
         let today = state.clock.today().await?;
         // Each request's refusal before the row lock, or its locked row.
         let mut early: Vec<Option<LedgerError>> = Vec::with_capacity(reqs.len());
@@ -154,19 +154,17 @@ pub(crate) async fn book_each(
         for req in reqs {
             let id = req.account_id;
             // In the order a booking alone answers: an unknown account, then the request's checks.
-            early.push(match (locked.remove(&id), check_request(req, today)) {
+            early.push(match (inputs.accounts.remove(&id), check_request(req, today)) {
                 (Some(acct), Ok(())) => {
                     bookable.push((*req, acct));
                     None
                 }
                 (Some(_), Err(e)) => Some(e),
-                (None, checked) if store::find_account(&mut *tx, id).await?.is_some() => {
-                    Some(checked.err().unwrap_or(LedgerError::Busy))
-                }
+                (None, checked) if inputs.busy.contains(&id) => Some(checked.err().unwrap_or(LedgerError::Busy)),
                 (None, _) => Some(LedgerError::AccountNotFound(id)),
             });
         }
-        let (booked, revs) = book_locked(&mut tx, &bookable, today).await?;
+        let (booked, revs) = book_locked(&mut tx, &bookable, &inputs, today).await?;
         let mut booked = booked.into_iter();
         let results: Vec<Result<InterestPosting, LedgerError>> = early
             .into_iter()
@@ -203,36 +201,24 @@ enum Decision<'a> {
     Book,
 }
 
-/// Books requests whose balance rows the caller locked (each account once): reads what the checks
-/// need for all of them (4 statements), decides each alone (`decide`: the one home of the rules),
-/// and writes the accepted ones together (2 statements: balance rows, entries and lines in one, the
-/// end-of-day balances in the other). Answers each request's posting (booked or
-/// replayed) or refusal, in order, and the history revisions to publish after the commit.
+/// Books requests whose balance rows the caller locked (each account once), on the inputs read
+/// under those locks (`store::lock_booking_inputs`): decides each alone (`decide`: the one home of
+/// the rules) and writes the accepted ones together in one statement (balance rows, entries, lines
+/// and end-of-day balances). Answers each request's posting (booked or replayed) or refusal, in
+/// order, and the history revisions to publish after the commit.
 async fn book_locked(
     tx: &mut PgConnection,
     locked: &[(&InterestPostingRequest, store::LedgerAccount)],
+    inputs: &store::BookingInputs,
     today: NaiveDate,
 ) -> Result<Revised, LedgerError> {
-    if locked.is_empty() {
-        return Ok((Vec::new(), Vec::new()));
-    }
-    let days: Vec<(Uuid, NaiveDate)> = locked.iter().map(|(r, _)| (r.account_id, r.business_date)).collect();
-    let keys: Vec<(Uuid, &str)> = locked.iter().map(|(r, _)| (r.account_id, r.idempotency_key.as_str())).collect();
-    let (existing, under_key) = store::interest_postings_on_or_under(tx, &days, &keys).await?;
-    let ranges: Vec<_> = locked.iter().map(|(r, _)| (r.account_id, r.period_from, r.period_to)).collect();
-    let points = store::balance_points_many(tx, &ranges).await?;
-    let mut subjects: Vec<String> = locked.iter().flat_map(|(r, _)| r.fenced().into_iter().map(|(s, _)| s)).collect();
-    subjects.sort_unstable();
-    subjects.dedup();
-    let fences: HashMap<String, i64> = store::hold_fences(tx, &subjects).await?.into_iter().collect();
-
     let mut results = Vec::with_capacity(locked.len());
     let mut writes = Vec::new();
     for (req, acct) in locked {
         let id = req.account_id;
-        let seen = points.get(&id).map_or(&[][..], |p| p.as_slice());
-        let earlier = existing.get(&id).or_else(|| under_key.get(&id));
-        match decide(req, acct, earlier, seen, &fences, today) {
+        let seen = inputs.points.get(&id).map_or(&[][..], |p| p.as_slice());
+        let earlier = inputs.on.get(&id).or_else(|| inputs.under.get(&id));
+        match decide(req, acct, earlier, seen, &inputs.fences, today) {
             Ok(Decision::Replay(posting)) => results.push(Ok(posting.clone())),
             Err(refusal) => results.push(Err(refusal)),
             Ok(Decision::Book) => {
@@ -265,15 +251,22 @@ async fn book_locked(
     if writes.is_empty() {
         return Ok((results, Vec::new()));
     }
-    let balances: Vec<_> = writes.iter().map(|(_, r, h, _)| (h.account_id, h.balance_after, r.period_to)).collect();
+    let balances: Vec<_> = writes
+        .iter()
+        .map(|(_, r, h, _)| store::Paid {
+            account_id: h.account_id,
+            balance_after: h.balance_after,
+            paid_through: r.period_to,
+            business_date: h.business_date,
+            net: r.amounts.net(),
+        })
+        .collect();
     let entries: Vec<_> = writes.iter().map(|(_, _, h, e)| (h, e)).collect();
     // Checked above under the row locks; the unique index is the final guard of the rule.
     let paid =
         store::book_payouts(tx, &balances, &entries).await.guarded_by("journal_entries_one_payout_a_day", || {
             LedgerError::Refused(Code::AlreadyPaidToday, "an account was already paid on its business date".into())
         })?;
-    let deltas: Vec<_> = writes.iter().map(|(_, r, h, _)| (h.account_id, h.business_date, r.amounts.net())).collect();
-    store::apply_to_daily_balances_many(tx, &deltas).await?;
     let mut published = Vec::new();
     for ((at, r, h, _), row) in writes.iter().zip(paid) {
         let request = (*r).clone();

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::journal::{Entry as JournalEntry, EntryHeader};
 
-#[derive(Clone)]
+#[derive(Clone, serde::Deserialize)]
 pub struct LedgerAccount {
     pub balance: i64,
     pub opened_on: NaiveDate,
@@ -231,18 +231,32 @@ pub struct PaidRow {
     pub history_rev: i64,
 }
 
+/// A payout's change to its balance row and its end-of-day balances.
+pub struct Paid {
+    pub account_id: Uuid,
+    pub balance_after: i64,
+    pub paid_through: NaiveDate,
+    /// The day the net amount is credited on (its value date).
+    pub business_date: NaiveDate,
+    pub net: i64,
+}
+
 /// Writes payouts (each account at most once) in one statement: each balance row's new balance,
-/// paid-through date and history revision, the journal entries and all their lines. Answers each
+/// paid-through date and history revision, the journal entries and all their lines, and the
+/// end-of-day balances from the business date on (`apply_to_daily_balances`, called once: every
+/// payout here answers a row, so the join always reads it). Answers each
 /// entry's row in the order given. (The lines' references to their entries are checked at the
 /// statement's end, when the entries exist.)
 pub async fn book_payouts(
     conn: &mut PgConnection,
-    paid: &[(Uuid, i64, NaiveDate)],
+    paid: &[Paid],
     entries: &[(&EntryHeader<'_>, &JournalEntry)],
 ) -> Result<Vec<PaidRow>, sqlx::Error> {
-    let ids: Vec<Uuid> = paid.iter().map(|c| c.0).collect();
-    let balances: Vec<i64> = paid.iter().map(|c| c.1).collect();
-    let through: Vec<NaiveDate> = paid.iter().map(|c| c.2).collect();
+    let ids: Vec<Uuid> = paid.iter().map(|c| c.account_id).collect();
+    let balances: Vec<i64> = paid.iter().map(|c| c.balance_after).collect();
+    let through: Vec<NaiveDate> = paid.iter().map(|c| c.paid_through).collect();
+    let days: Vec<NaiveDate> = paid.iter().map(|c| c.business_date).collect();
+    let nets: Vec<i64> = paid.iter().map(|c| c.net).collect();
     let r = EntryRows::of(entries)?;
     let rows = sqlx::query!(
         r#"WITH paid AS (
@@ -260,10 +274,11 @@ pub async fn book_payouts(
               RETURNING entry_id, account_id, seq, created_at),
            lines AS (
               INSERT INTO journal_lines (entry_id, line_no, ledger_account, account_id, debit, credit)
-              SELECT * FROM UNNEST($13::uuid[], $14::int2[], $15::text[], $16::uuid[], $17::int8[], $18::int8[]))
+              SELECT * FROM UNNEST($13::uuid[], $14::int2[], $15::text[], $16::uuid[], $17::int8[], $18::int8[])),
+           daily AS (SELECT apply_to_daily_balances($1, $19::date[], $20::int8[]) AS points)
            SELECT e.entry_id AS "entry_id!", e.seq AS "seq!", e.created_at AS "created_at!",
                   p.history_rev AS "history_rev!"
-           FROM entries e JOIN paid p ON p.account_id = e.account_id"#,
+           FROM entries e JOIN paid p ON p.account_id = e.account_id CROSS JOIN daily"#,
         &ids,
         &balances,
         &through,
@@ -282,6 +297,8 @@ pub async fn book_payouts(
         &r.l_accounts as &[Option<Uuid>],
         &r.l_debits,
         &r.l_credits,
+        &days,
+        &nets,
     )
     .fetch_all(&mut *conn)
     .await?;
@@ -304,7 +321,8 @@ pub async fn apply_to_daily_balances(
     apply_to_daily_balances_many(conn, &[(id, value_date, delta)]).await
 }
 
-/// [`apply_to_daily_balances`] for many accounts (each at most once) in one statement.
+/// [`apply_to_daily_balances`] for many accounts (each at most once) in one statement (the
+/// function `apply_to_daily_balances`, migration 0008: the rule and why it is right are there).
 pub async fn apply_to_daily_balances_many(
     conn: &mut PgConnection,
     changes: &[(Uuid, NaiveDate, i64)],
@@ -312,61 +330,140 @@ pub async fn apply_to_daily_balances_many(
     let ids: Vec<Uuid> = changes.iter().map(|c| c.0).collect();
     let days: Vec<NaiveDate> = changes.iter().map(|c| c.1).collect();
     let deltas: Vec<i64> = changes.iter().map(|c| c.2).collect();
-    // A point at the value date (from the one before it) and every later point shifted: right for a
-    // posting dated today and for a back-dated one, and for one dated before points that exist only
-    // because a manual clock went back (found by the chaos workload: a daily balance that no longer
-    // matched the journal, and payouts computed from it). Both parts see the rows as they were
-    // before the statement, so a new point is written shifted already and the shift updates only
-    // the points that existed (a point at the value date included).
-    sqlx::query!(
-        "WITH u AS (SELECT * FROM UNNEST($1::uuid[], $2::date[], $3::int8[]) AS u(id, day, delta)),
-              added AS (
-                  INSERT INTO daily_balances (account_id, day, balance)
-                  SELECT u.id, u.day, u.delta + COALESCE((SELECT d.balance FROM daily_balances d
-                                                          WHERE d.account_id = u.id AND d.day < u.day
-                                                          ORDER BY d.day DESC LIMIT 1), 0)
-                  FROM u
-                  ON CONFLICT (account_id, day) DO NOTHING)
-         UPDATE daily_balances d SET balance = d.balance + u.delta FROM u WHERE d.account_id = u.id AND d.day >= u.day",
-        &ids,
-        &days,
-        &deltas,
-    )
-    .execute(conn)
-    .await?;
+    sqlx::query_scalar!(r#"SELECT apply_to_daily_balances($1, $2, $3) AS "points!""#, &ids, &days, &deltas)
+        .fetch_one(conn)
+        .await?;
     Ok(())
 }
 
-/// The payouts booked on each `(account, day)` of `days`, and those booked under each `(account,
-/// key)` of `keys` (a key names one payout, whatever day), in one statement: asked as "these
-/// accounts on these days" and "these keys" and narrowed to the exact pairs here.
-pub async fn interest_postings_on_or_under(
+/// Whether [`lock_booking_inputs`] waits for a balance row another transaction holds.
+#[derive(Clone, Copy)]
+pub enum BusyRows {
+    /// Waits (within the transaction's lock timeout): a booking alone.
+    Wait,
+    /// Leaves it out (`BookingInputs::busy`): a batch, which must not be held up by one account.
+    Skip,
+}
+
+/// What bookings are decided on, read under their locks: the locked balance rows, the accounts
+/// left out because another transaction holds them, the fences of the locked accounts (held
+/// shared until the transaction ends), the payouts booked on each request's business date and
+/// under each request's key, and the end-of-day balances of each request's period.
+pub struct BookingInputs {
+    pub accounts: std::collections::HashMap<Uuid, LedgerAccount>,
+    pub busy: std::collections::HashSet<Uuid>,
+    pub fences: std::collections::HashMap<String, i64>,
+    /// The payout booked on the request's business date, by account.
+    pub on: PostingsOf,
+    /// The payout booked under the request's key (a key names one payout, whatever day), by account.
+    pub under: PostingsOf,
+    pub points: std::collections::HashMap<Uuid, Vec<BalancePoint>>,
+}
+
+/// Locks the balance rows of the requests' accounts (each account at most once), takes their
+/// fences and reads what [`BookingInputs`] holds, in one round trip (the function
+/// `booking_inputs`, migration 0008, whose reads follow the lock waits).
+pub async fn lock_booking_inputs(
     conn: &mut PgConnection,
-    days: &[(Uuid, NaiveDate)],
-    keys: &[(Uuid, &str)],
-) -> Result<(PostingsOf, PostingsOf), sqlx::Error> {
-    let wanted_days: std::collections::HashSet<(Uuid, NaiveDate)> = days.iter().copied().collect();
-    let wanted_keys: std::collections::HashSet<(Uuid, &str)> = keys.iter().copied().collect();
-    let ids: Vec<Uuid> = days.iter().map(|k| k.0).collect();
-    let mut dates: Vec<NaiveDate> = days.iter().map(|k| k.1).collect();
-    dates.sort_unstable();
-    dates.dedup();
-    let mut texts: Vec<&str> = keys.iter().map(|k| k.1).collect();
-    texts.sort_unstable();
-    texts.dedup();
-    let rows: Vec<AccountPostingRow> =
-        sqlx::query_as(INTEREST_POSTINGS_ON_OR_UNDER).bind(&ids).bind(&dates).bind(&texts).fetch_all(conn).await?;
-    let (mut on, mut under) = (PostingsOf::new(), PostingsOf::new());
-    for r in rows {
-        let posting = InterestPosting::try_from(r.posting)?;
-        if wanted_keys.contains(&(r.account_id, posting.request.idempotency_key.as_str())) {
-            under.insert(r.account_id, posting.clone());
+    reqs: &[&InterestPostingRequest],
+    busy: BusyRows,
+) -> Result<BookingInputs, sqlx::Error> {
+    let ids: Vec<Uuid> = reqs.iter().map(|r| r.account_id).collect();
+    let mut days: Vec<NaiveDate> = reqs.iter().map(|r| r.business_date).collect();
+    days.sort_unstable();
+    days.dedup();
+    let mut keys: Vec<&str> = reqs.iter().map(|r| r.idempotency_key.as_str()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let froms: Vec<NaiveDate> = reqs.iter().map(|r| r.period_from).collect();
+    let tos: Vec<NaiveDate> = reqs.iter().map(|r| r.period_to).collect();
+    let (subjects, subject_accounts): (Vec<String>, Vec<Uuid>) =
+        reqs.iter().flat_map(|r| r.fenced().into_iter().map(|(s, _)| (s, r.account_id))).unzip();
+    let read = sqlx::query_scalar!(
+        r#"SELECT booking_inputs($1, $2, $3, $4, $5, $6, $7, $8) AS "inputs!: sqlx::types::Json<InputRows>""#,
+        &ids,
+        matches!(busy, BusyRows::Skip),
+        &days,
+        &keys as &[&str],
+        &froms,
+        &tos,
+        &subjects,
+        &subject_accounts,
+    )
+    .fetch_one(conn)
+    .await?
+    .0;
+    let mut inputs = BookingInputs {
+        accounts: read.accounts.into_iter().map(|a| (a.account_id, a.row)).collect(),
+        busy: read.busy.into_iter().collect(),
+        fences: read.fences.into_iter().map(|f| (f.subject, f.rev)).collect(),
+        on: PostingsOf::new(),
+        under: PostingsOf::new(),
+        points: std::collections::HashMap::new(),
+    };
+    // Narrowed to the exact (account, day) and (account, key) pairs asked for.
+    let wanted: std::collections::HashMap<Uuid, &InterestPostingRequest> =
+        reqs.iter().map(|r| (r.account_id, *r)).collect();
+    for p in read.postings {
+        let Some(req) = wanted.get(&p.account_id) else { continue };
+        let posting = InterestPosting {
+            entry_id: p.entry_id,
+            balance_after: p.balance_after,
+            posted_at: p.created_at,
+            seq: p.seq,
+            request: p.payout,
+        };
+        if posting.request.idempotency_key == req.idempotency_key {
+            inputs.under.insert(p.account_id, posting.clone());
         }
-        if wanted_days.contains(&(r.account_id, posting.request.business_date)) {
-            on.insert(r.account_id, posting);
+        if posting.request.business_date == req.business_date {
+            inputs.on.insert(p.account_id, posting);
         }
     }
-    Ok((on, under))
+    for p in read.points {
+        inputs.points.entry(p.account_id).or_default().push(BalancePoint { date: p.date, balance: p.balance });
+    }
+    Ok(inputs)
+}
+
+/// `booking_inputs`' answer as it comes (JSON: one round trip for rows of five shapes).
+#[derive(serde::Deserialize)]
+pub struct InputRows {
+    accounts: Vec<LockedRow>,
+    busy: Vec<Uuid>,
+    fences: Vec<FenceRow>,
+    postings: Vec<PostingJson>,
+    points: Vec<PointRow>,
+}
+
+#[derive(serde::Deserialize)]
+struct LockedRow {
+    account_id: Uuid,
+    #[serde(flatten)]
+    row: LedgerAccount,
+}
+
+#[derive(serde::Deserialize)]
+struct FenceRow {
+    subject: String,
+    rev: i64,
+}
+
+#[derive(serde::Deserialize)]
+struct PostingJson {
+    account_id: Uuid,
+    entry_id: Uuid,
+    payout: InterestPostingRequest,
+    balance_after: i64,
+    created_at: chrono::DateTime<chrono::Utc>,
+    seq: i64,
+}
+
+#[derive(serde::Deserialize)]
+struct PointRow {
+    account_id: Uuid,
+    date: NaiveDate,
+    balance: i64,
 }
 
 /// Booked payouts by account.
@@ -558,9 +655,12 @@ impl TryFrom<PostingRow> for InterestPosting {
 // chunk (45 ms to 1 s a call at 70,000 payouts). Hence `account_id = ANY`, never a join, and the
 // only partial index `kind = 'INTEREST_PAYOUT'` implies is that one (migration 0005). The tests
 // in store_plans.rs plan them on such a ledger.
+/// (`booking_inputs`, migration 0008, runs this statement with `$1`, `$2`, `$3` named `v_locked`,
+/// `p_days`, `p_keys`; the plan test checks the function still holds it.)
 /// Payouts of some accounts booked on some days, then payouts under some keys — the latter by the
 /// key index alone (with the accounts in the index condition too it costed keys × accounts probes
 /// and chose a scan), narrowed to exact (account, key) pairs in Rust.
+#[cfg(test)]
 const INTEREST_POSTINGS_ON_OR_UNDER: &str = "SELECT account_id, entry_id, payout, balance_after, created_at, seq
      FROM journal_entries WHERE kind = 'INTEREST_PAYOUT' AND account_id = ANY($1) AND business_date = ANY($2)
      UNION ALL
@@ -659,33 +759,6 @@ pub async fn entries(pool: &PgPool, account_id: Uuid, limit: i64) -> Result<Vec<
         }
     }
     Ok(out)
-}
-
-/// Locks the balance rows of `ids` that no other transaction holds (in id order); the others are
-/// left out, so a busy account does not hold a payout run's chunk up.
-pub async fn lock_accounts_unless_busy(
-    conn: &mut PgConnection,
-    ids: &[Uuid],
-) -> Result<std::collections::HashMap<Uuid, LedgerAccount>, sqlx::Error> {
-    let rows = sqlx::query!(
-        "SELECT account_id, balance, opened_on, paid_through, history_rev FROM ledger_accounts
-         WHERE account_id = ANY($1) ORDER BY account_id FOR UPDATE SKIP LOCKED",
-        ids,
-    )
-    .fetch_all(conn)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| {
-            let row = LedgerAccount {
-                balance: r.balance,
-                opened_on: r.opened_on,
-                paid_through: r.paid_through,
-                history_rev: r.history_rev,
-            };
-            (r.account_id, row)
-        })
-        .collect())
 }
 
 pub async fn history_revisions(conn: &mut PgConnection, ids: &[Uuid]) -> Result<Vec<(Uuid, i64)>, sqlx::Error> {

@@ -76,6 +76,22 @@ async fn lookups_by_account_probe_the_account_index_on_a_freshly_loaded_ledger()
     }
 }
 
+/// The bookings run the planned statement inside the function `booking_inputs` (migration 0008),
+/// with its parameters named: the plans above are that function's as long as it holds this text.
+#[tokio::test]
+async fn the_booking_function_runs_the_planned_lookup() {
+    let common = peers::testing::common("accounting").await;
+    let pool = PgPool::connect(&common.database_url).await.unwrap();
+    crate::MIGRATOR.run(&pool).await.unwrap();
+    let body: String = sqlx::query_scalar("SELECT prosrc FROM pg_proc WHERE proname = 'booking_inputs'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let words = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let named = INTEREST_POSTINGS_ON_OR_UNDER.replace("$1", "v_locked").replace("$2", "p_days").replace("$3", "p_keys");
+    assert!(words(&body).contains(&words(&named)), "booking_inputs no longer runs:\n{named}\nit is:\n{body}");
+}
+
 fn assert_by_account(scan: &peers::testing::Scan, context: &str) {
     assert!(scan.node.starts_with("Index"), "{context}");
     assert_eq!(scan.index, "journal_entries_one_payout_a_day", "{context}");

@@ -583,6 +583,52 @@ async fn a_busy_row_holds_up_only_its_own_on_demand_booking() {
     }
 }
 
+/// Bookings that waited for a balance row decide on what was committed while they waited: a row
+/// held by the test, then three bookings of the account (two under one key) queued behind it and
+/// behind each other. The first to get the row books; the others find its payout (a replay under
+/// its key, else one payout a day), never a basis gone stale under them (which is what a read from
+/// before the wait would answer: the row's history revision moved, the journal not).
+#[tokio::test]
+async fn a_booking_that_waited_for_its_row_decides_on_what_was_committed_meanwhile() {
+    let fakes = Fakes::new();
+    let customer_id = Uuid::new_v4();
+    let (ledger, url, database_url) = start_with(&fakes, 1, Duration::from_secs(2)).await;
+    let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
+    let accts = funded_accounts(&fakes, &ledger, &url, customer_id, 1).await;
+    let holder = hold_row(&pool, accts[0].account_id).await;
+    let bookings: Vec<_> = ["k", "k", "other"]
+        .into_iter()
+        .map(|key| {
+            let (ledger, req) = (ledger.clone(), posting(&accts[0], customer_id, key));
+            tokio::spawn(async move { ledger.book_interest(&req).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(bookings.iter().all(|b| !b.is_finished()), "all three wait for the row");
+    holder.rollback().await.unwrap();
+    let mut entries = std::collections::HashSet::new();
+    let mut refusals = Vec::new();
+    for booking in bookings {
+        match booking.await.unwrap() {
+            Ok(posting) => {
+                entries.insert(posting.entry_id);
+            }
+            Err(PeerError::Problem { code, .. }) => refusals.push(code),
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert_eq!(entries.len(), 1, "one payout, replayed to its key's other booking: {refusals:?}");
+    assert!(refusals.iter().all(|c| c == "ALREADY_PAID_TODAY"), "{refusals:?}");
+    assert!(matches!(refusals.len(), 1 | 2), "{refusals:?}");
+    let booked: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM journal_entries WHERE account_id = $1 AND kind = 'INTEREST_PAYOUT'")
+            .bind(accts[0].account_id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(booked, 1);
+}
+
 #[tokio::test]
 async fn end_of_day_balances_follow_postings_of_any_value_date_in_any_order() {
     let fakes = Fakes::new();
