@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::journal::{Entry as JournalEntry, EntryHeader};
 
-#[derive(Clone, serde::Deserialize)]
+#[derive(Clone)]
 pub struct LedgerAccount {
     pub balance: i64,
     pub opened_on: NaiveDate,
@@ -362,7 +362,8 @@ pub struct BookingInputs {
 
 /// Locks the balance rows of the requests' accounts (each account at most once), takes their
 /// fences and reads what [`BookingInputs`] holds, in one round trip (the function
-/// `booking_inputs`, migration 0008, whose reads follow the lock waits).
+/// `booking_inputs`, migration 0008, whose reads follow the lock waits; each row is one of five
+/// kinds, with that kind's columns).
 pub async fn lock_booking_inputs(
     conn: &mut PgConnection,
     reqs: &[&InterestPostingRequest],
@@ -379,8 +380,10 @@ pub async fn lock_booking_inputs(
     let tos: Vec<NaiveDate> = reqs.iter().map(|r| r.period_to).collect();
     let (subjects, subject_accounts): (Vec<String>, Vec<Uuid>) =
         reqs.iter().flat_map(|r| r.fenced().into_iter().map(|(s, _)| (s, r.account_id))).unzip();
-    let read = sqlx::query_scalar!(
-        r#"SELECT booking_inputs($1, $2, $3, $4, $5, $6, $7, $8) AS "inputs!: sqlx::types::Json<InputRows>""#,
+    let rows = sqlx::query!(
+        r#"SELECT kind AS "kind!", account_id, balance, opened_on, paid_through, history_rev, subject, rev, entry_id,
+                  payout, created_at, seq, day
+           FROM booking_inputs($1, $2, $3, $4, $5, $6, $7, $8)"#,
         &ids,
         matches!(busy, BusyRows::Skip),
         &days,
@@ -390,80 +393,67 @@ pub async fn lock_booking_inputs(
         &subjects,
         &subject_accounts,
     )
-    .fetch_one(conn)
-    .await?
-    .0;
+    .fetch_all(conn)
+    .await?;
     let mut inputs = BookingInputs {
-        accounts: read.accounts.into_iter().map(|a| (a.account_id, a.row)).collect(),
-        busy: read.busy.into_iter().collect(),
-        fences: read.fences.into_iter().map(|f| (f.subject, f.rev)).collect(),
+        accounts: std::collections::HashMap::new(),
+        busy: std::collections::HashSet::new(),
+        fences: std::collections::HashMap::new(),
         on: PostingsOf::new(),
         under: PostingsOf::new(),
         points: std::collections::HashMap::new(),
     };
-    // Narrowed to the exact (account, day) and (account, key) pairs asked for.
     let wanted: std::collections::HashMap<Uuid, &InterestPostingRequest> =
         reqs.iter().map(|r| (r.account_id, *r)).collect();
-    for p in read.postings {
-        let Some(req) = wanted.get(&p.account_id) else { continue };
-        let posting = InterestPosting {
-            entry_id: p.entry_id,
-            balance_after: p.balance_after,
-            posted_at: p.created_at,
-            seq: p.seq,
-            request: p.payout,
-        };
-        if posting.request.idempotency_key == req.idempotency_key {
-            inputs.under.insert(p.account_id, posting.clone());
+    let missing = |column: &str| sqlx::Error::ColumnNotFound(column.to_string());
+    for r in rows {
+        match r.kind.as_str() {
+            "account" => {
+                let row = LedgerAccount {
+                    balance: r.balance.ok_or_else(|| missing("balance"))?,
+                    opened_on: r.opened_on.ok_or_else(|| missing("opened_on"))?,
+                    paid_through: r.paid_through,
+                    history_rev: r.history_rev.ok_or_else(|| missing("history_rev"))?,
+                };
+                inputs.accounts.insert(r.account_id.ok_or_else(|| missing("account_id"))?, row);
+            }
+            "busy" => {
+                inputs.busy.insert(r.account_id.ok_or_else(|| missing("account_id"))?);
+            }
+            "fence" => {
+                inputs
+                    .fences
+                    .insert(r.subject.ok_or_else(|| missing("subject"))?, r.rev.ok_or_else(|| missing("rev"))?);
+            }
+            "posting" => {
+                let account_id = r.account_id.ok_or_else(|| missing("account_id"))?;
+                // Narrowed to the exact (account, day) and (account, key) pairs asked for.
+                let Some(req) = wanted.get(&account_id) else { continue };
+                let posting = InterestPosting::try_from(PostingRow {
+                    entry_id: r.entry_id.ok_or_else(|| missing("entry_id"))?,
+                    payout: r.payout.ok_or_else(|| missing("payout"))?,
+                    balance_after: r.balance.ok_or_else(|| missing("balance"))?,
+                    created_at: r.created_at.ok_or_else(|| missing("created_at"))?,
+                    seq: r.seq.ok_or_else(|| missing("seq"))?,
+                })?;
+                if posting.request.idempotency_key == req.idempotency_key {
+                    inputs.under.insert(account_id, posting.clone());
+                }
+                if posting.request.business_date == req.business_date {
+                    inputs.on.insert(account_id, posting);
+                }
+            }
+            "point" => {
+                let point = BalancePoint {
+                    date: r.day.ok_or_else(|| missing("day"))?,
+                    balance: r.balance.ok_or_else(|| missing("balance"))?,
+                };
+                inputs.points.entry(r.account_id.ok_or_else(|| missing("account_id"))?).or_default().push(point);
+            }
+            other => return Err(sqlx::Error::Protocol(format!("booking_inputs answered a row of kind {other}"))),
         }
-        if posting.request.business_date == req.business_date {
-            inputs.on.insert(p.account_id, posting);
-        }
-    }
-    for p in read.points {
-        inputs.points.entry(p.account_id).or_default().push(BalancePoint { date: p.date, balance: p.balance });
     }
     Ok(inputs)
-}
-
-/// `booking_inputs`' answer as it comes (JSON: one round trip for rows of five shapes).
-#[derive(serde::Deserialize)]
-pub struct InputRows {
-    accounts: Vec<LockedRow>,
-    busy: Vec<Uuid>,
-    fences: Vec<FenceRow>,
-    postings: Vec<PostingJson>,
-    points: Vec<PointRow>,
-}
-
-#[derive(serde::Deserialize)]
-struct LockedRow {
-    account_id: Uuid,
-    #[serde(flatten)]
-    row: LedgerAccount,
-}
-
-#[derive(serde::Deserialize)]
-struct FenceRow {
-    subject: String,
-    rev: i64,
-}
-
-#[derive(serde::Deserialize)]
-struct PostingJson {
-    account_id: Uuid,
-    entry_id: Uuid,
-    payout: InterestPostingRequest,
-    balance_after: i64,
-    created_at: chrono::DateTime<chrono::Utc>,
-    seq: i64,
-}
-
-#[derive(serde::Deserialize)]
-struct PointRow {
-    account_id: Uuid,
-    date: NaiveDate,
-    balance: i64,
 }
 
 /// Booked payouts by account.
