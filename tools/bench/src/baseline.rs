@@ -15,8 +15,11 @@ use sqlx::Executor;
 use crate::load::Stats;
 use crate::seed::Databases;
 
-/// The statements, as the services send them (see services/accounting/src/store.rs and
-/// services/interest/src/store.rs), with pgbench variables for the parameters.
+/// The statements of the payout's work (see services/accounting/src/store.rs and
+/// services/interest/src/store.rs), with pgbench variables for the parameters, one round trip
+/// each: the ledger now sends the booking's locks and reads as one call (`booking_inputs`,
+/// migration 0008) and its writes as one statement, but the baseline stays the same plain SQL, so
+/// that ratios measured before and after that change compare.
 const SCRIPT: &str = r#"\set n random(1, :accounts)
 \set d random(1, 1000000)
 BEGIN;
