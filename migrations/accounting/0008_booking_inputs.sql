@@ -55,9 +55,10 @@ BEGIN
                      FROM ledger_accounts a WHERE a.account_id = ANY(p_ids) AND a.account_id <> ALL(v_locked);
     END IF;
 
+    -- In byte order, as the movements sort theirs in Rust (whatever the database's collation).
     PERFORM pg_advisory_xact_lock_shared(hashtextextended(f.s, 0))
-    FROM (SELECT DISTINCT s FROM unnest(p_subjects, p_subject_accounts) AS u(s, a) WHERE a = ANY(v_locked)
-          ORDER BY s) f;
+    FROM (SELECT DISTINCT s COLLATE "C" AS s FROM unnest(p_subjects, p_subject_accounts) AS u(s, a)
+          WHERE a = ANY(v_locked) ORDER BY s) f;
     RETURN QUERY SELECT 'fence', NULL::uuid, NULL::int8, NULL::date, NULL::date, NULL::int8,
                         f.s, COALESCE(pf.rev, 0), NULL::uuid, NULL::jsonb, NULL::timestamptz, NULL::int8, NULL::date
                  FROM (SELECT DISTINCT s FROM unnest(p_subjects, p_subject_accounts) AS u(s, a)

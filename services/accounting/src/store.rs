@@ -20,12 +20,13 @@ pub struct LedgerAccount {
 }
 
 /// Begins a transaction whose lock waits (rows, fences) give up after `ms` (and are retried by the
-/// caller): `BEGIN` and the timeout in one round trip (one simple query).
+/// caller): `BEGIN` and the timeout in one round trip (one simple query). READ COMMITTED whatever
+/// the server's default: each read after a lock wait must see what committed during the wait.
 pub async fn begin_waiting_at_most(
     pool: &sqlx::PgPool,
     ms: u128,
 ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
-    pool.begin_with(format!("BEGIN; SET LOCAL lock_timeout = '{ms}ms'")).await
+    pool.begin_with(format!("BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL lock_timeout = '{ms}ms'")).await
 }
 
 /// Begins a read-only transaction that sees one snapshot throughout (the balances a quote is made
@@ -243,8 +244,8 @@ pub struct Paid {
 
 /// Writes payouts (each account at most once) in one statement: each balance row's new balance,
 /// paid-through date and history revision, the journal entries and all their lines, and the
-/// end-of-day balances from the business date on (`apply_to_daily_balances`, called once: every
-/// payout here answers a row, so the join always reads it). Answers each
+/// end-of-day balances from the business date on (`apply_to_daily_balances`, called once, and its
+/// count of points written checked). Answers each
 /// entry's row in the order given. (The lines' references to their entries are checked at the
 /// statement's end, when the entries exist.)
 pub async fn book_payouts(
@@ -275,9 +276,9 @@ pub async fn book_payouts(
            lines AS (
               INSERT INTO journal_lines (entry_id, line_no, ledger_account, account_id, debit, credit)
               SELECT * FROM UNNEST($13::uuid[], $14::int2[], $15::text[], $16::uuid[], $17::int8[], $18::int8[])),
-           daily AS (SELECT apply_to_daily_balances($1, $19::date[], $20::int8[]) AS points)
+           daily AS MATERIALIZED (SELECT apply_to_daily_balances($1, $19::date[], $20::int8[]) AS points)
            SELECT e.entry_id AS "entry_id!", e.seq AS "seq!", e.created_at AS "created_at!",
-                  p.history_rev AS "history_rev!"
+                  p.history_rev AS "history_rev!", daily.points AS "points!"
            FROM entries e JOIN paid p ON p.account_id = e.account_id CROSS JOIN daily"#,
         &ids,
         &balances,
@@ -302,6 +303,11 @@ pub async fn book_payouts(
     )
     .fetch_all(&mut *conn)
     .await?;
+    // Each payout writes at least its own day's point: fewer means the end-of-day balances were
+    // not written (the transaction is then rolled back, not committed without them).
+    if rows.iter().any(|row| row.points < paid.len() as i64) {
+        return Err(sqlx::Error::Protocol("a payout's end-of-day balances were not written".into()));
+    }
     r.in_order(
         rows.into_iter()
             .map(|row| {
@@ -370,6 +376,7 @@ pub async fn lock_booking_inputs(
     busy: BusyRows,
 ) -> Result<BookingInputs, sqlx::Error> {
     let ids: Vec<Uuid> = reqs.iter().map(|r| r.account_id).collect();
+    debug_assert_eq!(ids.iter().collect::<std::collections::HashSet<_>>().len(), ids.len(), "each account once");
     let mut days: Vec<NaiveDate> = reqs.iter().map(|r| r.business_date).collect();
     days.sort_unstable();
     days.dedup();
