@@ -442,6 +442,15 @@ async fn funded_accounts(
     out
 }
 
+/// How many payouts the journal holds for the account.
+async fn payouts_booked(pool: &sqlx::PgPool, account_id: Uuid) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM journal_entries WHERE account_id = $1 AND kind = 'INTEREST_PAYOUT'")
+        .bind(account_id)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
 /// The transaction that wrote each account's payout (`xmin` of its journal entry).
 async fn booking_transactions(pool: &sqlx::PgPool, ids: &[Uuid]) -> Vec<Option<String>> {
     let mut out = Vec::new();
@@ -514,12 +523,7 @@ async fn on_demand_bookings_queued_meanwhile_share_a_transaction_and_are_decided
     assert_eq!(txs[1], txs[2], "the two good bookings queued meanwhile share one transaction");
     assert_ne!(txs[0], txs[1], "the one in flight was booked alone");
     assert_eq!(txs[3], None, "nothing written for the stale quote");
-    let paid_entries: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM journal_entries WHERE account_id = $1 AND kind = 'INTEREST_PAYOUT'")
-            .bind(paid.account_id)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+    let paid_entries = payouts_booked(&pool, paid.account_id).await;
     assert_eq!(paid_entries, 1, "one payout a day");
     let feed = ledger.interest_feed(0, 100).await.unwrap().postings;
     assert_eq!(feed.len(), 5, "plug, the two good ones, and the two booked earlier");
@@ -620,12 +624,7 @@ async fn a_booking_that_waited_for_its_row_decides_on_what_was_committed_meanwhi
     assert_eq!(entries.len(), 1, "one payout, replayed to its key's other booking: {refusals:?}");
     assert!(refusals.iter().all(|c| c == "ALREADY_PAID_TODAY"), "{refusals:?}");
     assert!(matches!(refusals.len(), 1 | 2), "{refusals:?}");
-    let booked: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM journal_entries WHERE account_id = $1 AND kind = 'INTEREST_PAYOUT'")
-            .bind(accts[0].account_id)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+    let booked = payouts_booked(&pool, accts[0].account_id).await;
     assert_eq!(booked, 1);
 }
 
