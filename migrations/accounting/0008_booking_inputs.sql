@@ -35,6 +35,7 @@ AS $$
 #variable_conflict use_column
 DECLARE
     v_locked uuid[];
+    v_subjects text[];
 BEGIN
     IF p_skip_busy THEN
         SELECT COALESCE(array_agg(a.account_id), '{}') INTO v_locked
@@ -55,15 +56,14 @@ BEGIN
                      FROM ledger_accounts a WHERE a.account_id = ANY(p_ids) AND a.account_id <> ALL(v_locked);
     END IF;
 
-    -- In byte order, as the movements sort theirs in Rust (whatever the database's collation).
-    PERFORM pg_advisory_xact_lock_shared(hashtextextended(f.s, 0))
-    FROM (SELECT DISTINCT s COLLATE "C" AS s FROM unnest(p_subjects, p_subject_accounts) AS u(s, a)
-          WHERE a = ANY(v_locked) ORDER BY s) f;
+    -- The locked accounts' fences, each once, in byte order (as the movements sort theirs in Rust,
+    -- whatever the database's collation): locked, then read in a statement of their own.
+    SELECT COALESCE(array_agg(DISTINCT s COLLATE "C" ORDER BY s COLLATE "C"), '{}') INTO v_subjects
+    FROM unnest(p_subjects, p_subject_accounts) AS u(s, a) WHERE a = ANY(v_locked);
+    PERFORM pg_advisory_xact_lock_shared(hashtextextended(s, 0)) FROM unnest(v_subjects) AS s;
     RETURN QUERY SELECT 'fence', NULL::uuid, NULL::int8, NULL::date, NULL::date, NULL::int8,
                         f.s, COALESCE(pf.rev, 0), NULL::uuid, NULL::jsonb, NULL::timestamptz, NULL::int8, NULL::date
-                 FROM (SELECT DISTINCT s FROM unnest(p_subjects, p_subject_accounts) AS u(s, a)
-                       WHERE a = ANY(v_locked)) f
-                 LEFT JOIN payout_fences pf ON pf.subject = f.s;
+                 FROM unnest(v_subjects) AS f(s) LEFT JOIN payout_fences pf ON pf.subject = f.s;
 
     RETURN QUERY SELECT 'posting', p.account_id, p.balance_after, NULL::date, NULL::date, NULL::int8,
                         NULL::text, NULL::int8, p.entry_id, p.payout, p.created_at, p.seq, NULL::date FROM (
